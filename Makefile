@@ -1,0 +1,120 @@
+# connroute — see README.md. `make`, `make test`, `make demo`, `make install`.
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+BINDIR    ?= $(PREFIX)/bin
+INCDIR    ?= $(PREFIX)/include
+PCDIR     ?= $(LIBDIR)/pkgconfig
+DESTDIR   ?=
+
+CC        ?= cc
+SAN       ?=
+B         ?= build$(if $(SAN),-$(SAN))
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Ilib -Iinclude \
+             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"'
+ifeq ($(SAN),address)
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SAN),undefined)
+  SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined
+else ifeq ($(SAN),thread)
+  SANFLAGS := -fsanitize=thread
+endif
+# Engine and shim: hidden by default, static TLS (the shim is preloaded, never dlopen'ed).
+LIBFLAGS  := $(BASEFLAGS) -fvisibility=hidden -ftls-model=initial-exec $(CFLAGS)
+TESTFLAGS := $(BASEFLAGS) $(SANFLAGS) $(CFLAGS)
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+
+LIB_SRC   := $(wildcard lib/*.c)
+SHIM_SRC  := $(wildcard shim/*.c)
+CLI_SRC   := $(wildcard cli/*.c)
+UNIT_SRC  := $(wildcard tests/unit/*.c)
+INTEG_SRC := $(wildcard tests/integration/*.c)
+PROG_SRC  := $(wildcard tests/progs/*.c)
+UP_SRC    := $(wildcard tests/upstream/*.c)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
+LIBT_OBJ  := $(LIB_SRC:%.c=$(B)/tobj/%.o)
+SHIM_OBJ  := $(SHIM_SRC:%.c=$(B)/obj/%.o)
+PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
+
+INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
+
+.PHONY: all deps test unit integration demo install clean check-deps
+all: $(B)/libconnroute.so $(B)/connroute
+
+# --- dependencies: install what is missing (no-op when all is there) -------
+deps:
+	@bash scripts/deps.sh
+
+# --- the engine: a static archive for the shim, the CLI and the unit tests ---
+$(B)/obj/%.o: %.c $(wildcard lib/*.h include/*.h shim/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -c $< -o $@
+
+$(B)/tobj/%.o: %.c $(wildcard lib/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -c $< -o $@
+
+$(B)/libcr.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libcr-test.a: $(LIBT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# --- the shim: only libc NEEDED, only hooks and connroute_* exported --------
+$(B)/libconnroute.so: $(SHIM_OBJ) $(B)/libcr.a shim/connroute.map
+	$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/libcr.a $(INIH_A) \
+	  -Wl,--version-script=shim/connroute.map -Wl,--exclude-libs,ALL \
+	  -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
+
+$(B)/connroute: $(CLI_SRC) $(B)/libcr.a
+	$(CC) $(LIBFLAGS) -fPIE -pie -o $@ $(CLI_SRC) $(B)/libcr.a $(INIH_A) -lpthread $(LDFLAGS)
+
+# --- tests ------------------------------------------------------------------
+$(B)/progs/%: tests/progs/%.c include/connroute.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -o $@ $< -lcurl -lpthread
+
+$(B)/upstream: $(UP_SRC)
+	$(CC) $(BASEFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread
+
+$(B)/unit_tests: $(UNIT_SRC) $(B)/libcr-test.a
+	$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -o $@ $(UNIT_SRC) $(B)/libcr-test.a $(INIH_A) -lcriterion -lpthread -lcurl
+
+$(B)/integration_tests: $(INTEG_SRC) $(wildcard tests/integration/*.h)
+	$(CC) $(TESTFLAGS) -Itests/integration -o $@ $(INTEG_SRC) -lcriterion -lpthread
+
+TEST_BINS := $(B)/libconnroute.so $(B)/connroute $(B)/upstream $(PROGS) \
+             $(B)/unit_tests $(B)/integration_tests
+
+check-deps:
+	@bash scripts/deps.sh
+
+unit: check-deps $(B)/unit_tests
+	$(B)/unit_tests --jobs 2
+
+integration: check-deps $(TEST_BINS)
+	CR_BUILD=$(abspath $(B)) $(B)/integration_tests --jobs 2
+
+test: check-deps
+	@$(MAKE) --no-print-directory $(TEST_BINS)
+	bash scripts/run-tests.sh $(B)
+
+demo: check-deps
+	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS)
+	bash scripts/demo.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -m 0755 $(B)/libconnroute.so $(DESTDIR)$(LIBDIR)/libconnroute.so
+	install -m 0755 $(B)/connroute $(DESTDIR)$(BINDIR)/connroute
+	install -m 0644 include/connroute.h $(DESTDIR)$(INCDIR)/connroute.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' connroute.pc.in > $(DESTDIR)$(PCDIR)/connroute.pc
+
+clean:
+	rm -rf build build-*

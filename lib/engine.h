@@ -1,0 +1,51 @@
+/* connroute: process-wide engine state, shared by the shim and the CLI.
+ *
+ * Threads: cr_engine_init runs once (the shim's constructor) before any
+ * state is READY; after that the published config is read-only. Live reload
+ * (a later issue) will swap it with a refcount. */
+#ifndef CR_ENGINE_H
+#define CR_ENGINE_H
+
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+enum cr_state { CR_ST_UNINIT = 0, CR_ST_INIT, CR_ST_READY, CR_ST_DISABLED };
+
+/* READY and some lane has work for a raw connect(): the one load a
+ * non-routed connect() pays. */
+extern atomic_int cr_route_raw;
+extern atomic_int cr_state;
+
+/* The functions the engine calls instead of the hooked names. The shim fills
+ * them from RTLD_NEXT; unit tests point them at libc. */
+struct cr_real {
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*close)(int);
+};
+extern struct cr_real cr_real;
+
+/* What the environment said (the shim reads it; AT_SECURE ignores it). */
+struct cr_env {
+	const char *config;    /* CONNROUTE_CONFIG */
+	const char *key;       /* CONNROUTE_KEY */
+	const char *log;       /* CONNROUTE_LOG */
+	const char *log_file;  /* CONNROUTE_LOG_FILE */
+	int strict;            /* CONNROUTE_STRICT=1 */
+	int disable;           /* CONNROUTE_DISABLE=1 */
+};
+
+/* Loads the config and publishes it. Returns the resulting state: READY, or
+ * DISABLED (kill switch, or a bad config: pass-through). Under strict, a bad
+ * config or environment prints one line and exits the process. */
+int cr_engine_init(const struct cr_env *env);
+
+/* The published configuration (never NULL once READY). */
+const struct cr_config *cr_engine_config(void);
+
+/* Replaces the published configuration (tests; reload later). Takes
+ * ownership of CFG (heap-allocated). */
+void cr_engine_publish(struct cr_config *cfg);
+
+#endif

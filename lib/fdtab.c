@@ -1,0 +1,166 @@
+/* connroute: fd table; see fdtab.h for the ownership rules. */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "fdtab.h"
+
+#define PAGE_BITS 10
+#define PAGE_SIZE_ENTRIES (1u << PAGE_BITS)
+#define NPAGES 1024u
+#define MAX_FD (NPAGES * PAGE_SIZE_ENTRIES)
+
+/* word: bit 63 tracked | bits 48..55 flags | bits 32..47 lane | bits 0..31 slot */
+#define W_TRACKED (1ull << 63)
+
+struct ent {
+	_Atomic uint64_t word;
+	_Atomic uint64_t ino;
+};
+
+static struct ent *_Atomic pages[NPAGES];
+atomic_long cr_fdtab_count;
+
+static uint64_t pack(const struct cr_fdinfo *i)
+{
+	return W_TRACKED | ((uint64_t)(i->flags & 0xff) << 48) | ((uint64_t)(i->lane & 0xffff) << 32) |
+	       i->slot;
+}
+
+static void unpack(uint64_t w, struct ent *e, struct cr_fdinfo *out)
+{
+	out->slot = (uint32_t)w;
+	out->lane = (int)((w >> 32) & 0xffff);
+	out->flags = (unsigned)((w >> 48) & 0xff);
+	out->ino = atomic_load_explicit(&e->ino, memory_order_relaxed);
+}
+
+static struct ent *slot_of(int fd, int create)
+{
+	unsigned u = (unsigned)fd, pi = u >> PAGE_BITS;
+	struct ent *p;
+	if (fd < 0 || u >= MAX_FD)
+		return NULL;
+	p = atomic_load_explicit(&pages[pi], memory_order_acquire);
+	if (!p && create) {
+		void *m = mmap(NULL, PAGE_SIZE_ENTRIES * sizeof(struct ent), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct ent *expect = NULL;
+		if (m == MAP_FAILED)
+			return NULL;
+		if (atomic_compare_exchange_strong(&pages[pi], &expect, (struct ent *)m)) {
+			p = m;
+		} else {
+			munmap(m, PAGE_SIZE_ENTRIES * sizeof(struct ent));
+			p = expect;
+		}
+	}
+	return p ? &p[u & (PAGE_SIZE_ENTRIES - 1)] : NULL;
+}
+
+int cr_fdtab_put(int fd, const struct cr_fdinfo *info)
+{
+	struct ent *e;
+	if (fd < 0 || (unsigned)fd >= MAX_FD)
+		return -EBADF;
+	e = slot_of(fd, 1);
+	if (!e)
+		return -ENOMEM;
+	atomic_store_explicit(&e->ino, info->ino, memory_order_relaxed);
+	uint64_t old = atomic_exchange_explicit(&e->word, pack(info), memory_order_acq_rel);
+	if (!(old & W_TRACKED))
+		atomic_fetch_add_explicit(&cr_fdtab_count, 1, memory_order_relaxed);
+	return 0;
+}
+
+static int take_ent(struct ent *e, struct cr_fdinfo *out)
+{
+	uint64_t w;
+	if (!(atomic_load_explicit(&e->word, memory_order_relaxed) & W_TRACKED))
+		return 0;
+	w = atomic_exchange_explicit(&e->word, 0, memory_order_acq_rel);
+	if (!(w & W_TRACKED))
+		return 0;
+	atomic_fetch_sub_explicit(&cr_fdtab_count, 1, memory_order_relaxed);
+	unpack(w, e, out);
+	return 1;
+}
+
+int cr_fdtab_take(int fd, struct cr_fdinfo *out)
+{
+	struct ent *e = slot_of(fd, 0);
+	return e ? take_ent(e, out) : 0;
+}
+
+int cr_fdtab_peek(int fd, struct cr_fdinfo *out)
+{
+	struct ent *e = slot_of(fd, 0);
+	uint64_t w;
+	if (!e)
+		return 0;
+	w = atomic_load_explicit(&e->word, memory_order_acquire);
+	if (!(w & W_TRACKED))
+		return 0;
+	unpack(w, e, out);
+	return 1;
+}
+
+void cr_fdtab_take_range(unsigned first, unsigned last,
+			 void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx)
+{
+	if (first >= MAX_FD || first > last)
+		return;
+	if (last >= MAX_FD)
+		last = MAX_FD - 1;
+	for (unsigned pi = first >> PAGE_BITS; pi <= last >> PAGE_BITS; pi++) {
+		struct ent *p = atomic_load_explicit(&pages[pi], memory_order_acquire);
+		if (!p)
+			continue;
+		unsigned lo = pi << PAGE_BITS, hi = lo + PAGE_SIZE_ENTRIES - 1;
+		if (lo < first)
+			lo = first;
+		if (hi > last)
+			hi = last;
+		for (unsigned fd = lo; fd <= hi; fd++) {
+			struct cr_fdinfo info;
+			if (take_ent(&p[fd & (PAGE_SIZE_ENTRIES - 1)], &info) && fn)
+				fn((int)fd, &info, ctx);
+		}
+	}
+}
+
+uint64_t cr_fd_inode(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+void cr_fdtab_reap_slot(uint32_t slot,
+			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx)
+{
+	for (unsigned pi = 0; pi < NPAGES; pi++) {
+		struct ent *p = atomic_load_explicit(&pages[pi], memory_order_acquire);
+		if (!p)
+			continue;
+		for (unsigned i = 0; i < PAGE_SIZE_ENTRIES; i++) {
+			struct ent *e = &p[i];
+			uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+			int fd = (int)((pi << PAGE_BITS) | i);
+			if (!(w & W_TRACKED) || (uint32_t)w != slot)
+				continue;
+			if (cr_fd_inode(fd) == atomic_load_explicit(&e->ino, memory_order_relaxed))
+				continue;
+			/* Only take it if nobody re-tracked the fd meanwhile. */
+			if (atomic_compare_exchange_strong(&e->word, &w, 0)) {
+				struct cr_fdinfo info;
+				atomic_fetch_sub_explicit(&cr_fdtab_count, 1, memory_order_relaxed);
+				unpack(w, e, &info);
+				if (fn)
+					fn(fd, &info, ctx);
+			}
+		}
+	}
+}

@@ -1,0 +1,56 @@
+/* connroute: the table of fds the shim routed.
+ *
+ * Ownership: an entry means "this fd holds one unit of limit slot SLOT of
+ * lane LANE". Whoever takes the entry (close, __close, close_range,
+ * closefrom, dup2/dup3 onto it, the reaper) releases that unit, exactly once:
+ * taking is an atomic exchange, so two racing closers cannot both release.
+ * An entry is taken BEFORE the real close, so the fd number cannot be reused
+ * by another thread's connect and tracked again before we cleared it.
+ *
+ * Storage: 1024 pages of 1024 entries, each page mmap'ed on first use and
+ * never freed; fds >= 2^20 are not tracked (their connects pass through). */
+#ifndef CR_FDTAB_H
+#define CR_FDTAB_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct cr_fdinfo {
+	uint32_t slot;      /* limit slot, CR_SLOT_NONE if not limited */
+	int lane;           /* lane index */
+	unsigned flags;     /* CR_FDF_* */
+	uint64_t ino;       /* socket inode at connect, to detect a missed close */
+};
+
+#define CR_FDF_ROUTED 1u
+
+/* Number of tracked fds: the whole cost of close() while it is zero. */
+extern atomic_long cr_fdtab_count;
+
+static inline int cr_fdtab_any(void)
+{
+	return atomic_load_explicit(&cr_fdtab_count, memory_order_relaxed) != 0;
+}
+
+/* Records FD. Returns 0, -EBADF when the fd is too large to track, -ENOMEM. */
+int cr_fdtab_put(int fd, const struct cr_fdinfo *info);
+
+/* Takes FD's entry if tracked: returns 1 and fills *OUT, else 0. */
+int cr_fdtab_take(int fd, struct cr_fdinfo *out);
+
+/* Reads FD's entry without taking it: 1 if tracked. */
+int cr_fdtab_peek(int fd, struct cr_fdinfo *out);
+
+/* Takes every tracked entry in [FIRST, LAST] and calls FN for each. */
+void cr_fdtab_take_range(unsigned first, unsigned last,
+			 void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx);
+
+/* For every tracked entry of SLOT whose fd no longer refers to the recorded
+ * socket (closed behind our back, or reused), takes it and calls FN. */
+void cr_fdtab_reap_slot(uint32_t slot,
+			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx);
+
+/* Inode of FD's socket, 0 if FD is not open. */
+uint64_t cr_fd_inode(int fd);
+
+#endif

@@ -1,0 +1,36 @@
+/* connroute: rule matching. Picks the lane a (key, destination) selects. */
+#ifndef CR_LANE_H
+#define CR_LANE_H
+
+#include <stdint.h>
+#include "config.h"
+
+/* A destination: an address for connect(), a host name (and maybe an
+ * address) for curl. */
+struct cr_dest {
+	int family;               /* AF_INET, AF_INET6, or AF_UNSPEC when only a name is known */
+	uint8_t addr[16];         /* network byte order */
+	uint16_t port;            /* host byte order */
+	const char *host;         /* NULL for a raw connect() */
+};
+
+/* Shell-style glob, '*' and '?' only, case-sensitive. */
+int cr_glob_match(const char *pat, const char *s);
+
+/* Same, ASCII case-insensitive (host names). */
+int cr_glob_match_icase(const char *pat, const char *s);
+
+/* Does RULE match D? */
+int cr_hostrule_match(const struct cr_hostrule *rule, const struct cr_dest *d);
+
+/* The first lane, in file order, whose key globs match KEY (the key with any
+ * "+flag" suffix removed) and whose destination filter (if any) matches D.
+ * Never NULL: falls back to lane "default". *UNMATCHED is set to 1 when the
+ * fallback was taken (may be NULL). */
+const struct cr_lane *cr_lane_select(const struct cr_config *cfg, const char *key,
+				     const struct cr_dest *d, int *unmatched);
+
+/* Fills D from a sockaddr; returns 0, or -1 if it is neither IPv4 nor IPv6. */
+int cr_dest_from_sockaddr(struct cr_dest *d, const void *sa, unsigned len);
+
+#endif

@@ -1,0 +1,303 @@
+/* connroute: routing of raw connect() calls and the close-family bookkeeping.
+ *
+ * Invariants (see also fdtab.h):
+ * - a socket is tracked only when it holds a limit unit; untracked sockets
+ *   cost close() nothing;
+ * - the caller's O_NONBLOCK is never cleared; a blocking socket is made
+ *   non-blocking only for the duration of a timed connect and restored
+ *   before returning;
+ * - a second connect() on a socket we already routed (EINPROGRESS, EALREADY,
+ *   EISCONN paths) goes to the kernel untouched;
+ * - errno: untouched on success, the kernel's on failure, ETIMEDOUT/EAGAIN
+ *   for the lane's own timeouts and limits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "fdtab.h"
+#include "key.h"
+#include "lane.h"
+#include "limit.h"
+#include "log.h"
+#include "route.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+/* One warning per (lane, option) for options the kernel refuses (SO_MARK
+ * without CAP_NET_ADMIN...): the config asked, we say once that it could not
+ * be done, and the connection goes ahead. */
+static atomic_uint warned[CR_MAX_LANES];
+
+enum { W_NODELAY = 1, W_KEEPALIVE = 2, W_TOS = 4, W_PRIO = 8, W_MARK = 16, W_BIND = 32 };
+
+static void warn_once(const struct cr_lane *l, unsigned bit, const char *what, int err)
+{
+	unsigned old = atomic_fetch_or(&warned[l->index % CR_MAX_LANES], bit);
+	if (!(old & bit))
+		cr_log(CR_LOG_WARN, "lane %s: cannot set %s: %s (further failures not logged)", l->name,
+		       what, strerror(err));
+}
+
+static void setopt(int fd, const struct cr_lane *l, int level, int name, int val, unsigned bit,
+		   const char *what)
+{
+	if (setsockopt(fd, level, name, &val, sizeof(val)) != 0)
+		warn_once(l, bit, what, errno);
+}
+
+static int is_unbound(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ((struct sockaddr_in *)&ss)->sin_port == 0 &&
+		       ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss.ss_family == AF_INET6)
+		return ((struct sockaddr_in6 *)&ss)->sin6_port == 0 &&
+		       IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+	return 0;
+}
+
+/* Applies the lane's socket options; never fails the connect (a refused
+ * option is warned about once). */
+static void apply_sockopts(int fd, const struct cr_lane *l, int family)
+{
+	int saved = errno;
+	if (l->nodelay >= 0)
+		setopt(fd, l, IPPROTO_TCP, TCP_NODELAY, l->nodelay, W_NODELAY, "TCP_NODELAY");
+	if (l->keepalive_idle_s > 0) {
+		setopt(fd, l, SOL_SOCKET, SO_KEEPALIVE, 1, W_KEEPALIVE, "SO_KEEPALIVE");
+		setopt(fd, l, IPPROTO_TCP, TCP_KEEPIDLE, l->keepalive_idle_s, W_KEEPALIVE, "TCP_KEEPIDLE");
+	}
+	if (l->keepalive_interval_s > 0)
+		setopt(fd, l, IPPROTO_TCP, TCP_KEEPINTVL, l->keepalive_interval_s, W_KEEPALIVE,
+		       "TCP_KEEPINTVL");
+	if (l->keepalive_count > 0)
+		setopt(fd, l, IPPROTO_TCP, TCP_KEEPCNT, l->keepalive_count, W_KEEPALIVE, "TCP_KEEPCNT");
+	if (l->tos >= 0) {
+		if (family == AF_INET6)
+			setopt(fd, l, IPPROTO_IPV6, IPV6_TCLASS, l->tos, W_TOS, "IPV6_TCLASS");
+		/* A dual-stack socket may still carry IPv4 (mapped addresses). */
+		if (family == AF_INET || family == AF_INET6) {
+			int v = l->tos, e = 0;
+			if (setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) != 0)
+				e = errno;
+			if (e && family == AF_INET)
+				warn_once(l, W_TOS, "IP_TOS", e);
+		}
+	}
+	if (l->priority >= 0)
+		setopt(fd, l, SOL_SOCKET, SO_PRIORITY, (int)l->priority, W_PRIO, "SO_PRIORITY");
+	if (l->mark >= 0)
+		setopt(fd, l, SOL_SOCKET, SO_MARK, (int)(uint32_t)l->mark, W_MARK, "SO_MARK");
+	if (l->bind_set && l->bind_addr.ss_family == family && is_unbound(fd)) {
+		int one = 1;
+		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(fd, (const struct sockaddr *)&l->bind_addr, l->bind_len) != 0)
+			warn_once(l, W_BIND, "the source address (bind)", errno);
+	}
+	errno = saved;
+}
+
+/* Would the host expect EINTR from an interrupted blocking connect? Only if
+ * some signal has a handler installed without SA_RESTART. Only asked on the
+ * rare EINTR path of a timed connect. */
+static int host_expects_eintr(void)
+{
+	for (int s = 1; s < NSIG; s++) {
+		struct sigaction sa;
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		if (sigaction(s, NULL, &sa) != 0)
+			continue;
+		if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
+			return 1;
+	}
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A blocking connect bounded by TIMEOUT_MS: made non-blocking for the
+ * duration, waited for with poll, then restored. On timeout the attempt is
+ * dissolved (connect to AF_UNSPEC) so the socket is left as a kernel timeout
+ * would leave it: unconnected. */
+static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len, int flags,
+			 long timeout_ms)
+{
+	int r, err = 0;
+	if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+		return cr_real.connect(fd, sa, len);
+	r = cr_real.connect(fd, sa, len);
+	if (r == 0 || errno != EINPROGRESS) {
+		err = r == 0 ? 0 : errno;
+		goto out;
+	}
+	int64_t deadline = mono_ms() + timeout_ms;
+	for (int rounds = 0; rounds < 100000; rounds++) {
+		int64_t left = deadline - mono_ms();
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		if (left <= 0) {
+			struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+			cr_real.connect(fd, &unspec, sizeof(unspec));
+			err = ETIMEDOUT;
+			break;
+		}
+		int n = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+		if (n < 0 && errno == EINTR) {
+			if (host_expects_eintr()) {
+				/* The kernel keeps connecting in the background,
+				 * as it would for an interrupted blocking connect. */
+				err = EINTR;
+				break;
+			}
+			continue;
+		}
+		if (n < 0) {
+			err = errno;
+			break;
+		}
+		if (n > 0) {
+			socklen_t el = sizeof(err);
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+				err = errno;
+			break;
+		}
+	}
+out:
+	(void)fcntl(fd, F_SETFL, flags);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+void cr_route_release_fd(int fd, const struct cr_fdinfo *info, void *ctx)
+{
+	(void)fd;
+	(void)ctx;
+	cr_limit_release(info->slot);
+}
+
+void cr_route_reap(uint32_t slot, void *ctx)
+{
+	cr_fdtab_reap_slot(slot, cr_route_release_fd, ctx);
+}
+
+int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct cr_dest d;
+	struct cr_fdinfo old;
+	int proto = 0, flags, r, saved = errno;
+	socklen_t pl = sizeof(proto);
+	uint64_t ino;
+	uint32_t slot = CR_SLOT_NONE;
+
+	if (cr_dest_from_sockaddr(&d, sa, len) != 0)
+		return cr_real.connect(fd, sa, len);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP) {
+		errno = saved;
+		return cr_real.connect(fd, sa, len);
+	}
+	ino = cr_fd_inode(fd);
+	if (cr_fdtab_peek(fd, &old)) {
+		if (old.ino == ino) /* connect again on a socket we routed */
+			return cr_real.connect(fd, sa, len);
+		/* The fd was closed behind our back and reused: settle it. */
+		if (cr_fdtab_take(fd, &old))
+			cr_limit_release(old.slot);
+	}
+
+	const struct cr_config *cfg = cr_engine_config();
+	const char *key = cr_key_resolve(cfg);
+	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, NULL);
+	if (lane->passthrough) {
+		errno = saved;
+		return cr_real.connect(fd, sa, len);
+	}
+
+	apply_sockopts(fd, lane, sa->sa_family);
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0)
+		flags = 0;
+	int nonblock = (flags & O_NONBLOCK) != 0;
+
+	if (lane->max_conns_per_host > 0) {
+		uint64_t waited = 0;
+		slot = cr_limit_slot(lane->index, &d);
+		int rc = cr_limit_acquire(slot, lane->max_conns_per_host,
+					  nonblock ? 0 : lane->queue_timeout_ms, &waited);
+		if (rc != 0) {
+			cr_log(CR_LOG_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
+			       lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
+			errno = nonblock ? EAGAIN : ETIMEDOUT;
+			return -1;
+		}
+	}
+
+	errno = saved;
+	if (!nonblock && lane->connect_timeout_ms > 0)
+		r = timed_connect(fd, sa, len, flags, lane->connect_timeout_ms);
+	else
+		r = cr_real.connect(fd, sa, len);
+
+	if (slot != CR_SLOT_NONE) {
+		int e = errno;
+		/* EINPROGRESS/EINTR: the kernel goes on connecting; the socket
+		 * holds its unit until closed. */
+		if (r == 0 || e == EINPROGRESS || e == EINTR) {
+			struct cr_fdinfo info = {.slot = slot, .lane = lane->index, .flags = CR_FDF_ROUTED,
+						 .ino = ino};
+			if (cr_fdtab_put(fd, &info) != 0)
+				cr_limit_release(slot); /* untrackable fd: do not leak the unit */
+		} else {
+			cr_limit_release(slot);
+		}
+		errno = e;
+	}
+	return r;
+}
+
+void cr_route_close_begin(int fd, struct cr_closing *c)
+{
+	c->fd = fd;
+	c->tracked = cr_fdtab_take(fd, &c->info);
+}
+
+void cr_route_close_end(struct cr_closing *c, int ok)
+{
+	if (!c->tracked)
+		return;
+	if (ok) {
+		cr_limit_release(c->info.slot);
+		return;
+	}
+	/* The real call failed and the fd is still open (EBADF cannot happen
+	 * for a tracked fd unless closed behind our back; then the inode check
+	 * settles it later): put the entry back. */
+	if (cr_fdtab_put(c->fd, &c->info) != 0)
+		cr_limit_release(c->info.slot);
+}
+
+void cr_route_forget_range(unsigned first, unsigned last)
+{
+	cr_fdtab_take_range(first, last, cr_route_release_fd, NULL);
+}

@@ -1,0 +1,37 @@
+/* connroute: what the socket hooks do once they decided to look closer.
+ * Every function here has the errno contract of the call it stands for:
+ * errno untouched on success, exactly the real call's (or the documented
+ * lane error) on failure. */
+#ifndef CR_ROUTE_H
+#define CR_ROUTE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "fdtab.h"
+
+/* connect() for a socket the engine may route: TCP over IPv4/IPv6 only,
+ * everything else goes straight to cr_real.connect. */
+int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len);
+
+/* Called with the fd's entry already taken (see fdtab.h): gives back what
+ * the fd held. */
+void cr_route_release_fd(int fd, const struct cr_fdinfo *info, void *ctx);
+
+/* Bookkeeping around the real close-family calls. Each *_begin takes the
+ * entries (before the real call), each *_end releases or restores them. */
+struct cr_closing {
+	int tracked;
+	int fd;
+	struct cr_fdinfo info;
+};
+void cr_route_close_begin(int fd, struct cr_closing *c);
+void cr_route_close_end(struct cr_closing *c, int ok);
+
+/* close_range/closefrom: takes and releases every tracked fd in range. */
+void cr_route_forget_range(unsigned first, unsigned last);
+
+/* The reaper for cr_limits_init. */
+void cr_route_reap(uint32_t slot, void *ctx);
+
+#endif

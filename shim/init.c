@@ -1,0 +1,59 @@
+/* connroute: the constructor and the state machine
+ * (uninit -> initialising -> ready | disabled).
+ *
+ * Every hook works in every state: anything but READY passes straight to the
+ * real call (or a raw syscall before symbols are resolved). No thread is
+ * started here (DESIGN §4.8); the constructor reads the environment, loads
+ * the config and registers the fork handlers, nothing else. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+#include "engine.h"
+#include "limit.h"
+#include "log.h"
+#include "shim.h"
+
+static int env_on(const char *v)
+{
+	return v && (strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
+		     strcmp(v, "on") == 0);
+}
+
+__attribute__((constructor)) static void cr_shim_init(void)
+{
+	int expect = CR_ST_UNINIT;
+	if (!atomic_compare_exchange_strong(&cr_state, &expect, CR_ST_INIT))
+		return;
+	cr_shim_resolve();
+	cr_real.connect = real.connect;
+	cr_real.close = real.close;
+	if (!real.connect || !real.close) {
+		atomic_store(&cr_state, CR_ST_DISABLED);
+		return;
+	}
+
+	/* Secure execution (setuid/setgid/capabilities): the environment
+	 * belongs to a less privileged user; ignore all of it. glibc drops
+	 * LD_PRELOAD for such programs anyway unless the library is in a
+	 * trusted path and setuid itself. */
+	if (getauxval(AT_SECURE)) {
+		atomic_store(&cr_state, CR_ST_DISABLED);
+		return;
+	}
+
+	struct cr_env env = {
+		.config = getenv("CONNROUTE_CONFIG"),
+		.key = getenv("CONNROUTE_KEY"),
+		.log = getenv("CONNROUTE_LOG"),
+		.log_file = getenv("CONNROUTE_LOG_FILE"),
+		.strict = env_on(getenv("CONNROUTE_STRICT")),
+		.disable = env_on(getenv("CONNROUTE_DISABLE")),
+	};
+	int st = cr_engine_init(&env);
+	if (st == CR_ST_READY)
+		pthread_atfork(cr_limits_atfork_prepare, cr_limits_atfork_parent,
+			       cr_limits_atfork_child);
+	atomic_store(&cr_state, st);
+}

@@ -1,0 +1,34 @@
+/* connroute: the override layer. Only argument decoding, the state check,
+ * and calls into lib/ and the real functions live under shim/. */
+#ifndef CR_SHIM_H
+#define CR_SHIM_H
+
+#include <sys/socket.h>
+
+/* Every interposed symbol is defined with HOOK(), so `grep -n 'HOOK('
+ * shim/` lists them all; shim/connroute.map exports exactly these and
+ * connroute_*. */
+#define HOOK(ret, name, params) __attribute__((visibility("default"))) ret name params
+#define CR_API __attribute__((visibility("default")))
+
+/* The real functions, resolved once (RTLD_NEXT) by cr_shim_resolve(). NULL
+ * until then: hooks fall back to raw syscalls. */
+struct cr_shim_real {
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*close)(int);
+	int (*close_)(int);    /* __close */
+	int (*connect_)(int, const struct sockaddr *, socklen_t); /* __connect */
+	int (*close_range)(unsigned, unsigned, int);
+	void (*closefrom)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+};
+extern struct cr_shim_real real;
+
+void cr_shim_resolve(void);
+
+/* Recursion guard: set while the shim itself runs code that may reach a
+ * hooked name (initial-exec TLS: no allocation on first touch). */
+extern __thread int cr_in_shim;
+
+#endif

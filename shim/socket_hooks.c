@@ -1,0 +1,139 @@
+/* connroute: connect() and the close family.
+ *
+ * Fast paths (DESIGN §4.5): a connect() with nothing to route costs one
+ * relaxed atomic load (cr_route_raw) and a close() of an untracked fd one
+ * more (cr_fdtab_count): no locks, no allocation, no syscalls of our own. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fdtab.h"
+#include "route.h"
+#include "shim.h"
+#include "sys.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+static inline int ret_errno(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return (int)r;
+}
+
+static int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t), int fd,
+		      const struct sockaddr *sa, socklen_t len)
+{
+	if (!fn)
+		return ret_errno(cr_sys_connect(fd, sa, len));
+	if (!atomic_load_explicit(&cr_route_raw, memory_order_relaxed) || cr_in_shim)
+		return fn(fd, sa, len);
+	/* cr_route_connect calls cr_real.connect, which is libc's connect for
+	 * both names: __connect is an alias of the same code. */
+	cr_in_shim = 1;
+	int r = cr_route_connect(fd, sa, len);
+	cr_in_shim = 0;
+	return r;
+}
+
+HOOK(int, connect, (int fd, const struct sockaddr *sa, socklen_t len))
+{
+	return do_connect(real.connect, fd, sa, len);
+}
+
+HOOK(int, __connect, (int fd, const struct sockaddr *sa, socklen_t len))
+{
+	return do_connect(real.connect_ ? real.connect_ : real.connect, fd, sa, len);
+}
+
+static int do_close(int (*fn)(int), int fd)
+{
+	struct cr_closing c;
+	int r;
+	if (!cr_fdtab_any())
+		return fn ? fn(fd) : ret_errno(cr_sys_close(fd));
+	cr_route_close_begin(fd, &c);
+	r = fn ? fn(fd) : ret_errno(cr_sys_close(fd));
+	/* Linux frees the fd even when close() reports EINTR or EIO: the
+	 * unit goes back whatever the result. */
+	int e = errno;
+	cr_route_close_end(&c, 1);
+	errno = e;
+	return r;
+}
+
+HOOK(int, close, (int fd))
+{
+	return do_close(real.close, fd);
+}
+
+HOOK(int, __close, (int fd))
+{
+	return do_close(real.close_ ? real.close_ : real.close, fd);
+}
+
+HOOK(int, close_range, (unsigned first, unsigned last, int flags))
+{
+	int r;
+	if (!cr_fdtab_any() || (flags & CLOSE_RANGE_CLOEXEC) ||
+	    (flags & ~(int)(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)) || first > last)
+		return real.close_range ? real.close_range(first, last, flags)
+					: ret_errno(cr_sys_close_range(first, last, (unsigned)flags));
+	cr_route_forget_range(first, last);
+	r = real.close_range ? real.close_range(first, last, flags)
+			     : ret_errno(cr_sys_close_range(first, last, (unsigned)flags));
+	return r;
+}
+
+HOOK(void, closefrom, (int lowfd))
+{
+	if (cr_fdtab_any() && lowfd >= 0)
+		cr_route_forget_range((unsigned)lowfd, ~0u);
+	if (real.closefrom) {
+		real.closefrom(lowfd);
+		return;
+	}
+	int e = errno;
+	(void)cr_sys_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u, 0);
+	errno = e;
+}
+
+static int do_dup(int oldfd, int newfd, int flags, int is_dup3)
+{
+	struct cr_closing c;
+	int r;
+	/* dup2(fd, fd) closes nothing. */
+	if (!cr_fdtab_any() || oldfd == newfd) {
+		if (is_dup3)
+			return real.dup3 ? real.dup3(oldfd, newfd, flags)
+					 : ret_errno(cr_sys_dup3(oldfd, newfd, flags));
+		return real.dup2 ? real.dup2(oldfd, newfd) : ret_errno(cr_sys_dup3(oldfd, newfd, 0));
+	}
+	cr_route_close_begin(newfd, &c);
+	if (is_dup3)
+		r = real.dup3 ? real.dup3(oldfd, newfd, flags) : ret_errno(cr_sys_dup3(oldfd, newfd, flags));
+	else
+		r = real.dup2 ? real.dup2(oldfd, newfd) : ret_errno(cr_sys_dup3(oldfd, newfd, 0));
+	int e = errno;
+	cr_route_close_end(&c, r >= 0);
+	errno = e;
+	return r;
+}
+
+HOOK(int, dup2, (int oldfd, int newfd))
+{
+	return do_dup(oldfd, newfd, 0, 0);
+}
+
+HOOK(int, dup3, (int oldfd, int newfd, int flags))
+{
+	return do_dup(oldfd, newfd, flags, 1);
+}
