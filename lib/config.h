@@ -21,7 +21,7 @@
 #define CR_MAX_DIAG 32          /* diagnostics kept per parse */
 #define CR_DIAG_LEN 512
 
-enum cr_loglevel { CR_LOG_ERROR = 0, CR_LOG_WARN, CR_LOG_INFO, CR_LOG_DEBUG };
+enum cr_loglevel { CR_LL_ERROR = 0, CR_LL_WARN, CR_LL_INFO, CR_LL_DEBUG };
 
 /* A destination filter: `127.0.0.0/8:8443`, `[::1]:443`, `api.internal`,
  * `*.internal:443`, `*:5432`. */

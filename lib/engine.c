@@ -39,7 +39,7 @@ void cr_engine_publish(struct cr_config *cfg)
 
 static void strict_exit(void)
 {
-	cr_log(CR_LOG_ERROR, "CONNROUTE_STRICT=1: exiting (unset it to run unrouted instead)");
+	cr_logmsg(CR_LL_ERROR, "CONNROUTE_STRICT=1: exiting (unset it to run unrouted instead)");
 	_exit(78); /* EX_CONFIG */
 }
 
@@ -52,18 +52,18 @@ int cr_engine_init(const struct cr_env *env)
 	if (env->log && env->log[0]) {
 		level = cr_log_parse_level(env->log);
 		if (level < 0)
-			cr_log(CR_LOG_WARN, "CONNROUTE_LOG='%.32s' is not a level; use error, warn, info or debug",
+			cr_logmsg(CR_LL_WARN, "CONNROUTE_LOG='%.32s' is not a level; use error, warn, info or debug",
 			       env->log);
 	}
 	cr_log_setup(level, env->log_file && env->log_file[0] ? env->log_file : NULL);
 
 	if (env->disable) {
-		cr_log(CR_LOG_INFO, "CONNROUTE_DISABLE=1: pass-through");
+		cr_logmsg(CR_LL_INFO, "CONNROUTE_DISABLE=1: pass-through");
 		return CR_ST_DISABLED;
 	}
 
 	if (env->key && env->key[0] && cr_key_check(env->key) != 0) {
-		cr_log(CR_LOG_ERROR,
+		cr_logmsg(CR_LL_ERROR,
 		       "CONNROUTE_KEY='%.140s' is not a valid key; use 1-127 characters of "
 		       "A-Za-z0-9._~:/@=- (e.g. payments/critical)%s",
 		       env->key, env->strict ? "" : "; using 'default'");
@@ -78,15 +78,15 @@ int cr_engine_init(const struct cr_env *env)
 	if (!cfg || !diag) {
 		free(cfg);
 		free(diag);
-		cr_log(CR_LOG_ERROR, "out of memory at init; pass-through");
+		cr_logmsg(CR_LL_ERROR, "out of memory at init; pass-through");
 		return CR_ST_DISABLED;
 	}
 	if (env->config && env->config[0]) {
 		if (cr_config_load_file(env->config, cfg, diag) != 0) {
-			cr_log(CR_LOG_ERROR, "%s%s", diag->msg[0],
+			cr_logmsg(CR_LL_ERROR, "%s%s", diag->msg[0],
 			       env->strict ? "" : " (config rejected: running unrouted)");
 			if (diag->n > 1)
-				cr_log(CR_LOG_ERROR, "%d more problem(s) in %s; run `connroute check %s`",
+				cr_logmsg(CR_LL_ERROR, "%d more problem(s) in %s; run `connroute check %s`",
 				       diag->n - 1, env->config, env->config);
 			free(diag);
 			free(cfg);
@@ -102,12 +102,12 @@ int cr_engine_init(const struct cr_env *env)
 	free(diag);
 
 	if (cr_limits_init(4096, cr_route_reap, NULL) != 0) {
-		cr_log(CR_LOG_ERROR, "cannot allocate the limit table (%s); pass-through", strerror(errno));
+		cr_logmsg(CR_LL_ERROR, "cannot allocate the limit table (%s); pass-through", strerror(errno));
 		free(cfg);
 		return CR_ST_DISABLED;
 	}
 	cr_engine_publish(cfg);
-	cr_log(CR_LOG_INFO, "ready: %d lane(s) from %s, default key '%s'", cfg->nlanes,
+	cr_logmsg(CR_LL_INFO, "ready: %d lane(s) from %s, default key '%s'", cfg->nlanes,
 	       cfg->path[0] ? cfg->path : "built-in config", cr_key_default());
 	return CR_ST_READY;
 }

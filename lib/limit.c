@@ -110,7 +110,7 @@ uint32_t cr_limit_slot(int lane, const struct cr_dest *d)
 		L.full_warned = 1;
 	pthread_mutex_unlock(&L.mu);
 	if (warn)
-		cr_log(CR_LOG_WARN, "limit table full (%u destinations); new destinations are not limited",
+		cr_logmsg(CR_LL_WARN, "limit table full (%u destinations); new destinations are not limited",
 		       L.nused);
 	return slot;
 }

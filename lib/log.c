@@ -11,7 +11,7 @@
 #include "log.h"
 #include "sys.h"
 
-static int log_level = CR_LOG_WARN;
+static int log_level = CR_LL_WARN;
 static char log_file[1024];
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -26,7 +26,7 @@ int cr_log_parse_level(const char *s)
 
 void cr_log_setup(int level, const char *file)
 {
-	if (level >= CR_LOG_ERROR && level <= CR_LOG_DEBUG)
+	if (level >= CR_LL_ERROR && level <= CR_LL_DEBUG)
 		log_level = level;
 	if (file) {
 		size_t n = strnlen(file, sizeof(log_file) - 1);
@@ -40,7 +40,7 @@ int cr_log_level(void)
 	return log_level;
 }
 
-void cr_log(int level, const char *fmt, ...)
+void cr_logmsg(int level, const char *fmt, ...)
 {
 	char buf[1024];
 	int n, saved = errno;

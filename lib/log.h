@@ -11,7 +11,7 @@
 
 void cr_log_setup(int level, const char *file);
 int cr_log_level(void);
-void cr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cr_logmsg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses error|warn|info|debug; -1 if unknown. */
 int cr_log_parse_level(const char *s);
 

@@ -44,7 +44,7 @@ static void warn_once(const struct cr_lane *l, unsigned bit, const char *what, i
 {
 	unsigned old = atomic_fetch_or(&warned[l->index % CR_MAX_LANES], bit);
 	if (!(old & bit))
-		cr_log(CR_LOG_WARN, "lane %s: cannot set %s: %s (further failures not logged)", l->name,
+		cr_logmsg(CR_LL_WARN, "lane %s: cannot set %s: %s (further failures not logged)", l->name,
 		       what, strerror(err));
 }
 
@@ -246,7 +246,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		int rc = cr_limit_acquire(slot, lane->max_conns_per_host,
 					  nonblock ? 0 : lane->queue_timeout_ms, &waited);
 		if (rc != 0) {
-			cr_log(CR_LOG_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
+			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
 			       lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
 			errno = nonblock ? EAGAIN : ETIMEDOUT;
 			return -1;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test of a built tree (called by `make test`): the public header
+# in C99 and C++11, the engine's unit tests, and the integration tests that
+# run unmodified programs under LD_PRELOAD against a local test server.
+# Prints one closing line "N passed, N failed" for the whole run.
+set -uo pipefail
+B=${1:-build}
+export CR_BUILD=$(cd "$B" && pwd)
+pass=0 fail=0
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+header() {
+  local ok=1
+  cc -std=c99 -pedantic -Wall -Wextra -Werror -Wshadow -Iinclude -c tests/header/use_header.c -o "$log/h.o" || ok=0
+  ${CXX:-g++} -std=c++11 -pedantic -Wall -Wextra -Werror -Wshadow -Iinclude -x c++ -c tests/header/use_header.c -o "$log/hxx.o" || ok=0
+  if [ $ok = 1 ]; then echo "header: C99 and C++11 clean"; pass=$((pass+1)); else echo "header: FAILED"; fail=$((fail+1)); fi
+}
+
+criterion() { # name binary args...
+  local name=$1; shift
+  echo "== $name"
+  "$@" 2>&1 | tee "$log/$name.out"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -a 'Synthesis:' "$log/$name.out" | tail -n1)
+  local t p
+  t=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$line")
+  p=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$line")
+  if [ -z "$t" ]; then fail=$((fail+1)); echo "$name: no result (exit $rc)"; return; fi
+  pass=$((pass+p)); fail=$((fail+t-p))
+  [ "$rc" -eq 0 ] || [ "$t" -ne "$p" ] || { fail=$((fail+1)); echo "$name: exit $rc"; }
+}
+
+header
+criterion unit "$B/unit_tests" --jobs 2
+criterion integration "$B/integration_tests" --jobs 2
+
+echo
+echo "tests: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

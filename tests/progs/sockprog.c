@@ -1,0 +1,333 @@
+/* sockprog: a small, unmodified socket program driven by its arguments, so
+ * integration tests can make it do exactly one scenario and read what it
+ * observed. It never includes connroute.h: it is an ordinary host program.
+ *
+ * Each argument is one step; sockets are named by a letter/word:
+ *   tcp=S  tcp6=S  udp=S  unix=S     create a socket
+ *   nonblock=S                       set O_NONBLOCK
+ *   bind=S@ADDR                      bind to ADDR, port 0
+ *   nodelay0=S                       setsockopt(TCP_NODELAY, 0)
+ *   connect=S@HOST:PORT              connect (HOST an IPv4/IPv6 literal, or a UNIX path
+ *                                    for unix sockets); prints connect S ok|err ERRNO ms
+ *   wait=S                           poll POLLOUT (5 s) and print SO_ERROR
+ *   opts=S                           print the socket options and the local address
+ *   flags=S                          print O_NONBLOCK and FD_CLOEXEC
+ *   get=S:/PATH                      HTTP/1.1 GET on the socket, print the body's first line
+ *   close=S  __close=S  close_range=S  closefrom=S  sys_close=S  fclose=S
+ *   dup2=A:B                         dup2(fd of A, fd of B)
+ *   fork_close=S                     fork; the child closes S and exits 0
+ *   fork_hold=S                      fork; the child exits without closing anything
+ *   sleep=MS   fdcount
+ */
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#define MAXS 64
+static struct {
+	char name[32];
+	int fd;
+	int family;
+} socks[MAXS];
+static int nsocks;
+
+static const char *errname(int e)
+{
+	switch (e) {
+	case EAGAIN: return "EAGAIN";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case EINPROGRESS: return "EINPROGRESS";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case EALREADY: return "EALREADY";
+	case EISCONN: return "EISCONN";
+	case EBADF: return "EBADF";
+	case EINVAL: return "EINVAL";
+	case ENOENT: return "ENOENT";
+	case EINTR: return "EINTR";
+	case ENOSYS: return "ENOSYS";
+	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+	case ENETUNREACH: return "ENETUNREACH";
+	default: return "E?";
+	}
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int find(const char *name, size_t len)
+{
+	for (int i = 0; i < nsocks; i++)
+		if (strlen(socks[i].name) == len && memcmp(socks[i].name, name, len) == 0)
+			return i;
+	fprintf(stderr, "sockprog: unknown socket '%.*s'\n", (int)len, name);
+	exit(2);
+}
+
+static int fd_of(const char *name)
+{
+	return socks[find(name, strlen(name))].fd;
+}
+
+static void add(const char *name, int fd, int family)
+{
+	if (fd < 0) {
+		printf("socket %s err %s\n", name, errname(errno));
+		exit(1);
+	}
+	snprintf(socks[nsocks].name, sizeof(socks[nsocks].name), "%s", name);
+	socks[nsocks].fd = fd;
+	socks[nsocks].family = family;
+	nsocks++;
+}
+
+static socklen_t make_addr(struct sockaddr_storage *ss, int family, const char *spec)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_UNIX) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s", spec);
+		return sizeof(*un);
+	}
+	char host[128];
+	const char *colon = strrchr(spec, ':');
+	int port = colon ? atoi(colon + 1) : 0;
+	size_t hl = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (hl >= sizeof(host))
+		hl = sizeof(host) - 1;
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	if (host[0] == '[') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (strchr(host, ':')) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, host, &in6->sin6_addr);
+		return sizeof(*in6);
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, host, &in->sin_addr);
+	return sizeof(*in);
+}
+
+static int geti(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	if (getsockopt(fd, level, name, &v, &l) != 0)
+		return -1;
+	return v;
+}
+
+static void print_opts(const char *name, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char addr[INET6_ADDRSTRLEN] = "?";
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
+	printf("opts %s nodelay=%d keepalive=%d keepidle=%d keepintvl=%d keepcnt=%d tos=%d "
+	       "priority=%d mark=%d local=%s\n",
+	       name, geti(fd, IPPROTO_TCP, TCP_NODELAY), geti(fd, SOL_SOCKET, SO_KEEPALIVE),
+	       geti(fd, IPPROTO_TCP, TCP_KEEPIDLE), geti(fd, IPPROTO_TCP, TCP_KEEPINTVL),
+	       geti(fd, IPPROTO_TCP, TCP_KEEPCNT),
+	       ss.ss_family == AF_INET6 ? geti(fd, IPPROTO_IPV6, IPV6_TCLASS) : geti(fd, IPPROTO_IP, IP_TOS),
+	       geti(fd, SOL_SOCKET, SO_PRIORITY), geti(fd, SOL_SOCKET, SO_MARK), addr);
+}
+
+static void do_get(const char *name, int fd, const char *path)
+{
+	char req[512], buf[8192];
+	size_t got = 0;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) < 0) {
+		printf("get %s err %s\n", name, errname(errno));
+		return;
+	}
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	double deadline = now_ms() + 5000;
+	while (got < sizeof(buf) - 1 && now_ms() < deadline) {
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+		char *body = strstr(buf, "\r\n\r\n");
+		char *cl = strcasestr(buf, "Content-Length:");
+		if (body && cl && got >= (size_t)(body + 4 - buf) + (size_t)atoi(cl + 15))
+			break;
+	}
+	buf[got] = '\0';
+	char *body = strstr(buf, "\r\n\r\n");
+	if (!body) {
+		printf("get %s err noresponse\n", name);
+		return;
+	}
+	body += 4;
+	body[strcspn(body, "\r\n")] = '\0';
+	printf("get %s %s\n", name, body);
+}
+
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the DIR's own fd */
+}
+
+extern int __close(int) __attribute__((weak));
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		char *a = argv[i], *eq = strchr(a, '=');
+		char op[32];
+		const char *arg = eq ? eq + 1 : "";
+		size_t ol = eq ? (size_t)(eq - a) : strlen(a);
+		if (ol >= sizeof(op))
+			ol = sizeof(op) - 1;
+		memcpy(op, a, ol);
+		op[ol] = '\0';
+
+		if (!strcmp(op, "tcp"))
+			add(arg, socket(AF_INET, SOCK_STREAM, 0), AF_INET);
+		else if (!strcmp(op, "tcp6"))
+			add(arg, socket(AF_INET6, SOCK_STREAM, 0), AF_INET6);
+		else if (!strcmp(op, "udp"))
+			add(arg, socket(AF_INET, SOCK_DGRAM, 0), AF_INET);
+		else if (!strcmp(op, "unix"))
+			add(arg, socket(AF_UNIX, SOCK_STREAM, 0), AF_UNIX);
+		else if (!strcmp(op, "nonblock")) {
+			int fd = fd_of(arg);
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		} else if (!strcmp(op, "nodelay0")) {
+			int z = 0;
+			setsockopt(fd_of(arg), IPPROTO_TCP, TCP_NODELAY, &z, sizeof(z));
+		} else if (!strcmp(op, "bind") || !strcmp(op, "connect")) {
+			const char *at = strchr(arg, '@');
+			if (!at) {
+				fprintf(stderr, "sockprog: %s needs S@ADDR\n", op);
+				return 2;
+			}
+			int s = find(arg, (size_t)(at - arg));
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			if (!strcmp(op, "bind")) {
+				char spec[160];
+				snprintf(spec, sizeof(spec), "%s:0", at + 1);
+				sl = make_addr(&ss, socks[s].family, spec);
+				int r = bind(socks[s].fd, (struct sockaddr *)&ss, sl);
+				printf("bind %s %s\n", socks[s].name, r == 0 ? "ok" : errname(errno));
+				continue;
+			}
+			sl = make_addr(&ss, socks[s].family, at + 1);
+			double t0 = now_ms();
+			errno = 0;
+			int r = connect(socks[s].fd, (struct sockaddr *)&ss, sl);
+			int e = errno;
+			double ms = now_ms() - t0;
+			if (r == 0)
+				printf("connect %s ok errno=%d ms=%.0f\n", socks[s].name, e, ms);
+			else
+				printf("connect %s err %s ms=%.0f\n", socks[s].name, errname(e), ms);
+		} else if (!strcmp(op, "wait")) {
+			int fd = fd_of(arg), err = 0;
+			socklen_t el = sizeof(err);
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int n = poll(&p, 1, 5000);
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			printf("wait %s %s %s\n", arg, n > 0 ? "ready" : "timeout", err ? errname(err) : "ok");
+		} else if (!strcmp(op, "opts")) {
+			print_opts(arg, fd_of(arg));
+		} else if (!strcmp(op, "flags")) {
+			int fd = fd_of(arg);
+			printf("flags %s nonblock=%d cloexec=%d\n", arg, (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0,
+			       (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+		} else if (!strcmp(op, "get")) {
+			const char *colon = strchr(arg, ':');
+			int s = find(arg, (size_t)(colon - arg));
+			do_get(socks[s].name, socks[s].fd, colon + 1);
+		} else if (!strcmp(op, "close")) {
+			int r = close(fd_of(arg));
+			printf("close %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "__close")) {
+			int r = __close ? __close(fd_of(arg)) : close(fd_of(arg));
+			printf("__close %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "close_range")) {
+			int fd = fd_of(arg);
+			int r = close_range((unsigned)fd, (unsigned)fd, 0);
+			printf("close_range %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "closefrom")) {
+			closefrom(fd_of(arg));
+			printf("closefrom %s done\n", arg);
+		} else if (!strcmp(op, "sys_close")) {
+			long r = syscall(SYS_close, fd_of(arg));
+			printf("sys_close %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "fclose")) {
+			FILE *f = fdopen(fd_of(arg), "r+");
+			int r = f ? fclose(f) : -1;
+			printf("fclose %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "dup2")) {
+			const char *colon = strchr(arg, ':');
+			int a1 = socks[find(arg, (size_t)(colon - arg))].fd, b1 = fd_of(colon + 1);
+			int r = dup2(a1, b1);
+			printf("dup2 %s %s\n", arg, r >= 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "fork_close") || !strcmp(op, "fork_hold")) {
+			int fd = fd_of(arg);
+			fflush(stdout);
+			pid_t pid = fork();
+			if (pid == 0) {
+				if (!strcmp(op, "fork_close"))
+					close(fd);
+				_exit(0);
+			}
+			int st = 0;
+			waitpid(pid, &st, 0);
+			printf("%s %s child=%d\n", op, arg, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		} else if (!strcmp(op, "sleep")) {
+			usleep((useconds_t)atoi(arg) * 1000);
+		} else if (!strcmp(op, "fdcount")) {
+			printf("fdcount %d\n", count_fds());
+		} else {
+			fprintf(stderr, "sockprog: unknown step '%s'\n", a);
+			return 2;
+		}
+	}
+	return 0;
+}
