@@ -70,9 +70,7 @@ static int is_unbound(int fd)
 	return 0;
 }
 
-/* Applies the lane's socket options; never fails the connect (a refused
- * option is warned about once). */
-static void apply_sockopts(int fd, const struct cr_lane *l, int family)
+void cr_sockopts_apply(int fd, const struct cr_lane *l, int family, int allow_bind)
 {
 	int saved = errno;
 	if (l->nodelay >= 0)
@@ -102,7 +100,7 @@ static void apply_sockopts(int fd, const struct cr_lane *l, int family)
 		setopt(fd, l, SOL_SOCKET, SO_PRIORITY, (int)l->priority, W_PRIO, "SO_PRIORITY");
 	if (l->mark >= 0)
 		setopt(fd, l, SOL_SOCKET, SO_MARK, (int)(uint32_t)l->mark, W_MARK, "SO_MARK");
-	if (l->bind_set && l->bind_addr.ss_family == family && is_unbound(fd)) {
+	if (allow_bind && l->bind_set && l->bind_addr.ss_family == family && is_unbound(fd)) {
 		int one = 1;
 		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		if (bind(fd, (const struct sockaddr *)&l->bind_addr, l->bind_len) != 0)
@@ -234,7 +232,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return cr_real.connect(fd, sa, len);
 	}
 
-	apply_sockopts(fd, lane, sa->sa_family);
+	cr_sockopts_apply(fd, lane, sa->sa_family, 1);
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0)
 		flags = 0;

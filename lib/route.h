@@ -14,6 +14,12 @@
  * everything else goes straight to cr_real.connect. */
 int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len);
 
+/* Applies LANE's socket options to FD (of address FAMILY), and its source
+ * address when ALLOW_BIND and the socket is unbound. Never fails: an option
+ * the kernel refuses is warned about once per lane. errno is preserved. */
+struct cr_lane;
+void cr_sockopts_apply(int fd, const struct cr_lane *lane, int family, int allow_bind);
+
 /* Called with the fd's entry already taken (see fdtab.h): gives back what
  * the fd held. */
 void cr_route_release_fd(int fd, const struct cr_fdinfo *info, void *ctx);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 
+#include "curlpool.h"
 #include "engine.h"
 #include "limit.h"
 #include "log.h"
@@ -19,6 +20,12 @@ static int env_on(const char *v)
 {
 	return v && (strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
 		     strcmp(v, "on") == 0);
+}
+
+static void atfork_child(void)
+{
+	cr_limits_atfork_child();
+	cr_curl_atfork_child();
 }
 
 __attribute__((constructor)) static void cr_shim_init(void)
@@ -53,7 +60,6 @@ __attribute__((constructor)) static void cr_shim_init(void)
 	};
 	int st = cr_engine_init(&env);
 	if (st == CR_ST_READY)
-		pthread_atfork(cr_limits_atfork_prepare, cr_limits_atfork_parent,
-			       cr_limits_atfork_child);
+		pthread_atfork(cr_limits_atfork_prepare, cr_limits_atfork_parent, atfork_child);
 	atomic_store(&cr_state, st);
 }

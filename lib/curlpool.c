@@ -1,0 +1,816 @@
+/* connroute: libcurl lanes; see curlpool.h for the design and invariants. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "curlpool.h"
+#include "engine.h"
+#include "key.h"
+#include "lane.h"
+#include "limit.h"
+#include "log.h"
+#include "route.h"
+
+#define MAX_LIBS 4
+#define MAX_POOLS 128
+#define MAX_SHARES_PER_POOL 512
+#define FREE_HANDLES_MAX 64
+#define EASY_BUCKETS 1024
+
+enum method { M_GET, M_HEAD, M_POST, M_PUT, M_OTHER };
+
+/* What we know of one easy handle: the app's own settings for everything
+ * the lane may override during a perform, so they can be put back. */
+struct cr_easy {
+	CURL *h;
+	struct cr_curllib *lib;
+	struct cr_easy *next;
+
+	CURLSH *app_share;
+	long forbid_reuse;
+	long app_timeout_ms;
+	long app_connect_timeout_ms;
+	long app_maxage_s;        /* libcurl default 118 */
+	long app_maxlifetime_s;   /* 0 */
+	long app_maxconnects;     /* libcurl default 5 */
+	long app_sslversion;      /* 0 = default */
+	curl_sockopt_callback app_sockopt;
+	void *app_sockopt_data;
+	curl_xferinfo_callback app_xferinfo;
+	void *app_xferinfo_data;
+	curl_progress_callback app_progress;
+	void *app_progress_data;
+	long app_noprogress;      /* libcurl default 1 */
+	int app_bind;             /* INTERFACE or LOCALPORT set: curl binds itself */
+	char *errbuf;
+	char *url;
+	struct curl_slist *resolve;
+	int method;
+
+	/* Options that leave state surviving curl_easy_reset (cookies,
+	 * credentials, HSTS, ...) or that we do not know: not recyclable. */
+	int dirty;
+
+	/* during a perform */
+	const struct cr_lane *lane;
+	long rht_ms;
+	uint64_t rht_ref_ns;
+	int rht_fired;
+};
+
+struct cr_share {
+	CURLSH *sh;
+	struct cr_pool *pool;
+	int busy;
+	struct cr_share *prev, *next; /* free list, most recently returned first */
+};
+
+struct cr_pool {
+	int lane;
+	uint64_t flavor;
+	pthread_mutex_t mu;
+	struct cr_share *free_head;
+	int nshares;
+};
+
+struct cr_curllib {
+	const void *id;
+	char name[128];
+	struct cr_curlfns fns;
+	int has_maxlifetime;      /* libcurl >= 7.80 */
+	pthread_mutex_t mu;       /* pools creation, free handles */
+	struct cr_pool pools[MAX_POOLS];
+	atomic_int npools;
+	CURL *free_handles[FREE_HANDLES_MAX];
+	int nfree;
+};
+
+static struct cr_curllib libs[MAX_LIBS];
+static atomic_int nlibs;
+static pthread_mutex_t libs_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_mutex_t easy_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct cr_easy *easy_tab[EASY_BUCKETS];
+
+static __thread struct cr_share *tls_last_share;
+
+static atomic_long st_shares, st_recycled, st_reused, st_pooled, st_unpooled, st_overflows;
+
+/* ------------------------------------------------------------ libraries */
+
+struct cr_curllib *cr_curl_lib_find(const void *id)
+{
+	int n = atomic_load_explicit(&nlibs, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (libs[i].id == id)
+			return &libs[i];
+	return NULL;
+}
+
+struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns, const char *name)
+{
+	struct cr_curllib *l;
+	pthread_mutex_lock(&libs_mu);
+	l = cr_curl_lib_find(id);
+	if (!l) {
+		int n = atomic_load(&nlibs);
+		if (n < MAX_LIBS) {
+			l = &libs[n];
+			memset(l, 0, sizeof(*l));
+			l->id = id;
+			l->fns = *fns;
+			snprintf(l->name, sizeof(l->name), "%s", name ? name : "libcurl");
+			pthread_mutex_init(&l->mu, NULL);
+			if (fns->version_info) {
+				curl_version_info_data *v = fns->version_info(CURLVERSION_NOW);
+				l->has_maxlifetime = v && v->version_num >= 0x075000;
+			}
+			atomic_store_explicit(&nlibs, n + 1, memory_order_release);
+			cr_logmsg(CR_LL_DEBUG, "libcurl lanes: using %s", l->name);
+		}
+	}
+	pthread_mutex_unlock(&libs_mu);
+	return l;
+}
+
+const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib)
+{
+	return &lib->fns;
+}
+
+/* --------------------------------------------------------- handle table */
+
+static unsigned easy_bucket(const CURL *h)
+{
+	uintptr_t p = (uintptr_t)h;
+	return (unsigned)((p >> 4) ^ (p >> 14)) & (EASY_BUCKETS - 1);
+}
+
+static void easy_defaults(struct cr_easy *e)
+{
+	CURL *h = e->h;
+	struct cr_curllib *lib = e->lib;
+	struct cr_easy *next = e->next;
+	int dirty = e->dirty;
+	free(e->url);
+	memset(e, 0, sizeof(*e));
+	e->h = h;
+	e->lib = lib;
+	e->next = next;
+	e->dirty = dirty; /* state that survives a reset stays dirty */
+	e->app_maxage_s = 118;
+	e->app_maxconnects = 5;
+	e->app_noprogress = 1;
+}
+
+static struct cr_easy *easy_get(CURL *h)
+{
+	struct cr_easy *e;
+	pthread_mutex_lock(&easy_mu);
+	for (e = easy_tab[easy_bucket(h)]; e && e->h != h; e = e->next)
+		;
+	pthread_mutex_unlock(&easy_mu);
+	return e;
+}
+
+static struct cr_easy *easy_add(struct cr_curllib *lib, CURL *h)
+{
+	struct cr_easy *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->h = h;
+	e->lib = lib;
+	easy_defaults(e);
+	pthread_mutex_lock(&easy_mu);
+	unsigned b = easy_bucket(h);
+	e->next = easy_tab[b];
+	easy_tab[b] = e;
+	pthread_mutex_unlock(&easy_mu);
+	return e;
+}
+
+static void easy_del(CURL *h)
+{
+	struct cr_easy **pp, *e = NULL;
+	pthread_mutex_lock(&easy_mu);
+	for (pp = &easy_tab[easy_bucket(h)]; *pp; pp = &(*pp)->next) {
+		if ((*pp)->h == h) {
+			e = *pp;
+			*pp = e->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&easy_mu);
+	if (e) {
+		free(e->url);
+		free(e);
+	}
+}
+
+struct cr_curllib *cr_curl_lib_of(CURL *h)
+{
+	struct cr_easy *e = easy_get(h);
+	return e ? e->lib : NULL;
+}
+
+/* ------------------------------------------------------------- the calls */
+
+CURL *cr_curl_init(struct cr_curllib *lib)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&lib->mu);
+	if (lib->nfree > 0)
+		h = lib->free_handles[--lib->nfree];
+	pthread_mutex_unlock(&lib->mu);
+	if (h) {
+		atomic_fetch_add(&st_reused, 1);
+		return h; /* reset on the way into the list; state already there */
+	}
+	h = lib->fns.easy_init();
+	if (h && !easy_add(lib, h)) {
+		/* Out of memory for our bookkeeping: the handle works, we just
+		 * do not know it (it performs unrouted). */
+	}
+	return h;
+}
+
+/* Options after which a handle is not provably clean once reset: they
+ * create state curl_easy_reset keeps (cookies, HSTS, alt-svc, auth),
+ * credentials, or things we do not model. Everything not listed as safe. */
+static int option_is_safe(CURLoption o)
+{
+	switch (o) {
+	case CURLOPT_URL: case CURLOPT_WRITEFUNCTION: case CURLOPT_WRITEDATA:
+	case CURLOPT_READFUNCTION: case CURLOPT_READDATA: case CURLOPT_HEADERFUNCTION:
+	case CURLOPT_HEADERDATA: case CURLOPT_POSTFIELDS: case CURLOPT_POSTFIELDSIZE:
+	case CURLOPT_POSTFIELDSIZE_LARGE: case CURLOPT_COPYPOSTFIELDS: case CURLOPT_HTTPHEADER:
+	case CURLOPT_CUSTOMREQUEST: case CURLOPT_NOBODY: case CURLOPT_POST: case CURLOPT_HTTPGET:
+	case CURLOPT_UPLOAD: case CURLOPT_PUT: case CURLOPT_INFILESIZE: case CURLOPT_INFILESIZE_LARGE:
+	case CURLOPT_TIMEOUT: case CURLOPT_TIMEOUT_MS: case CURLOPT_CONNECTTIMEOUT:
+	case CURLOPT_CONNECTTIMEOUT_MS: case CURLOPT_NOSIGNAL: case CURLOPT_FOLLOWLOCATION:
+	case CURLOPT_MAXREDIRS: case CURLOPT_VERBOSE: case CURLOPT_NOPROGRESS:
+	case CURLOPT_XFERINFOFUNCTION: case CURLOPT_XFERINFODATA: case CURLOPT_PROGRESSFUNCTION:
+	case CURLOPT_CAINFO: case CURLOPT_CAPATH: case CURLOPT_SSL_VERIFYPEER:
+	case CURLOPT_SSL_VERIFYHOST: case CURLOPT_USERAGENT: case CURLOPT_ACCEPT_ENCODING:
+	case CURLOPT_HTTP_VERSION: case CURLOPT_ERRORBUFFER: case CURLOPT_FAILONERROR:
+	case CURLOPT_PRIVATE: case CURLOPT_SOCKOPTFUNCTION: case CURLOPT_SOCKOPTDATA:
+	case CURLOPT_TCP_NODELAY: case CURLOPT_TCP_KEEPALIVE: case CURLOPT_TCP_KEEPIDLE:
+	case CURLOPT_TCP_KEEPINTVL: case CURLOPT_BUFFERSIZE: case CURLOPT_LOW_SPEED_LIMIT:
+	case CURLOPT_LOW_SPEED_TIME: case CURLOPT_MAXAGE_CONN: case CURLOPT_MAXLIFETIME_CONN:
+	case CURLOPT_MAXCONNECTS: case CURLOPT_FORBID_REUSE: case CURLOPT_FRESH_CONNECT:
+	case CURLOPT_DNS_CACHE_TIMEOUT: case CURLOPT_IPRESOLVE: case CURLOPT_REFERER:
+	case CURLOPT_RANGE: case CURLOPT_SSLVERSION: case CURLOPT_PIPEWAIT:
+	case CURLOPT_DEBUGFUNCTION: case CURLOPT_DEBUGDATA: case CURLOPT_STDERR:
+	case CURLOPT_HEADEROPT: case CURLOPT_EXPECT_100_TIMEOUT_MS: case CURLOPT_RESOLVE:
+	case CURLOPT_CONNECT_TO: case CURLOPT_PROTOCOLS_STR: case CURLOPT_REDIR_PROTOCOLS_STR:
+	case CURLOPT_SSL_OPTIONS: case CURLOPT_PATH_AS_IS: case CURLOPT_TRANSFER_ENCODING:
+	case CURLOPT_HTTP_CONTENT_DECODING: case CURLOPT_HTTP_TRANSFER_DECODING:
+	case CURLOPT_SSL_ENABLE_ALPN: case CURLOPT_TCP_FASTOPEN: case CURLOPT_SUPPRESS_CONNECT_HEADERS:
+	case CURLOPT_UPKEEP_INTERVAL_MS: case CURLOPT_UPLOAD_BUFFERSIZE: case CURLOPT_MAXFILESIZE:
+	case CURLOPT_MAXFILESIZE_LARGE: case CURLOPT_SEEKFUNCTION: case CURLOPT_SEEKDATA:
+	case CURLOPT_HEADER: case CURLOPT_KEEP_SENDING_ON_ERROR: case CURLOPT_DEFAULT_PROTOCOL:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
+			curl_off_t oval)
+{
+	CURLcode rc;
+	if (opt < CURLOPTTYPE_OBJECTPOINT)
+		rc = lib->fns.easy_setopt(h, opt, lval);
+	else if (opt < CURLOPTTYPE_OFF_T)
+		rc = lib->fns.easy_setopt(h, opt, ptr);
+	else if (opt < CURLOPTTYPE_BLOB)
+		rc = lib->fns.easy_setopt(h, opt, oval);
+	else
+		rc = lib->fns.easy_setopt(h, opt, ptr);
+	if (rc != CURLE_OK)
+		return rc;
+
+	struct cr_easy *e = easy_get(h);
+	if (!e)
+		return rc;
+	if (!option_is_safe(opt))
+		e->dirty = 1;
+	switch (opt) {
+	case CURLOPT_URL:
+		free(e->url);
+		e->url = ptr ? strdup(ptr) : NULL;
+		break;
+	case CURLOPT_SHARE: e->app_share = ptr; break;
+	case CURLOPT_FORBID_REUSE: e->forbid_reuse = lval; break;
+	case CURLOPT_TIMEOUT: e->app_timeout_ms = lval > 0 ? lval * 1000 : 0; break;
+	case CURLOPT_TIMEOUT_MS: e->app_timeout_ms = lval > 0 ? lval : 0; break;
+	case CURLOPT_CONNECTTIMEOUT: e->app_connect_timeout_ms = lval > 0 ? lval * 1000 : 0; break;
+	case CURLOPT_CONNECTTIMEOUT_MS: e->app_connect_timeout_ms = lval > 0 ? lval : 0; break;
+	case CURLOPT_MAXAGE_CONN: e->app_maxage_s = lval; break;
+	case CURLOPT_MAXLIFETIME_CONN: e->app_maxlifetime_s = lval; break;
+	case CURLOPT_MAXCONNECTS: e->app_maxconnects = lval; break;
+	case CURLOPT_SSLVERSION: e->app_sslversion = lval; break;
+	case CURLOPT_SOCKOPTFUNCTION: e->app_sockopt = (curl_sockopt_callback)ptr; break;
+	case CURLOPT_SOCKOPTDATA: e->app_sockopt_data = ptr; break;
+	case CURLOPT_XFERINFOFUNCTION: e->app_xferinfo = (curl_xferinfo_callback)ptr; break;
+	case CURLOPT_XFERINFODATA: e->app_xferinfo_data = ptr; break; /* == PROGRESSDATA */
+	case CURLOPT_PROGRESSFUNCTION: e->app_progress = (curl_progress_callback)ptr; break;
+	case CURLOPT_NOPROGRESS: e->app_noprogress = lval; break;
+	case CURLOPT_INTERFACE: case CURLOPT_LOCALPORT: e->app_bind = ptr != NULL || lval != 0; break;
+	case CURLOPT_ERRORBUFFER: e->errbuf = ptr; break;
+	case CURLOPT_RESOLVE: e->resolve = ptr; break;
+	case CURLOPT_NOBODY: if (lval) e->method = M_HEAD; else if (e->method == M_HEAD) e->method = M_GET; break;
+	case CURLOPT_HTTPGET: if (lval) e->method = M_GET; break;
+	case CURLOPT_POST: case CURLOPT_POSTFIELDS: case CURLOPT_COPYPOSTFIELDS:
+	case CURLOPT_MIMEPOST: case CURLOPT_HTTPPOST:
+		if (opt != CURLOPT_POST || lval) e->method = M_POST;
+		break;
+	case CURLOPT_UPLOAD: case CURLOPT_PUT: if (lval) e->method = M_PUT; break;
+	default: break;
+	}
+	return rc;
+}
+
+void cr_curl_reset(struct cr_curllib *lib, CURL *h)
+{
+	lib->fns.easy_reset(h);
+	struct cr_easy *e = easy_get(h);
+	if (e)
+		easy_defaults(e);
+}
+
+CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
+{
+	CURL *d = lib->fns.easy_duphandle(h);
+	struct cr_easy *src = easy_get(h);
+	if (!d)
+		return d;
+	struct cr_easy *e = easy_add(lib, d);
+	if (e && src) {
+		struct cr_easy *next = e->next;
+		*e = *src;
+		e->h = d;
+		e->next = next;
+		e->url = src->url ? strdup(src->url) : NULL;
+		/* A duplicate copies cookies and the like: same cleanliness. */
+	} else if (e) {
+		e->dirty = 1;
+	}
+	return d;
+}
+
+void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
+{
+	struct cr_easy *e = h ? easy_get(h) : NULL;
+	if (e && !e->dirty && !e->app_share) {
+		int kept = 0;
+		lib->fns.easy_reset(h);
+		easy_defaults(e);
+		pthread_mutex_lock(&lib->mu);
+		if (lib->nfree < FREE_HANDLES_MAX) {
+			lib->free_handles[lib->nfree++] = h;
+			kept = 1;
+		}
+		pthread_mutex_unlock(&lib->mu);
+		if (kept) {
+			atomic_fetch_add(&st_recycled, 1);
+			return;
+		}
+	}
+	if (h)
+		easy_del(h);
+	lib->fns.easy_cleanup(h);
+}
+
+/* ------------------------------------------------------------------ pools */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ c[i]) * 1099511628211ull;
+	return h;
+}
+
+static uint64_t flavor_of(const struct cr_easy *e)
+{
+	uint64_t h = 14695981039346656037ull;
+	int n = 0;
+	for (const struct curl_slist *s = e->resolve; s && n < 256; s = s->next, n++)
+		if (s->data)
+			h = fnv(h, s->data, strlen(s->data) + 1);
+	return n ? h : 0;
+}
+
+static struct cr_pool *pool_get(struct cr_curllib *lib, int lane, uint64_t flavor)
+{
+	int n = atomic_load_explicit(&lib->npools, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (lib->pools[i].lane == lane && lib->pools[i].flavor == flavor)
+			return &lib->pools[i];
+	struct cr_pool *p = NULL;
+	pthread_mutex_lock(&lib->mu);
+	n = atomic_load(&lib->npools);
+	for (int i = 0; i < n && !p; i++)
+		if (lib->pools[i].lane == lane && lib->pools[i].flavor == flavor)
+			p = &lib->pools[i];
+	if (!p && n < MAX_POOLS) {
+		p = &lib->pools[n];
+		memset(p, 0, sizeof(*p));
+		p->lane = lane;
+		p->flavor = flavor;
+		pthread_mutex_init(&p->mu, NULL);
+		atomic_store_explicit(&lib->npools, n + 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&lib->mu);
+	return p;
+}
+
+static void free_unlink(struct cr_pool *p, struct cr_share *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		p->free_head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+}
+
+static struct cr_share *share_checkout(struct cr_curllib *lib, struct cr_pool *p)
+{
+	struct cr_share *s = NULL, *last = tls_last_share;
+	pthread_mutex_lock(&p->mu);
+	if (last && last->pool == p && !last->busy)
+		s = last;
+	else
+		s = p->free_head;
+	if (s) {
+		free_unlink(p, s);
+		s->busy = 1;
+	}
+	int may_create = !s && p->nshares < MAX_SHARES_PER_POOL;
+	if (may_create)
+		p->nshares++;
+	pthread_mutex_unlock(&p->mu);
+	if (s || !may_create)
+		return s;
+
+	s = calloc(1, sizeof(*s));
+	CURLSH *sh = lib->fns.share_init();
+	if (!s || !sh) {
+		free(s);
+		if (sh)
+			lib->fns.share_cleanup(sh);
+		pthread_mutex_lock(&p->mu);
+		p->nshares--;
+		pthread_mutex_unlock(&p->mu);
+		return NULL;
+	}
+	/* No lock callbacks: a share is only ever used by the one thread
+	 * that checked it out, and the pool mutex orders the hand-overs. */
+	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	s->sh = sh;
+	s->pool = p;
+	s->busy = 1;
+	atomic_fetch_add(&st_shares, 1);
+	return s;
+}
+
+static void share_checkin(struct cr_share *s)
+{
+	struct cr_pool *p = s->pool;
+	pthread_mutex_lock(&p->mu);
+	s->busy = 0;
+	s->prev = NULL;
+	s->next = p->free_head;
+	if (p->free_head)
+		p->free_head->prev = s;
+	p->free_head = s;
+	pthread_mutex_unlock(&p->mu);
+	tls_last_share = s;
+}
+
+void cr_curl_atfork_child(void)
+{
+	/* Abandon, never clean up: cleaning would close (and for TLS, shut
+	 * down) connections the parent is still using. */
+	int n = atomic_load(&nlibs);
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_init(&libs[i].mu, NULL);
+		atomic_store(&libs[i].npools, 0);
+		libs[i].nfree = 0;
+	}
+	pthread_mutex_init(&easy_mu, NULL);
+	tls_last_share = NULL;
+}
+
+/* ---------------------------------------------------------------- perform */
+
+int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen, int *port)
+{
+	const char *p = url, *sep = strstr(url, "://");
+	size_t n;
+	if (sep) {
+		n = (size_t)(sep - url);
+		if (n == 0 || n >= slen)
+			return -1;
+		for (size_t i = 0; i < n; i++)
+			scheme[i] = (char)((url[i] >= 'A' && url[i] <= 'Z') ? url[i] + 32 : url[i]);
+		scheme[n] = '\0';
+		p = sep + 3;
+	} else {
+		snprintf(scheme, slen, "http"); /* what curl guesses */
+	}
+	const char *end = p + strcspn(p, "/?#");
+	const char *at = memchr(p, '@', (size_t)(end - p));
+	if (at)
+		p = at + 1;
+	const char *hend, *portp = NULL;
+	if (*p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+		if (!rb)
+			return -1;
+		p++;
+		hend = rb;
+		if (rb + 1 < end && rb[1] == ':')
+			portp = rb + 2;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+		hend = colon ? colon : end;
+		if (colon)
+			portp = colon + 1;
+	}
+	n = (size_t)(hend - p);
+	if (n == 0 || n >= hlen)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		host[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
+	host[n] = '\0';
+	if (portp && portp < end) {
+		long v = strtol(portp, NULL, 10);
+		if (v <= 0 || v > 65535)
+			return -1;
+		*port = (int)v;
+	} else if (!strcmp(scheme, "https") || !strcmp(scheme, "wss")) {
+		*port = 443;
+	} else if (!strcmp(scheme, "http") || !strcmp(scheme, "ws")) {
+		*port = 80;
+	} else {
+		*port = 0;
+	}
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static long min_nonzero(long a, long b)
+{
+	if (a <= 0)
+		return b > 0 ? b : 0;
+	if (b <= 0)
+		return a;
+	return a < b ? a : b;
+}
+
+/* The lane's socket options, then (chained) the app's callback. */
+static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	struct cr_easy *e = clientp;
+	int r = CURL_SOCKOPT_OK;
+	if (e->app_sockopt)
+		r = e->app_sockopt(e->app_sockopt_data, fd, purpose);
+	if (r != CURL_SOCKOPT_OK || purpose != CURLSOCKTYPE_IPCXN)
+		return r;
+	int dom = 0;
+	socklen_t dl = sizeof(dom);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0)
+		cr_sockopts_apply(fd, e->lane, dom, !e->app_bind);
+	return r;
+}
+
+/* response_header_timeout: from the moment the request is sent (the
+ * connection is up and any upload is done) until the first response byte. */
+static int xferinfo_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct cr_easy *e = clientp;
+	if (e->rht_ms > 0 && !e->rht_fired) {
+		curl_off_t pre = 0, start = 0;
+		e->lib->fns.easy_getinfo(e->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
+		e->lib->fns.easy_getinfo(e->h, CURLINFO_STARTTRANSFER_TIME_T, &start);
+		if (start == 0 && pre > 0 && (ultotal <= 0 || ulnow >= ultotal)) {
+			uint64_t t = now_ns();
+			if (!e->rht_ref_ns)
+				e->rht_ref_ns = t;
+			else if (t - e->rht_ref_ns >= (uint64_t)e->rht_ms * 1000000ull) {
+				e->rht_fired = 1;
+				return 1;
+			}
+		}
+	}
+	if (!e->app_noprogress) {
+		if (e->app_xferinfo)
+			return e->app_xferinfo(e->app_xferinfo_data, dltotal, dlnow, ultotal, ulnow);
+		if (e->app_progress)
+			return e->app_progress(e->app_xferinfo_data, (double)dltotal, (double)dlnow,
+					       (double)ultotal, (double)ulnow);
+	}
+	return 0;
+}
+
+static void errbuf_set(struct cr_easy *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errbuf_set(struct cr_easy *e, const char *fmt, ...)
+{
+	va_list ap;
+	if (!e->errbuf)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(e->errbuf, CURL_ERROR_SIZE, fmt, ap);
+	va_end(ap);
+}
+
+CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
+{
+	const struct cr_curlfns *f = &lib->fns;
+	struct cr_easy *e = easy_get(h);
+	const struct cr_config *cfg = cr_engine_config();
+	char scheme[16], host[CR_HOST_MAX];
+	int port = 0;
+
+	if (!e || !e->url || !cfg ||
+	    cr_curl_parse_url(e->url, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
+		atomic_fetch_add(&st_unpooled, 1);
+		if (e)
+			e->dirty = 1; /* its private cache may now hold a connection */
+		return f->easy_perform(h);
+	}
+
+	/* Which lane: the thread's key and the destination (a literal address
+	 * also matches CIDR rules). */
+	struct cr_dest d = {.family = AF_UNSPEC, .port = (uint16_t)port, .host = host};
+	if (inet_pton(AF_INET, host, d.addr) == 1)
+		d.family = AF_INET;
+	else if (inet_pton(AF_INET6, host, d.addr) == 1)
+		d.family = AF_INET6;
+	const char *key = cr_key_resolve(cfg);
+	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, NULL);
+	e->lane = lane;
+
+	/* Limit: in-flight transfers per (lane, scheme://host:port). */
+	uint32_t slot = CR_SLOT_NONE;
+	uint64_t waited_ns = 0;
+	if (lane->max_conns_per_host > 0) {
+		struct cr_dest ld = {.family = AF_UNSPEC, .port = (uint16_t)port};
+		uint64_t a = fnv(14695981039346656037ull, scheme, strlen(scheme));
+		a = fnv(a, host, strlen(host));
+		uint64_t b = fnv(a ^ 0x9e3779b97f4a7c15ull, host, strlen(host));
+		memcpy(ld.addr, &a, 8);
+		memcpy(ld.addr + 8, &b, 8);
+		slot = cr_limit_slot(lane->index, &ld);
+		if (cr_limit_acquire(slot, lane->max_conns_per_host, lane->queue_timeout_ms, &waited_ns) != 0) {
+			atomic_fetch_add(&st_overflows, 1);
+			errbuf_set(e,
+				   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
+				   "(max_conns_per_host = %ld); waited %ld ms (queue_timeout)",
+				   lane->name, lane->max_conns_per_host, scheme, host, port,
+				   lane->max_conns_per_host, lane->queue_timeout_ms);
+			return CURLE_OPERATION_TIMEDOUT;
+		}
+	}
+	long waited_ms = (long)(waited_ns / 1000000ull);
+
+	/* The lane's settings for this perform; the app's come back after. */
+	long ct = min_nonzero(e->app_connect_timeout_ms, lane->connect_timeout_ms);
+	long rt = lane->request_timeout_ms > 0 ? lane->request_timeout_ms - waited_ms : 0;
+	if (lane->request_timeout_ms > 0 && rt < 1)
+		rt = 1;
+	rt = min_nonzero(e->app_timeout_ms, rt);
+	long maxage = e->app_maxage_s;
+	if (lane->idle_timeout_ms > 0) {
+		long s = lane->idle_timeout_ms / 1000 > 0 ? lane->idle_timeout_ms / 1000 : 1;
+		if (s < maxage)
+			maxage = s;
+	}
+	long life = e->app_maxlifetime_s;
+	if (lane->max_lifetime_ms > 0) {
+		long s = lane->max_lifetime_ms / 1000 > 0 ? lane->max_lifetime_ms / 1000 : 1;
+		life = life > 0 && life < s ? life : s;
+	}
+	long sslv = e->app_sslversion;
+	if (lane->min_tls > 0) {
+		long want = lane->min_tls == 10 ? CURL_SSLVERSION_TLSv1_0
+			    : lane->min_tls == 11 ? CURL_SSLVERSION_TLSv1_1
+			    : lane->min_tls == 12 ? CURL_SSLVERSION_TLSv1_2
+						  : CURL_SSLVERSION_TLSv1_3;
+		long app_min = sslv & 0xffff, app_max = sslv & ~0xffffL;
+		if (app_min < want || app_min == CURL_SSLVERSION_DEFAULT)
+			sslv = app_max | want;
+	}
+	int pooled = !e->app_share && !e->forbid_reuse && lane->max_idle_per_host > 0;
+	int opts = !lane->passthrough;
+	e->rht_ms = lane->response_header_timeout_ms;
+	e->rht_ref_ns = 0;
+	e->rht_fired = 0;
+
+	if (ct != e->app_connect_timeout_ms)
+		f->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ct);
+	if (rt != e->app_timeout_ms)
+		f->easy_setopt(h, CURLOPT_TIMEOUT_MS, rt);
+	if (maxage != e->app_maxage_s)
+		f->easy_setopt(h, CURLOPT_MAXAGE_CONN, maxage);
+	if (life != e->app_maxlifetime_s && lib->has_maxlifetime)
+		f->easy_setopt(h, CURLOPT_MAXLIFETIME_CONN, life);
+	if (sslv != e->app_sslversion)
+		f->easy_setopt(h, CURLOPT_SSLVERSION, sslv);
+	if (opts) {
+		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+		f->easy_setopt(h, CURLOPT_SOCKOPTDATA, e);
+	}
+	if (e->rht_ms > 0) {
+		f->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+		f->easy_setopt(h, CURLOPT_XFERINFODATA, e);
+		f->easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
+
+	struct cr_share *s = NULL;
+	if (pooled) {
+		s = share_checkout(lib, pool_get(lib, lane->index, flavor_of(e)));
+		if (s) {
+			if (lane->max_idle_per_host != e->app_maxconnects)
+				f->easy_setopt(h, CURLOPT_MAXCONNECTS, lane->max_idle_per_host);
+			f->easy_setopt(h, CURLOPT_SHARE, s->sh);
+		}
+	}
+	if (s)
+		atomic_fetch_add(&st_pooled, 1);
+	else {
+		atomic_fetch_add(&st_unpooled, 1);
+		e->dirty = 1; /* the handle's own cache may now hold a connection */
+	}
+
+	CURLcode rc = f->easy_perform(h);
+
+	if (s) {
+		f->easy_setopt(h, CURLOPT_SHARE, (CURLSH *)NULL);
+		if (lane->max_idle_per_host != e->app_maxconnects)
+			f->easy_setopt(h, CURLOPT_MAXCONNECTS, e->app_maxconnects);
+		share_checkin(s);
+	}
+	if (e->rht_ms > 0) {
+		/* Setting XFERINFOFUNCTION (even to NULL) decides whether the old
+		 * PROGRESSFUNCTION is called: put back whichever the app had. */
+		f->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, e->app_xferinfo);
+		if (e->app_progress && !e->app_xferinfo)
+			f->easy_setopt(h, CURLOPT_PROGRESSFUNCTION, e->app_progress);
+		f->easy_setopt(h, CURLOPT_XFERINFODATA, e->app_xferinfo_data);
+		f->easy_setopt(h, CURLOPT_NOPROGRESS, e->app_noprogress);
+		if (e->rht_fired && rc == CURLE_ABORTED_BY_CALLBACK) {
+			rc = CURLE_OPERATION_TIMEDOUT;
+			errbuf_set(e, "connroute: lane '%s': no response headers within %ld ms "
+				      "(response_header_timeout)", lane->name, e->rht_ms);
+		}
+	}
+	if (opts) {
+		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, e->app_sockopt);
+		f->easy_setopt(h, CURLOPT_SOCKOPTDATA, e->app_sockopt_data);
+	}
+	if (sslv != e->app_sslversion)
+		f->easy_setopt(h, CURLOPT_SSLVERSION, e->app_sslversion);
+	if (life != e->app_maxlifetime_s && lib->has_maxlifetime)
+		f->easy_setopt(h, CURLOPT_MAXLIFETIME_CONN, e->app_maxlifetime_s);
+	if (maxage != e->app_maxage_s)
+		f->easy_setopt(h, CURLOPT_MAXAGE_CONN, e->app_maxage_s);
+	if (rt != e->app_timeout_ms)
+		f->easy_setopt(h, CURLOPT_TIMEOUT_MS, e->app_timeout_ms);
+	if (ct != e->app_connect_timeout_ms)
+		f->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e->app_connect_timeout_ms);
+	e->lane = NULL;
+	if (slot != CR_SLOT_NONE)
+		cr_limit_release(slot);
+	return rc;
+}
+
+void cr_curl_stats(struct cr_curl_stats *out)
+{
+	out->shares_created = atomic_load(&st_shares);
+	out->handles_recycled = atomic_load(&st_recycled);
+	out->handles_reused = atomic_load(&st_reused);
+	out->performs_pooled = atomic_load(&st_pooled);
+	out->performs_unpooled = atomic_load(&st_unpooled);
+	out->limit_overflows = atomic_load(&st_overflows);
+}

@@ -1,0 +1,86 @@
+/* connroute: libcurl lanes — pooled, lane-isolated connections for
+ * unmodified programs that use the easy interface.
+ *
+ * Design (see docs/INTERNALS.md, "libcurl lanes"):
+ * - a lane owns share handles (CONNECT | DNS | SSL_SESSION); a perform checks
+ *   one out EXCLUSIVELY (LIFO, preferring the share this thread used last),
+ *   attaches it, performs, detaches it and returns it, so a share is never
+ *   used by two threads at once (libcurl does not support that) while its
+ *   connections outlive curl_easy_cleanup() and the thread that made them;
+ * - the lane's knobs are applied for the duration of the perform and the
+ *   app's own values put back afterwards; a lane never loosens what the app
+ *   asked (the smaller timeout wins);
+ * - handles whose state is provably clean are recycled on cleanup (reset +
+ *   free list), anything else is really cleaned up;
+ * - every libcurl copy loaded in the process (OpenSSL and GnuTLS flavours,
+ *   a privately loaded one) has its own function table, pools and lists.
+ *
+ * Threads: a handle is used by one thread at a time (libcurl's rule); the
+ * handle table, pools and free lists are guarded by their own mutexes. */
+#ifndef CR_CURLPOOL_H
+#define CR_CURLPOOL_H
+
+#define CURL_DISABLE_TYPECHECK 1
+/* Apps still use deprecated options (CURLOPT_PUT, PROGRESSFUNCTION...):
+ * we must recognise them. */
+#define CURL_DISABLE_DEPRECATION 1
+#include <curl/curl.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* The functions of one loaded libcurl. */
+struct cr_curlfns {
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	CURL *(*easy_duphandle)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	CURLSH *(*share_init)(void);
+	CURLSHcode (*share_setopt)(CURLSH *, CURLSHoption, ...);
+	CURLSHcode (*share_cleanup)(CURLSH *);
+	curl_version_info_data *(*version_info)(CURLversion);
+};
+
+struct cr_curllib; /* one per loaded libcurl */
+
+/* Registers a libcurl copy (its functions must all be non-NULL except
+ * version_info). Returns NULL when the table is full. */
+struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns, const char *name);
+struct cr_curllib *cr_curl_lib_find(const void *id);
+const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib);
+/* The library a known handle belongs to, or NULL. */
+struct cr_curllib *cr_curl_lib_of(CURL *h);
+
+/* The easy calls, engine side. Each does what the real call does, plus the
+ * lane's work. */
+CURL *cr_curl_init(struct cr_curllib *lib);
+CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
+			curl_off_t oval);
+CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h);
+void cr_curl_cleanup(struct cr_curllib *lib, CURL *h);
+void cr_curl_reset(struct cr_curllib *lib, CURL *h);
+CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h);
+
+/* fork: the child must never use the parent's pooled connections (the
+ * sockets are shared with the parent). Abandons every pool and free list. */
+void cr_curl_atfork_child(void);
+
+/* Parses scheme://[user@]host[:port]/... into lowercase host and a port
+ * (default 80/443 by scheme). 0 or -1. Exposed for tests. */
+int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen, int *port);
+
+/* Statistics for tests and metrics. */
+struct cr_curl_stats {
+	long shares_created;
+	long handles_recycled;
+	long handles_reused;
+	long performs_pooled;
+	long performs_unpooled;
+	long limit_overflows;
+};
+void cr_curl_stats(struct cr_curl_stats *out);
+
+#endif
