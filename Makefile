@@ -26,6 +26,15 @@ LIBFLAGS  := $(BASEFLAGS) -fvisibility=hidden -ftls-model=initial-exec $(CFLAGS)
 TESTFLAGS := $(BASEFLAGS) $(SANFLAGS) $(CFLAGS)
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 
+V ?= 0
+ifeq ($(V),0)
+  Q := @
+  say = @echo "  $(1)	$(2)"
+else
+  Q :=
+  say = @true
+endif
+
 LIB_SRC   := $(wildcard lib/*.c)
 SHIM_SRC  := $(wildcard shim/*.c)
 CLI_SRC   := $(wildcard cli/*.c)
@@ -51,42 +60,50 @@ deps:
 # --- the engine: a static archive for the shim, the CLI and the unit tests ---
 $(B)/obj/%.o: %.c $(wildcard lib/*.h include/*.h shim/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -c $< -o $@
 
 $(B)/tobj/%.o: %.c $(wildcard lib/*.h include/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -c $< -o $@
 
 $(B)/libcr.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(B)/libcr-test.a: $(LIBT_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 # --- the shim: only libc NEEDED, only hooks and connroute_* exported --------
 $(B)/libconnroute.so: $(SHIM_OBJ) $(B)/libcr.a shim/connroute.map
-	$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/libcr.a $(INIH_A) \
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/libcr.a $(INIH_A) \
 	  -Wl,--version-script=shim/connroute.map -Wl,--exclude-libs,ALL \
 	  -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
 
 $(B)/connroute: $(CLI_SRC) $(B)/libcr.a
-	$(CC) $(LIBFLAGS) -fPIE -pie -o $@ $(CLI_SRC) $(B)/libcr.a $(INIH_A) -lpthread $(LDFLAGS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LIBFLAGS) -fPIE -pie -o $@ $(CLI_SRC) $(B)/libcr.a $(INIH_A) -lpthread $(LDFLAGS)
 
 # --- tests ------------------------------------------------------------------
 $(B)/progs/%: tests/progs/%.c include/connroute.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) -o $@ $< -lcurl -lpthread
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -lcurl -lpthread
 
-$(B)/upstream: $(UP_SRC)
-	$(CC) $(BASEFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread
+$(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread
 
 $(B)/unit_tests: $(UNIT_SRC) $(B)/libcr-test.a
-	$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -o $@ $(UNIT_SRC) $(B)/libcr-test.a $(INIH_A) -lcriterion -lpthread -lcurl
+	$(call say,LD,$@)
+	$(Q)$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -o $@ $(UNIT_SRC) $(B)/libcr-test.a $(INIH_A) -lcriterion -lpthread -lcurl
 
 $(B)/integration_tests: $(INTEG_SRC) $(wildcard tests/integration/*.h)
-	$(CC) $(TESTFLAGS) -Itests/integration -o $@ $(INTEG_SRC) -lcriterion -lpthread
+	$(call say,LD,$@)
+	$(Q)$(CC) $(TESTFLAGS) -Itests/integration -o $@ $(INTEG_SRC) -lcriterion -lpthread
 
 TEST_BINS := $(B)/libconnroute.so $(B)/connroute $(B)/upstream $(PROGS) \
              $(B)/unit_tests $(B)/integration_tests

@@ -1,0 +1,118 @@
+/* Helpers for the Criterion integration tests: start/stop the test upstream
+ * (build/upstream), query its counters, run programs (optionally under LD_PRELOAD) with a
+ * timeout and captured output.
+ *
+ * The upstream has two listeners on the same address:
+ *   - the MAIN port (u->port): plain, or TLS with --tls. Every connection accepted there is
+ *     counted (accepted/open/max_open, /peers) and so is every request, except requests for
+ *     the control endpoints /stats, /reset, /peers, which are never counted on any port.
+ *   - the CONTROL port (u->control_port): always plain HTTP, serves every endpoint, and
+ *     nothing on it is ever counted or listed. h_get/h_stat/h_reset/h_peers use it, so
+ *     observing the server never disturbs what a test asserts.
+ * Counters: accepted (TCP connections accepted on the main port, including ones closed at
+ * once because of --threads-max, which also count in `rejected`), open, max_open (peak since
+ * start or /reset), rejected, requests, requests_get, requests_post, requests_other,
+ * tls_handshakes (full), tls_resumed, tls_failed, bad_requests, path_<first segment>
+ * (path_root for "/", [^A-Za-z0-9_] -> '_'). /reset zeroes them (max_open := open) and
+ * forgets closed connections in /peers. /peers lines: "<id> <ip>:<port> open|closed <requests>"
+ * (IPv6 peers as "[ip]:port"), ordered by id; ids start at 1 and never restart.
+ * Every response carries "X-Conn-Id: <id>".
+ *
+ * Cleanup: every started upstream is remembered; an atexit handler kills what is still
+ * running, and the server gets PR_SET_PDEATHSIG and --max-seconds 120 as further backstops,
+ * so a failed assertion or a crash cannot leave it behind. All waits are bounded. */
+#ifndef CR_HARNESS_H
+#define CR_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Absolute build directory: $CR_BUILD (made absolute) or ./build. */
+const char *h_build(void);
+
+struct h_upstream {
+    pid_t pid;                  /* 0 once stopped */
+    int port;                   /* main listener */
+    int control_port;           /* control listener, plain HTTP */
+    int tls;                    /* started with --tls */
+    char host[64];              /* address it listens on ("127.0.0.1", "::1", from --bind) */
+    char dir[256];              /* temp dir: port files, cert.pem, key.pem */
+    char cert[300];             /* <dir>/cert.pem (exists with --tls): use as CAINFO */
+};
+
+/* Start build/upstream with --port-file/--control-port-file/--cert-dir in a fresh temp dir,
+ * --max-seconds 120, then extra_args (NULL-terminated, may be NULL; later flags win, so
+ * "--max-seconds", "2" overrides). Waits up to 10 s for the ports. 0 or -1 (message on
+ * stderr). */
+int h_upstream_start(struct h_upstream *u, const char *const *extra_args);
+
+/* SIGTERM, wait up to 5 s, then SIGKILL; removes the temp dir. Returns the server's exit
+ * status (0 = clean; 128+signal if killed; a sanitizer finding shows as non-zero), or -1
+ * if it was not running. Safe to call twice. */
+int h_upstream_stop(struct h_upstream *u);
+
+/* Wait for the server to exit by itself (e.g. --max-seconds). Exit status as above, or -1
+ * on timeout (the server is left running). Removes the temp dir when it exited. */
+int h_upstream_wait_exit(struct h_upstream *u, int timeout_ms);
+
+/* Control-port queries (plain blocking socket, 5 s timeouts). */
+long h_stat(struct h_upstream *u, const char *name);     /* value, 0 for an absent path_*
+                                                           counter, -1 on error */
+int h_reset(struct h_upstream *u);                         /* 0 or -1 */
+char *h_get(struct h_upstream *u, const char *path);       /* malloc'd body (any status), NULL on error */
+char *h_peers(struct h_upstream *u);                       /* == h_get(u, "/peers") */
+/* Poll a counter every 10 ms until it equals want or timeout_ms passes; returns the last
+ * value read (== want on success). */
+long h_wait_stat(struct h_upstream *u, const char *name, long want, int timeout_ms);
+
+/* Main-port helpers (plain servers only; they ARE counted like any client). */
+int h_connect(const char *host, int port, int timeout_ms); /* blocking fd with SO_RCVTIMEO/
+                                                              SO_SNDTIMEO = timeout_ms, or -1 */
+int h_upstream_connect(struct h_upstream *u);              /* h_connect to the main port, 5 s */
+/* One request on an open connection (keep-alive), reading exactly one Content-Length
+ * response. extra_hdrs: full header lines with CRLFs, or NULL. body_out may be NULL.
+ * Returns 0 and the status, or -1. */
+int h_sock_http(int fd, const char *method, const char *path, const char *extra_hdrs,
+                const char *req_body, int *status, char **body_out);
+/* For a server started with "--no-accept", "--backlog", "0": connect non-blocking until a
+ * connect stays in progress for 300 ms (its SYN is being dropped: the accept queue is full),
+ * at most max attempts. Queued connections are left open in fds[] (close them at the end;
+ * the queue stays full anyway, nothing ever accepts); the hanging probe is closed. Returns
+ * how many are in fds[] (1 on Linux with backlog 0), or -1 if no connect hung. After this,
+ * any further connect() to u->port hangs until the client's own timeout. */
+int h_fill_backlog(struct h_upstream *u, int *fds, int max);
+/* New connection, one request with Connection: close; malloc'd body, NULL on error. */
+char *h_get_main(struct h_upstream *u, const char *path, int *status);
+
+struct h_run {
+    int status;                 /* exit code, or 128+signal (137 on timeout) */
+    int timed_out;
+    char *out;                  /* captured stdout, NUL-terminated (capped at 64 MiB) */
+    char *err;                  /* captured stderr */
+    size_t out_len, err_len;
+    double secs;                /* wall time */
+};
+
+/* fork/exec argv[0] with the current environment plus env_extra ("NAME=value", overriding,
+ * NULL-terminated, may be NULL) plus, when preload, LD_PRELOAD=<build>/libconnroute.so.
+ * argv[0] without '/': <build>/progs/<name> if it exists, else looked up in $PATH; with '/'
+ * relative to the cwd. stdin is /dev/null; fds >= 3 are closed; the child leads its own
+ * process group, which is SIGKILLed on timeout (timeout_ms <= 0: 60 s) and after the child
+ * exits (stray grandchildren). 0 when the program ran (see r->status), -1 when it could not
+ * be started. Exec failure: status 127 and a message in r->err. preload=1 replaces any
+ * inherited or env_extra LD_PRELOAD. */
+int h_run(struct h_run *r, const char *const *argv, const char *const *env_extra, int preload,
+          int timeout_ms);
+void h_run_free(struct h_run *r);
+
+/* Write dir/name (0644). path_out (may be NULL) gets the full path. 0 or -1. */
+int h_write_file(const char *dir, const char *name, const char *text, char *path_out, size_t n);
+/* Whole file, malloc'd and NUL-terminated, NULL on error. */
+char *h_read_file(const char *path);
+/* Open fds of a process from /proc/PID/fd (pid 0 = this process, not counting the fd used
+ * for the count), -1 on error. */
+int h_count_fds(pid_t pid);
+/* Milliseconds on CLOCK_MONOTONIC. */
+long long h_now_ms(void);
+
+#endif
