@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -52,7 +53,10 @@ struct cr_easy {
 	char *errbuf;
 	char *url;
 	struct curl_slist *resolve;
+	struct curl_slist *headers;
 	int method;
+	char custom[16];          /* CUSTOMREQUEST, upper-cased; "" if none or too long */
+	int custom_set;
 
 	/* Options that leave state surviving curl_easy_reset (cookies,
 	 * credentials, HSTS, ...) or that we do not know: not recyclable. */
@@ -61,8 +65,12 @@ struct cr_easy {
 	/* during a perform */
 	const struct cr_lane *lane;
 	long rht_ms;
-	uint64_t rht_ref_ns;
+	uint64_t rht_ref_ns;      /* when the request was seen sent */
+	uint64_t perform_t0_ns;
+	long rt_ms;               /* the request deadline in force (0 = none) */
+	long ct_ms;
 	int rht_fired;
+	int rht_relaxed;          /* first byte seen: deadline back to rt_ms */
 };
 
 struct cr_share {
@@ -326,6 +334,19 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	case CURLOPT_INTERFACE: case CURLOPT_LOCALPORT: e->app_bind = ptr != NULL || lval != 0; break;
 	case CURLOPT_ERRORBUFFER: e->errbuf = ptr; break;
 	case CURLOPT_RESOLVE: e->resolve = ptr; break;
+	case CURLOPT_HTTPHEADER: e->headers = ptr; break;
+	case CURLOPT_CUSTOMREQUEST: {
+		const char *m = ptr;
+		size_t n = m ? strlen(m) : 0;
+		e->custom_set = m != NULL;
+		e->custom[0] = '\0';
+		if (n < sizeof(e->custom)) {
+			for (size_t i = 0; i < n; i++)
+				e->custom[i] = (char)((m[i] >= 'a' && m[i] <= 'z') ? m[i] - 32 : m[i]);
+			e->custom[n] = '\0';
+		}
+		break;
+	}
 	case CURLOPT_NOBODY: if (lval) e->method = M_HEAD; else if (e->method == M_HEAD) e->method = M_GET; break;
 	case CURLOPT_HTTPGET: if (lval) e->method = M_GET; break;
 	case CURLOPT_POST: case CURLOPT_POSTFIELDS: case CURLOPT_COPYPOSTFIELDS:
@@ -596,28 +617,50 @@ static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 		r = e->app_sockopt(e->app_sockopt_data, fd, purpose);
 	if (r != CURL_SOCKOPT_OK || purpose != CURLSOCKTYPE_IPCXN)
 		return r;
-	int dom = 0;
-	socklen_t dl = sizeof(dom);
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0)
-		cr_sockopts_apply(fd, e->lane, dom, !e->app_bind);
+	if (!e->lane->passthrough) {
+		int dom = 0;
+		socklen_t dl = sizeof(dom);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0)
+			cr_sockopts_apply(fd, e->lane, dom, !e->app_bind);
+	}
+	/* A new connection: the response-header deadline armed at the start
+	 * assumed a reused one; give the connect its own time first. */
+	if (e->rht_ms > 0 && !e->rht_ref_ns && !e->rht_relaxed) {
+		long d = (long)((now_ns() - e->perform_t0_ns) / 1000000ull) +
+			 (e->ct_ms > 0 ? e->ct_ms : 0) + e->rht_ms;
+		e->lib->fns.easy_setopt(e->h, CURLOPT_TIMEOUT_MS, min_nonzero(e->rt_ms, d));
+	}
 	return r;
 }
 
-/* response_header_timeout: from the moment the request is sent (the
- * connection is up and any upload is done) until the first response byte. */
+/* response_header_timeout: from the moment the request is sent (connection
+ * up, any upload done) until the first response byte.
+ *
+ * libcurl's easy interface offers no per-phase timer, so the deadline is
+ * carried by CURLOPT_TIMEOUT_MS, which libcurl re-reads on every check: it
+ * starts at connect + rht (so a timer is armed that early), is tightened to
+ * "sent + rht" when this callback sees the request go out, and is relaxed to
+ * the request timeout once the first byte arrives. Between libcurl's wakeups
+ * (at most a second apart) the callback aborts on its own. */
 static int xferinfo_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
 	struct cr_easy *e = clientp;
-	if (e->rht_ms > 0 && !e->rht_fired) {
+	if (e->rht_ms > 0 && !e->rht_fired && !e->rht_relaxed) {
+		const struct cr_curlfns *f = &e->lib->fns;
 		curl_off_t pre = 0, start = 0;
-		e->lib->fns.easy_getinfo(e->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
-		e->lib->fns.easy_getinfo(e->h, CURLINFO_STARTTRANSFER_TIME_T, &start);
-		if (start == 0 && pre > 0 && (ultotal <= 0 || ulnow >= ultotal)) {
-			uint64_t t = now_ns();
-			if (!e->rht_ref_ns)
+		f->easy_getinfo(e->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
+		f->easy_getinfo(e->h, CURLINFO_STARTTRANSFER_TIME_T, &start);
+		uint64_t t = now_ns();
+		if (start > 0) {
+			e->rht_relaxed = 1;
+			f->easy_setopt(e->h, CURLOPT_TIMEOUT_MS, e->rt_ms);
+		} else if (pre > 0 && (ultotal <= 0 || ulnow >= ultotal)) {
+			if (!e->rht_ref_ns) {
 				e->rht_ref_ns = t;
-			else if (t - e->rht_ref_ns >= (uint64_t)e->rht_ms * 1000000ull) {
+				long d = (long)((t - e->perform_t0_ns) / 1000000ull) + e->rht_ms;
+				f->easy_setopt(e->h, CURLOPT_TIMEOUT_MS, min_nonzero(e->rt_ms, d));
+			} else if (t - e->rht_ref_ns >= (uint64_t)e->rht_ms * 1000000ull) {
 				e->rht_fired = 1;
 				return 1;
 			}
@@ -642,6 +685,150 @@ static void errbuf_set(struct cr_easy *e, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->errbuf, CURL_ERROR_SIZE, fmt, ap);
 	va_end(ap);
+}
+
+/* ---------------------------------------------------------------- retries */
+
+/* Is the request idempotent? By method (GET, HEAD, OPTIONS, PUT, DELETE, and
+ * no custom method overriding it), by an Idempotency-Key header, or by the
+ * key's +idempotent flag. */
+static int is_idempotent(const struct cr_easy *e, unsigned keyflags)
+{
+	if (keyflags & CR_KEYF_IDEMPOTENT)
+		return 1;
+	for (const struct curl_slist *l = e->headers; l; l = l->next) {
+		if (l->data && (strncasecmp(l->data, "Idempotency-Key:", 16) == 0 ||
+				strncasecmp(l->data, "X-Idempotent-Key:", 17) == 0))
+			return 1;
+	}
+	if (e->custom_set) {
+		static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", NULL};
+		for (int i = 0; ok[i]; i++)
+			if (strcmp(e->custom, ok[i]) == 0)
+				return 1;
+		return 0;
+	}
+	return e->method == M_GET || e->method == M_HEAD || e->method == M_PUT;
+}
+
+static int retryable(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT: case CURLE_OPERATION_TIMEDOUT: case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_SSL_CONNECT_ERROR:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Per-lane retry budget over a sliding 10 s window (two 5 s buckets):
+ * retries may be at most ratio x requests, but always at least
+ * retry_budget_min per second. */
+#define BUDGET_BUCKET_NS 5000000000ull
+static struct budget {
+	pthread_mutex_t mu;
+	uint64_t bucket_start;
+	long req[2], retry[2];
+} budgets[CR_MAX_LANES];
+static pthread_once_t budgets_once = PTHREAD_ONCE_INIT;
+
+static void budgets_init(void)
+{
+	for (int i = 0; i < CR_MAX_LANES; i++)
+		pthread_mutex_init(&budgets[i].mu, NULL);
+}
+
+static void budget_roll(struct budget *b, uint64_t t)
+{
+	if (t - b->bucket_start < BUDGET_BUCKET_NS)
+		return;
+	if (t - b->bucket_start < 2 * BUDGET_BUCKET_NS) {
+		b->req[1] = b->req[0];
+		b->retry[1] = b->retry[0];
+	} else {
+		b->req[1] = b->retry[1] = 0;
+	}
+	b->req[0] = b->retry[0] = 0;
+	b->bucket_start = t;
+}
+
+static void budget_request(int lane, uint64_t t)
+{
+	struct budget *b = &budgets[lane % CR_MAX_LANES];
+	pthread_once(&budgets_once, budgets_init);
+	pthread_mutex_lock(&b->mu);
+	budget_roll(b, t);
+	b->req[0]++;
+	pthread_mutex_unlock(&b->mu);
+}
+
+static int budget_take(const struct cr_lane *l, uint64_t t)
+{
+	struct budget *b = &budgets[l->index % CR_MAX_LANES];
+	int ok;
+	pthread_once(&budgets_once, budgets_init);
+	pthread_mutex_lock(&b->mu);
+	budget_roll(b, t);
+	double reqs = (double)(b->req[0] + b->req[1]);
+	double allowed = l->retry_budget_ratio * reqs;
+	double floor = (double)l->retry_budget_min_per_s * 10.0;
+	if (allowed < floor)
+		allowed = floor;
+	ok = (double)(b->retry[0] + b->retry[1]) < allowed;
+	if (ok)
+		b->retry[0]++;
+	pthread_mutex_unlock(&b->mu);
+	return ok;
+}
+
+/* Full jitter: uniform in [0, min(cap, base * 2^attempt)). */
+static long backoff_ms(int attempt)
+{
+	static __thread unsigned seed;
+	long cap = 25L << (attempt < 4 ? attempt : 4);
+	if (cap > 250)
+		cap = 250;
+	if (!seed)
+		seed = (unsigned)now_ns() ^ (unsigned)(uintptr_t)&seed;
+	return (long)(rand_r(&seed) % (unsigned)cap);
+}
+
+static int nothing_reached_app(const struct cr_curlfns *f, CURL *h)
+{
+	curl_off_t down = 0, up = 0;
+	long hdr = 0;
+	f->easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	f->easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+	f->easy_getinfo(h, CURLINFO_HEADER_SIZE, &hdr);
+	return down == 0 && up == 0 && hdr == 0;
+}
+
+static atomic_long st_retries;
+
+/* One perform with deadline RT_MS (0 = none). A response_header_timeout
+ * expiry, whether our callback aborted or libcurl's timer fired first,
+ * reads as the timeout it is and is flagged for the message. */
+static CURLcode perform_once(const struct cr_curlfns *f, struct cr_easy *e, long rt_ms)
+{
+	e->rht_ref_ns = 0;
+	e->rht_fired = 0;
+	e->rht_relaxed = 0;
+	e->rt_ms = rt_ms;
+	e->perform_t0_ns = now_ns();
+	if (e->rht_ms > 0)
+		f->easy_setopt(e->h, CURLOPT_TIMEOUT_MS, min_nonzero(rt_ms, e->rht_ms));
+	CURLcode rc = f->easy_perform(e->h);
+	if (e->rht_fired && rc == CURLE_ABORTED_BY_CALLBACK)
+		rc = CURLE_OPERATION_TIMEDOUT;
+	if (e->rht_ms > 0 && rc == CURLE_OPERATION_TIMEDOUT && !e->rht_fired) {
+		curl_off_t start = 0;
+		f->easy_getinfo(e->h, CURLINFO_STARTTRANSFER_TIME_T, &start);
+		long spent = (long)((now_ns() - e->perform_t0_ns) / 1000000ull);
+		if (start == 0 && (rt_ms <= 0 || spent < rt_ms))
+			e->rht_fired = 1;
+	}
+	return rc;
 }
 
 CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
@@ -722,14 +909,14 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 			sslv = app_max | want;
 	}
 	int pooled = !e->app_share && !e->forbid_reuse && lane->max_idle_per_host > 0;
-	int opts = !lane->passthrough;
+	int opts = !lane->passthrough || lane->response_header_timeout_ms > 0;
 	e->rht_ms = lane->response_header_timeout_ms;
-	e->rht_ref_ns = 0;
-	e->rht_fired = 0;
+	e->ct_ms = ct;
 
+	int rt_set = rt != e->app_timeout_ms || e->rht_ms > 0;
 	if (ct != e->app_connect_timeout_ms)
 		f->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ct);
-	if (rt != e->app_timeout_ms)
+	if (rt_set)
 		f->easy_setopt(h, CURLOPT_TIMEOUT_MS, rt);
 	if (maxage != e->app_maxage_s)
 		f->easy_setopt(h, CURLOPT_MAXAGE_CONN, maxage);
@@ -763,7 +950,41 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		e->dirty = 1; /* the handle's own cache may now hold a connection */
 	}
 
-	CURLcode rc = f->easy_perform(h);
+	uint64_t t0 = now_ns();
+	unsigned keyflags = 0;
+	cr_key_flags(key, &keyflags);
+	budget_request(lane->index, t0);
+	CURLcode rc = perform_once(f, e, rt);
+	/* Retries: only idempotent requests, only when nothing (no header, no
+	 * body byte, no upload byte) reached the app or the server's reading of
+	 * a body, within the lane's budget and the request's deadline. libcurl
+	 * itself already replays once on a dead reused connection. */
+	for (int attempt = 0; attempt < lane->retries && rc != CURLE_OK && retryable(rc) &&
+			      is_idempotent(e, keyflags) && nothing_reached_app(f, h);
+	     attempt++) {
+		long pause = backoff_ms(attempt);
+		uint64_t spent_ms = (now_ns() - t0) / 1000000ull + (uint64_t)waited_ms;
+		if (rt > 0 && (long)spent_ms + pause >= rt)
+			break;
+		if (!budget_take(lane, now_ns()))
+			break;
+		if (pause > 0) {
+			struct timespec ts = {.tv_sec = pause / 1000, .tv_nsec = (pause % 1000) * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+		long left = 0;
+		if (rt > 0) {
+			left = rt - (long)((now_ns() - t0) / 1000000ull) - waited_ms;
+			if (left < 1)
+				left = 1;
+			f->easy_setopt(h, CURLOPT_TIMEOUT_MS, left);
+			rt_set = 1;
+		}
+		atomic_fetch_add(&st_retries, 1);
+		cr_logmsg(CR_LL_DEBUG, "lane %s: retry %d after %s", lane->name, attempt + 1,
+			  rc == CURLE_COULDNT_CONNECT ? "connect failure" : "transport error");
+		rc = perform_once(f, e, rt > 0 ? left : 0);
+	}
 
 	if (s) {
 		f->easy_setopt(h, CURLOPT_SHARE, (CURLSH *)NULL);
@@ -779,11 +1000,9 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 			f->easy_setopt(h, CURLOPT_PROGRESSFUNCTION, e->app_progress);
 		f->easy_setopt(h, CURLOPT_XFERINFODATA, e->app_xferinfo_data);
 		f->easy_setopt(h, CURLOPT_NOPROGRESS, e->app_noprogress);
-		if (e->rht_fired && rc == CURLE_ABORTED_BY_CALLBACK) {
-			rc = CURLE_OPERATION_TIMEDOUT;
+		if (e->rht_fired && rc == CURLE_OPERATION_TIMEDOUT)
 			errbuf_set(e, "connroute: lane '%s': no response headers within %ld ms "
 				      "(response_header_timeout)", lane->name, e->rht_ms);
-		}
 	}
 	if (opts) {
 		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, e->app_sockopt);
@@ -795,7 +1014,7 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		f->easy_setopt(h, CURLOPT_MAXLIFETIME_CONN, e->app_maxlifetime_s);
 	if (maxage != e->app_maxage_s)
 		f->easy_setopt(h, CURLOPT_MAXAGE_CONN, e->app_maxage_s);
-	if (rt != e->app_timeout_ms)
+	if (rt_set)
 		f->easy_setopt(h, CURLOPT_TIMEOUT_MS, e->app_timeout_ms);
 	if (ct != e->app_connect_timeout_ms)
 		f->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e->app_connect_timeout_ms);
@@ -813,4 +1032,5 @@ void cr_curl_stats(struct cr_curl_stats *out)
 	out->performs_pooled = atomic_load(&st_pooled);
 	out->performs_unpooled = atomic_load(&st_unpooled);
 	out->limit_overflows = atomic_load(&st_overflows);
+	out->retries = atomic_load(&st_retries);
 }

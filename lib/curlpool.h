@@ -80,6 +80,7 @@ struct cr_curl_stats {
 	long performs_pooled;
 	long performs_unpooled;
 	long limit_overflows;
+	long retries;
 };
 void cr_curl_stats(struct cr_curl_stats *out);
 
