@@ -50,7 +50,7 @@ PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
 
 INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
 
-.PHONY: all deps test unit integration demo install clean check-deps
+.PHONY: all deps test unit integration demo install clean check-deps tsan
 all: $(B)/libconnroute.so $(B)/connroute
 
 # --- dependencies: install what is missing (no-op when all is there) -------
@@ -135,3 +135,13 @@ install: all
 
 clean:
 	rm -rf build build-*
+
+# ThreadSanitizer run of the threaded engine code (Criterion cannot run under TSan).
+$(B)/stress_threads: tests/stress/threads.c $(LIB_SRC) $(wildcard lib/*.h) tests/unit/curlpool_server.h
+	$(call say,LD,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) $(CURL_CFLAGS) -o $@ tests/stress/threads.c $(LIB_SRC) $(INIH_A) -lcurl -lpthread
+
+tsan:
+	@$(MAKE) --no-print-directory SAN=thread build-thread/stress_threads
+	TSAN_OPTIONS=halt_on_error=1 build-thread/stress_threads

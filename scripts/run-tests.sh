@@ -36,6 +36,9 @@ header
 criterion unit "$B/unit_tests" --jobs 2
 criterion integration "$B/integration_tests" --jobs 2
 
+echo "== threads under ThreadSanitizer"
+if make --no-print-directory -s tsan; then pass=$((pass+1)); else echo "tsan: FAILED"; fail=$((fail+1)); fi
+
 echo
 echo "tests: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,111 @@
+/* Threaded stress of the engine for ThreadSanitizer (Criterion does not run
+ * under TSan): libcurl lanes from 8 threads in 2 lanes against an in-process
+ * server, limits with waiters, and the fd table with racing closers.
+ * `make tsan` builds it with -fsanitize=thread and runs it; exit 0 = clean. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "curlpool.h"
+#include "engine.h"
+#include "fdtab.h"
+#include "key.h"
+#include "limit.h"
+
+#include "../unit/curlpool_server.h"
+
+static struct cr_curllib *lib;
+static uint32_t slot;
+
+static size_t sink(char *p, size_t sz, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return sz * n;
+}
+
+static void *curl_worker(void *arg)
+{
+	char url[128];
+	cr_key_set((intptr_t)arg ? "w/b" : "w/a");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ts_port());
+	for (int i = 0; i < 200; i++) {
+		CURL *h = cr_curl_init(lib);
+		cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+		if (cr_curl_perform(lib, h) != CURLE_OK)
+			return (void *)1;
+		cr_curl_cleanup(lib, h);
+	}
+	return NULL;
+}
+
+static void *limit_worker(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2000; i++) {
+		if (cr_limit_acquire(slot, 2, 1000, NULL) != 0)
+			return (void *)1;
+		cr_limit_release(slot);
+	}
+	return NULL;
+}
+
+static void *fd_worker(void *arg)
+{
+	int base = (int)(intptr_t)arg;
+	struct cr_fdinfo in = {.slot = 1, .ino = 1}, out;
+	for (int i = 0; i < 20000; i++) {
+		cr_fdtab_put(base + i % 64, &in);
+		cr_fdtab_take(base + (i * 7) % 64, &out);
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	struct cr_curlfns f = {curl_easy_init, curl_easy_setopt, curl_easy_perform, curl_easy_cleanup,
+			       curl_easy_reset, curl_easy_duphandle, curl_easy_getinfo, curl_share_init,
+			       curl_share_setopt, curl_share_cleanup, curl_version_info};
+	struct cr_config *cfg = calloc(1, sizeof(*cfg));
+	struct cr_diag d;
+	pthread_t t[8];
+	int bad = 0;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl");
+	cr_limits_init(256, NULL, NULL);
+	if (cr_config_load_string("[lane a]\nmatch = */a\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n",
+				  "stress.conf", cfg, &d) != 0)
+		return 2;
+	cr_engine_publish(cfg);
+	ts_start();
+
+	for (intptr_t i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, curl_worker, (void *)(i % 2));
+	for (int i = 0; i < 8; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		bad += r != NULL;
+	}
+	struct cr_dest dst = {.family = AF_INET, .port = 1};
+	slot = cr_limit_slot(0, &dst);
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, limit_worker, NULL);
+	for (int i = 0; i < 8; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		bad += r != NULL;
+	}
+	for (intptr_t i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, fd_worker, (void *)(i * 32));
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	ts_stop();
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	printf("stress: %d failures; %ld pooled performs, %ld shares, %ld handles reused, %d connections\n",
+	       bad, st.performs_pooled, st.shares_created, st.handles_reused, ts_accepted());
+	return bad ? 1 : 0;
+}

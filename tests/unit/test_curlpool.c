@@ -1,0 +1,153 @@
+/* The libcurl lanes engine driven directly (no LD_PRELOAD): libcurl's real
+ * functions registered as one library, an in-process HTTP server counting
+ * the connections it accepts. Also built standalone for TSan (see
+ * tests/stress/). */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "curlpool.h"
+#include "engine.h"
+#include "key.h"
+#include "limit.h"
+#include "route.h"
+
+#include "curlpool_server.h"
+
+static struct cr_curllib *lib;
+
+static size_t sink(char *p, size_t sz, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return sz * n;
+}
+
+static void setup(void)
+{
+	struct cr_curlfns f = {
+		.easy_init = curl_easy_init,
+		.easy_setopt = curl_easy_setopt,
+		.easy_perform = curl_easy_perform,
+		.easy_cleanup = curl_easy_cleanup,
+		.easy_reset = curl_easy_reset,
+		.easy_duphandle = curl_easy_duphandle,
+		.easy_getinfo = curl_easy_getinfo,
+		.share_init = curl_share_init,
+		.share_setopt = curl_share_setopt,
+		.share_cleanup = curl_share_cleanup,
+		.version_info = curl_version_info,
+	};
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl (test)");
+	cr_limits_init(256, NULL, NULL);
+	ts_start();
+}
+
+static void load(const char *text)
+{
+	struct cr_config *cfg = calloc(1, sizeof(*cfg));
+	struct cr_diag d;
+	if (text)
+		cr_assert_eq(cr_config_load_string(text, "test.conf", cfg, &d), 0, "%s", d.msg[0]);
+	else
+		cr_config_builtin(cfg);
+	cr_engine_publish(cfg);
+}
+
+static int one_request(const char *path)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", ts_port(), path);
+	CURL *h = cr_curl_init(lib);
+	cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+	CURLcode rc = cr_curl_perform(lib, h);
+	cr_curl_cleanup(lib, h);
+	return rc;
+}
+
+Test(curlpool, fresh_handles_reuse_one_connection, .init = setup, .fini = ts_stop)
+{
+	load(NULL);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(one_request("/"), CURLE_OK);
+	cr_expect_eq(ts_accepted(), 1, "20 handles, one connection");
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.performs_pooled, 20);
+	cr_expect_geq(st.handles_reused, 19, "clean handles are recycled");
+}
+
+Test(curlpool, lanes_never_share_connections, .init = setup, .fini = ts_stop)
+{
+	load("[lane a]\nmatch = */a\n[lane b]\nmatch = */b\n");
+	cr_key_set("x/a");
+	one_request("/");
+	one_request("/");
+	cr_key_set("x/b");
+	one_request("/");
+	one_request("/");
+	cr_key_set(NULL);
+	cr_expect_eq(ts_accepted(), 2, "one connection per lane");
+}
+
+Test(curlpool, max_idle_zero_disables_pooling, .init = setup, .fini = ts_stop)
+{
+	load("[lane default]\nmax_idle_per_host = 0\n");
+	for (int i = 0; i < 3; i++)
+		one_request("/");
+	cr_expect_eq(ts_accepted(), 3);
+}
+
+Test(curlpool, cookie_handles_are_not_recycled, .init = setup, .fini = ts_stop)
+{
+	load(NULL);
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ts_port());
+	CURL *h = cr_curl_init(lib);
+	cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_COOKIEFILE, "", 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+	cr_curl_perform(lib, h);
+	struct cr_curl_stats before, after;
+	cr_curl_stats(&before);
+	cr_curl_cleanup(lib, h);
+	cr_curl_stats(&after);
+	cr_expect_eq(after.handles_recycled, before.handles_recycled,
+		     "a handle that had cookies is really cleaned up, never recycled");
+	one_request("/");
+	cr_curl_stats(&after);
+	cr_expect_eq(after.handles_recycled, before.handles_recycled + 1, "a clean one is");
+}
+
+static void *worker(void *arg)
+{
+	intptr_t lane = (intptr_t)arg;
+	cr_key_set(lane ? "w/b" : "w/a");
+	for (int i = 0; i < 100; i++)
+		if (one_request("/") != CURLE_OK)
+			return (void *)1;
+	return NULL;
+}
+
+Test(curlpool, threads_share_pools_safely, .init = setup, .fini = ts_stop, .timeout = 60)
+{
+	pthread_t t[8];
+	load("[lane a]\nmatch = */a\n[lane b]\nmatch = */b\n");
+	for (intptr_t i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, worker, (void *)(i % 2));
+	int bad = 0;
+	for (int i = 0; i < 8; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		bad += r != NULL;
+	}
+	cr_expect_eq(bad, 0);
+	cr_expect_leq(ts_accepted(), 8, "at most one connection per concurrent transfer");
+}
