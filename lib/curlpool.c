@@ -57,6 +57,8 @@ struct cr_easy {
 	int method;
 	char custom[16];          /* CUSTOMREQUEST, upper-cased; "" if none or too long */
 	int custom_set;
+	int read_cb;              /* READFUNCTION set: an upload stream we cannot replay */
+	int seek_cb;              /* ... unless SEEKFUNCTION lets libcurl rewind it */
 
 	/* Options that leave state surviving curl_easy_reset (cookies,
 	 * credentials, HSTS, ...) or that we do not know: not recyclable. */
@@ -335,6 +337,8 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	case CURLOPT_ERRORBUFFER: e->errbuf = ptr; break;
 	case CURLOPT_RESOLVE: e->resolve = ptr; break;
 	case CURLOPT_HTTPHEADER: e->headers = ptr; break;
+	case CURLOPT_READFUNCTION: e->read_cb = ptr != NULL; break;
+	case CURLOPT_SEEKFUNCTION: e->seek_cb = ptr != NULL; break;
 	case CURLOPT_CUSTOMREQUEST: {
 		const char *m = ptr;
 		size_t n = m ? strlen(m) : 0;
@@ -794,14 +798,17 @@ static long backoff_ms(int attempt)
 	return (long)(rand_r(&seed) % (unsigned)cap);
 }
 
-static int nothing_reached_app(const struct cr_curlfns *f, CURL *h)
+/* No response byte reached the app's callbacks, and the request body (if
+ * any) can be sent again: in-memory fields always, a read callback's stream
+ * only if nothing was read from it or libcurl can rewind it. */
+static int nothing_reached_app(const struct cr_curlfns *f, const struct cr_easy *e)
 {
 	curl_off_t down = 0, up = 0;
 	long hdr = 0;
-	f->easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
-	f->easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
-	f->easy_getinfo(h, CURLINFO_HEADER_SIZE, &hdr);
-	return down == 0 && up == 0 && hdr == 0;
+	f->easy_getinfo(e->h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	f->easy_getinfo(e->h, CURLINFO_SIZE_UPLOAD_T, &up);
+	f->easy_getinfo(e->h, CURLINFO_HEADER_SIZE, &hdr);
+	return down == 0 && hdr == 0 && (up == 0 || !e->read_cb || e->seek_cb);
 }
 
 static atomic_long st_retries;
@@ -960,7 +967,7 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 	 * a body, within the lane's budget and the request's deadline. libcurl
 	 * itself already replays once on a dead reused connection. */
 	for (int attempt = 0; attempt < lane->retries && rc != CURLE_OK && retryable(rc) &&
-			      is_idempotent(e, keyflags) && nothing_reached_app(f, h);
+			      is_idempotent(e, keyflags) && nothing_reached_app(f, e);
 	     attempt++) {
 		long pause = backoff_ms(attempt);
 		uint64_t spent_ms = (now_ns() - t0) / 1000000ull + (uint64_t)waited_ms;

@@ -773,3 +773,47 @@ Test(curl_nginx, fresh_handles_over_https_to_nginx, .fini = ngx_stop)
 	h_run_free(&a);
 	h_run_free(&b);
 }
+
+/* ------------------------------------------------------------- retries */
+
+/* retries = 2: a GET the server drops unanswered reaches it three times; a
+ * POST exactly once; a POST carrying an Idempotency-Key three times. */
+Test(curl_retries, idempotent_requests_only, .init = start_plain, .fini = stop)
+{
+	struct h_run a, g, p, k;
+	const char *env[] = {config("[lane default]\nretries = 2\n"), NULL};
+	RUN(&a, env, 0, "curlprog", "--requests", "1", path_url("/fault/drop"));
+	cr_assert_eq(h_stat(&up, "path_fault"), 1, "without the shim: one attempt");
+	cr_expect_eq(first_code(&a), 52, "%s", a.out);
+	reset();
+	RUN(&g, env, 1, "curlprog", "--requests", "1", path_url("/fault/drop"));
+	cr_expect_eq(first_code(&g), 52, "the last error is the app's: %s", g.out);
+	cr_expect_eq(h_stat(&up, "path_fault"), 3, "GET retried twice");
+	reset();
+	RUN(&p, env, 1, "curlprog", "--requests", "1", "--method", "POST", "--data", "x=1",
+	    path_url("/fault/drop"));
+	cr_expect_eq(first_code(&p), 52, "%s", p.out);
+	cr_expect_eq(h_stat(&up, "path_fault"), 1, "a POST is never sent twice");
+	reset();
+	RUN(&k, env, 1, "curlprog", "--requests", "1", "--method", "POST", "--data", "x=1", "--header",
+	    "Idempotency-Key: 42", path_url("/fault/drop"));
+	cr_expect_eq(h_stat(&up, "path_fault"), 3, "a POST with an Idempotency-Key may be retried");
+	h_run_free(&a);
+	h_run_free(&g);
+	h_run_free(&p);
+	h_run_free(&k);
+}
+
+/* response_header_timeout: a slow GET times out at the lane's header
+ * deadline and is retried; the app sees the timeout code and message. */
+Test(curl_retries, response_header_timeout_then_retry, .init = start_plain, .fini = stop)
+{
+	struct h_run r;
+	const char *env[] = {config("[lane default]\nresponse_header_timeout = 200ms\nretries = 1\n"), NULL};
+	RUN(&r, env, 1, "curlprog", "--requests", "1", "--errbuf", path_url("/delay/2000"));
+	cr_expect_eq(first_code(&r), 28, "%s", r.out);
+	cr_expect(strstr(r.out, "response_header_timeout") != NULL, "%s", r.out);
+	cr_expect_lt(first_ms(&r), 1900.0, "%s", r.out);
+	cr_expect_eq(h_stat(&up, "path_delay"), 2, "one retry");
+	h_run_free(&r);
+}

@@ -51,6 +51,16 @@ static int h_delay(struct conn *c, struct req *r, const char *arg)
     return up_respond(c, r, 200, NULL, "ok\n", 3);
 }
 
+/* /fault/drop: read the request, then close without answering (a server
+ * that died mid-request; libcurl reports CURLE_GOT_NOTHING). */
+static int h_fault_drop(struct conn *c, struct req *r, const char *arg)
+{
+    (void)c;
+    (void)r;
+    (void)arg;
+    return -1;
+}
+
 static int h_conn(struct conn *c, struct req *r, const char *arg)
 {
     char body[160];
@@ -304,6 +314,7 @@ static const struct up_route routes[] = {
     {"/cookie/set", false, h_cookie_set},
     {"/delay/", false, h_delay},
     {"/size/", false, h_size},
+    {"/fault/drop", false, h_fault_drop},
 };
 static const struct up_route fallback = {"/", false, h_ok};
 
