@@ -106,8 +106,23 @@ static struct cr_curllib libs[MAX_LIBS];
 static atomic_int nlibs;
 static pthread_mutex_t libs_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static pthread_mutex_t easy_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Striped: setopt looks its handle up on every call, from every thread. */
+#define EASY_STRIPES 64
+static pthread_mutex_t easy_mu[EASY_STRIPES];
+static pthread_once_t easy_once = PTHREAD_ONCE_INIT;
 static struct cr_easy *easy_tab[EASY_BUCKETS];
+
+static void easy_init_locks(void)
+{
+	for (int i = 0; i < EASY_STRIPES; i++)
+		pthread_mutex_init(&easy_mu[i], NULL);
+}
+
+static pthread_mutex_t *easy_lock(unsigned bucket)
+{
+	pthread_once(&easy_once, easy_init_locks);
+	return &easy_mu[bucket % EASY_STRIPES];
+}
 
 static __thread struct cr_share *tls_last_share;
 
@@ -183,10 +198,12 @@ static void easy_defaults(struct cr_easy *e)
 static struct cr_easy *easy_get(CURL *h)
 {
 	struct cr_easy *e;
-	pthread_mutex_lock(&easy_mu);
-	for (e = easy_tab[easy_bucket(h)]; e && e->h != h; e = e->next)
+	unsigned b = easy_bucket(h);
+	pthread_mutex_t *mu = easy_lock(b);
+	pthread_mutex_lock(mu);
+	for (e = easy_tab[b]; e && e->h != h; e = e->next)
 		;
-	pthread_mutex_unlock(&easy_mu);
+	pthread_mutex_unlock(mu);
 	return e;
 }
 
@@ -198,26 +215,29 @@ static struct cr_easy *easy_add(struct cr_curllib *lib, CURL *h)
 	e->h = h;
 	e->lib = lib;
 	easy_defaults(e);
-	pthread_mutex_lock(&easy_mu);
 	unsigned b = easy_bucket(h);
+	pthread_mutex_t *mu = easy_lock(b);
+	pthread_mutex_lock(mu);
 	e->next = easy_tab[b];
 	easy_tab[b] = e;
-	pthread_mutex_unlock(&easy_mu);
+	pthread_mutex_unlock(mu);
 	return e;
 }
 
 static void easy_del(CURL *h)
 {
 	struct cr_easy **pp, *e = NULL;
-	pthread_mutex_lock(&easy_mu);
-	for (pp = &easy_tab[easy_bucket(h)]; *pp; pp = &(*pp)->next) {
+	unsigned b = easy_bucket(h);
+	pthread_mutex_t *mu = easy_lock(b);
+	pthread_mutex_lock(mu);
+	for (pp = &easy_tab[b]; *pp; pp = &(*pp)->next) {
 		if ((*pp)->h == h) {
 			e = *pp;
 			*pp = e->next;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&easy_mu);
+	pthread_mutex_unlock(mu);
 	if (e) {
 		free(e->url);
 		free(e);
@@ -535,7 +555,10 @@ void cr_curl_atfork_child(void)
 		atomic_store(&libs[i].npools, 0);
 		libs[i].nfree = 0;
 	}
-	pthread_mutex_init(&easy_mu, NULL);
+	/* Another thread may have held a stripe at fork. */
+	if (pthread_once(&easy_once, easy_init_locks) == 0)
+		for (int i = 0; i < EASY_STRIPES; i++)
+			pthread_mutex_init(&easy_mu[i], NULL);
 	tls_last_share = NULL;
 }
 

@@ -139,7 +139,26 @@ static struct {
 static atomic_int caller_n;
 static pthread_mutex_t caller_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* A call site always calls the same libcurl: remember the last one per
+ * thread, so curl_easy_init does not pay dladdr on every call. */
+static __thread const void *tls_last_ret;
+static __thread struct cr_curllib *tls_last_lib;
+
+static struct cr_curllib *lib_for_caller_slow(const void *ret);
+
 static struct cr_curllib *lib_for_caller(const void *ret)
+{
+	if (ret == tls_last_ret && tls_last_lib)
+		return tls_last_lib;
+	struct cr_curllib *lib = lib_for_caller_slow(ret);
+	if (lib) {
+		tls_last_ret = ret;
+		tls_last_lib = lib;
+	}
+	return lib;
+}
+
+static struct cr_curllib *lib_for_caller_slow(const void *ret)
 {
 	Dl_info di;
 	struct link_map *lm = NULL;
