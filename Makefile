@@ -81,7 +81,7 @@ $(B)/libconnroute.so: $(SHIM_OBJ) $(B)/libcr.a shim/connroute.map
 	$(call say,LD,$@)
 	$(Q)$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/libcr.a $(INIH_A) \
 	  -Wl,--version-script=shim/connroute.map -Wl,--exclude-libs,ALL \
-	  -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
+	  -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
 
 $(B)/connroute: $(CLI_SRC) $(B)/libcr.a
 	$(call say,LD,$@)

@@ -90,6 +90,10 @@ struct cr_lane {
 	/* derived at load by cr_config_finish() */
 	int passthrough;          /* nothing to apply to a raw connect() */
 	int index;
+	/* set by the engine when it publishes the config */
+	int id;                   /* stable across reloads for the same lane name */
+	uint64_t conn_hash;       /* settings a pooled connection carries: a change
+				   * retires the lane's old pools on reload */
 };
 
 struct cr_threadrule {

@@ -12,11 +12,13 @@
 #include <time.h>
 
 #include "curlpool.h"
+#include "bg.h"
 #include "engine.h"
 #include "key.h"
 #include "lane.h"
 #include "limit.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 
 #define MAX_LIBS 4
@@ -73,6 +75,7 @@ struct cr_easy {
 	long ct_ms;
 	int rht_fired;
 	int rht_relaxed;          /* first byte seen: deadline back to rt_ms */
+	int new_conns;            /* connections opened during this perform */
 };
 
 struct cr_share {
@@ -83,8 +86,10 @@ struct cr_share {
 };
 
 struct cr_pool {
-	int lane;
+	int lane;                 /* stable lane id */
+	uint64_t conn_hash;       /* the lane's connection settings when created */
 	uint64_t flavor;
+	atomic_int retired;       /* the lane went away or changed: drain, close */
 	pthread_mutex_t mu;
 	struct cr_share *free_head;
 	int nshares;
@@ -126,6 +131,8 @@ static pthread_mutex_t *easy_lock(unsigned bucket)
 
 static __thread struct cr_share *tls_last_share;
 
+static void retire_pools(const struct cr_config *cfg);
+
 static atomic_long st_shares, st_recycled, st_reused, st_pooled, st_unpooled, st_overflows;
 
 /* ------------------------------------------------------------ libraries */
@@ -158,6 +165,7 @@ struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns,
 				l->has_maxlifetime = v && v->version_num >= 0x075000;
 			}
 			atomic_store_explicit(&nlibs, n + 1, memory_order_release);
+			cr_engine_on_publish = retire_pools;
 			cr_logmsg(CR_LL_DEBUG, "libcurl lanes: using %s", l->name);
 		}
 	}
@@ -454,22 +462,29 @@ static uint64_t flavor_of(const struct cr_easy *e)
 	return n ? h : 0;
 }
 
-static struct cr_pool *pool_get(struct cr_curllib *lib, int lane, uint64_t flavor)
+static int pool_is(const struct cr_pool *p, int lane, uint64_t ch, uint64_t flavor)
+{
+	return p->lane == lane && p->conn_hash == ch && p->flavor == flavor &&
+	       !atomic_load_explicit(&p->retired, memory_order_relaxed);
+}
+
+static struct cr_pool *pool_get(struct cr_curllib *lib, const struct cr_lane *l, uint64_t flavor)
 {
 	int n = atomic_load_explicit(&lib->npools, memory_order_acquire);
 	for (int i = 0; i < n; i++)
-		if (lib->pools[i].lane == lane && lib->pools[i].flavor == flavor)
+		if (pool_is(&lib->pools[i], l->id, l->conn_hash, flavor))
 			return &lib->pools[i];
 	struct cr_pool *p = NULL;
 	pthread_mutex_lock(&lib->mu);
 	n = atomic_load(&lib->npools);
 	for (int i = 0; i < n && !p; i++)
-		if (lib->pools[i].lane == lane && lib->pools[i].flavor == flavor)
+		if (pool_is(&lib->pools[i], l->id, l->conn_hash, flavor))
 			p = &lib->pools[i];
 	if (!p && n < MAX_POOLS) {
 		p = &lib->pools[n];
 		memset(p, 0, sizeof(*p));
-		p->lane = lane;
+		p->lane = l->id;
+		p->conn_hash = l->conn_hash;
 		p->flavor = flavor;
 		pthread_mutex_init(&p->mu, NULL);
 		atomic_store_explicit(&lib->npools, n + 1, memory_order_release);
@@ -500,6 +515,7 @@ static struct cr_share *share_checkout(struct cr_curllib *lib, struct cr_pool *p
 	if (s) {
 		free_unlink(p, s);
 		s->busy = 1;
+		cr_m_idle(p->lane, -1);
 	}
 	int may_create = !s && p->nshares < MAX_SHARES_PER_POOL;
 	if (may_create)
@@ -531,18 +547,77 @@ static struct cr_share *share_checkout(struct cr_curllib *lib, struct cr_pool *p
 	return s;
 }
 
-static void share_checkin(struct cr_share *s)
+/* The struct is never freed: another thread's tls_last_share may still
+ * point at it (it is only compared, and a dead share has no pool). */
+static void share_destroy(struct cr_curllib *lib, struct cr_share *s)
+{
+	lib->fns.share_cleanup(s->sh); /* closes its idle connections */
+	s->sh = NULL;
+	s->pool = NULL;
+}
+
+static void share_checkin(struct cr_curllib *lib, struct cr_share *s)
 {
 	struct cr_pool *p = s->pool;
 	pthread_mutex_lock(&p->mu);
-	s->busy = 0;
-	s->prev = NULL;
-	s->next = p->free_head;
-	if (p->free_head)
-		p->free_head->prev = s;
-	p->free_head = s;
+	int drain = atomic_load(&p->retired);
+	if (drain) {
+		p->nshares--;
+	} else {
+		s->busy = 0;
+		s->prev = NULL;
+		s->next = p->free_head;
+		if (p->free_head)
+			p->free_head->prev = s;
+		p->free_head = s;
+	}
 	pthread_mutex_unlock(&p->mu);
+	if (drain) {
+		if (tls_last_share == s)
+			tls_last_share = NULL;
+		share_destroy(lib, s);
+		return;
+	}
+	cr_m_idle(p->lane, 1);
 	tls_last_share = s;
+}
+
+/* After a reload: pools whose lane is gone or whose connection settings
+ * changed stop lending; their idle shares are closed now, busy ones when
+ * their transfer ends. In-flight transfers are never interrupted. */
+static void retire_pools(const struct cr_config *cfg)
+{
+	int n = atomic_load(&nlibs);
+	for (int li = 0; li < n; li++) {
+		struct cr_curllib *lib = &libs[li];
+		int np = atomic_load_explicit(&lib->npools, memory_order_acquire);
+		for (int i = 0; i < np; i++) {
+			struct cr_pool *p = &lib->pools[i];
+			int keep = 0;
+			if (atomic_load(&p->retired))
+				continue;
+			for (int k = 0; k < cfg->nlanes && !keep; k++)
+				keep = cfg->lanes[k].id == p->lane && cfg->lanes[k].conn_hash == p->conn_hash &&
+				       cfg->lanes[k].max_idle_per_host > 0;
+			if (keep)
+				continue;
+			pthread_mutex_lock(&p->mu);
+			atomic_store(&p->retired, 1);
+			struct cr_share *idle = p->free_head;
+			p->free_head = NULL;
+			int nidle = 0;
+			for (struct cr_share *s = idle; s; s = s->next)
+				nidle++;
+			p->nshares -= nidle;
+			pthread_mutex_unlock(&p->mu);
+			cr_m_idle(p->lane, -nidle);
+			while (idle) {
+				struct cr_share *next = idle->next;
+				share_destroy(lib, idle);
+				idle = next;
+			}
+		}
+	}
 }
 
 void cr_curl_atfork_child(void)
@@ -644,6 +719,7 @@ static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 		r = e->app_sockopt(e->app_sockopt_data, fd, purpose);
 	if (r != CURL_SOCKOPT_OK || purpose != CURLSOCKTYPE_IPCXN)
 		return r;
+	e->new_conns++;
 	if (!e->lane->passthrough) {
 		int dom = 0;
 		socklen_t dl = sizeof(dom);
@@ -757,12 +833,12 @@ static struct budget {
 	pthread_mutex_t mu;
 	uint64_t bucket_start;
 	long req[2], retry[2];
-} budgets[CR_MAX_LANES];
+} budgets[CR_MAX_LANE_IDS];
 static pthread_once_t budgets_once = PTHREAD_ONCE_INIT;
 
 static void budgets_init(void)
 {
-	for (int i = 0; i < CR_MAX_LANES; i++)
+	for (int i = 0; i < CR_MAX_LANE_IDS; i++)
 		pthread_mutex_init(&budgets[i].mu, NULL);
 }
 
@@ -782,7 +858,7 @@ static void budget_roll(struct budget *b, uint64_t t)
 
 static void budget_request(int lane, uint64_t t)
 {
-	struct budget *b = &budgets[lane % CR_MAX_LANES];
+	struct budget *b = &budgets[lane % CR_MAX_LANE_IDS];
 	pthread_once(&budgets_once, budgets_init);
 	pthread_mutex_lock(&b->mu);
 	budget_roll(b, t);
@@ -792,7 +868,7 @@ static void budget_request(int lane, uint64_t t)
 
 static int budget_take(const struct cr_lane *l, uint64_t t)
 {
-	struct budget *b = &budgets[l->index % CR_MAX_LANES];
+	struct budget *b = &budgets[l->id % CR_MAX_LANE_IDS];
 	int ok;
 	pthread_once(&budgets_once, budgets_init);
 	pthread_mutex_lock(&b->mu);
@@ -861,21 +937,37 @@ static CURLcode perform_once(const struct cr_curlfns *f, struct cr_easy *e, long
 	return rc;
 }
 
+static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const struct cr_config *cfg,
+			       const char *scheme, const char *host, int port);
+
 CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 {
 	const struct cr_curlfns *f = &lib->fns;
 	struct cr_easy *e = easy_get(h);
-	const struct cr_config *cfg = cr_engine_config();
 	char scheme[16], host[CR_HOST_MAX];
 	int port = 0;
 
-	if (!e || !e->url || !cfg ||
-	    cr_curl_parse_url(e->url, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
+	if (!e || !e->url || cr_curl_parse_url(e->url, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
 		atomic_fetch_add(&st_unpooled, 1);
 		if (e)
 			e->dirty = 1; /* its private cache may now hold a connection */
 		return f->easy_perform(h);
 	}
+	/* Held for the whole perform: a reload must not free the lane under a
+	 * transfer (nor cancel its dial). */
+	const struct cr_config *cfg = cr_engine_acquire();
+	if (!cfg)
+		return f->easy_perform(h);
+	CURLcode rc = perform_routed(lib, e, cfg, scheme, host, port);
+	cr_engine_release(cfg);
+	return rc;
+}
+
+static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const struct cr_config *cfg,
+			       const char *scheme, const char *host, int port)
+{
+	const struct cr_curlfns *f = &lib->fns;
+	CURL *h = e->h;
 
 	/* Which lane: the thread's key and the destination (a literal address
 	 * also matches CIDR rules). */
@@ -884,9 +976,14 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		d.family = AF_INET;
 	else if (inet_pton(AF_INET6, host, d.addr) == 1)
 		d.family = AF_INET6;
+	int unmatched = 0;
 	const char *key = cr_key_resolve(cfg);
-	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, NULL);
+	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
 	e->lane = lane;
+	cr_bg_kick();
+	if (unmatched && strcmp(key, "default") != 0)
+		cr_m_unmatched();
+	uint64_t t_start = now_ns();
 
 	/* Limit: in-flight transfers per (lane, scheme://host:port). */
 	uint32_t slot = CR_SLOT_NONE;
@@ -898,9 +995,17 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		uint64_t b = fnv(a ^ 0x9e3779b97f4a7c15ull, host, strlen(host));
 		memcpy(ld.addr, &a, 8);
 		memcpy(ld.addr + 8, &b, 8);
-		slot = cr_limit_slot(lane->index, &ld);
-		if (cr_limit_acquire(slot, lane->max_conns_per_host, lane->queue_timeout_ms, &waited_ns) != 0) {
+		slot = cr_limit_slot(lane->id, &ld);
+		cr_m_queued(lane->id, 1);
+		int lrc = cr_limit_acquire(slot, lane->max_conns_per_host, lane->queue_timeout_ms, &waited_ns);
+		cr_m_queued(lane->id, -1);
+		if (waited_ns)
+			cr_m_queue_wait(lane->id, waited_ns);
+		if (lrc != 0) {
 			atomic_fetch_add(&st_overflows, 1);
+			cr_m_overflow(lane->id);
+			cr_m_request(lane->id, key, now_ns() - t_start, CR_OUT_OVERFLOW);
+			e->lane = NULL;
 			errbuf_set(e,
 				   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
 				   "(max_conns_per_host = %ld); waited %ld ms (queue_timeout)",
@@ -939,7 +1044,8 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 			sslv = app_max | want;
 	}
 	int pooled = !e->app_share && !e->forbid_reuse && lane->max_idle_per_host > 0;
-	int opts = !lane->passthrough || lane->response_header_timeout_ms > 0;
+	/* Always: new connections are counted there, and get the lane's options. */
+	int opts = 1;
 	e->rht_ms = lane->response_header_timeout_ms;
 	e->ct_ms = ct;
 
@@ -966,7 +1072,8 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 
 	struct cr_share *s = NULL;
 	if (pooled) {
-		s = share_checkout(lib, pool_get(lib, lane->index, flavor_of(e)));
+		struct cr_pool *pool = pool_get(lib, lane, flavor_of(e));
+		s = pool ? share_checkout(lib, pool) : NULL;
 		if (s) {
 			if (lane->max_idle_per_host != e->app_maxconnects)
 				f->easy_setopt(h, CURLOPT_MAXCONNECTS, lane->max_idle_per_host);
@@ -983,7 +1090,9 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 	uint64_t t0 = now_ns();
 	unsigned keyflags = 0;
 	cr_key_flags(key, &keyflags);
-	budget_request(lane->index, t0);
+	budget_request(lane->id, t0);
+	cr_m_inflight(lane->id, 1);
+	e->new_conns = 0;
 	CURLcode rc = perform_once(f, e, rt);
 	/* Retries: only idempotent requests, only when nothing (no header, no
 	 * body byte, no upload byte) reached the app or the server's reading of
@@ -1011,6 +1120,8 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 			rt_set = 1;
 		}
 		atomic_fetch_add(&st_retries, 1);
+		cr_m_retry(lane->id, key, rc == CURLE_COULDNT_CONNECT ? "connect"
+				       : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport");
 		cr_logmsg(CR_LL_DEBUG, "lane %s: retry %d after %s", lane->name, attempt + 1,
 			  rc == CURLE_COULDNT_CONNECT ? "connect failure" : "transport error");
 		rc = perform_once(f, e, rt > 0 ? left : 0);
@@ -1020,7 +1131,7 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		f->easy_setopt(h, CURLOPT_SHARE, (CURLSH *)NULL);
 		if (lane->max_idle_per_host != e->app_maxconnects)
 			f->easy_setopt(h, CURLOPT_MAXCONNECTS, e->app_maxconnects);
-		share_checkin(s);
+		share_checkin(lib, s);
 	}
 	if (e->rht_ms > 0) {
 		/* Setting XFERINFOFUNCTION (even to NULL) decides whether the old
@@ -1048,6 +1159,14 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		f->easy_setopt(h, CURLOPT_TIMEOUT_MS, e->app_timeout_ms);
 	if (ct != e->app_connect_timeout_ms)
 		f->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e->app_connect_timeout_ms);
+	cr_m_inflight(lane->id, -1);
+	if (e->new_conns > 0) {
+		curl_off_t cns = 0;
+		f->easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &cns);
+		cr_m_conn_opened(lane->id, (uint64_t)cns * 1000ull, 1);
+	}
+	cr_m_request(lane->id, key, now_ns() - t_start,
+		     rc == CURLE_OK ? CR_OUT_OK : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT : CR_OUT_ERROR);
 	e->lane = NULL;
 	if (slot != CR_SLOT_NONE)
 		cr_limit_release(slot);

@@ -41,11 +41,33 @@ struct cr_env {
  * config or environment prints one line and exits the process. */
 int cr_engine_init(const struct cr_env *env);
 
-/* The published configuration (never NULL once READY). */
+/* The published configuration (never NULL once READY). Only for quick
+ * reads that keep no pointer into it past the call; anything that may
+ * block (a connect, a perform) holds a reference instead. */
 const struct cr_config *cr_engine_config(void);
 
-/* Replaces the published configuration (tests; reload later). Takes
- * ownership of CFG (heap-allocated). */
+/* A counted reference to the published configuration: valid until released,
+ * even across a reload. NULL before init. */
+const struct cr_config *cr_engine_acquire(void);
+void cr_engine_release(const struct cr_config *cfg);
+
+/* Replaces the published configuration: assigns stable lane ids, retires
+ * the old one (freed once its last reference is gone and a grace period has
+ * passed). Takes ownership of CFG (heap-allocated). */
 void cr_engine_publish(struct cr_config *cfg);
+
+/* Re-reads the config file when it changed (inode, size or mtime; FORCE:
+ * always) and swaps it in if valid. In-flight connects and transfers finish
+ * on the lanes they started with. Returns 1 applied, 0 unchanged (or no file
+ * to watch), -1 rejected (the old config stays; one FILE:LINE line logged). */
+int cr_engine_reload(int force);
+
+/* Called after a new config is published, with the old and new tables, so
+ * pools of lanes that went away or changed can drain (set by curlpool). */
+extern void (*cr_engine_on_publish)(const struct cr_config *newcfg);
+
+/* The stable id of a lane name (registered on first use); -1 if the
+ * registry is full. */
+int cr_lane_id(const char *name);
 
 #endif

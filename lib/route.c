@@ -21,12 +21,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "bg.h"
 #include "engine.h"
 #include "fdtab.h"
 #include "key.h"
 #include "lane.h"
 #include "limit.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -193,6 +195,14 @@ void cr_route_release_fd(int fd, const struct cr_fdinfo *info, void *ctx)
 	(void)fd;
 	(void)ctx;
 	cr_limit_release(info->slot);
+	cr_m_conn_closed(info->lane);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void cr_route_reap(uint32_t slot, void *ctx)
@@ -204,7 +214,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct cr_dest d;
 	struct cr_fdinfo old;
-	int proto = 0, flags, r, saved = errno;
+	int proto = 0, flags, r, saved = errno, unmatched = 0;
 	socklen_t pl = sizeof(proto);
 	uint64_t ino;
 	uint32_t slot = CR_SLOT_NONE;
@@ -221,16 +231,26 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 			return cr_real.connect(fd, sa, len);
 		/* The fd was closed behind our back and reused: settle it. */
 		if (cr_fdtab_take(fd, &old))
-			cr_limit_release(old.slot);
+			cr_route_release_fd(fd, &old, NULL);
 	}
 
-	const struct cr_config *cfg = cr_engine_config();
-	const char *key = cr_key_resolve(cfg);
-	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, NULL);
-	if (lane->passthrough) {
+	/* A reference, not a peek: the connect may block for a long time
+	 * and a reload must not free the lane under it. */
+	const struct cr_config *cfg = cr_engine_acquire();
+	if (!cfg) {
 		errno = saved;
 		return cr_real.connect(fd, sa, len);
 	}
+	const char *key = cr_key_resolve(cfg);
+	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
+	if (lane->passthrough) {
+		cr_engine_release(cfg);
+		errno = saved;
+		return cr_real.connect(fd, sa, len);
+	}
+	cr_bg_kick();
+	if (unmatched && strcmp(key, "default") != 0)
+		cr_m_unmatched();
 
 	cr_sockopts_apply(fd, lane, sa->sa_family, 1);
 	flags = fcntl(fd, F_GETFL);
@@ -240,37 +260,49 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 
 	if (lane->max_conns_per_host > 0) {
 		uint64_t waited = 0;
-		slot = cr_limit_slot(lane->index, &d);
-		int rc = cr_limit_acquire(slot, lane->max_conns_per_host,
-					  nonblock ? 0 : lane->queue_timeout_ms, &waited);
+		slot = cr_limit_slot(lane->id, &d);
+		long wait_ms = nonblock ? 0 : lane->queue_timeout_ms;
+		if (wait_ms > 0)
+			cr_m_queued(lane->id, 1);
+		int rc = cr_limit_acquire(slot, lane->max_conns_per_host, wait_ms, &waited);
+		if (wait_ms > 0)
+			cr_m_queued(lane->id, -1);
+		if (waited)
+			cr_m_queue_wait(lane->id, waited);
 		if (rc != 0) {
+			cr_m_overflow(lane->id);
 			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
-			       lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
+				  lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
+			cr_engine_release(cfg);
 			errno = nonblock ? EAGAIN : ETIMEDOUT;
 			return -1;
 		}
 	}
 
+	uint64_t t0 = mono_ns();
 	errno = saved;
 	if (!nonblock && lane->connect_timeout_ms > 0)
 		r = timed_connect(fd, sa, len, flags, lane->connect_timeout_ms);
 	else
 		r = cr_real.connect(fd, sa, len);
+	int e = errno;
 
-	if (slot != CR_SLOT_NONE) {
-		int e = errno;
-		/* EINPROGRESS/EINTR: the kernel goes on connecting; the socket
-		 * holds its unit until closed. */
-		if (r == 0 || e == EINPROGRESS || e == EINTR) {
-			struct cr_fdinfo info = {.slot = slot, .lane = lane->index, .flags = CR_FDF_ROUTED,
-						 .ino = ino};
-			if (cr_fdtab_put(fd, &info) != 0)
-				cr_limit_release(slot); /* untrackable fd: do not leak the unit */
-		} else {
-			cr_limit_release(slot);
+	/* EINPROGRESS/EINTR: the kernel goes on connecting; the socket holds
+	 * its unit (if any) until closed. Every routed socket is tracked, so
+	 * its close is counted. */
+	int open = r == 0 || e == EINPROGRESS || e == EINTR;
+	cr_m_conn_opened(lane->id, r == 0 || !nonblock ? mono_ns() - t0 : 0, open);
+	if (open) {
+		struct cr_fdinfo info = {.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
+		if (cr_fdtab_put(fd, &info) != 0) {
+			cr_limit_release(slot); /* untrackable fd: do not leak the unit */
+			cr_m_conn_closed(lane->id);
 		}
-		errno = e;
+	} else {
+		cr_limit_release(slot);
 	}
+	cr_engine_release(cfg);
+	errno = e;
 	return r;
 }
 
@@ -285,14 +317,14 @@ void cr_route_close_end(struct cr_closing *c, int ok)
 	if (!c->tracked)
 		return;
 	if (ok) {
-		cr_limit_release(c->info.slot);
+		cr_route_release_fd(c->fd, &c->info, NULL);
 		return;
 	}
 	/* The real call failed and the fd is still open (EBADF cannot happen
 	 * for a tracked fd unless closed behind our back; then the inode check
 	 * settles it later): put the entry back. */
 	if (cr_fdtab_put(c->fd, &c->info) != 0)
-		cr_limit_release(c->info.slot);
+		cr_route_release_fd(c->fd, &c->info, NULL);
 }
 
 void cr_route_forget_range(unsigned first, unsigned last)
