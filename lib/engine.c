@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "warm.h"
 
 atomic_int cr_route_raw;
 atomic_int cr_state;
@@ -207,6 +208,7 @@ void cr_engine_publish(struct cr_config *cfg)
 	}
 	pthread_mutex_unlock(&pub_mu);
 	atomic_store_explicit(&cr_route_raw, has_raw_work(cfg), memory_order_release);
+	cr_warm_config_changed(cfg);
 	if (old) {
 		atomic_fetch_sub(&old->refs, 1);
 		if (cr_engine_on_publish)

@@ -23,6 +23,7 @@ extern atomic_int cr_state;
 struct cr_real {
 	int (*connect)(int, const struct sockaddr *, socklen_t);
 	int (*close)(int);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
 };
 extern struct cr_real cr_real;
 

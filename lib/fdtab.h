@@ -23,6 +23,9 @@ struct cr_fdinfo {
 };
 
 #define CR_FDF_ROUTED 1u
+#define CR_FDF_WARM 2u    /* a warm socket still owned by the engine */
+#define CR_FDF_AGAIN0 4u  /* substituted for a non-blocking connect: the app's
+			   * next connect() answers 0, as the kernel's would */
 
 /* Number of tracked fds: the whole cost of close() while it is zero. */
 extern atomic_long cr_fdtab_count;

@@ -30,6 +30,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "sockrec.h"
+#include "sys.h"
+#include "warm.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -50,10 +53,17 @@ static void warn_once(const struct cr_lane *l, unsigned bit, const char *what, i
 		       what, strerror(err));
 }
 
+/* Through cr_real: never our own setsockopt hook (DESIGN §4.2). */
+static int real_setsockopt(int fd, int level, int name, const void *v, socklen_t len)
+{
+	return cr_real.setsockopt ? cr_real.setsockopt(fd, level, name, v, len)
+				  : setsockopt(fd, level, name, v, len);
+}
+
 static void setopt(int fd, const struct cr_lane *l, int level, int name, int val, unsigned bit,
 		   const char *what)
 {
-	if (setsockopt(fd, level, name, &val, sizeof(val)) != 0)
+	if (real_setsockopt(fd, level, name, &val, sizeof(val)) != 0)
 		warn_once(l, bit, what, errno);
 }
 
@@ -92,7 +102,7 @@ void cr_sockopts_apply(int fd, const struct cr_lane *l, int family, int allow_bi
 		/* A dual-stack socket may still carry IPv4 (mapped addresses). */
 		if (family == AF_INET || family == AF_INET6) {
 			int v = l->tos, e = 0;
-			if (setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) != 0)
+			if (real_setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) != 0)
 				e = errno;
 			if (e && family == AF_INET)
 				warn_once(l, W_TOS, "IP_TOS", e);
@@ -104,7 +114,7 @@ void cr_sockopts_apply(int fd, const struct cr_lane *l, int family, int allow_bi
 		setopt(fd, l, SOL_SOCKET, SO_MARK, (int)(uint32_t)l->mark, W_MARK, "SO_MARK");
 	if (allow_bind && l->bind_set && l->bind_addr.ss_family == family && is_unbound(fd)) {
 		int one = 1;
-		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		(void)real_setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		if (bind(fd, (const struct sockaddr *)&l->bind_addr, l->bind_len) != 0)
 			warn_once(l, W_BIND, "the source address (bind)", errno);
 	}
@@ -192,10 +202,77 @@ out:
 
 void cr_route_release_fd(int fd, const struct cr_fdinfo *info, void *ctx)
 {
-	(void)fd;
 	(void)ctx;
 	cr_limit_release(info->slot);
-	cr_m_conn_closed(info->lane);
+	if (info->flags & CR_FDF_WARM)
+		cr_warm_forget(fd); /* the app closed one of our warm sockets */
+	else
+		cr_m_conn_closed(info->lane);
+}
+
+/* A socket the kernel has never connected: TCP state CLOSE (a connect in
+ * progress is SYN_SENT, even though getpeername says ENOTCONN). */
+static int never_connected(int fd)
+{
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0)
+		return 0;
+	return ti.tcpi_state == 7 /* TCP_CLOSE */;
+}
+
+/* Serves connect() from the lane's warm pool: only for a fresh, unbound,
+ * never-connected TCP socket of the destination's family that was not
+ * registered with epoll (dup3 would silently drop that registration). The
+ * warm socket gets the app's recorded options, then the lane's (the lane
+ * wins, as on the cold path), and takes the app's fd number, FD_CLOEXEC and
+ * O_NONBLOCK. Returns 1 when served (*RET is connect's result). */
+static int serve_warm(int fd, int family, const struct cr_lane *lane, const struct cr_dest *d,
+		      uint64_t ino, int flags, int *ret)
+{
+	int dom = 0;
+	socklen_t dl = sizeof(dom);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) != 0 || dom != family)
+		return 0;
+	if (!never_connected(fd) || !is_unbound(fd) || cr_sockrec_epolled(fd, ino))
+		return 0;
+	uint32_t slot;
+	uint64_t wino;
+	int wfd = cr_warm_take(lane, d, &slot, &wino);
+	if (wfd < 0)
+		return 0;
+	int fdflags = fcntl(fd, F_GETFD);
+	if (fdflags < 0 || cr_sockrec_replay(fd, ino, wfd) != 0) {
+		cr_real.close(wfd);
+		cr_limit_release(slot);
+		return 0;
+	}
+	cr_sockopts_apply(wfd, lane, family, 0);
+	if (cr_sys_dup3(wfd, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
+		cr_real.close(wfd);
+		cr_limit_release(slot);
+		return 0;
+	}
+	cr_real.close(wfd);
+	(void)fcntl(fd, F_SETFL, flags);
+	cr_sockrec_forget(fd);
+	int nonblock = (flags & O_NONBLOCK) != 0;
+	struct cr_fdinfo info = {.slot = slot, .lane = lane->id,
+				 .flags = CR_FDF_ROUTED | (nonblock ? CR_FDF_AGAIN0 : 0), .ino = wino};
+	cr_m_conn_opened(lane->id, 0, 1);
+	if (cr_fdtab_put(fd, &info) != 0) {
+		cr_limit_release(slot);
+		cr_m_conn_closed(lane->id);
+	}
+	/* A non-blocking caller expects EINPROGRESS, then POLLOUT and
+	 * SO_ERROR 0, or 0 from its next connect(): all of which it gets. */
+	if (nonblock) {
+		errno = EINPROGRESS;
+		*ret = -1;
+	} else {
+		*ret = 0;
+	}
+	return 1;
 }
 
 static uint64_t mono_ns(void)
@@ -227,8 +304,20 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	ino = cr_fd_inode(fd);
 	if (cr_fdtab_peek(fd, &old)) {
-		if (old.ino == ino) /* connect again on a socket we routed */
+		if (old.ino == ino) { /* connect again on a socket we routed */
+			if (old.flags & CR_FDF_AGAIN0) {
+				/* Served warm to a non-blocking caller: the kernel
+				 * would answer this first re-connect with 0. */
+				struct cr_fdinfo now;
+				if (cr_fdtab_take(fd, &now)) {
+					now.flags &= ~CR_FDF_AGAIN0;
+					cr_fdtab_put(fd, &now);
+				}
+				errno = saved;
+				return 0;
+			}
 			return cr_real.connect(fd, sa, len);
+		}
 		/* The fd was closed behind our back and reused: settle it. */
 		if (cr_fdtab_take(fd, &old))
 			cr_route_release_fd(fd, &old, NULL);
@@ -252,11 +341,23 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
 
-	cr_sockopts_apply(fd, lane, sa->sa_family, 1);
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0)
 		flags = 0;
 	int nonblock = (flags & O_NONBLOCK) != 0;
+	int warm = cr_lane_warm(lane);
+	if (warm) {
+		int ret;
+		cr_warm_kick();
+		if (serve_warm(fd, sa->sa_family, lane, &d, ino, flags, &ret)) {
+			int e = ret == 0 ? saved : errno;
+			cr_warm_note(lane, &d, 0);
+			cr_engine_release(cfg);
+			errno = e;
+			return ret;
+		}
+	}
+	cr_sockopts_apply(fd, lane, sa->sa_family, 1);
 
 	if (lane->max_conns_per_host > 0) {
 		uint64_t waited = 0;
@@ -285,13 +386,16 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		r = timed_connect(fd, sa, len, flags, lane->connect_timeout_ms);
 	else
 		r = cr_real.connect(fd, sa, len);
-	int e = errno;
+	int e = r == 0 ? saved : errno; /* errno untouched on success */
 
 	/* EINPROGRESS/EINTR: the kernel goes on connecting; the socket holds
 	 * its unit (if any) until closed. Every routed socket is tracked, so
 	 * its close is counted. */
 	int open = r == 0 || e == EINPROGRESS || e == EINTR;
-	cr_m_conn_opened(lane->id, r == 0 || !nonblock ? mono_ns() - t0 : 0, open);
+	uint64_t took = r == 0 || !nonblock ? mono_ns() - t0 : 0;
+	cr_m_conn_opened(lane->id, took, open);
+	if (warm && open)
+		cr_warm_note(lane, &d, took);
 	if (open) {
 		struct cr_fdinfo info = {.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
 		if (cr_fdtab_put(fd, &info) != 0) {

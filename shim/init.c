@@ -13,6 +13,7 @@
 #include "curlpool.h"
 #include "engine.h"
 #include "limit.h"
+#include "warm.h"
 #include "log.h"
 #include "shim.h"
 
@@ -26,6 +27,7 @@ static void atfork_child(void)
 {
 	cr_limits_atfork_child();
 	cr_curl_atfork_child();
+	cr_warm_atfork_child();
 }
 
 __attribute__((constructor)) static void cr_shim_init(void)
@@ -36,7 +38,8 @@ __attribute__((constructor)) static void cr_shim_init(void)
 	cr_shim_resolve();
 	cr_real.connect = real.connect;
 	cr_real.close = real.close;
-	if (!real.connect || !real.close) {
+	cr_real.setsockopt = real.setsockopt;
+	if (!real.connect || !real.close || !real.setsockopt) {
 		atomic_store(&cr_state, CR_ST_DISABLED);
 		return;
 	}

@@ -20,4 +20,6 @@ void cr_shim_resolve(void)
 	RESOLVE(closefrom, "closefrom");
 	RESOLVE(dup2, "dup2");
 	RESOLVE(dup3, "dup3");
+	RESOLVE(setsockopt, "setsockopt");
+	RESOLVE(epoll_ctl, "epoll_ctl");
 }

@@ -4,6 +4,8 @@
  * relaxed atomic load (cr_route_raw) and a close() of an untracked fd one
  * more (cr_fdtab_count): no locks, no allocation, no syscalls of our own. */
 #include <errno.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -11,6 +13,8 @@
 #include "fdtab.h"
 #include "route.h"
 #include "shim.h"
+#include "sockrec.h"
+#include "warm.h"
 #include "sys.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -58,6 +62,8 @@ static int do_close(int (*fn)(int), int fd)
 {
 	struct cr_closing c;
 	int r;
+	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
+		cr_sockrec_forget(fd);
 	if (!cr_fdtab_any())
 		return fn ? fn(fd) : ret_errno(cr_sys_close(fd));
 	cr_route_close_begin(fd, &c);
@@ -136,4 +142,32 @@ HOOK(int, dup2, (int oldfd, int newfd))
 HOOK(int, dup3, (int oldfd, int newfd, int flags))
 {
 	return do_dup(oldfd, newfd, flags, 1);
+}
+
+/* Recorded only while warm pools exist: a warm socket substituted for this
+ * one must carry what the app set on it before connecting. */
+HOOK(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len))
+{
+	int r = real.setsockopt ? real.setsockopt(fd, level, name, val, len)
+				: (int)ret_errno(syscall(SYS_setsockopt, fd, level, name, val, len));
+	if (r == 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && !cr_in_shim) {
+		int e = errno;
+		cr_sockrec_setsockopt(fd, level, name, val, len);
+		errno = e;
+	}
+	return r;
+}
+
+/* An fd registered with epoll before connect is never substituted: dup3
+ * would leave the registration on the old file (nginx does this). */
+HOOK(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev))
+{
+	int r = real.epoll_ctl ? real.epoll_ctl(epfd, op, fd, ev)
+			       : (int)ret_errno(syscall(SYS_epoll_ctl, epfd, op, fd, ev));
+	if (r == 0 && op == EPOLL_CTL_ADD && atomic_load_explicit(&cr_warm_active, memory_order_relaxed)) {
+		int e = errno;
+		cr_sockrec_epoll_add(fd);
+		errno = e;
+	}
+	return r;
 }

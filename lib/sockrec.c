@@ -1,0 +1,150 @@
+/* connroute: per-fd records of pre-connect socket state; see sockrec.h. */
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <pthread.h>
+
+#include "engine.h"
+#include "fdtab.h"
+#include "sockrec.h"
+
+#define PAGE_BITS 10
+#define PAGE_N (1u << PAGE_BITS)
+#define NPAGES 1024u
+#define MAXOPT 8
+#define MAXVAL 16
+
+struct rec {
+	uint64_t ino;
+	uint8_t nopts;
+	uint8_t epolled;
+	uint8_t overflow;         /* an option we could not record */
+	struct {
+		int level, name;
+		uint8_t len;
+		uint8_t val[MAXVAL];
+	} opt[MAXOPT];
+};
+
+static struct rec *_Atomic pages[NPAGES];
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static struct rec *rec_of(int fd, int create)
+{
+	unsigned u = (unsigned)fd, pi = u >> PAGE_BITS;
+	if (fd < 0 || pi >= NPAGES)
+		return NULL;
+	struct rec *p = atomic_load_explicit(&pages[pi], memory_order_acquire);
+	if (!p && create) {
+		void *m = mmap(NULL, PAGE_N * sizeof(struct rec), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct rec *expect = NULL;
+		if (m == MAP_FAILED)
+			return NULL;
+		if (atomic_compare_exchange_strong(&pages[pi], &expect, (struct rec *)m))
+			p = m;
+		else {
+			munmap(m, PAGE_N * sizeof(struct rec));
+			p = expect;
+		}
+	}
+	return p ? &p[u & (PAGE_N - 1)] : NULL;
+}
+
+/* The record for FD's current socket, reset if it belonged to another. */
+static struct rec *current(int fd, uint64_t ino)
+{
+	struct rec *r = rec_of(fd, 1);
+	if (r && r->ino != ino) {
+		memset(r, 0, sizeof(*r));
+		r->ino = ino;
+	}
+	return r;
+}
+
+void cr_sockrec_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	uint64_t ino = cr_fd_inode(fd);
+	if (!ino)
+		return;
+	pthread_mutex_lock(&mu);
+	struct rec *r = current(fd, ino);
+	if (r) {
+		int i;
+		for (i = 0; i < r->nopts; i++)
+			if (r->opt[i].level == level && r->opt[i].name == name)
+				break;
+		if (len > MAXVAL || !val || (i == r->nopts && r->nopts == MAXOPT)) {
+			r->overflow = 1;
+		} else {
+			if (i == r->nopts)
+				r->nopts++;
+			r->opt[i].level = level;
+			r->opt[i].name = name;
+			r->opt[i].len = (uint8_t)len;
+			memcpy(r->opt[i].val, val, len);
+		}
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+void cr_sockrec_epoll_add(int fd)
+{
+	uint64_t ino = cr_fd_inode(fd);
+	if (!ino)
+		return;
+	pthread_mutex_lock(&mu);
+	struct rec *r = current(fd, ino);
+	if (r)
+		r->epolled = 1;
+	pthread_mutex_unlock(&mu);
+}
+
+void cr_sockrec_forget(int fd)
+{
+	struct rec *r = rec_of(fd, 0);
+	if (r && r->ino) {
+		pthread_mutex_lock(&mu);
+		memset(r, 0, sizeof(*r));
+		pthread_mutex_unlock(&mu);
+	}
+}
+
+int cr_sockrec_epolled(int fd, uint64_t ino)
+{
+	struct rec *r = rec_of(fd, 0);
+	int e;
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&mu);
+	e = r->ino == ino && r->epolled;
+	pthread_mutex_unlock(&mu);
+	return e;
+}
+
+int cr_sockrec_replay(int fd, uint64_t ino, int to)
+{
+	struct rec copy, *r = rec_of(fd, 0);
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&mu);
+	copy = *r;
+	pthread_mutex_unlock(&mu);
+	if (copy.ino != ino)
+		return 0;
+	if (copy.overflow)
+		return -1;
+	for (int i = 0; i < copy.nopts; i++) {
+		/* SO_REUSEADDR/PORT only matter before bind; the warm socket is
+		 * already connected. Anything else the kernel refuses now means
+		 * the substitution would not be faithful. */
+		if (copy.opt[i].level == SOL_SOCKET &&
+		    (copy.opt[i].name == SO_REUSEADDR || copy.opt[i].name == SO_REUSEPORT))
+			continue;
+		int (*set)(int, int, int, const void *, socklen_t) =
+			cr_real.setsockopt ? cr_real.setsockopt : setsockopt;
+		if (set(to, copy.opt[i].level, copy.opt[i].name, copy.opt[i].val, copy.opt[i].len) != 0)
+			return -1;
+	}
+	return 0;
+}

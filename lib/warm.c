@@ -1,0 +1,607 @@
+/* connroute: warm pools; see warm.h for ownership and invariants. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fdtab.h"
+#include "limit.h"
+#include "log.h"
+#include "metrics.h"
+#include "route.h"
+#include "sys.h"
+#include "warm.h"
+
+#define MAX_POOLS 256
+#define MAX_READY 64
+#define MAX_PENDING 128
+#define ADAPTIVE_CAP 16
+
+atomic_int cr_warm_active;
+
+struct wsock {
+	int fd;
+	uint32_t slot;
+	uint64_t ino;
+	uint64_t born_ns;
+};
+
+struct pool {
+	int used;
+	int lane_id;
+	uint64_t conn_hash;
+	struct cr_dest d;         /* .host unused */
+	struct wsock ready[MAX_READY];
+	int n;
+	int pending;
+	int static_target;        /* prewarm = ...*N */
+	int adaptive;             /* preconnect_ratio > 0 */
+	double ratio;
+	long max_idle_ms;
+	/* demand */
+	uint64_t last_ns;
+	double rate;              /* connects per second, smoothed */
+	double lat_s;             /* connect latency, smoothed */
+	uint64_t fail_until_ns;
+	int retired;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv;
+static struct pool pools[MAX_POOLS];
+static int npools;
+static int thread_started;
+static pid_t thread_pid;
+static atomic_long st_created, st_hits, st_misses, st_expired, st_dead, st_failed;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int cr_lane_warm(const struct cr_lane *l)
+{
+	return l->nprewarm > 0 || l->preconnect_ratio > 0;
+}
+
+static int same_dest(const struct cr_dest *a, const struct cr_dest *b)
+{
+	return a->family == b->family && a->port == b->port && memcmp(a->addr, b->addr, 16) == 0;
+}
+
+/* Under mu. */
+static struct pool *find_pool(int lane_id, uint64_t ch, const struct cr_dest *d, int create)
+{
+	struct pool *freep = NULL;
+	for (int i = 0; i < npools; i++) {
+		struct pool *p = &pools[i];
+		if (p->used && !p->retired && p->lane_id == lane_id && p->conn_hash == ch && same_dest(&p->d, d))
+			return p;
+		if (!p->used && !freep)
+			freep = p;
+	}
+	if (!create)
+		return NULL;
+	if (!freep && npools < MAX_POOLS)
+		freep = &pools[npools++];
+	if (!freep)
+		return NULL;
+	memset(freep, 0, sizeof(*freep));
+	freep->used = 1;
+	freep->lane_id = lane_id;
+	freep->conn_hash = ch;
+	freep->d = *d;
+	freep->d.host = NULL;
+	return freep;
+}
+
+static void close_warm(const struct wsock *w, int release)
+{
+	struct cr_fdinfo info;
+	/* Only if the fd is still ours (same inode): never close an app fd. */
+	if (cr_fdtab_take(w->fd, &info)) {
+		if ((info.flags & CR_FDF_WARM) && info.ino == w->ino) {
+			if (cr_real.close)
+				cr_real.close(w->fd);
+			else
+				cr_sys_close(w->fd);
+		} else {
+			cr_fdtab_put(w->fd, &info); /* not ours any more: put it back */
+		}
+	}
+	if (release)
+		cr_limit_release(w->slot);
+}
+
+static void *warm_main(void *arg);
+
+static void start_thread_locked(void)
+{
+	pid_t pid = getpid();
+	if (thread_started && thread_pid == pid)
+		return;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cv, &ca);
+	pthread_condattr_destroy(&ca);
+	sigset_t all, old;
+	sigfillset(&all);
+	/* The thread inherits a full mask: the host's signals never land on it. */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 256 * 1024);
+	if (pthread_create(&t, &at, warm_main, NULL) == 0) {
+		thread_started = 1;
+		thread_pid = pid;
+	} else {
+		cr_logmsg(CR_LL_WARN, "warm pools: cannot start the refill thread; running cold");
+	}
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Static targets come from the config: resolve the hosts (numeric or by
+ * name, once per config) and create the pools. Runs on the warm thread. */
+static void apply_config(const struct cr_config *cfg)
+{
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < npools; i++) {
+		struct pool *p = &pools[i];
+		if (!p->used || p->retired)
+			continue;
+		int keep = 0;
+		for (int k = 0; k < cfg->nlanes && !keep; k++) {
+			const struct cr_lane *l = &cfg->lanes[k];
+			if (l->id == p->lane_id && l->conn_hash == p->conn_hash && cr_lane_warm(l)) {
+				keep = 1;
+				p->static_target = 0;
+				p->adaptive = l->preconnect_ratio > 0;
+				p->ratio = l->preconnect_ratio;
+				p->max_idle_ms = l->warm_max_idle_ms;
+			}
+		}
+		if (!keep)
+			p->retired = 1;
+	}
+	pthread_mutex_unlock(&mu);
+
+	for (int k = 0; k < cfg->nlanes; k++) {
+		const struct cr_lane *l = &cfg->lanes[k];
+		for (int j = 0; j < l->nprewarm; j++) {
+			struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+			char port[8];
+			snprintf(port, sizeof(port), "%d", l->prewarm[j].port);
+			int rc = getaddrinfo(l->prewarm[j].host, port, &hints, &res);
+			if (rc != 0 || !res) {
+				cr_logmsg(CR_LL_WARN, "lane %s: prewarm %s:%d: %s; not prewarmed", l->name,
+					  l->prewarm[j].host, l->prewarm[j].port, gai_strerror(rc));
+				continue;
+			}
+			struct cr_dest d;
+			if (cr_dest_from_sockaddr(&d, res->ai_addr, res->ai_addrlen) == 0) {
+				pthread_mutex_lock(&mu);
+				struct pool *p = find_pool(l->id, l->conn_hash, &d, 1);
+				if (p) {
+					p->static_target += l->prewarm[j].count;
+					p->adaptive = l->preconnect_ratio > 0;
+					p->ratio = l->preconnect_ratio;
+					p->max_idle_ms = l->warm_max_idle_ms;
+				}
+				pthread_mutex_unlock(&mu);
+			}
+			freeaddrinfo(res);
+		}
+	}
+}
+
+static atomic_int config_dirty;
+
+void cr_warm_config_changed(const struct cr_config *cfg)
+{
+	int active = 0;
+	for (int i = 0; i < cfg->nlanes; i++)
+		active |= cr_lane_warm(&cfg->lanes[i]);
+	atomic_store(&cr_warm_active, active);
+	atomic_store(&config_dirty, 1);
+	/* No thread from here: this runs in the constructor too. */
+	pthread_mutex_lock(&mu);
+	if (thread_started && thread_pid == getpid())
+		pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
+void cr_warm_kick(void)
+{
+	static _Atomic pid_t kicked;
+	pid_t pid = getpid();
+	if (atomic_load_explicit(&kicked, memory_order_relaxed) == pid)
+		return;
+	pthread_mutex_lock(&mu);
+	start_thread_locked();
+	if (thread_started)
+		atomic_store(&kicked, pid);
+	pthread_mutex_unlock(&mu);
+}
+
+static int target_of(const struct pool *p)
+{
+	int t = p->static_target;
+	if (p->adaptive && p->rate > 0) {
+		/* Envoy's preconnect: enough sockets to cover the connects that
+		 * arrive while one is being refilled. */
+		double x = p->ratio * p->rate * (p->lat_s > 0 ? p->lat_s : 0.001);
+		int want = x > ADAPTIVE_CAP ? ADAPTIVE_CAP : (int)x;
+		if (want < x && want < ADAPTIVE_CAP)
+			want++; /* ceil, without libm in the host */
+		/* Demand fades: no connect for 10 s, no adaptive target. */
+		if (now_ns() - p->last_ns > 10000000000ull)
+			want = 0;
+		if (want > t)
+			t = want;
+	}
+	return t > MAX_READY ? MAX_READY : t;
+}
+
+struct pend {
+	int fd;
+	int pool;
+	uint32_t slot;
+	uint64_t start_ns;
+	uint64_t deadline_ns;
+};
+
+static void start_connects(struct pend *pend, int *npend)
+{
+	const struct cr_config *cfg = cr_engine_acquire();
+	if (!cfg)
+		return;
+	uint64_t t = now_ns();
+	for (int i = 0; i < npools && *npend < MAX_PENDING; i++) {
+		pthread_mutex_lock(&mu);
+		struct pool *p = &pools[i];
+		int need = p->used && !p->retired && t >= p->fail_until_ns ? target_of(p) - p->n - p->pending : 0;
+		struct cr_dest d = p->d;
+		int lane_id = p->lane_id;
+		uint64_t ch = p->conn_hash;
+		if (need > 0)
+			p->pending += need; /* reserved; given back below if not started */
+		pthread_mutex_unlock(&mu);
+		if (need <= 0)
+			continue;
+		const struct cr_lane *l = NULL;
+		for (int k = 0; k < cfg->nlanes && !l; k++)
+			if (cfg->lanes[k].id == lane_id && cfg->lanes[k].conn_hash == ch)
+				l = &cfg->lanes[k];
+		int started = 0;
+		while (l && started < need && *npend < MAX_PENDING) {
+			uint32_t slot = CR_SLOT_NONE;
+			if (l->max_conns_per_host > 0) {
+				slot = cr_limit_slot(l->id, &d);
+				if (cr_limit_acquire(slot, l->max_conns_per_host, 0, NULL) != 0)
+					break; /* at the lane's limit: warm sockets never exceed it */
+			}
+			int fd = socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			if (fd < 0) {
+				cr_limit_release(slot);
+				break;
+			}
+			cr_sockopts_apply(fd, l, d.family, 1);
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			memset(&ss, 0, sizeof(ss));
+			if (d.family == AF_INET) {
+				struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+				in->sin_family = AF_INET;
+				in->sin_port = htons(d.port);
+				memcpy(&in->sin_addr, d.addr, 4);
+				sl = sizeof(*in);
+			} else {
+				struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+				in6->sin6_family = AF_INET6;
+				in6->sin6_port = htons(d.port);
+				memcpy(&in6->sin6_addr, d.addr, 16);
+				sl = sizeof(*in6);
+			}
+			int r = cr_real.connect(fd, (struct sockaddr *)&ss, sl);
+			if (r != 0 && errno != EINPROGRESS) {
+				cr_real.close(fd);
+				cr_limit_release(slot);
+				atomic_fetch_add(&st_failed, 1);
+				pthread_mutex_lock(&mu);
+				p->fail_until_ns = now_ns() + 1000000000ull;
+				pthread_mutex_unlock(&mu);
+				break;
+			}
+			long ct = l->connect_timeout_ms > 0 ? l->connect_timeout_ms : 5000;
+			pend[*npend] = (struct pend){.fd = fd, .pool = i, .slot = slot, .start_ns = now_ns(),
+						     .deadline_ns = now_ns() + (uint64_t)ct * 1000000ull};
+			(*npend)++;
+			started++;
+		}
+		if (started < need) {
+			pthread_mutex_lock(&mu);
+			p->pending -= need - started;
+			pthread_mutex_unlock(&mu);
+		}
+	}
+	cr_engine_release(cfg);
+}
+
+static void finish_pending(struct pend *pend, int *npend, int timeout_ms)
+{
+	struct pollfd pfd[MAX_PENDING];
+	for (int i = 0; i < *npend; i++)
+		pfd[i] = (struct pollfd){.fd = pend[i].fd, .events = POLLOUT};
+	int n = poll(pfd, (nfds_t)*npend, timeout_ms);
+	uint64_t t = now_ns();
+	for (int i = 0; i < *npend;) {
+		int done = 0, ok = 0;
+		if (n > 0 && pfd[i].revents) {
+			int err = 0;
+			socklen_t el = sizeof(err);
+			getsockopt(pend[i].fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			done = 1;
+			ok = err == 0;
+		} else if (t >= pend[i].deadline_ns) {
+			done = 1;
+		}
+		if (!done) {
+			i++;
+			continue;
+		}
+		struct pool *p = &pools[pend[i].pool];
+		int kept = 0;
+		if (ok) {
+			/* Complete the socket's connect state now (the kernel's
+			 * SS_CONNECTING -> SS_CONNECTED happens on the next
+			 * connect() call), so the app sees exactly one 0 from a
+			 * re-connect (ours) and EISCONN after, as without us. */
+			struct sockaddr_storage peer;
+			socklen_t pl = sizeof(peer);
+			if (getpeername(pend[i].fd, (struct sockaddr *)&peer, &pl) == 0)
+				(void)cr_real.connect(pend[i].fd, (struct sockaddr *)&peer, pl);
+			struct wsock w = {.fd = pend[i].fd, .slot = pend[i].slot, .ino = cr_fd_inode(pend[i].fd),
+					  .born_ns = t};
+			struct cr_fdinfo info = {.slot = w.slot, .lane = p->lane_id, .flags = CR_FDF_WARM, .ino = w.ino};
+			pthread_mutex_lock(&mu);
+			p->pending--;
+			double lat = (double)(t - pend[i].start_ns) / 1e9;
+			p->lat_s = p->lat_s > 0 ? 0.8 * p->lat_s + 0.2 * lat : lat;
+			if (!p->retired && p->n < MAX_READY && cr_fdtab_put(w.fd, &info) == 0) {
+				p->ready[p->n++] = w;
+				kept = 1;
+			}
+			pthread_mutex_unlock(&mu);
+			if (kept)
+				atomic_fetch_add(&st_created, 1);
+		} else {
+			pthread_mutex_lock(&mu);
+			p->pending--;
+			p->fail_until_ns = t + 1000000000ull;
+			pthread_mutex_unlock(&mu);
+			atomic_fetch_add(&st_failed, 1);
+		}
+		if (!kept) {
+			cr_real.close(pend[i].fd);
+			cr_limit_release(pend[i].slot);
+		}
+		pend[i] = pend[--(*npend)];
+		pfd[i] = pfd[*npend];
+	}
+}
+
+/* Is a warm socket still usable? The peer may have closed it (idle
+ * timeout): a read of 0 or an error means dead; EAGAIN means alive and
+ * quiet. Data waiting (the server spoke first) also means not reusable. */
+static int alive(int fd)
+{
+	char c;
+	ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static void sweep(void)
+{
+	uint64_t t = now_ns();
+	struct wsock drop[MAX_READY];
+	for (int i = 0; i < npools; i++) {
+		int nd = 0;
+		pthread_mutex_lock(&mu);
+		struct pool *p = &pools[i];
+		for (int j = 0; p->used && j < p->n;) {
+			struct wsock *w = &p->ready[j];
+			int expired = p->retired || (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
+			int dead = !expired && !alive(w->fd);
+			if (expired || dead) {
+				if (dead)
+					atomic_fetch_add(&st_dead, 1);
+				else
+					atomic_fetch_add(&st_expired, 1);
+				drop[nd++] = *w;
+				p->ready[j] = p->ready[--p->n];
+			} else {
+				j++;
+			}
+		}
+		if (p->used && p->retired && p->n == 0 && p->pending == 0)
+			p->used = 0;
+		pthread_mutex_unlock(&mu);
+		for (int k = 0; k < nd; k++)
+			close_warm(&drop[k], 1);
+	}
+}
+
+static void *warm_main(void *arg)
+{
+	struct pend pend[MAX_PENDING];
+	int npend = 0;
+	uint64_t last_sweep = 0;
+	(void)arg;
+	for (;;) {
+		if (atomic_exchange(&config_dirty, 0)) {
+			const struct cr_config *cfg = cr_engine_acquire();
+			if (cfg) {
+				apply_config(cfg);
+				cr_engine_release(cfg);
+			}
+		}
+		start_connects(pend, &npend);
+		if (npend > 0)
+			finish_pending(pend, &npend, 20);
+		uint64_t t = now_ns();
+		if (t - last_sweep >= 250000000ull) {
+			sweep();
+			last_sweep = t;
+		}
+		if (npend == 0) {
+			struct timespec dl;
+			clock_gettime(CLOCK_MONOTONIC, &dl);
+			dl.tv_nsec += 100000000L;
+			if (dl.tv_nsec >= 1000000000L) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000L;
+			}
+			pthread_mutex_lock(&mu);
+			pthread_cond_timedwait(&cv, &mu, &dl);
+			pthread_mutex_unlock(&mu);
+		}
+	}
+	return NULL;
+}
+
+int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *slot, uint64_t *ino)
+{
+	struct cr_dest key = *d;
+	key.host = NULL;
+	for (int tries = 0; tries < MAX_READY; tries++) {
+		struct wsock w;
+		pthread_mutex_lock(&mu);
+		struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
+		if (!p || p->n == 0) {
+			if (p && thread_started)
+				pthread_cond_signal(&cv);
+			pthread_mutex_unlock(&mu);
+			if (p) {
+				atomic_fetch_add(&st_misses, 1);
+				cr_m_warm(lane->id, 0);
+			}
+			return -1;
+		}
+		w = p->ready[--p->n]; /* the newest: least likely to be idle-killed */
+		pthread_cond_signal(&cv);
+		pthread_mutex_unlock(&mu);
+
+		struct cr_fdinfo info;
+		if (!cr_fdtab_take(w.fd, &info))
+			continue; /* the app closed it (we were told): gone */
+		if (!(info.flags & CR_FDF_WARM) || info.ino != w.ino || cr_fd_inode(w.fd) != w.ino) {
+			/* Not ours any more (a close we did not see, fd reused). */
+			cr_fdtab_put(w.fd, &info);
+			cr_limit_release(w.slot);
+			continue;
+		}
+		if (!alive(w.fd)) {
+			atomic_fetch_add(&st_dead, 1);
+			cr_real.close(w.fd);
+			cr_limit_release(w.slot);
+			continue;
+		}
+		atomic_fetch_add(&st_hits, 1);
+		cr_m_warm(lane->id, 1);
+		*slot = w.slot;
+		*ino = w.ino;
+		return w.fd;
+	}
+	return -1;
+}
+
+void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t connect_ns)
+{
+	if (lane->preconnect_ratio <= 0)
+		return;
+	struct cr_dest key = *d;
+	key.host = NULL;
+	uint64_t t = now_ns();
+	pthread_mutex_lock(&mu);
+	struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 1);
+	if (p) {
+		p->adaptive = 1;
+		p->ratio = lane->preconnect_ratio;
+		p->max_idle_ms = lane->warm_max_idle_ms;
+		if (p->last_ns) {
+			double dt = (double)(t - p->last_ns) / 1e9;
+			double inst = dt > 1e-6 ? 1.0 / dt : 1e6;
+			p->rate = p->rate > 0 ? 0.9 * p->rate + 0.1 * inst : inst;
+		}
+		p->last_ns = t;
+		if (connect_ns) {
+			double lat = (double)connect_ns / 1e9;
+			p->lat_s = p->lat_s > 0 ? 0.9 * p->lat_s + 0.1 * lat : lat;
+		}
+		start_thread_locked();
+		pthread_cond_signal(&cv);
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+void cr_warm_forget(int fd)
+{
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < npools; i++) {
+		struct pool *p = &pools[i];
+		for (int j = 0; p->used && j < p->n; j++) {
+			if (p->ready[j].fd == fd) {
+				p->ready[j] = p->ready[--p->n];
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+void cr_warm_atfork_child(void)
+{
+	/* The child never uses the parent's warm sockets: drop (close our
+	 * copies and give back the units) and start over on first use. */
+	pthread_mutex_init(&mu, NULL);
+	for (int i = 0; i < npools; i++) {
+		struct pool *p = &pools[i];
+		for (int j = 0; p->used && j < p->n; j++)
+			close_warm(&p->ready[j], 1);
+		p->n = 0;
+		p->pending = 0;
+	}
+	thread_started = 0;
+	atomic_store(&config_dirty, 1);
+}
+
+void cr_warm_stats(struct cr_warm_stats *out)
+{
+	out->created = atomic_load(&st_created);
+	out->hits = atomic_load(&st_hits);
+	out->misses = atomic_load(&st_misses);
+	out->expired = atomic_load(&st_expired);
+	out->dead = atomic_load(&st_dead);
+	out->failed = atomic_load(&st_failed);
+	long r = 0;
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < npools; i++)
+		r += pools[i].used ? pools[i].n : 0;
+	pthread_mutex_unlock(&mu);
+	out->ready = r;
+}

@@ -1,0 +1,54 @@
+/* connroute: warm pools — pre-connected TCP sockets per (lane, destination).
+ *
+ * One background thread (started on first need, never in the constructor,
+ * never inherited by a forked child) keeps each pool at its target: the
+ * lane's `prewarm = host:port*N` count, or with `preconnect_ratio` the
+ * adaptive ceil(ratio x recent connect rate x connect latency), capped.
+ *
+ * Ownership: a warm socket is the engine's until handed out. It is tracked
+ * in the fd table with CR_FDF_WARM and its inode, so the app closing it by
+ * mistake (closefrom, close_range) is seen and the pool forgets it, and a
+ * reused fd number is never taken for ours. It holds a unit of the lane's
+ * limit from creation, transferred with the socket: prewarming can never
+ * exceed max_conns_per_host. A warm socket is never given to another lane
+ * (its socket options are the lane's). */
+#ifndef CR_WARM_H
+#define CR_WARM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "lane.h"
+
+/* Some lane of the published config has warm pools. */
+extern atomic_int cr_warm_active;
+
+int cr_lane_warm(const struct cr_lane *l);
+
+/* The published config changed: targets, retired pools, prewarm hosts. */
+void cr_warm_config_changed(const struct cr_config *cfg);
+
+/* Starts the refill thread if it is not running in this process (cheap
+ * when it is). Called from the routed paths of warm lanes. */
+void cr_warm_kick(void);
+
+/* A live warm socket for (LANE, D) or -1. On success *SLOT gets its limit
+ * unit and *INO its inode; the fd is non-blocking and close-on-exec. */
+int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *slot, uint64_t *ino);
+
+/* Demand: a connect to (LANE, D) happened (served warm or cold). */
+void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t connect_ns);
+
+/* The app closed a warm socket of ours (found in the fd table). */
+void cr_warm_forget(int fd);
+
+void cr_warm_atfork_child(void);
+
+struct cr_warm_stats {
+	long created, hits, misses, expired, dead, failed;
+	long ready;
+};
+void cr_warm_stats(struct cr_warm_stats *out);
+
+#endif
