@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "warm.h"
 
 #define MAX_LIBS 4
 #define MAX_POOLS 128
@@ -46,6 +47,8 @@ struct cr_easy {
 	long app_sslversion;      /* 0 = default */
 	curl_sockopt_callback app_sockopt;
 	void *app_sockopt_data;
+	int app_opensocket;       /* the app opens its own sockets: no warm ones */
+	int warm_fd;              /* a warm socket handed to libcurl, -1 if none */
 	curl_xferinfo_callback app_xferinfo;
 	void *app_xferinfo_data;
 	curl_progress_callback app_progress;
@@ -100,6 +103,7 @@ struct cr_curllib {
 	char name[128];
 	struct cr_curlfns fns;
 	int has_maxlifetime;      /* libcurl >= 7.80 */
+	int already_connected_ok; /* CURL_SOCKOPT_ALREADY_CONNECTED works (not 7.87-7.88) */
 	pthread_mutex_t mu;       /* pools creation, free handles */
 	struct cr_pool pools[MAX_POOLS];
 	atomic_int npools;
@@ -163,6 +167,7 @@ struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns,
 			if (fns->version_info) {
 				curl_version_info_data *v = fns->version_info(CURLVERSION_NOW);
 				l->has_maxlifetime = v && v->version_num >= 0x075000;
+				l->already_connected_ok = v && (v->version_num < 0x075700 || v->version_num >= 0x080000);
 			}
 			atomic_store_explicit(&nlibs, n + 1, memory_order_release);
 			cr_engine_on_publish = retire_pools;
@@ -357,6 +362,7 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	case CURLOPT_SSLVERSION: e->app_sslversion = lval; break;
 	case CURLOPT_SOCKOPTFUNCTION: e->app_sockopt = (curl_sockopt_callback)ptr; break;
 	case CURLOPT_SOCKOPTDATA: e->app_sockopt_data = ptr; break;
+	case CURLOPT_OPENSOCKETFUNCTION: e->app_opensocket = ptr != NULL; break;
 	case CURLOPT_XFERINFOFUNCTION: e->app_xferinfo = (curl_xferinfo_callback)ptr; break;
 	case CURLOPT_XFERINFODATA: e->app_xferinfo_data = ptr; break; /* == PROGRESSDATA */
 	case CURLOPT_PROGRESSFUNCTION: e->app_progress = (curl_progress_callback)ptr; break;
@@ -710,11 +716,51 @@ static long min_nonzero(long a, long b)
 	return a < b ? a : b;
 }
 
+/* Warm pools for libcurl: a new connection to a destination the lane keeps
+ * warm sockets for gets one (libcurl then skips its connect: the sockopt
+ * callback answers CURL_SOCKOPT_ALREADY_CONNECTED); otherwise the socket is
+ * made exactly as libcurl's default would. */
+static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct cr_easy *e = clientp;
+	struct cr_dest d;
+	if (purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM &&
+	    (a->protocol == 0 || a->protocol == IPPROTO_TCP) &&
+	    cr_dest_from_sockaddr(&d, &a->addr, a->addrlen) == 0) {
+		uint32_t slot;
+		uint64_t ino;
+		cr_warm_kick();
+		int fd = cr_warm_take(e->lane, &d, &slot, &ino);
+		if (fd >= 0) {
+			struct cr_fdinfo info = {.slot = slot, .lane = e->lane->id,
+						 .flags = CR_FDF_ROUTED | CR_FDF_AGAIN0, .ino = ino};
+			if (cr_fdtab_put(fd, &info) != 0)
+				cr_limit_release(slot);
+			e->warm_fd = fd;
+			cr_m_conn_opened(e->lane->id, 0, 1);
+			return fd;
+		}
+		cr_warm_note(e->lane, &d, 0);
+	}
+	return socket(a->family, a->socktype, a->protocol);
+}
+
 /* The lane's socket options, then (chained) the app's callback. */
 static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	struct cr_easy *e = clientp;
 	int r = CURL_SOCKOPT_OK;
+	if (purpose == CURLSOCKTYPE_IPCXN && fd == e->warm_fd) {
+		/* Served from the warm pool: connected, with the lane's options
+		 * already. The app's callback still sees its socket. */
+		e->warm_fd = -1;
+		e->new_conns++;
+		if (e->app_sockopt && e->app_sockopt(e->app_sockopt_data, fd, purpose) == CURL_SOCKOPT_ERROR)
+			return CURL_SOCKOPT_ERROR;
+		/* libcurl 7.87-7.88 connect() anyway (curl issue 10626): the
+		 * connect hook answers that one with 0 (CR_FDF_AGAIN0). */
+		return e->lib->already_connected_ok ? CURL_SOCKOPT_ALREADY_CONNECTED : CURL_SOCKOPT_OK;
+	}
 	if (e->app_sockopt)
 		r = e->app_sockopt(e->app_sockopt_data, fd, purpose);
 	if (r != CURL_SOCKOPT_OK || purpose != CURLSOCKTYPE_IPCXN)
@@ -1064,6 +1110,12 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const 
 		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
 		f->easy_setopt(h, CURLOPT_SOCKOPTDATA, e);
 	}
+	int warm = cr_lane_warm(lane) && !e->app_opensocket;
+	e->warm_fd = -1;
+	if (warm) {
+		f->easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+		f->easy_setopt(h, CURLOPT_OPENSOCKETDATA, e);
+	}
 	if (e->rht_ms > 0) {
 		f->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
 		f->easy_setopt(h, CURLOPT_XFERINFODATA, e);
@@ -1148,6 +1200,15 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const 
 	if (opts) {
 		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, e->app_sockopt);
 		f->easy_setopt(h, CURLOPT_SOCKOPTDATA, e->app_sockopt_data);
+	}
+	if (warm) {
+		f->easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, (curl_opensocket_callback)NULL);
+		f->easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)NULL);
+		if (e->warm_fd >= 0) {
+			/* Taken but never used by libcurl (it failed before the
+			 * sockopt stage): it closed the socket itself. */
+			e->warm_fd = -1;
+		}
 	}
 	if (sslv != e->app_sslversion)
 		f->easy_setopt(h, CURLOPT_SSLVERSION, e->app_sslversion);

@@ -392,7 +392,9 @@ static void hist_render(struct out *o, const char *name, const char *labels, con
 	}
 	for (int k = 0; k < nh; k++)
 		sum += atomic_load_explicit(&hs[k]->sum_ns, RLX);
-	outf(o, "%s_sum{%s} %.9g\n", name, labels, (double)sum / 1e9);
+	/* Exact decimal seconds from integer nanoseconds. */
+	outf(o, "%s_sum{%s} %llu.%09llu\n", name, labels, (unsigned long long)(sum / 1000000000ull),
+	     (unsigned long long)(sum % 1000000000ull));
 	outf(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
 }
 

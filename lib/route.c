@@ -287,6 +287,18 @@ void cr_route_reap(uint32_t slot, void *ctx)
 	cr_fdtab_reap_slot(slot, cr_route_release_fd, ctx);
 }
 
+int cr_route_again0(int fd)
+{
+	struct cr_fdinfo now;
+	if (!cr_fdtab_peek(fd, &now) || !(now.flags & CR_FDF_AGAIN0))
+		return 0;
+	if (cr_fd_inode(fd) != now.ino || !cr_fdtab_take(fd, &now))
+		return 0;
+	now.flags &= ~CR_FDF_AGAIN0;
+	cr_fdtab_put(fd, &now);
+	return 1;
+}
+
 int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct cr_dest d;
@@ -305,14 +317,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	ino = cr_fd_inode(fd);
 	if (cr_fdtab_peek(fd, &old)) {
 		if (old.ino == ino) { /* connect again on a socket we routed */
-			if (old.flags & CR_FDF_AGAIN0) {
-				/* Served warm to a non-blocking caller: the kernel
-				 * would answer this first re-connect with 0. */
-				struct cr_fdinfo now;
-				if (cr_fdtab_take(fd, &now)) {
-					now.flags &= ~CR_FDF_AGAIN0;
-					cr_fdtab_put(fd, &now);
-				}
+			if (cr_route_again0(fd)) {
 				errno = saved;
 				return 0;
 			}

@@ -20,6 +20,12 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len);
 struct cr_lane;
 void cr_sockopts_apply(int fd, const struct cr_lane *lane, int family, int allow_bind);
 
+/* A warm socket handed out for a connect that the kernel would answer
+ * with 0 next time (a non-blocking caller's re-connect; libcurl's connect on
+ * a socket from its opensocket callback): if FD is one, clears the mark and
+ * returns 1 (answer 0 without calling the kernel). */
+int cr_route_again0(int fd);
+
 /* Called with the fd's entry already taken (see fdtab.h): gives back what
  * the fd held. */
 void cr_route_release_fd(int fd, const struct cr_fdinfo *info, void *ctx);

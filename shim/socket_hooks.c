@@ -38,7 +38,14 @@ static int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t), int fd
 {
 	if (!fn)
 		return ret_errno(cr_sys_connect(fd, sa, len));
-	if (!atomic_load_explicit(&cr_route_raw, memory_order_relaxed) || cr_in_shim)
+	if (cr_in_shim) {
+		/* libcurl connecting a warm socket we gave it (libcurl 7.88
+		 * ignores CURL_SOCKOPT_ALREADY_CONNECTED, curl issue 10626). */
+		if (cr_fdtab_any() && cr_route_again0(fd))
+			return 0;
+		return fn(fd, sa, len);
+	}
+	if (!atomic_load_explicit(&cr_route_raw, memory_order_relaxed))
 		return fn(fd, sa, len);
 	/* cr_route_connect calls cr_real.connect, which is libc's connect for
 	 * both names: __connect is an alias of the same code. */
