@@ -83,7 +83,7 @@ struct cr_easy {
 
 struct cr_share {
 	CURLSH *sh;
-	struct cr_pool *pool;
+	struct cr_pool *_Atomic pool; /* read without the owning pool's lock (tls_last_share) */
 	int busy;
 	struct cr_share *prev, *next; /* free list, most recently returned first */
 };
@@ -514,7 +514,7 @@ static struct cr_share *share_checkout(struct cr_curllib *lib, struct cr_pool *p
 {
 	struct cr_share *s = NULL, *last = tls_last_share;
 	pthread_mutex_lock(&p->mu);
-	if (last && last->pool == p && !last->busy)
+	if (last && atomic_load_explicit(&last->pool, memory_order_relaxed) == p && !last->busy)
 		s = last;
 	else
 		s = p->free_head;
@@ -547,7 +547,7 @@ static struct cr_share *share_checkout(struct cr_curllib *lib, struct cr_pool *p
 	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	s->sh = sh;
-	s->pool = p;
+	atomic_store_explicit(&s->pool, p, memory_order_relaxed);
 	s->busy = 1;
 	atomic_fetch_add(&st_shares, 1);
 	return s;
@@ -559,12 +559,12 @@ static void share_destroy(struct cr_curllib *lib, struct cr_share *s)
 {
 	lib->fns.share_cleanup(s->sh); /* closes its idle connections */
 	s->sh = NULL;
-	s->pool = NULL;
+	atomic_store_explicit(&s->pool, (struct cr_pool *)NULL, memory_order_relaxed);
 }
 
 static void share_checkin(struct cr_curllib *lib, struct cr_share *s)
 {
-	struct cr_pool *p = s->pool;
+	struct cr_pool *p = atomic_load_explicit(&s->pool, memory_order_relaxed);
 	pthread_mutex_lock(&p->mu);
 	int drain = atomic_load(&p->retired);
 	if (drain) {
@@ -612,8 +612,13 @@ static void retire_pools(const struct cr_config *cfg)
 			struct cr_share *idle = p->free_head;
 			p->free_head = NULL;
 			int nidle = 0;
-			for (struct cr_share *s = idle; s; s = s->next)
+			/* Busy and pool-less before the lock is dropped: a thread
+			 * whose last share this was will not take it again. */
+			for (struct cr_share *s = idle; s; s = s->next) {
+				s->busy = 1;
+				atomic_store_explicit(&s->pool, (struct cr_pool *)NULL, memory_order_relaxed);
 				nidle++;
+			}
 			p->nshares -= nidle;
 			pthread_mutex_unlock(&p->mu);
 			cr_m_idle(p->lane, -nidle);

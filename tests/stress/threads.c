@@ -4,7 +4,9 @@
  * `make tsan` builds it with -fsanitize=thread and runs it; exit 0 = clean. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "curlpool.h"
 #include "engine.h"
@@ -37,6 +39,26 @@ static void *curl_worker(void *arg)
 		if (cr_curl_perform(lib, h) != CURLE_OK)
 			return (void *)1;
 		cr_curl_cleanup(lib, h);
+	}
+	return NULL;
+}
+
+static atomic_int stop_reload;
+
+/* Publishes a new config every few ms while the workers perform: the
+ * refcounted swap and the pool retirement under TSan. */
+static void *reloader(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 200 && !atomic_load(&stop_reload); i++) {
+		struct cr_config *c = calloc(1, sizeof(*c));
+		struct cr_diag d;
+		const char *text = i % 2 ? "[lane a]\nmatch = */a\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n"
+					 : "[lane a]\nmatch = */a\nnodelay = off\n[lane b]\nmatch = */b\n";
+		if (cr_config_load_string(text, "reload.conf", c, &d) != 0)
+			return (void *)1;
+		cr_engine_publish(c);
+		usleep(2000);
 	}
 	return NULL;
 }
@@ -82,11 +104,19 @@ int main(void)
 	cr_engine_publish(cfg);
 	ts_start();
 
+	pthread_t rl;
+	pthread_create(&rl, NULL, reloader, NULL);
 	for (intptr_t i = 0; i < 8; i++)
 		pthread_create(&t[i], NULL, curl_worker, (void *)(i % 2));
 	for (int i = 0; i < 8; i++) {
 		void *r;
 		pthread_join(t[i], &r);
+		bad += r != NULL;
+	}
+	atomic_store(&stop_reload, 1);
+	{
+		void *r;
+		pthread_join(rl, &r);
 		bad += r != NULL;
 	}
 	struct cr_dest dst = {.family = AF_INET, .port = 1};
