@@ -1,7 +1,10 @@
-/* connroute(1): run a program under the shim, check a config file.
+/* connroute(1): run a program under the shim, check a config file, look at
+ * and reload a running process (cli/stats.c).
  *
  *   connroute run [--key K] [--config F] [--log LEVEL] [--strict] -- CMD [ARGS...]
  *   connroute check FILE
+ *   connroute stats [PID | ADDRESS] [--watch [SECS]] [--count N] [--raw]
+ *   connroute reload PID | ADDRESS
  *   connroute --version | --help
  */
 #include <errno.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "config.h"
 #include "key.h"
 #include "log.h"
@@ -19,12 +23,25 @@ static void usage(FILE *f)
 {
 	fputs("usage: connroute run [--key KEY] [--config FILE] [--log LEVEL] [--strict] -- CMD [ARGS...]\n"
 	      "       connroute check FILE\n"
+	      "       connroute stats [PID | ADDRESS] [--watch [SECS]] [--count N] [--raw]\n"
+	      "       connroute reload PID | ADDRESS\n"
 	      "       connroute --version | --help\n"
 	      "\n"
 	      "run     runs CMD with libconnroute.so preloaded (LD_PRELOAD), so its connections\n"
 	      "        are routed into lanes; --key sets CONNROUTE_KEY (the process default key),\n"
 	      "        --config sets CONNROUTE_CONFIG, --log CONNROUTE_LOG, --strict CONNROUTE_STRICT=1\n"
 	      "check   validates FILE and prints the effective lanes; exit status 0 if valid, 1 if not\n"
+	      "stats   prints a per-lane table (active/idle connections, queued, in flight, requests,\n"
+	      "        req/s, p50/p99 latency, overflows, retries, unmatched keys) of a running process,\n"
+	      "        read from its metrics endpoint ([global] metrics in its config). PID: the\n"
+	      "        endpoint is found from the process's CONNROUTE_CONFIG (%p = PID); ADDRESS:\n"
+	      "        127.0.0.1:9464, [::1]:9464 or unix:/PATH; neither: the one process of yours\n"
+	      "        running under connroute. --watch refreshes every SECS [1] until Ctrl-C (or N\n"
+	      "        times with --count; put PID before --watch); --raw prints the Prometheus text.\n"
+	      "        Exit status 0, 1 if the endpoint cannot be read, 2 on bad usage\n"
+	      "reload  makes a running process re-read its config file now (it also checks the file\n"
+	      "        for changes every second): prints applied, unchanged or rejected; exit status\n"
+	      "        0 applied/unchanged, 1 rejected (the old config stays), 3 endpoint unreachable\n"
 	      "\n"
 	      "Environment: CONNROUTE_CONFIG, CONNROUTE_KEY, CONNROUTE_LOG, CONNROUTE_LOG_FILE,\n"
 	      "CONNROUTE_STRICT, CONNROUTE_DISABLE. See README.md and docs/.\n",
@@ -188,6 +205,10 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(argv[1], "stats") == 0)
+		return cr_cli_stats(argc - 2, argv + 2);
+	if (strcmp(argv[1], "reload") == 0)
+		return cr_cli_reload(argc - 2, argv + 2);
 	fprintf(stderr, "connroute: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

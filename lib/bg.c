@@ -319,12 +319,24 @@ static void serve_client(int fd, struct rbuf *rb)
 		respond(fd, 404, "Not Found", "text/plain", "not found; try /metrics or /reload\n", 35, head);
 }
 
-static void serve_clients(int lfd, struct rbuf *rb)
+/* Serves the clients waiting. -1 when accept fails for want of resources
+ * (EMFILE: the host used up its fds...): the listener stays readable, so the
+ * caller must look away for a while rather than spin. */
+static int serve_clients(int lfd, struct rbuf *rb)
 {
-	for (int i = 0; i < CLIENTS_PER_TURN; i++) {
+	/* Still ours? (The host may have closed it and reused the number since
+	 * the check at the top of the loop: never accept on its socket.) */
+	if (!fd_is(lfd, lst.dev, lst.ino))
+		return 0;
+	int64_t t0 = now_ms();
+	/* A few clients per turn, and not for long: the watcher's turn comes. */
+	for (int i = 0; i < CLIENTS_PER_TURN && now_ms() - t0 < 2000; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN: no one else waiting (the listener is non-blocking) */
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		}
 		serve_client(fd, rb);
 		/* Unread bytes (a request body) would turn our close into a
 		 * reset the client might see before the answer: drain a little. */
@@ -334,6 +346,7 @@ static void serve_clients(int lfd, struct rbuf *rb)
 		}
 		raw_close(fd);
 	}
+	return 0;
 }
 
 /* ----------------------------------------------------------------- thread */
@@ -361,7 +374,7 @@ static void *bg_main(void *arg)
 {
 	char want[METRICS_MAX], bound[METRICS_MAX] = "", tried[METRICS_MAX] = "";
 	struct rbuf rb = {NULL, 0};
-	int64_t next_reload = now_ms() + 1000, retry_at = 0;
+	int64_t next_reload = now_ms() + 1000, retry_at = 0, quiet_until = 0;
 	(void)arg;
 
 	pthread_setname_np(pthread_self(), "connroute-bg");
@@ -418,9 +431,11 @@ static void *bg_main(void *arg)
 		if (wait > 1000)
 			wait = 1000;
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int n = poll(&p, fd >= 0 ? 1 : 0, wait);
-		if (n > 0 && (p.revents & POLLIN))
-			serve_clients(fd, &rb);
+		int n = poll(&p, fd >= 0 && now >= quiet_until ? 1 : 0, wait);
+		/* A listener that is readable but yields nobody (EMFILE), or in
+		 * error: looked at again in a while, never spun on. */
+		if (n > 0 && (!(p.revents & POLLIN) || serve_clients(fd, &rb) < 0))
+			quiet_until = now_ms() + 500;
 
 		if (now_ms() >= next_reload) {
 			cr_engine_reload(0);
@@ -436,6 +451,17 @@ static void start(int me)
 	pthread_attr_t attr;
 	pthread_t t;
 	int rc;
+
+	/* The built-in config (no CONNROUTE_CONFIG) has no file to watch and no
+	 * endpoint, now or ever: no thread. */
+	const struct cr_config *cfg = cr_engine_acquire();
+	int idle = cfg && !cfg->path[0] && !cfg->metrics[0];
+	if (cfg)
+		cr_engine_release(cfg);
+	if (idle) {
+		atomic_store(&bg_pid, me);
+		return;
+	}
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits a full mask */
@@ -468,6 +494,11 @@ void cr_bg_kick(void)
 
 void cr_bg_atfork_child(void)
 {
-	/* The thread did not survive the fork; the next kick starts ours. */
+	/* The thread did not survive the fork; the next kick starts ours. The
+	 * parent's listener is closed now rather than at that kick: a child that
+	 * never routes must not keep the parent's endpoint open after the parent
+	 * is gone (clients would hang in its backlog). fstat and close only:
+	 * async-signal-safe, as an atfork child handler must be. */
+	drop_inherited();
 	atomic_store(&bg_pid, 0);
 }

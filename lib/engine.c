@@ -217,6 +217,14 @@ void cr_engine_publish(struct cr_config *cfg)
 	collect_retired();
 }
 
+void cr_engine_atfork_child(void)
+{
+	/* The thread that held them (a reload on the background thread) does
+	 * not exist in the child. */
+	pthread_mutex_init(&pub_mu, NULL);
+	pthread_mutex_init(&ids_mu, NULL);
+}
+
 static void strict_exit(void)
 {
 	cr_logmsg(CR_LL_ERROR, "CONNROUTE_STRICT=1: exiting (unset it to run unrouted instead)");

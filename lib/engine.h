@@ -67,6 +67,9 @@ int cr_engine_reload(int force);
  * pools of lanes that went away or changed can drain (set by curlpool). */
 extern void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
+/* fork: the child re-initialises the engine's locks. */
+void cr_engine_atfork_child(void);
+
 /* The stable id of a lane name (registered on first use); -1 if the
  * registry is full. */
 int cr_lane_id(const char *name);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 
+#include "bg.h"
 #include "curlpool.h"
 #include "engine.h"
 #include "limit.h"
@@ -28,6 +29,8 @@ static void atfork_child(void)
 	cr_limits_atfork_child();
 	cr_curl_atfork_child();
 	cr_warm_atfork_child();
+	cr_bg_atfork_child();
+	cr_engine_atfork_child();
 }
 
 __attribute__((constructor)) static void cr_shim_init(void)
