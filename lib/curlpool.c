@@ -48,6 +48,7 @@ struct cr_easy {
 	curl_sockopt_callback app_sockopt;
 	void *app_sockopt_data;
 	int app_opensocket;       /* the app opens its own sockets: no warm ones */
+	int app_closesocket;      /* ... or closes them itself: closes not counted */
 	int warm_fd;              /* a warm socket handed to libcurl, -1 if none */
 	curl_xferinfo_callback app_xferinfo;
 	void *app_xferinfo_data;
@@ -363,6 +364,7 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	case CURLOPT_SOCKOPTFUNCTION: e->app_sockopt = (curl_sockopt_callback)ptr; break;
 	case CURLOPT_SOCKOPTDATA: e->app_sockopt_data = ptr; break;
 	case CURLOPT_OPENSOCKETFUNCTION: e->app_opensocket = ptr != NULL; break;
+	case CURLOPT_CLOSESOCKETFUNCTION: e->app_closesocket = ptr != NULL; break;
 	case CURLOPT_XFERINFOFUNCTION: e->app_xferinfo = (curl_xferinfo_callback)ptr; break;
 	case CURLOPT_XFERINFODATA: e->app_xferinfo_data = ptr; break; /* == PROGRESSDATA */
 	case CURLOPT_PROGRESSFUNCTION: e->app_progress = (curl_progress_callback)ptr; break;
@@ -750,6 +752,15 @@ static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct c
 	return socket(a->family, a->socktype, a->protocol);
 }
 
+/* Counts libcurl's connection closes for the lane's active gauge. libcurl
+ * copies the callback and its data into each connection when it is made,
+ * so the data is the lane id, never a pointer that could go stale. */
+static int closesocket_cb(void *clientp, curl_socket_t fd)
+{
+	cr_m_conn_closed((int)(intptr_t)clientp - 1);
+	return cr_route_close_fd(fd);
+}
+
 /* The lane's socket options, then (chained) the app's callback. */
 static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
@@ -1115,6 +1126,10 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const 
 		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
 		f->easy_setopt(h, CURLOPT_SOCKOPTDATA, e);
 	}
+	if (!e->app_closesocket) {
+		f->easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+		f->easy_setopt(h, CURLOPT_CLOSESOCKETDATA, (void *)(intptr_t)(lane->id + 1));
+	}
 	int warm = cr_lane_warm(lane) && !e->app_opensocket;
 	e->warm_fd = -1;
 	if (warm) {
@@ -1205,6 +1220,10 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const 
 	if (opts) {
 		f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, e->app_sockopt);
 		f->easy_setopt(h, CURLOPT_SOCKOPTDATA, e->app_sockopt_data);
+	}
+	if (!e->app_closesocket) {
+		f->easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, (curl_closesocket_callback)NULL);
+		f->easy_setopt(h, CURLOPT_CLOSESOCKETDATA, (void *)NULL);
 	}
 	if (warm) {
 		f->easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, (curl_opensocket_callback)NULL);

@@ -436,6 +436,25 @@ void cr_route_close_end(struct cr_closing *c, int ok)
 		cr_route_release_fd(c->fd, &c->info, NULL);
 }
 
+int cr_route_close_fd(int fd)
+{
+	struct cr_closing c;
+	cr_route_close_begin(fd, &c);
+	int r;
+	if (cr_real.close) {
+		r = cr_real.close(fd);
+	} else {
+		long k = cr_sys_close(fd);
+		r = k < 0 ? -1 : 0;
+		if (k < 0)
+			errno = (int)-k;
+	}
+	int e = errno;
+	cr_route_close_end(&c, 1);
+	errno = e;
+	return r;
+}
+
 void cr_route_forget_range(unsigned first, unsigned last)
 {
 	cr_fdtab_take_range(first, last, cr_route_release_fd, NULL);

@@ -40,6 +40,10 @@ struct cr_closing {
 void cr_route_close_begin(int fd, struct cr_closing *c);
 void cr_route_close_end(struct cr_closing *c, int ok);
 
+/* close() with the bookkeeping, never through the hook (for callbacks the
+ * engine gives libcurl). */
+int cr_route_close_fd(int fd);
+
 /* close_range/closefrom: takes and releases every tracked fd in range. */
 void cr_route_forget_range(unsigned first, unsigned last);
 
