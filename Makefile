@@ -50,7 +50,7 @@ PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
 
 INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
 
-.PHONY: all deps test unit integration demo install clean check-deps tsan
+.PHONY: all deps test unit integration demo install clean check-deps tsan bench
 all: $(B)/libconnroute.so $(B)/connroute
 
 # --- dependencies: install what is missing (no-op when all is there) -------
@@ -124,6 +124,16 @@ test: check-deps
 demo: check-deps
 	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS)
 	bash scripts/demo.sh $(B)
+
+# --- benchmarks: bench/run.sh runs them all and writes bench/RESULTS.md ------
+$(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -ldl
+
+bench: check-deps
+	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS) $(B)/bench/overhead
+	bash bench/run.sh $(B)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)

@@ -215,6 +215,17 @@ long cr_limit_inuse(uint32_t slot)
 	return n;
 }
 
+int cr_limit_waiting(uint32_t slot)
+{
+	int w;
+	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
+		return 0;
+	pthread_mutex_lock(&L.mu);
+	w = L.tab[slot - 1].waiters > 0;
+	pthread_mutex_unlock(&L.mu);
+	return w;
+}
+
 void cr_limits_atfork_prepare(void)
 {
 	pthread_mutex_lock(&L.mu);

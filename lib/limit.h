@@ -28,6 +28,8 @@ uint32_t cr_limit_slot(int lane, const struct cr_dest *d);
 int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns);
 void cr_limit_release(uint32_t slot);
 long cr_limit_inuse(uint32_t slot);
+/* Someone is waiting for a unit of SLOT now (the warm refill stands back). */
+int cr_limit_waiting(uint32_t slot);
 
 /* fork: hold the lock across fork, release in both. */
 void cr_limits_atfork_prepare(void);

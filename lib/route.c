@@ -234,7 +234,7 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 	socklen_t dl = sizeof(dom);
 	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) != 0 || dom != family)
 		return 0;
-	if (!never_connected(fd) || !is_unbound(fd) || cr_sockrec_epolled(fd, ino))
+	if (!never_connected(fd) || !is_unbound(fd) || !cr_sockrec_substitutable(fd, ino))
 		return 0;
 	uint32_t slot;
 	uint64_t wino;
@@ -367,10 +367,34 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (lane->max_conns_per_host > 0) {
 		uint64_t waited = 0;
 		slot = cr_limit_slot(lane->id, &d);
+		/* Ready warm sockets hold units too: one that cannot serve this
+		 * connect (bound, epoll-registered, ...) gives its unit up rather
+		 * than starve it. */
+		if (warm && cr_limit_inuse(slot) >= lane->max_conns_per_host)
+			cr_warm_evict(lane, &d);
 		long wait_ms = nonblock ? 0 : lane->queue_timeout_ms;
 		if (wait_ms > 0)
 			cr_m_queued(lane->id, 1);
-		int rc = cr_limit_acquire(slot, lane->max_conns_per_host, wait_ms, &waited);
+		int rc;
+		if (!warm) {
+			rc = cr_limit_acquire(slot, lane->max_conns_per_host, wait_ms, &waited);
+		} else {
+			/* A unit freed while we wait may be taken by the refill
+			 * for a warm socket (it stands back only once we wait):
+			 * wait in short steps, and between them give any warm
+			 * socket that became ready back to this connect. */
+			long left = wait_ms;
+			for (int steps = 0;; steps++) {
+				long step = left > 10 ? 10 : left;
+				uint64_t w = 0;
+				rc = cr_limit_acquire(slot, lane->max_conns_per_host, step, &w);
+				waited += w;
+				if (rc == 0 || left <= step || steps > 100000)
+					break;
+				left -= step;
+				cr_warm_evict(lane, &d);
+			}
+		}
 		if (wait_ms > 0)
 			cr_m_queued(lane->id, -1);
 		if (waited)

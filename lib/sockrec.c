@@ -1,5 +1,7 @@
 /* connroute: per-fd records of pre-connect socket state; see sockrec.h. */
 #include <stdatomic.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <pthread.h>
@@ -19,6 +21,7 @@ struct rec {
 	uint8_t nopts;
 	uint8_t epolled;
 	uint8_t overflow;         /* an option we could not record */
+	uint8_t shared;           /* dup'ed: another fd shares the open file */
 	struct {
 		int level, name;
 		uint8_t len;
@@ -110,16 +113,56 @@ void cr_sockrec_forget(int fd)
 	}
 }
 
-int cr_sockrec_epolled(int fd, uint64_t ino)
+void cr_sockrec_shared(int fd)
+{
+	uint64_t ino = cr_fd_inode(fd);
+	if (!ino)
+		return;
+	pthread_mutex_lock(&mu);
+	struct rec *r = current(fd, ino);
+	if (r)
+		r->shared = 1;
+	pthread_mutex_unlock(&mu);
+}
+
+/* Options that mean the same set after the handshake as before it. Window
+ * scaling (SO_RCVBUF), MSS, device/mark routing, Fast Open act at SYN time:
+ * a socket that had them set is connected cold, as the app asked. */
+static int replayable(int level, int name)
+{
+	switch (level) {
+	case SOL_SOCKET:
+		return name == SO_KEEPALIVE || name == SO_SNDBUF || name == SO_LINGER ||
+		       name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_PRIORITY ||
+		       name == SO_OOBINLINE || name == SO_REUSEADDR || name == SO_REUSEPORT ||
+		       name == SO_RCVLOWAT || name == SO_SNDLOWAT;
+	case IPPROTO_TCP:
+		return name == TCP_NODELAY || name == TCP_KEEPIDLE || name == TCP_KEEPINTVL ||
+		       name == TCP_KEEPCNT || name == TCP_USER_TIMEOUT || name == TCP_QUICKACK ||
+		       name == TCP_CORK || name == TCP_NOTSENT_LOWAT || name == TCP_CONGESTION;
+	case IPPROTO_IP:
+		return name == IP_TOS;
+	case IPPROTO_IPV6:
+		return name == IPV6_TCLASS;
+	default:
+		return 0;
+	}
+}
+
+int cr_sockrec_substitutable(int fd, uint64_t ino)
 {
 	struct rec *r = rec_of(fd, 0);
-	int e;
+	int ok = 1;
 	if (!r)
-		return 0;
+		return 1;
 	pthread_mutex_lock(&mu);
-	e = r->ino == ino && r->epolled;
+	if (r->ino == ino) {
+		ok = !r->epolled && !r->shared && !r->overflow;
+		for (int i = 0; ok && i < r->nopts; i++)
+			ok = replayable(r->opt[i].level, r->opt[i].name);
+	}
 	pthread_mutex_unlock(&mu);
-	return e;
+	return ok;
 }
 
 int cr_sockrec_replay(int fd, uint64_t ino, int to)

@@ -16,8 +16,13 @@ void cr_sockrec_setsockopt(int fd, int level, int name, const void *val, socklen
 void cr_sockrec_epoll_add(int fd);
 void cr_sockrec_forget(int fd);
 
-/* 1 if FD (with inode INO) was registered with epoll. */
-int cr_sockrec_epolled(int fd, uint64_t ino);
+/* FD's open file is now also reachable through another fd (dup). */
+void cr_sockrec_shared(int fd);
+
+/* 1 if a warm socket may stand in for FD (inode INO): not registered with
+ * epoll, not duplicated, and every option the app set is one that means the
+ * same after the handshake (replayable). */
+int cr_sockrec_substitutable(int fd, uint64_t ino);
 
 /* Replays FD's recorded options onto TO. Returns 0, or -1 if an option the
  * app set cannot be carried (then the caller does not substitute). */

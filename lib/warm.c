@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -106,19 +107,24 @@ static struct pool *find_pool(int lane_id, uint64_t ch, const struct cr_dest *d,
 	return freep;
 }
 
+/* Gives back a ready warm socket: closes it if the fd still holds our
+ * socket, and releases its unit exactly once (if RELEASE). */
 static void close_warm(const struct wsock *w, int release)
 {
 	struct cr_fdinfo info;
-	/* Only if the fd is still ours (same inode): never close an app fd. */
 	if (cr_fdtab_take(w->fd, &info)) {
 		if ((info.flags & CR_FDF_WARM) && info.ino == w->ino) {
-			if (cr_real.close)
+			if (cr_fd_inode(w->fd) == w->ino)
 				cr_real.close(w->fd);
-			else
-				cr_sys_close(w->fd);
 		} else {
-			cr_fdtab_put(w->fd, &info); /* not ours any more: put it back */
+			/* Someone else's entry now (the app connected on the
+			 * reused number, and its connect settled ours): leave
+			 * it, and our unit was already given back then. */
+			cr_fdtab_put(w->fd, &info);
+			return;
 		}
+	} else {
+		return; /* the app closed it and the close hook released it */
 	}
 	if (release)
 		cr_limit_release(w->slot);
@@ -265,8 +271,15 @@ struct pend {
 	uint64_t deadline_ns;
 };
 
-static void start_connects(struct pend *pend, int *npend)
+/* Connects in progress: global and changed only under mu, so a fork child
+ * can close its copies (the thread that knew them does not exist there). */
+static struct pend g_pend[MAX_PENDING];
+static int g_npend;
+
+static void start_connects(void)
 {
+	struct pend *pend = g_pend;
+	int *npend = &g_npend;
 	const struct cr_config *cfg = cr_engine_acquire();
 	if (!cfg)
 		return;
@@ -292,7 +305,9 @@ static void start_connects(struct pend *pend, int *npend)
 			uint32_t slot = CR_SLOT_NONE;
 			if (l->max_conns_per_host > 0) {
 				slot = cr_limit_slot(l->id, &d);
-				if (cr_limit_acquire(slot, l->max_conns_per_host, 0, NULL) != 0)
+				/* An app connect waiting for a unit goes first. */
+				if (cr_limit_waiting(slot) ||
+				    cr_limit_acquire(slot, l->max_conns_per_host, 0, NULL) != 0)
 					break; /* at the lane's limit: warm sockets never exceed it */
 			}
 			int fd = socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -328,9 +343,11 @@ static void start_connects(struct pend *pend, int *npend)
 				break;
 			}
 			long ct = l->connect_timeout_ms > 0 ? l->connect_timeout_ms : 5000;
+			pthread_mutex_lock(&mu);
 			pend[*npend] = (struct pend){.fd = fd, .pool = i, .slot = slot, .start_ns = now_ns(),
 						     .deadline_ns = now_ns() + (uint64_t)ct * 1000000ull};
 			(*npend)++;
+			pthread_mutex_unlock(&mu);
 			started++;
 		}
 		if (started < need) {
@@ -342,8 +359,10 @@ static void start_connects(struct pend *pend, int *npend)
 	cr_engine_release(cfg);
 }
 
-static void finish_pending(struct pend *pend, int *npend, int timeout_ms)
+static void finish_pending(int timeout_ms)
 {
+	struct pend *pend = g_pend;
+	int *npend = &g_npend;
 	struct pollfd pfd[MAX_PENDING];
 	for (int i = 0; i < *npend; i++)
 		pfd[i] = (struct pollfd){.fd = pend[i].fd, .events = POLLOUT};
@@ -354,7 +373,8 @@ static void finish_pending(struct pend *pend, int *npend, int timeout_ms)
 		if (n > 0 && pfd[i].revents) {
 			int err = 0;
 			socklen_t el = sizeof(err);
-			getsockopt(pend[i].fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			if (getsockopt(pend[i].fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+				err = errno;
 			done = 1;
 			ok = err == 0;
 		} else if (t >= pend[i].deadline_ns) {
@@ -378,6 +398,11 @@ static void finish_pending(struct pend *pend, int *npend, int timeout_ms)
 			struct wsock w = {.fd = pend[i].fd, .slot = pend[i].slot, .ino = cr_fd_inode(pend[i].fd),
 					  .born_ns = t};
 			struct cr_fdinfo info = {.slot = w.slot, .lane = p->lane_id, .flags = CR_FDF_WARM, .ino = w.ino};
+			struct cr_fdinfo stale;
+			/* An entry left by a close we did not see, on the number our
+			 * socket now has: settle it first, or its unit leaks. */
+			if (cr_fdtab_take(w.fd, &stale))
+				cr_route_release_fd(w.fd, &stale, NULL);
 			pthread_mutex_lock(&mu);
 			p->pending--;
 			double lat = (double)(t - pend[i].start_ns) / 1e9;
@@ -396,23 +421,38 @@ static void finish_pending(struct pend *pend, int *npend, int timeout_ms)
 			pthread_mutex_unlock(&mu);
 			atomic_fetch_add(&st_failed, 1);
 		}
+		pthread_mutex_lock(&mu);
 		if (!kept) {
 			cr_real.close(pend[i].fd);
 			cr_limit_release(pend[i].slot);
 		}
 		pend[i] = pend[--(*npend)];
+		pthread_mutex_unlock(&mu);
 		pfd[i] = pfd[*npend];
 	}
 }
 
-/* Is a warm socket still usable? The peer may have closed it (idle
- * timeout): a read of 0 or an error means dead; EAGAIN means alive and
- * quiet. Data waiting (the server spoke first) also means not reusable. */
+/* Is a warm socket still usable? Dead when the peer closed it (EOF) or it
+ * failed; a server that speaks first (SMTP, MySQL, SSH greetings) leaves
+ * data waiting, which is fine: the app reads it as it would have. */
 static int alive(int fd)
 {
 	char c;
 	ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	if (r < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK;
+	if (r == 0)
+		return 0;
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state == 1 /* ESTABLISHED */;
+}
+
+/* Still the socket we made? The app may have closed the fd behind our back
+ * and reused the number: then it is the app's, never to be probed or closed. */
+static int still_ours(const struct wsock *w)
+{
+	return cr_fd_inode(w->fd) == w->ino;
 }
 
 static void sweep(void)
@@ -426,7 +466,7 @@ static void sweep(void)
 		for (int j = 0; p->used && j < p->n;) {
 			struct wsock *w = &p->ready[j];
 			int expired = p->retired || (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
-			int dead = !expired && !alive(w->fd);
+			int dead = !expired && (!still_ours(w) || !alive(w->fd));
 			if (expired || dead) {
 				if (dead)
 					atomic_fetch_add(&st_dead, 1);
@@ -440,16 +480,14 @@ static void sweep(void)
 		}
 		if (p->used && p->retired && p->n == 0 && p->pending == 0)
 			p->used = 0;
-		pthread_mutex_unlock(&mu);
 		for (int k = 0; k < nd; k++)
 			close_warm(&drop[k], 1);
+		pthread_mutex_unlock(&mu);
 	}
 }
 
 static void *warm_main(void *arg)
 {
-	struct pend pend[MAX_PENDING];
-	int npend = 0;
 	uint64_t last_sweep = 0;
 	(void)arg;
 	for (;;) {
@@ -460,15 +498,15 @@ static void *warm_main(void *arg)
 				cr_engine_release(cfg);
 			}
 		}
-		start_connects(pend, &npend);
-		if (npend > 0)
-			finish_pending(pend, &npend, 20);
+		start_connects();
+		if (g_npend > 0)
+			finish_pending(20);
 		uint64_t t = now_ns();
 		if (t - last_sweep >= 250000000ull) {
 			sweep();
 			last_sweep = t;
 		}
-		if (npend == 0) {
+		if (g_npend == 0) {
 			struct timespec dl;
 			clock_gettime(CLOCK_MONOTONIC, &dl);
 			dl.tv_nsec += 100000000L;
@@ -508,10 +546,16 @@ int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *
 
 		struct cr_fdinfo info;
 		if (!cr_fdtab_take(w.fd, &info))
-			continue; /* the app closed it (we were told): gone */
-		if (!(info.flags & CR_FDF_WARM) || info.ino != w.ino || cr_fd_inode(w.fd) != w.ino) {
-			/* Not ours any more (a close we did not see, fd reused). */
+			continue; /* the app closed it: the close hook gave the unit back */
+		if (!(info.flags & CR_FDF_WARM) || info.ino != w.ino) {
+			/* Another owner's entry (its connect settled ours and
+			 * released our unit): leave it as it is. */
 			cr_fdtab_put(w.fd, &info);
+			continue;
+		}
+		if (cr_fd_inode(w.fd) != w.ino) {
+			/* Closed behind our back, number reused: not ours to
+			 * close; give the unit back once. */
 			cr_limit_release(w.slot);
 			continue;
 		}
@@ -574,11 +618,38 @@ void cr_warm_forget(int fd)
 	pthread_mutex_unlock(&mu);
 }
 
+int cr_warm_evict(const struct cr_lane *lane, const struct cr_dest *d)
+{
+	struct cr_dest key = *d;
+	int done = 0;
+	key.host = NULL;
+	pthread_mutex_lock(&mu);
+	struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
+	if (p && p->n > 0) {
+		struct wsock w = p->ready[0]; /* the oldest */
+		p->ready[0] = p->ready[--p->n];
+		close_warm(&w, 1);
+		done = 1;
+	}
+	pthread_mutex_unlock(&mu);
+	return done;
+}
+
+void cr_warm_atfork_prepare(void)
+{
+	pthread_mutex_lock(&mu);
+}
+
+void cr_warm_atfork_parent(void)
+{
+	pthread_mutex_unlock(&mu);
+}
+
 void cr_warm_atfork_child(void)
 {
-	/* The child never uses the parent's warm sockets: drop (close our
-	 * copies and give back the units) and start over on first use. */
-	pthread_mutex_init(&mu, NULL);
+	/* The child never uses the parent's warm sockets, ready or still
+	 * connecting: close its copies, give back the units, and start over
+	 * on first use. mu was held across the fork, so the lists are whole. */
 	for (int i = 0; i < npools; i++) {
 		struct pool *p = &pools[i];
 		for (int j = 0; p->used && j < p->n; j++)
@@ -586,8 +657,14 @@ void cr_warm_atfork_child(void)
 		p->n = 0;
 		p->pending = 0;
 	}
+	for (int i = 0; i < g_npend; i++) {
+		cr_real.close(g_pend[i].fd);
+		cr_limit_release(g_pend[i].slot);
+	}
+	g_npend = 0;
 	thread_started = 0;
 	atomic_store(&config_dirty, 1);
+	pthread_mutex_unlock(&mu);
 }
 
 void cr_warm_stats(struct cr_warm_stats *out)

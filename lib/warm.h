@@ -43,6 +43,14 @@ void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t 
 /* The app closed a warm socket of ours (found in the fd table). */
 void cr_warm_forget(int fd);
 
+/* The cold path is at the lane's limit: close one ready warm socket of
+ * (LANE, D), so its unit goes to a connect that cannot be served warm (a
+ * bound or epoll-registered socket). 1 if one was closed. */
+int cr_warm_evict(const struct cr_lane *lane, const struct cr_dest *d);
+
+/* fork: mu held across it; the child drops everything. */
+void cr_warm_atfork_prepare(void);
+void cr_warm_atfork_parent(void);
 void cr_warm_atfork_child(void);
 
 struct cr_warm_stats {

@@ -8,7 +8,10 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev openssl
   libcriterion-dev libinih-dev
   curl nginx-light python3 python3-pycurl
-  iproute2 procps
+  iproute2 procps valgrind
+  apache2-utils redis-server redis-tools   # warm-pool tests: ab, redis-benchmark
+  haproxy                                  # bench/sidecar
+  prometheus                               # promtool check metrics
 )
 
 missing=()

@@ -24,6 +24,21 @@ static int env_on(const char *v)
 		     strcmp(v, "on") == 0);
 }
 
+/* Lock order: warm pools, then limits (the warm code releases units while
+ * holding its own lock). The child releases limits first: dropping warm
+ * sockets gives units back. */
+static void atfork_prepare(void)
+{
+	cr_warm_atfork_prepare();
+	cr_limits_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	cr_limits_atfork_parent();
+	cr_warm_atfork_parent();
+}
+
 static void atfork_child(void)
 {
 	cr_limits_atfork_child();
@@ -66,6 +81,6 @@ __attribute__((constructor)) static void cr_shim_init(void)
 	};
 	int st = cr_engine_init(&env);
 	if (st == CR_ST_READY)
-		pthread_atfork(cr_limits_atfork_prepare, cr_limits_atfork_parent, atfork_child);
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atomic_store(&cr_state, st);
 }

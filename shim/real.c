@@ -20,6 +20,7 @@ void cr_shim_resolve(void)
 	RESOLVE(closefrom, "closefrom");
 	RESOLVE(dup2, "dup2");
 	RESOLVE(dup3, "dup3");
+	RESOLVE(dup, "dup");
 	RESOLVE(setsockopt, "setsockopt");
 	RESOLVE(epoll_ctl, "epoll_ctl");
 }

@@ -22,6 +22,7 @@ struct cr_shim_real {
 	void (*closefrom)(int);
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
+	int (*dup)(int);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
 	int (*epoll_ctl)(int, int, int, void *);
 };

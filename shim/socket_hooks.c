@@ -123,6 +123,10 @@ static int do_dup(int oldfd, int newfd, int flags, int is_dup3)
 {
 	struct cr_closing c;
 	int r;
+	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && oldfd != newfd) {
+		cr_sockrec_forget(newfd);
+		cr_sockrec_shared(oldfd);
+	}
 	/* dup2(fd, fd) closes nothing. */
 	if (!cr_fdtab_any() || oldfd == newfd) {
 		if (is_dup3)
@@ -174,6 +178,19 @@ HOOK(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev))
 	if (r == 0 && op == EPOLL_CTL_ADD && atomic_load_explicit(&cr_warm_active, memory_order_relaxed)) {
 		int e = errno;
 		cr_sockrec_epoll_add(fd);
+		errno = e;
+	}
+	return r;
+}
+
+/* A duplicated socket is never substituted: the other fd would keep the old,
+ * never-connected socket. */
+HOOK(int, dup, (int fd))
+{
+	int r = real.dup ? real.dup(fd) : (int)ret_errno(syscall(SYS_dup, fd));
+	if (r >= 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed)) {
+		int e = errno;
+		cr_sockrec_shared(fd);
 		errno = e;
 	}
 	return r;

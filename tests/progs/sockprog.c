@@ -18,6 +18,20 @@
  *   fork_close=S                     fork; the child closes S and exits 0
  *   fork_hold=S                      fork; the child exits without closing anything
  *   sleep=MS   fdcount
+ * Steps for warm pools (socket state set before connect, then observed):
+ *   setopt=S:LEVEL:NAME:VAL          setsockopt(int VAL); prints setopt S ok|err ERRNO
+ *   getopt=S:LEVEL:NAME              prints getopt S LEVEL:NAME=V (-1 on error)
+ *   rcvbuf=S:N  keepalive1=S         setsockopt(SO_RCVBUF, N) / setsockopt(SO_KEEPALIVE, 1)
+ *   epoll=S                          register S with this program's epoll instance (EPOLLIN|
+ *                                    EPOLLOUT, created on first use)
+ *   epwait=S                         epoll_wait (2 s) for S: prints epwait S out|in|none
+ *   dup=S:T                          T = dup(S) (a second name for the same open file)
+ *   peer=S                           getpeername: prints peer S ok PORT | peer S err ERRNO
+ *   read=S                           poll POLLIN (2 s), read, print read S <first line>|eof|
+ *                                    timeout|err ERRNO
+ *   fork_fdcount                     fork; the child prints fork_fdcount N (its open fds)
+ *   sys_closeabove=S                 raw syscall close_range(fd of S + 1, ~0): closes every
+ *                                    higher fd behind the shim's back
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -29,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -61,6 +76,12 @@ static const char *errname(int e)
 	case ENOSYS: return "ENOSYS";
 	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
 	case ENETUNREACH: return "ENETUNREACH";
+	case ENOTCONN: return "ENOTCONN";
+	case ENOTSOCK: return "ENOTSOCK";
+	case ECONNRESET: return "ECONNRESET";
+	case EPIPE: return "EPIPE";
+	case ENOPROTOOPT: return "ENOPROTOOPT";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
 	default: return "E?";
 	}
 }
@@ -212,6 +233,43 @@ static int count_fds(void)
 
 extern int __close(int) __attribute__((weak));
 
+static int epfd = -1;
+
+/* "S:REST": the socket named before the first colon; *rest gets what follows it. */
+static int sock_colon(const char *arg, const char **rest)
+{
+	const char *colon = strchr(arg, ':');
+	if (!colon) {
+		fprintf(stderr, "sockprog: '%s' needs S:...\n", arg);
+		exit(2);
+	}
+	*rest = colon + 1;
+	return find(arg, (size_t)(colon - arg));
+}
+
+static void do_read(const char *name, int fd)
+{
+	char buf[512];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int n = poll(&p, 1, 2000);
+	if (n <= 0) {
+		printf("read %s timeout\n", name);
+		return;
+	}
+	ssize_t r = read(fd, buf, sizeof(buf) - 1);
+	if (r < 0) {
+		printf("read %s err %s\n", name, errname(errno));
+		return;
+	}
+	if (r == 0) {
+		printf("read %s eof\n", name);
+		return;
+	}
+	buf[r] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	printf("read %s %s\n", name, buf);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -324,6 +382,80 @@ int main(int argc, char **argv)
 			usleep((useconds_t)atoi(arg) * 1000);
 		} else if (!strcmp(op, "fdcount")) {
 			printf("fdcount %d\n", count_fds());
+		} else if (!strcmp(op, "setopt") || !strcmp(op, "getopt")) {
+			const char *rest;
+			int s = sock_colon(arg, &rest);
+			int level = atoi(rest), name = -1, val = 0;
+			const char *c2 = strchr(rest, ':');
+			if (c2) {
+				name = atoi(c2 + 1);
+				const char *c3 = strchr(c2 + 1, ':');
+				val = c3 ? atoi(c3 + 1) : 0;
+			}
+			if (!strcmp(op, "getopt")) {
+				printf("getopt %s %d:%d=%d\n", socks[s].name, level, name, geti(socks[s].fd, level, name));
+			} else {
+				int r = setsockopt(socks[s].fd, level, name, &val, sizeof(val));
+				printf("setopt %s %s\n", socks[s].name, r == 0 ? "ok" : errname(errno));
+			}
+		} else if (!strcmp(op, "rcvbuf")) {
+			const char *rest;
+			int s = sock_colon(arg, &rest);
+			int v = atoi(rest);
+			int r = setsockopt(socks[s].fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+			printf("rcvbuf %s %s\n", socks[s].name, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "keepalive1")) {
+			int one = 1;
+			int r = setsockopt(fd_of(arg), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			printf("keepalive1 %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "epoll")) {
+			if (epfd < 0)
+				epfd = epoll_create1(EPOLL_CLOEXEC);
+			int s = find(arg, strlen(arg));
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)s};
+			int r = epoll_ctl(epfd, EPOLL_CTL_ADD, socks[s].fd, &ev);
+			printf("epoll %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "epwait")) {
+			int s = find(arg, strlen(arg));
+			const char *what = "none";
+			double deadline = now_ms() + 2000;
+			while (epfd >= 0 && now_ms() < deadline && !strcmp(what, "none")) {
+				struct epoll_event evs[MAXS];
+				int n = epoll_wait(epfd, evs, MAXS, 100);
+				for (int k = 0; k < n; k++)
+					if (evs[k].data.u32 == (uint32_t)s)
+						what = (evs[k].events & EPOLLOUT) ? "out" : "in";
+			}
+			printf("epwait %s %s\n", arg, what);
+		} else if (!strcmp(op, "dup")) {
+			const char *rest;
+			int s = sock_colon(arg, &rest);
+			add(rest, dup(socks[s].fd), socks[s].family);
+			printf("dup %s %s\n", socks[s].name, rest);
+		} else if (!strcmp(op, "peer")) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			if (getpeername(fd_of(arg), (struct sockaddr *)&ss, &sl) == 0)
+				printf("peer %s ok %d\n", arg,
+				       ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+								       : ((struct sockaddr_in *)&ss)->sin_port));
+			else
+				printf("peer %s err %s\n", arg, errname(errno));
+		} else if (!strcmp(op, "read")) {
+			do_read(arg, fd_of(arg));
+		} else if (!strcmp(op, "fork_fdcount")) {
+			fflush(stdout);
+			pid_t pid = fork();
+			if (pid == 0) {
+				printf("fork_fdcount %d\n", count_fds());
+				fflush(stdout);
+				_exit(0);
+			}
+			int st = 0;
+			waitpid(pid, &st, 0);
+		} else if (!strcmp(op, "sys_closeabove")) {
+			long r = syscall(SYS_close_range, (unsigned)fd_of(arg) + 1, ~0u, 0u);
+			printf("sys_closeabove %s %s\n", arg, r == 0 ? "ok" : errname(errno));
 		} else {
 			fprintf(stderr, "sockprog: unknown step '%s'\n", a);
 			return 2;
