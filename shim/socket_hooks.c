@@ -33,11 +33,9 @@ static inline int ret_errno(long r)
 	return (int)r;
 }
 
-static int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t), int fd,
-		      const struct sockaddr *sa, socklen_t len)
+__attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct sockaddr *, socklen_t),
+						   int fd, const struct sockaddr *sa, socklen_t len)
 {
-	if (!fn)
-		return ret_errno(cr_sys_connect(fd, sa, len));
 	if (cr_in_shim) {
 		/* libcurl connecting a warm socket we gave it (libcurl 7.88
 		 * ignores CURL_SOCKOPT_ALREADY_CONNECTED, curl issue 10626). */
@@ -45,14 +43,23 @@ static int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t), int fd
 			return 0;
 		return fn(fd, sa, len);
 	}
-	if (!atomic_load_explicit(&cr_route_raw, memory_order_relaxed))
-		return fn(fd, sa, len);
 	/* cr_route_connect calls cr_real.connect, which is libc's connect for
 	 * both names: __connect is an alias of the same code. */
 	cr_in_shim = 1;
 	int r = cr_route_connect(fd, sa, len);
 	cr_in_shim = 0;
 	return r;
+}
+
+/* The fast path: nothing routes raw sockets, one load and a tail call. */
+static inline int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t), int fd,
+			     const struct sockaddr *sa, socklen_t len)
+{
+	if (__builtin_expect(!fn, 0))
+		return ret_errno(cr_sys_connect(fd, sa, len));
+	if (__builtin_expect(!atomic_load_explicit(&cr_route_raw, memory_order_relaxed), 1))
+		return fn(fd, sa, len);
+	return connect_slow(fn, fd, sa, len);
 }
 
 HOOK(int, connect, (int fd, const struct sockaddr *sa, socklen_t len))
@@ -65,14 +72,11 @@ HOOK(int, __connect, (int fd, const struct sockaddr *sa, socklen_t len))
 	return do_connect(real.connect_ ? real.connect_ : real.connect, fd, sa, len);
 }
 
-static int do_close(int (*fn)(int), int fd)
+/* Kept out of line so the fast path below stays a load and a tail call. */
+__attribute__((noinline)) static int close_tracked(int (*fn)(int), int fd)
 {
 	struct cr_closing c;
 	int r;
-	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
-		cr_sockrec_forget(fd);
-	if (!cr_fdtab_any())
-		return fn ? fn(fd) : ret_errno(cr_sys_close(fd));
 	cr_route_close_begin(fd, &c);
 	r = fn ? fn(fd) : ret_errno(cr_sys_close(fd));
 	/* Linux frees the fd even when close() reports EINTR or EIO: the
@@ -81,6 +85,15 @@ static int do_close(int (*fn)(int), int fd)
 	cr_route_close_end(&c, 1);
 	errno = e;
 	return r;
+}
+
+static inline int do_close(int (*fn)(int), int fd)
+{
+	/* (Pre-connect records need no forgetting here: they are keyed by the
+	 * socket's inode, so a later socket on this number never sees them.) */
+	if (__builtin_expect(!cr_fdtab_any(), 1))
+		return fn ? fn(fd) : ret_errno(cr_sys_close(fd));
+	return close_tracked(fn, fd);
 }
 
 HOOK(int, close, (int fd))
@@ -123,10 +136,8 @@ static int do_dup(int oldfd, int newfd, int flags, int is_dup3)
 {
 	struct cr_closing c;
 	int r;
-	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && oldfd != newfd) {
-		cr_sockrec_forget(newfd);
+	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && oldfd != newfd)
 		cr_sockrec_shared(oldfd);
-	}
 	/* dup2(fd, fd) closes nothing. */
 	if (!cr_fdtab_any() || oldfd == newfd) {
 		if (is_dup3)
