@@ -57,7 +57,13 @@ struct cr_easy {
 	long app_noprogress;      /* libcurl default 1 */
 	int app_bind;             /* INTERFACE or LOCALPORT set: curl binds itself */
 	char *errbuf;
-	char *url;
+	/* CURLOPT_URL, parsed once when set (not on every perform) */
+	int url_ok;
+	int u_port;
+	int u_family;             /* AF_INET/AF_INET6 for an address literal, else AF_UNSPEC */
+	uint8_t u_addr[16];
+	char u_scheme[16];
+	char u_host[CR_HOST_MAX];
 	struct curl_slist *resolve;
 	struct curl_slist *headers;
 	int method;
@@ -198,7 +204,6 @@ static void easy_defaults(struct cr_easy *e)
 	struct cr_curllib *lib = e->lib;
 	struct cr_easy *next = e->next;
 	int dirty = e->dirty;
-	free(e->url);
 	memset(e, 0, sizeof(*e));
 	e->h = h;
 	e->lib = lib;
@@ -252,10 +257,7 @@ static void easy_del(CURL *h)
 		}
 	}
 	pthread_mutex_unlock(mu);
-	if (e) {
-		free(e->url);
-		free(e);
-	}
+	free(e);
 }
 
 struct cr_curllib *cr_curl_lib_of(CURL *h)
@@ -348,8 +350,13 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 		e->dirty = 1;
 	switch (opt) {
 	case CURLOPT_URL:
-		free(e->url);
-		e->url = ptr ? strdup(ptr) : NULL;
+		e->url_ok = ptr && cr_curl_parse_url(ptr, e->u_scheme, sizeof(e->u_scheme), e->u_host,
+						     sizeof(e->u_host), &e->u_port) == 0;
+		e->u_family = AF_UNSPEC;
+		if (e->url_ok && inet_pton(AF_INET, e->u_host, e->u_addr) == 1)
+			e->u_family = AF_INET;
+		else if (e->url_ok && inet_pton(AF_INET6, e->u_host, e->u_addr) == 1)
+			e->u_family = AF_INET6;
 		break;
 	case CURLOPT_SHARE: e->app_share = ptr; break;
 	case CURLOPT_FORBID_REUSE: e->forbid_reuse = lval; break;
@@ -419,7 +426,6 @@ CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 		*e = *src;
 		e->h = d;
 		e->next = next;
-		e->url = src->url ? strdup(src->url) : NULL;
 		/* A duplicate copies cookies and the like: same cleanliness. */
 	} else if (e) {
 		e->dirty = 1;
@@ -1006,10 +1012,7 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 {
 	const struct cr_curlfns *f = &lib->fns;
 	struct cr_easy *e = easy_get(h);
-	char scheme[16], host[CR_HOST_MAX];
-	int port = 0;
-
-	if (!e || !e->url || cr_curl_parse_url(e->url, scheme, sizeof(scheme), host, sizeof(host), &port) != 0) {
+	if (!e || !e->url_ok) {
 		atomic_fetch_add(&st_unpooled, 1);
 		if (e)
 			e->dirty = 1; /* its private cache may now hold a connection */
@@ -1020,7 +1023,7 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 	const struct cr_config *cfg = cr_engine_acquire();
 	if (!cfg)
 		return f->easy_perform(h);
-	CURLcode rc = perform_routed(lib, e, cfg, scheme, host, port);
+	CURLcode rc = perform_routed(lib, e, cfg, e->u_scheme, e->u_host, e->u_port);
 	cr_engine_release(cfg);
 	return rc;
 }
@@ -1033,11 +1036,8 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const 
 
 	/* Which lane: the thread's key and the destination (a literal address
 	 * also matches CIDR rules). */
-	struct cr_dest d = {.family = AF_UNSPEC, .port = (uint16_t)port, .host = host};
-	if (inet_pton(AF_INET, host, d.addr) == 1)
-		d.family = AF_INET;
-	else if (inet_pton(AF_INET6, host, d.addr) == 1)
-		d.family = AF_INET6;
+	struct cr_dest d = {.family = e->u_family, .port = (uint16_t)port, .host = host};
+	memcpy(d.addr, e->u_addr, 16);
 	int unmatched = 0;
 	const char *key = cr_key_resolve(cfg);
 	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
