@@ -28,9 +28,12 @@
  * follows the host application's LC_NUMERIC. Files are read with stdio, not
  * open/close, because the shim interposes close() (DESIGN.md §4.2). */
 #include "config.h"
+#include "sys.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -1715,9 +1718,24 @@ int cr_config_load_file(const char *path, struct cr_config *cfg, struct cr_diag 
 		diag_add(&p, 0, "path is too long (at most %zu bytes)", sizeof(cfg->path) - 1);
 		return -1;
 	}
-	/* "e": O_CLOEXEC, the host process may fork+exec while we read */
-	f = fopen(path, "re");
+	/* O_CLOEXEC: the host process may fork+exec while we read. O_NONBLOCK:
+	 * a FIFO (or a device) must never block the host's start-up; only a
+	 * regular file is read. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		diag_add(&p, 0, "cannot open: %s; check CONNROUTE_CONFIG",
+			 strerror_r(errno, eb, sizeof(eb)));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		cr_sys_close(fd);
+		diag_add(&p, 0, "not a regular file; point CONNROUTE_CONFIG at a config file");
+		return -1;
+	}
+	f = fdopen(fd, "r");
 	if (!f) {
+		cr_sys_close(fd);
 		diag_add(&p, 0, "cannot open: %s; check CONNROUTE_CONFIG",
 			 strerror_r(errno, eb, sizeof(eb)));
 		return -1;

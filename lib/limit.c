@@ -16,7 +16,15 @@
 #include "limit.h"
 #include "log.h"
 
+/* A thread waiting for a unit; lives on its stack, linked into its slot's
+ * queue. Units go to waiters in arrival order: a freed unit wakes everyone
+ * (one cv), but only the queue's head may take it. */
+struct waiter {
+	struct waiter *next, *prev;
+};
+
 struct entry {
+	struct waiter *qhead, *qtail;
 	int used;
 	int lane;
 	int family;
@@ -146,7 +154,7 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 		return 0;
 	e = &L.tab[slot - 1];
 	pthread_mutex_lock(&L.mu);
-	if (max <= 0 || e->inuse < max) {
+	if (max <= 0 || (e->inuse < max && !e->qhead)) {
 		e->inuse++;
 		pthread_mutex_unlock(&L.mu);
 		return 0;
@@ -159,7 +167,7 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	if (L.reap)
 		L.reap(slot, L.reap_ctx);
 	pthread_mutex_lock(&L.mu);
-	if (e->inuse < max) {
+	if (e->inuse < max && !e->qhead) {
 		e->inuse++;
 		pthread_mutex_unlock(&L.mu);
 		return 0;
@@ -170,18 +178,36 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	}
 	t0 = mono_ns();
 	deadline_after(&dl, wait_ms);
+	struct waiter me = {.next = NULL, .prev = e->qtail};
+	if (e->qtail)
+		e->qtail->next = &me;
+	else
+		e->qhead = &me;
+	e->qtail = &me;
 	e->waiters++;
-	while (e->inuse >= max) {
+	while (!(e->qhead == &me && e->inuse < max)) {
 		int w = pthread_cond_timedwait(&L.cv, &L.mu, &dl);
 		if (w == ETIMEDOUT) {
-			rc = e->inuse >= max ? -ETIMEDOUT : 0;
+			rc = e->qhead == &me && e->inuse < max ? 0 : -ETIMEDOUT;
 			break;
 		}
 	}
+	/* Leave the queue; if a unit is free, the next in line may take it. */
+	if (me.prev)
+		me.prev->next = me.next;
+	else
+		e->qhead = me.next;
+	if (me.next)
+		me.next->prev = me.prev;
+	else
+		e->qtail = me.prev;
 	e->waiters--;
 	if (rc == 0)
 		e->inuse++;
+	int wake_next = e->qhead && e->inuse < max;
 	pthread_mutex_unlock(&L.mu);
+	if (wake_next)
+		pthread_cond_broadcast(&L.cv);
 	if (waited_ns)
 		*waited_ns = mono_ns() - t0;
 	return rc;
@@ -242,8 +268,10 @@ void cr_limits_atfork_child(void)
 	 * zero waiters. Counts stay: the child inherited the fds that hold them
 	 * and releases them when it closes its copies. */
 	pthread_condattr_t ca;
-	for (unsigned i = 0; L.tab && i < L.cap; i++)
+	for (unsigned i = 0; L.tab && i < L.cap; i++) {
 		L.tab[i].waiters = 0;
+		L.tab[i].qhead = L.tab[i].qtail = NULL;
+	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&L.cv, &ca);

@@ -1,5 +1,6 @@
 /* Unit tests of lib/config.c: the INI parser, its defaults and diagnostics. */
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1251,9 +1252,20 @@ Test(config, directory_instead_of_file, .init = tmp_setup, .fini = tmp_teardown)
 
 	cr_assert_eq(cr_config_load_file(tmpdir, cfg, dg), -1);
 	cr_assert_eq(dg->n, 1);
-	snprintf(msg, sizeof(msg), "%s: cannot read: %s; check CONNROUTE_CONFIG", tmpdir,
-		 strerror(EISDIR));
+	snprintf(msg, sizeof(msg), "%s: not a regular file; point CONNROUTE_CONFIG at a config file", tmpdir);
 	cr_assert_str_eq(dg->msg[0], msg);
+}
+
+/* A FIFO must never block the host's start-up: refused at once. */
+Test(config, fifo_is_refused_without_blocking, .init = tmp_setup, .fini = tmp_teardown, .timeout = 10)
+{
+	char path[600], msg[700];
+	snprintf(path, sizeof(path), "%s/fifo.conf", tmpdir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(cr_config_load_file(path, cfg, dg), -1);
+	snprintf(msg, sizeof(msg), "%s: not a regular file; point CONNROUTE_CONFIG at a config file", path);
+	cr_expect_str_eq(dg->msg[0], msg);
+	unlink(path);
 }
 
 Test(config, nul_byte_in_file, .init = tmp_setup, .fini = tmp_teardown)

@@ -120,3 +120,39 @@ Test(limit, table_full_means_unlimited_not_failure)
 	cr_expect(got_none);
 	cr_expect_eq(cr_limit_acquire(CR_SLOT_NONE, 1, 0, NULL), 0);
 }
+
+static uint32_t fifo_slot;
+static int order[3], norder;
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *fifo_waiter(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	if (cr_limit_acquire(fifo_slot, 1, 5000, NULL) != 0)
+		return NULL;
+	pthread_mutex_lock(&order_mu);
+	order[norder++] = id;
+	pthread_mutex_unlock(&order_mu);
+	usleep(5000);
+	cr_limit_release(fifo_slot);
+	return NULL;
+}
+
+Test(limit, waiters_are_served_first_come_first_served)
+{
+	pthread_t t[3];
+	cr_limits_init(64, NULL, NULL);
+	struct cr_dest a = dst(80);
+	fifo_slot = cr_limit_slot(0, &a);
+	cr_assert_eq(cr_limit_acquire(fifo_slot, 1, 0, NULL), 0);
+	for (intptr_t i = 0; i < 3; i++) {
+		pthread_create(&t[i], NULL, fifo_waiter, (void *)i);
+		usleep(30000); /* queue them in order 0, 1, 2 */
+	}
+	cr_expect_eq(cr_limit_acquire(fifo_slot, 1, 0, NULL), -EAGAIN, "no barging past the queue");
+	cr_limit_release(fifo_slot);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	cr_expect_eq(norder, 3);
+	cr_expect(order[0] == 0 && order[1] == 1 && order[2] == 2, "order %d %d %d", order[0], order[1], order[2]);
+}
