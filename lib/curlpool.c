@@ -178,6 +178,8 @@ struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns,
 			}
 			atomic_store_explicit(&nlibs, n + 1, memory_order_release);
 			cr_engine_on_publish = retire_pools;
+			if (atomic_load(&cr_warm_active))
+				cr_warm_curl_due();
 			cr_logmsg(CR_LL_DEBUG, "libcurl lanes: using %s", l->name);
 		}
 	}
@@ -271,6 +273,9 @@ struct cr_curllib *cr_curl_lib_of(CURL *h)
 CURL *cr_curl_init(struct cr_curllib *lib)
 {
 	CURL *h = NULL;
+	/* The earliest sign of libcurl traffic: start prewarming now. */
+	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
+		cr_warm_kick();
 	pthread_mutex_lock(&lib->mu);
 	if (lib->nfree > 0)
 		h = lib->free_handles[--lib->nfree];
@@ -1043,6 +1048,8 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_easy *e, const 
 	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
 	e->lane = lane;
 	cr_bg_kick();
+	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
+		cr_warm_kick();
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
 	uint64_t t_start = now_ns();
@@ -1267,4 +1274,91 @@ void cr_curl_stats(struct cr_curl_stats *out)
 	out->performs_unpooled = atomic_load(&st_unpooled);
 	out->limit_overflows = atomic_load(&st_overflows);
 	out->retries = atomic_load(&st_retries);
+}
+
+/* ---------------------------------------------------------------- prewarm */
+
+/* prewarm_url (the seed's PreWarmTransports): fill a lane's pool with whole
+ * connections, TLS included, by sending the lane's prewarm_method to it, one
+ * share per connection, all held at once so each gets its own. Runs on the
+ * warm-pool thread; the requests carry the lane's options and timeouts, and
+ * only libcurl's defaults otherwise (a connection is reused by an app handle
+ * whose TLS settings match: the system CA store, typically). */
+static size_t prewarm_sink(char *p, size_t sz, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return sz * n;
+}
+
+void cr_curl_prewarm(const struct cr_config *cfg)
+{
+	int nl = atomic_load(&nlibs);
+	for (int li = 0; li < nl; li++) {
+		struct cr_curllib *lib = &libs[li];
+		const struct cr_curlfns *f = &lib->fns;
+		for (int k = 0; k < cfg->nlanes; k++) {
+			const struct cr_lane *l = &cfg->lanes[k];
+			if (!l->prewarm_url[0] || l->max_idle_per_host <= 0)
+				continue;
+			int want = 0;
+			for (int j = 0; j < l->nprewarm; j++)
+				want += l->prewarm[j].count;
+			if (want <= 0)
+				want = 1;
+			if (want > l->max_idle_per_host)
+				want = (int)l->max_idle_per_host;
+			if (want > 64)
+				want = 64;
+			struct cr_pool *p = pool_get(lib, l, 0);
+			struct cr_share *held[64];
+			int nheld = 0, ok = 0;
+			for (int i = 0; p && i < want; i++) {
+				struct cr_share *s = share_checkout(lib, p);
+				if (!s)
+					break;
+				held[nheld++] = s;
+				struct cr_easy e;
+				memset(&e, 0, sizeof(e));
+				e.lib = lib;
+				e.lane = l;
+				e.warm_fd = -1;
+				e.ct_ms = l->connect_timeout_ms > 0 ? l->connect_timeout_ms : 5000;
+				CURL *h = f->easy_init();
+				if (!h)
+					break;
+				e.h = h;
+				f->easy_setopt(h, CURLOPT_URL, l->prewarm_url);
+				if (!strcmp(l->prewarm_method, "HEAD"))
+					f->easy_setopt(h, CURLOPT_NOBODY, 1L);
+				else if (strcmp(l->prewarm_method, "GET"))
+					f->easy_setopt(h, CURLOPT_CUSTOMREQUEST, l->prewarm_method);
+				f->easy_setopt(h, CURLOPT_WRITEFUNCTION, prewarm_sink);
+				f->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+				f->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e.ct_ms);
+				f->easy_setopt(h, CURLOPT_TIMEOUT_MS, e.ct_ms * 2);
+				f->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+				f->easy_setopt(h, CURLOPT_SOCKOPTDATA, &e);
+				f->easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+				f->easy_setopt(h, CURLOPT_CLOSESOCKETDATA, (void *)(intptr_t)(l->id + 1));
+				f->easy_setopt(h, CURLOPT_MAXCONNECTS, l->max_idle_per_host);
+				f->easy_setopt(h, CURLOPT_SHARE, s->sh);
+				cr_in_shim = 1; /* libcurl's connect is the lane's business here */
+				CURLcode rc = f->easy_perform(h);
+				cr_in_shim = 0;
+				f->easy_setopt(h, CURLOPT_SHARE, (CURLSH *)NULL);
+				f->easy_cleanup(h); /* the connection stays in the share */
+				if (rc == CURLE_OK)
+					ok++;
+				else
+					cr_logmsg(CR_LL_WARN, "lane %s: prewarm %s %s: %s", l->name, l->prewarm_method,
+						  l->prewarm_url, "request failed (pool left cold)");
+			}
+			for (int i = 0; i < nheld; i++)
+				share_checkin(lib, held[i]);
+			if (ok)
+				cr_logmsg(CR_LL_INFO, "lane %s: prewarmed %d connection(s) to %s", l->name, ok,
+					  l->prewarm_url);
+		}
+	}
 }

@@ -72,6 +72,11 @@ void cr_curl_atfork_child(void);
  * (default 80/443 by scheme). 0 or -1. Exposed for tests. */
 int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen, int *port);
 
+/* prewarm_url: fills each lane's pools with whole connections (TLS
+ * included). Called on the warm-pool thread after a config change or when a
+ * libcurl copy is first seen. */
+void cr_curl_prewarm(const struct cr_config *cfg);
+
 /* Statistics for tests and metrics. */
 struct cr_curl_stats {
 	long shares_created;

@@ -16,6 +16,11 @@ enum cr_state { CR_ST_UNINIT = 0, CR_ST_INIT, CR_ST_READY, CR_ST_DISABLED };
 /* READY and some lane has work for a raw connect(): the one load a
  * non-routed connect() pays. */
 extern atomic_int cr_route_raw;
+
+/* Recursion guard: set while the shim or the engine runs code that reaches
+ * hooked names (a libcurl perform, the engine's own prewarm requests): the
+ * raw connect hook stands aside. Initial-exec TLS: no allocation. */
+extern __thread int cr_in_shim;
 extern atomic_int cr_state;
 
 /* The functions the engine calls instead of the hooked names. The shim fills

@@ -21,6 +21,7 @@
 #include "route.h"
 #include "sys.h"
 #include "warm.h"
+#include "curlpool.h"
 
 #define MAX_POOLS 256
 #define MAX_READY 64
@@ -73,7 +74,18 @@ static uint64_t now_ns(void)
 
 int cr_lane_warm(const struct cr_lane *l)
 {
-	return l->nprewarm > 0 || l->preconnect_ratio > 0;
+	return l->nprewarm > 0 || l->preconnect_ratio > 0 || l->prewarm_url[0];
+}
+
+static atomic_int curl_prewarm_due;
+
+void cr_warm_curl_due(void)
+{
+	atomic_store(&curl_prewarm_due, 1);
+	pthread_mutex_lock(&mu);
+	if (thread_started && thread_pid == getpid())
+		pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
 }
 
 static int same_dest(const struct cr_dest *a, const struct cr_dest *b)
@@ -495,6 +507,14 @@ static void *warm_main(void *arg)
 			const struct cr_config *cfg = cr_engine_acquire();
 			if (cfg) {
 				apply_config(cfg);
+				cr_engine_release(cfg);
+			}
+			atomic_store(&curl_prewarm_due, 1);
+		}
+		if (atomic_exchange(&curl_prewarm_due, 0)) {
+			const struct cr_config *cfg = cr_engine_acquire();
+			if (cfg) {
+				cr_curl_prewarm(cfg);
 				cr_engine_release(cfg);
 			}
 		}

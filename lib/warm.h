@@ -33,6 +33,10 @@ void cr_warm_config_changed(const struct cr_config *cfg);
  * when it is). Called from the routed paths of warm lanes. */
 void cr_warm_kick(void);
 
+/* A libcurl copy was registered (or pools changed): the refill thread
+ * prewarms lanes with prewarm_url into its pools. */
+void cr_warm_curl_due(void);
+
 /* A live warm socket for (LANE, D) or -1. On success *SLOT gets its limit
  * unit and *INO its inode; the fd is non-blocking and close-on-exec. */
 int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *slot, uint64_t *ino);

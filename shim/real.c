@@ -6,7 +6,6 @@
 #include "shim.h"
 
 struct cr_shim_real real;
-__thread int cr_in_shim;
 
 #define RESOLVE(field, sym) (*(void **)&real.field = dlsym(RTLD_NEXT, sym))
 

@@ -30,8 +30,7 @@ extern struct cr_shim_real real;
 
 void cr_shim_resolve(void);
 
-/* Recursion guard: set while the shim itself runs code that may reach a
- * hooked name (initial-exec TLS: no allocation on first touch). */
-extern __thread int cr_in_shim;
+/* The recursion guard cr_in_shim lives in lib/engine.h (the engine's own
+ * background work sets it too). */
 
 #endif

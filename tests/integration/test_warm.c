@@ -1111,3 +1111,28 @@ Test(warm_curl, thread_per_request_with_prewarm_runs_clean, .init = start_plain,
 	cr_expect_eq(h_stat(&up, "requests"), 40);
 	h_run_free(&r);
 }
+
+/* prewarm_url: the lane's libcurl pool is filled with whole connections by a request
+ * of the lane's prewarm_method (HEAD) as soon as the program shows libcurl traffic, and
+ * the program's own requests then ride on them. 3 connections prewarmed, 3 threads. */
+Test(warm_curl, prewarm_url_fills_the_lane_pool, .init = start_plain, .fini = stop)
+{
+	struct h_run r;
+	char text[512], url[128];
+	snprintf(text, sizeof(text),
+		 "[lane default]\nprewarm_url = http://127.0.0.1:%d/warm\nprewarm = 127.0.0.1:%d*3\n", up.port,
+		 up.port);
+	const char *env[] = {config(text), NULL};
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/conn", up.port);
+	const char *argv[] = {"curlprog", "--mode", "fresh", "--threads", "3", "--requests", "4", "--pause-ms",
+			      "200", "--quiet", url, NULL};
+	run(&r, argv, env, 1);
+	cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_expect(strstr(r.out, "ok=12 ") != NULL, "%s", r.out);
+	cr_expect_eq(h_stat(&up, "path_warm"), 3, "three HEAD requests filled the pool");
+	cr_expect_eq(h_stat(&up, "requests_other") + h_stat(&up, "requests_get"), 15, "3 prewarm + 12 app");
+	/* Prewarm connections, raw warm sockets for the same destination, and at
+	 * most one cold connection per thread racing the prewarm. */
+	cr_expect_leq(h_stat(&up, "accepted"), 9, "connections were reused, not one per request");
+	h_run_free(&r);
+}
