@@ -155,3 +155,29 @@ $(B)/stress_threads: tests/stress/threads.c $(LIB_SRC) $(wildcard lib/*.h) tests
 tsan:
 	@$(MAKE) --no-print-directory SAN=thread build-thread/stress_threads
 	TSAN_OPTIONS=halt_on_error=1 build-thread/stress_threads
+
+# --- fuzzing: libFuzzer + ASan + UBSan (clang), bounded ---------------------------
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 10
+FUZZ_LIBSRC  := lib/config.c lib/lane.c lib/key.c lib/sys.c
+FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib -Iinclude -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_BINS    := $(patsubst fuzz/%.c,$(B)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+
+$(B)/fuzz/%: fuzz/%.c $(FUZZ_LIBSRC) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,FUZZ,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIBSRC) $(INIH_A)
+
+.PHONY: fuzz fuzz-ci soak
+fuzz: check-deps $(FUZZ_BINS)
+	bash fuzz/run.sh $(B) $(FUZZ_SECONDS)
+
+fuzz-ci: check-deps $(FUZZ_BINS)
+	bash fuzz/run.sh $(B) $(FUZZ_CI_SECONDS)
+
+SOAK_SECONDS ?= 120
+soak: check-deps
+	@$(MAKE) --no-print-directory $(B)/libconnroute.so $(B)/upstream $(B)/progs/curlprog $(B)/progs/sockprog
+	B=$(B) bash scripts/soak.sh $(SOAK_SECONDS)

@@ -1004,7 +1004,7 @@ static int host_item(struct parse *p, struct cr_lane *l, const char *item)
 static int prewarm_item(struct parse *p, struct cr_lane *l, const char *item)
 {
 	struct cr_prewarm w;
-	char buf[CR_HOST_MAX + 32], qb[QMAX + 4], *host, *port, *star;
+	char buf[CR_HOST_MAX + 32], qb[QMAX + 4], qb2[QMAX + 4], *host, *port, *star;
 	unsigned long long n = 1;
 	uint8_t addr[16];
 	int v6, i;
@@ -1033,7 +1033,7 @@ static int prewarm_item(struct parse *p, struct cr_lane *l, const char *item)
 	}
 	if (!port) {
 		diag_add(p, p->line, "prewarm target '%s' needs a port, e.g. %s:443", q(qb, item),
-			 host);
+			 q(qb2, host));
 		return -1;
 	}
 	if (parse_port(port, &w.port) < 0) {
@@ -1312,7 +1312,7 @@ static void section_begin(struct parse *p, char *inner)
 	s = closest(inner, names, ARRAY_SIZE(names), sizeof(names[0]));
 	if (s)
 		diag_add(p, p->line, "unknown section [%s%s%s]; did you mean [%s%s%s]?", q(qb, inner),
-			 *rest ? " " : "", q(qb2, rest), s, *rest ? " " : "", rest);
+			 *rest ? " " : "", q(qb2, rest), s, *rest ? " " : "", q(qb2, rest));
 	else
 		diag_add(p, p->line, "unknown section [%s%s%s]; use [global], [threads] or "
 			 "[lane NAME]", q(qb, inner), *rest ? " " : "", q(qb2, rest));

@@ -995,16 +995,24 @@ static CURLcode perform_once(const struct cr_curlfns *f, struct cr_easy *e, long
 	e->rht_relaxed = 0;
 	e->rt_ms = rt_ms;
 	e->perform_t0_ns = now_ns();
+	/* libcurl gives a new connection's connect whatever is left of the
+	 * total timeout when it starts (the happy-eyeballs timer is set before
+	 * the socket exists), so the first deadline must leave the connect its
+	 * own time: connect + rht; it is tightened once the request is sent. */
 	if (e->rht_ms > 0)
-		f->easy_setopt(e->h, CURLOPT_TIMEOUT_MS, min_nonzero(rt_ms, e->rht_ms));
+		f->easy_setopt(e->h, CURLOPT_TIMEOUT_MS,
+			       min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
 	CURLcode rc = f->easy_perform(e->h);
 	if (e->rht_fired && rc == CURLE_ABORTED_BY_CALLBACK)
 		rc = CURLE_OPERATION_TIMEDOUT;
 	if (e->rht_ms > 0 && rc == CURLE_OPERATION_TIMEDOUT && !e->rht_fired) {
-		curl_off_t start = 0;
+		/* A header timeout only if the request went out (else it was the
+		 * connect that timed out) and no byte came back. */
+		curl_off_t start = 0, pre = 0;
 		f->easy_getinfo(e->h, CURLINFO_STARTTRANSFER_TIME_T, &start);
+		f->easy_getinfo(e->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
 		long spent = (long)((now_ns() - e->perform_t0_ns) / 1000000ull);
-		if (start == 0 && (rt_ms <= 0 || spent < rt_ms))
+		if (start == 0 && pre > 0 && (rt_ms <= 0 || spent < rt_ms))
 			e->rht_fired = 1;
 	}
 	return rc;

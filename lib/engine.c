@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "trust.h"
 #include "warm.h"
 
 atomic_int cr_route_raw;
@@ -264,6 +265,14 @@ int cr_engine_reload(int force)
 	}
 	if (have_stat)
 		cfg_stat = st; /* a broken file is reported once, not every second */
+	char why[CR_DIAG_LEN];
+	if (cr_config_trusted(cfg_path, why, sizeof(why)) != 0) {
+		cr_logmsg(CR_LL_ERROR, "%s (reload rejected: the previous configuration stays)", why);
+		free(cfg);
+		free(diag);
+		cr_m_reload(0);
+		return -1;
+	}
 	if (cr_config_load_file(cfg_path, cfg, diag) != 0) {
 		log_diag(diag, cfg_path, " (reload rejected: the previous configuration stays)");
 		free(cfg);
@@ -320,6 +329,15 @@ int cr_engine_init(const struct cr_env *env)
 		return CR_ST_DISABLED;
 	}
 	if (env->config && env->config[0]) {
+		char why[CR_DIAG_LEN];
+		if (cr_config_trusted(env->config, why, sizeof(why)) != 0) {
+			cr_logmsg(CR_LL_ERROR, "%s%s", why, env->strict ? "" : " (config refused: running unrouted)");
+			free(diag);
+			free(cfg);
+			if (env->strict)
+				strict_exit();
+			return CR_ST_DISABLED;
+		}
 		struct stat st;
 		int have_stat = stat(env->config, &st) == 0;
 		if (cr_config_load_file(env->config, cfg, diag) != 0) {

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential pkg-config clang
+  build-essential pkg-config clang libclang-rt-14-dev   # libFuzzer runtime
   libcurl4-openssl-dev libssl-dev openssl
   libcriterion-dev libinih-dev
   curl nginx-light python3 python3-pycurl

@@ -39,6 +39,9 @@ criterion integration "$B/integration_tests" --jobs 2
 echo "== threads under ThreadSanitizer"
 if make --no-print-directory -s tsan; then pass=$((pass+1)); else echo "tsan: FAILED"; fail=$((fail+1)); fi
 
+echo "== fuzzing (bounded: 10 s per harness)"
+if make --no-print-directory -s fuzz-ci B="$B"; then pass=$((pass+1)); else echo "fuzz: FAILED"; fail=$((fail+1)); fi
+
 echo
 echo "tests: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -331,6 +331,15 @@ static long long consume_body(struct conn *c, size_t hend, long long cl)
     return (long long)c->len;               /* the whole buffer was headers + body */
 }
 
+/* Idle = waiting for the first byte of the next request: what /inject?fault=kill_idle
+ * closes. */
+static void set_idle(struct conn *c, bool idle)
+{
+    pthread_mutex_lock(&up.mu);
+    c->idle = idle;
+    pthread_mutex_unlock(&up.mu);
+}
+
 /* Returns 1 with a request in *r, 0 on a clean close between requests, -1 on error. */
 static int read_request(struct conn *c, struct req *r)
 {
@@ -348,7 +357,12 @@ static int read_request(struct conn *c, struct req *r)
             break;
         if (c->len == UP_HDR_MAX)
             return respond_error(c, 431);
+        bool idle = c->len == 0 && !c->control;
+        if (idle)
+            set_idle(c, true);
         ssize_t k = conn_read(c, c->buf + c->len, UP_HDR_MAX - c->len);
+        if (idle)
+            set_idle(c, false);
         if (k <= 0)
             return c->len == 0 ? 0 : -1;
         c->len += (size_t)k;
@@ -406,6 +420,15 @@ static void serve(struct conn *c)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
+    if (!c->control) {
+        struct up_fault_arm fa;
+        enum up_fault f = up_fault_take_accept(&fa);
+        if (f != UP_F_NONE) {
+            up_fault_accept(c, f, &fa);
+            return;
+        }
+    }
+
     if (up.ssl_ctx && !c->control && tls_accept(c) != 0)
         return;
 
@@ -433,12 +456,16 @@ static void serve(struct conn *c)
         pthread_mutex_unlock(&up.mu);
 
         const struct up_route *rt = up_route_find(r->path);
-        if (!c->control && !rt->uncounted)
+        enum up_fault f = UP_F_NONE;
+        struct up_fault_arm fa;
+        if (!c->control && !rt->uncounted) {
             up_count_request(c, r);
+            f = up_fault_take_request(&fa);
+        }
         const char *arg = r->path + strlen(rt->path);
         if (rt->path[strlen(rt->path) - 1] != '/')
             arg = "";
-        rc = rt->fn(c, r, arg);
+        rc = f != UP_F_NONE ? up_fault_request(c, r, f, &fa) : rt->fn(c, r, arg);
         finish_request(c, consumed);
         if (rc < 0) {
             clean = false;

@@ -8,6 +8,10 @@
  * counted) and a plain control one (never counted; serves the same endpoints). stdout gets
  * exactly "PORT <n>\nCONTROL <n>\n"; errors go to stderr.
  *
+ * --port N binds a fixed port with SO_REUSEADDR, so an upstream stopped and started again on
+ * the same port ("goes away and comes back") binds at once even with connections of the
+ * previous run still in TIME_WAIT. Fault injection: GET /inject, see upstream.h.
+ *
  * Threads: the main thread polls the listeners, a signalfd and the --max-seconds deadline,
  * accepts, and joins finished connection threads; one thread per connection. */
 #include "upstream.h"

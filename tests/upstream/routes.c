@@ -5,7 +5,8 @@
  * consumed) and the path remainder after a prefix route ("/delay/250" -> "250"). It may
  * answer with up_respond()/up_respond_head()+up_write(), clear r->keep_alive to close after
  * the response, or return -1 to drop the connection at once (no TLS close_notify) — which is
- * what a fault like "close mid-body" needs: write part of a body, return -1. */
+ * what a fault like "close mid-body" needs: write part of a body, return -1. Faults armed
+ * through /inject (faults.c) run in place of the handler, on any path of the main port. */
 #include "upstream.h"
 
 #include <stdarg.h>
@@ -242,10 +243,11 @@ static int h_stats(struct conn *c, struct req *r, const char *arg)
     sb_printf(&b,
               "accepted %ld\nopen %ld\nmax_open %ld\nrejected %ld\n"
               "requests %ld\nrequests_get %ld\nrequests_post %ld\nrequests_other %ld\n"
-              "tls_handshakes %ld\ntls_resumed %ld\ntls_failed %ld\nbad_requests %ld\n",
+              "tls_handshakes %ld\ntls_resumed %ld\ntls_failed %ld\nbad_requests %ld\n"
+              "faults_fired %ld\n",
               k.accepted, k.open, k.max_open, k.rejected, k.requests, k.requests_get,
               k.requests_post, k.requests_other, k.tls_handshakes, k.tls_resumed,
-              k.tls_failed, k.bad_requests);
+              k.tls_failed, k.bad_requests, k.faults_fired);
     for (int i = 0; i < up.npaths; i++)
         sb_printf(&b, "path_%s %ld\n", up.paths[i].name, up.paths[i].n);
     if (up.path_other)
@@ -309,6 +311,7 @@ static const struct up_route routes[] = {
     {"/stats", true, h_stats},
     {"/reset", true, h_reset},
     {"/peers", true, h_peers},
+    {"/inject", true, up_h_inject},
     {"/conn", false, h_conn},
     {"/headers", false, h_headers},
     {"/cookie/set", false, h_cookie_set},
