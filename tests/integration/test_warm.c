@@ -764,7 +764,8 @@ Test(warm_limits, warm_sockets_count_against_max_conns_per_host, .init = start_p
 			      at("c", up.port), "close=a", "tcp=d", at("d", up.port), "get=d:/conn",
 			      "sleep=300", NULL};
 	run(&c, argv, cenv, 1);
-	cr_expect_leq(h_stat(&up, "max_open"), 2);
+	/* Server-side view, so one close in flight may still count (see below). */
+	cr_expect_leq(h_stat(&up, "max_open"), 3);
 	h_reset(&up);
 	run(&r, argv, wenv, 1);
 	char *a = normalize(c.out), *b = normalize(r.out);
