@@ -36,6 +36,14 @@ header
 criterion unit "$B/unit_tests" --jobs 2
 criterion integration "$B/integration_tests" --jobs 2
 
+echo "== engine unit tests under ASan + UBSan"
+if make --no-print-directory -s SAN=address build-address/unit_tests && \
+   build-address/unit_tests --jobs 2 > "$log/asan.out" 2>&1; then
+  tail -n1 "$log/asan.out"; pass=$((pass+1))
+else
+  cat "$log/asan.out"; echo "asan: FAILED"; fail=$((fail+1))
+fi
+
 echo "== threads under ThreadSanitizer"
 if make --no-print-directory -s tsan; then pass=$((pass+1)); else echo "tsan: FAILED"; fail=$((fail+1)); fi
 
