@@ -91,16 +91,26 @@ void cr_sockrec_setsockopt(int fd, int level, int name, const void *val, socklen
 	pthread_mutex_unlock(&mu);
 }
 
-void cr_sockrec_epoll_add(int fd)
+/* Sets one flag on FD's current record. */
+static void mark(int fd, int epolled)
 {
 	uint64_t ino = cr_fd_inode(fd);
 	if (!ino)
 		return;
 	pthread_mutex_lock(&mu);
 	struct rec *r = current(fd, ino);
-	if (r)
-		r->epolled = 1;
+	if (r) {
+		if (epolled)
+			r->epolled = 1;
+		else
+			r->shared = 1;
+	}
 	pthread_mutex_unlock(&mu);
+}
+
+void cr_sockrec_epoll_add(int fd)
+{
+	mark(fd, 1);
 }
 
 void cr_sockrec_forget(int fd)
@@ -115,14 +125,7 @@ void cr_sockrec_forget(int fd)
 
 void cr_sockrec_shared(int fd)
 {
-	uint64_t ino = cr_fd_inode(fd);
-	if (!ino)
-		return;
-	pthread_mutex_lock(&mu);
-	struct rec *r = current(fd, ino);
-	if (r)
-		r->shared = 1;
-	pthread_mutex_unlock(&mu);
+	mark(fd, 0);
 }
 
 /* Options that mean the same set after the handshake as before it. Window
