@@ -210,7 +210,10 @@ void cr_m_conn_opened(int id, uint64_t connect_ns, int ok)
 	if (!l)
 		return;
 	add_u(ok ? &l->opened : &l->connect_errors, 1);
-	observe(&l->connect, connect_ns);
+	/* 0 = duration unknown (a non-blocking connect in progress, a warm
+	 * socket handed out): counted, not observed. */
+	if (connect_ns)
+		observe(&l->connect, connect_ns);
 }
 
 void cr_m_conn_closed(int id)

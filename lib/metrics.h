@@ -20,7 +20,7 @@ enum cr_outcome { CR_OUT_OK = 0, CR_OUT_ERROR, CR_OUT_TIMEOUT, CR_OUT_OVERFLOW, 
 void cr_metrics_set_lane_name(int id, const char *name);
 
 /* Connections: a routed connect() or a new libcurl connection.
- * ok=0: the connect failed (CONNECT_NS still observed). */
+ * ok=0: the connect failed. CONNECT_NS 0 = duration unknown (not observed). */
 void cr_m_conn_opened(int id, uint64_t connect_ns, int ok);
 void cr_m_conn_closed(int id);            /* a routed raw socket closed */
 void cr_m_idle(int id, int delta);        /* pooled idle connections (libcurl shares at rest) */
