@@ -216,15 +216,31 @@ static void easy_defaults(struct cr_easy *e)
 	e->app_noprogress = 1;
 }
 
+/* Each thread remembers the last handle it looked up: an app sets several
+ * options on one handle, then performs it. The entry is valid as long as no
+ * handle state was freed since (easy_gen), which with recycling is rare. */
+static atomic_ulong easy_gen;
+static __thread CURL *tls_easy_h;
+static __thread struct cr_easy *tls_easy_e;
+static __thread unsigned long tls_easy_gen;
+
 static struct cr_easy *easy_get(CURL *h)
 {
 	struct cr_easy *e;
+	unsigned long gen = atomic_load_explicit(&easy_gen, memory_order_acquire);
+	if (h == tls_easy_h && gen == tls_easy_gen && tls_easy_e)
+		return tls_easy_e;
 	unsigned b = easy_bucket(h);
 	pthread_mutex_t *mu = easy_lock(b);
 	pthread_mutex_lock(mu);
 	for (e = easy_tab[b]; e && e->h != h; e = e->next)
 		;
 	pthread_mutex_unlock(mu);
+	if (e) {
+		tls_easy_h = h;
+		tls_easy_e = e;
+		tls_easy_gen = gen;
+	}
 	return e;
 }
 
@@ -258,6 +274,8 @@ static void easy_del(CURL *h)
 			break;
 		}
 	}
+	/* Before the free: every thread's remembered entry is now stale. */
+	atomic_fetch_add_explicit(&easy_gen, 1, memory_order_acq_rel);
 	pthread_mutex_unlock(mu);
 	free(e);
 }
