@@ -61,8 +61,8 @@ const struct cr_config *cr_engine_config(void)
 
 static struct cfgref *ref_of(const struct cr_config *cfg)
 {
-	/* The ref header sits right before the config in one allocation? No:
-	 * configs come from callers; search the (tiny) published/retired set. */
+	/* Configs come from callers (no header of ours in front of them): search
+	 * the published one, then the (short) retired list. */
 	struct cfgref *r = atomic_load_explicit(&published, memory_order_acquire);
 	if (r && r->cfg == cfg)
 		return r;

@@ -31,7 +31,6 @@ struct entry {
 	uint16_t port;
 	uint8_t addr[16];
 	long inuse;
-	long waiters;
 };
 
 static struct {
@@ -184,7 +183,6 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	else
 		e->qhead = &me;
 	e->qtail = &me;
-	e->waiters++;
 	while (!(e->qhead == &me && e->inuse < max)) {
 		int w = pthread_cond_timedwait(&L.cv, &L.mu, &dl);
 		if (w == ETIMEDOUT) {
@@ -201,7 +199,6 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 		me.next->prev = me.prev;
 	else
 		e->qtail = me.prev;
-	e->waiters--;
 	if (rc == 0)
 		e->inuse++;
 	int wake_next = e->qhead && e->inuse < max;
@@ -222,7 +219,7 @@ void cr_limit_release(uint32_t slot)
 	pthread_mutex_lock(&L.mu);
 	if (e->inuse > 0)
 		e->inuse--;
-	int wake = e->waiters > 0;
+	int wake = e->qhead != NULL;
 	pthread_mutex_unlock(&L.mu);
 	/* One cv for all slots: broadcast so the waiter of this slot is among
 	 * those woken. Waits are rare (only at a lane's limit). */
@@ -247,7 +244,7 @@ int cr_limit_waiting(uint32_t slot)
 	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
 		return 0;
 	pthread_mutex_lock(&L.mu);
-	w = L.tab[slot - 1].waiters > 0;
+	w = L.tab[slot - 1].qhead != NULL;
 	pthread_mutex_unlock(&L.mu);
 	return w;
 }
@@ -269,7 +266,6 @@ void cr_limits_atfork_child(void)
 	 * and releases them when it closes its copies. */
 	pthread_condattr_t ca;
 	for (unsigned i = 0; L.tab && i < L.cap; i++) {
-		L.tab[i].waiters = 0;
 		L.tab[i].qhead = L.tab[i].qtail = NULL;
 	}
 	pthread_condattr_init(&ca);

@@ -63,7 +63,6 @@ static struct pool pools[MAX_POOLS];
 static int npools;
 static int thread_started;
 static pid_t thread_pid;
-static atomic_long st_created, st_hits, st_misses, st_expired, st_dead, st_failed;
 
 static uint64_t now_ns(void)
 {
@@ -348,7 +347,6 @@ static void start_connects(void)
 			if (r != 0 && errno != EINPROGRESS) {
 				cr_real.close(fd);
 				cr_limit_release(slot);
-				atomic_fetch_add(&st_failed, 1);
 				pthread_mutex_lock(&mu);
 				p->fail_until_ns = now_ns() + 1000000000ull;
 				pthread_mutex_unlock(&mu);
@@ -424,14 +422,11 @@ static void finish_pending(int timeout_ms)
 				kept = 1;
 			}
 			pthread_mutex_unlock(&mu);
-			if (kept)
-				atomic_fetch_add(&st_created, 1);
 		} else {
 			pthread_mutex_lock(&mu);
 			p->pending--;
 			p->fail_until_ns = t + 1000000000ull;
 			pthread_mutex_unlock(&mu);
-			atomic_fetch_add(&st_failed, 1);
 		}
 		pthread_mutex_lock(&mu);
 		if (!kept) {
@@ -480,10 +475,6 @@ static void sweep(void)
 			int expired = p->retired || (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
 			int dead = !expired && (!still_ours(w) || !alive(w->fd));
 			if (expired || dead) {
-				if (dead)
-					atomic_fetch_add(&st_dead, 1);
-				else
-					atomic_fetch_add(&st_expired, 1);
 				drop[nd++] = *w;
 				p->ready[j] = p->ready[--p->n];
 			} else {
@@ -555,7 +546,6 @@ int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *
 				pthread_cond_signal(&cv);
 			pthread_mutex_unlock(&mu);
 			if (p) {
-				atomic_fetch_add(&st_misses, 1);
 				cr_m_warm(lane->id, 0);
 			}
 			return -1;
@@ -580,12 +570,10 @@ int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *
 			continue;
 		}
 		if (!alive(w.fd)) {
-			atomic_fetch_add(&st_dead, 1);
 			cr_real.close(w.fd);
 			cr_limit_release(w.slot);
 			continue;
 		}
-		atomic_fetch_add(&st_hits, 1);
 		cr_m_warm(lane->id, 1);
 		*slot = w.slot;
 		*ino = w.ino;
@@ -685,20 +673,4 @@ void cr_warm_atfork_child(void)
 	thread_started = 0;
 	atomic_store(&config_dirty, 1);
 	pthread_mutex_unlock(&mu);
-}
-
-void cr_warm_stats(struct cr_warm_stats *out)
-{
-	out->created = atomic_load(&st_created);
-	out->hits = atomic_load(&st_hits);
-	out->misses = atomic_load(&st_misses);
-	out->expired = atomic_load(&st_expired);
-	out->dead = atomic_load(&st_dead);
-	out->failed = atomic_load(&st_failed);
-	long r = 0;
-	pthread_mutex_lock(&mu);
-	for (int i = 0; i < npools; i++)
-		r += pools[i].used ? pools[i].n : 0;
-	pthread_mutex_unlock(&mu);
-	out->ready = r;
 }

@@ -57,10 +57,5 @@ void cr_warm_atfork_prepare(void);
 void cr_warm_atfork_parent(void);
 void cr_warm_atfork_child(void);
 
-struct cr_warm_stats {
-	long created, hits, misses, expired, dead, failed;
-	long ready;
-};
-void cr_warm_stats(struct cr_warm_stats *out);
 
 #endif

@@ -1,8 +1,9 @@
 /* connroute: connect() and the close family.
  *
  * Fast paths (DESIGN §4.5): a connect() with nothing to route costs one
- * relaxed atomic load (cr_route_raw) and a close() of an untracked fd one
- * more (cr_fdtab_count): no locks, no allocation, no syscalls of our own. */
+ * relaxed load (cr_route_raw), a close() of an untracked fd one relaxed load
+ * (cr_fdtab_count), each then a tail call into libc: no locks, no
+ * allocation, no syscalls of our own. */
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>

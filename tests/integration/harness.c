@@ -885,3 +885,21 @@ int h_count_fds(pid_t pid)
     closedir(d);
     return self ? n - 1 : n;
 }
+
+const char *h_python(const char *probe)
+{
+	static const char *const cands[] = {"/usr/bin/python3", "python3", NULL};
+	for (int i = 0; cands[i]; i++) {
+		if (cands[i][0] == '/' && access(cands[i], X_OK) != 0)
+			continue;
+		struct h_run r;
+		const char *argv[] = {cands[i], "-c", probe, NULL};
+		if (h_run(&r, argv, NULL, 0, 20000) != 0)
+			continue;
+		int ok = r.status == 0;
+		h_run_free(&r);
+		if (ok)
+			return cands[i];
+	}
+	return NULL;
+}

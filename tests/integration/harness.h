@@ -105,6 +105,10 @@ int h_run(struct h_run *r, const char *const *argv, const char *const *env_extra
           int timeout_ms);
 void h_run_free(struct h_run *r);
 
+/* A python3 that runs PROBE (python code) with exit 0: /usr/bin/python3 first (Debian's
+ * packages, e.g. python3-pycurl, live with it), then python3 from PATH; NULL if none. */
+const char *h_python(const char *probe);
+
 /* Write dir/name (0644). path_out (may be NULL) gets the full path. 0 or -1. */
 int h_write_file(const char *dir, const char *name, const char *text, char *path_out, size_t n);
 /* Whole file, malloc'd and NUL-terminated, NULL on error. */

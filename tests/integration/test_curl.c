@@ -628,20 +628,7 @@ static const char *pycurl_script =
  * need not be the first python3 in PATH), or NULL. */
 static const char *find_pycurl_python(void)
 {
-	static const char *const cands[] = {"/usr/bin/python3", "python3", NULL};
-	for (int i = 0; cands[i]; i++) {
-		if (cands[i][0] == '/' && access(cands[i], X_OK) != 0)
-			continue;
-		struct h_run r;
-		const char *argv[] = {cands[i], "-c", "import pycurl", NULL};
-		if (h_run(&r, argv, NULL, 0, 20000) != 0)
-			continue;
-		int ok = r.status == 0;
-		h_run_free(&r);
-		if (ok)
-			return cands[i];
-	}
-	return NULL;
+	return h_python("import pycurl");
 }
 
 static void pycurl_case(int tls)
