@@ -11,6 +11,12 @@
 #include <stdint.h>
 #include <time.h>
 
+/* Recursion guard: set while connroute runs code that reaches hooked names
+ * (a libcurl perform, the engine's own prewarm requests, a routed connect):
+ * the raw connect hook then stands aside. Initial-exec TLS: no allocation,
+ * safe in any hook on any thread. Defined in base.c. */
+extern __thread int cr_in_shim;
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Keeps errno across a statement: the host only ever sees errno changed by

@@ -34,20 +34,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "bg.h"
+#include "cfgref.h"
 #include "endpoint.h"
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
 #include "sys.h"
+#include "thread.h"
 
 #define METRICS_MAX 256        /* == sizeof(cr_config.metrics) */
 #define REQ_MAX 2048           /* request line + headers we read */
 #define CLIENTS_PER_TURN 8
 #define BIND_RETRY_MS 10000
 
-/* >0: the thread runs in that process; <0: being started by -pid; 0: none. */
-static atomic_int bg_pid;
 
 /* The listener, as the running thread left it: for the exit-time unlink and
  * for a fork child to drop its parent's. Written by the thread only. */
@@ -60,13 +61,6 @@ static struct {
 	dev_t fdev;             /* the file's identity (stat) */
 	ino_t fino;
 } lst = {.fd = -1};
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void raw_close(int fd)
 {
@@ -211,8 +205,8 @@ fail:
 
 static void send_all(int fd, const char *p, size_t n)
 {
-	int64_t deadline = now_ms() + 5000;
-	for (int i = 0; n > 0 && i < 4096 && now_ms() < deadline; i++) {
+	int64_t deadline = cr_now_ms() + 5000;
+	for (int i = 0; n > 0 && i < 4096 && cr_now_ms() < deadline; i++) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -278,9 +272,9 @@ static void serve_reload(int fd)
 static size_t read_head(int fd, char *buf, size_t cap)
 {
 	size_t n = 0;
-	int64_t deadline = now_ms() + 2000;
+	int64_t deadline = cr_now_ms() + 2000;
 	buf[0] = '\0';
-	for (int i = 0; i < 32 && n + 1 < cap && now_ms() < deadline; i++) {
+	for (int i = 0; i < 32 && n + 1 < cap && cr_now_ms() < deadline; i++) {
 		ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -328,9 +322,9 @@ static int serve_clients(int lfd, struct rbuf *rb)
 	 * the check at the top of the loop: never accept on its socket.) */
 	if (!fd_is(lfd, lst.dev, lst.ino))
 		return 0;
-	int64_t t0 = now_ms();
+	int64_t t0 = cr_now_ms();
 	/* A few clients per turn, and not for long: the watcher's turn comes. */
-	for (int i = 0; i < CLIENTS_PER_TURN && now_ms() - t0 < 2000; i++) {
+	for (int i = 0; i < CLIENTS_PER_TURN && cr_now_ms() - t0 < 2000; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -354,11 +348,11 @@ static int serve_clients(int lfd, struct rbuf *rb)
 /* The configured address now ("" = off). */
 static void configured(char *out)
 {
-	const struct cr_config *cfg = cr_engine_acquire();
+	const struct cr_config *cfg = cr_cfgref_acquire();
 	out[0] = '\0';
 	if (cfg) {
 		snprintf(out, METRICS_MAX, "%s", cfg->metrics);
-		cr_engine_release(cfg);
+		cr_cfgref_release(cfg);
 	}
 }
 
@@ -374,13 +368,12 @@ static void *bg_main(void *arg)
 {
 	char want[METRICS_MAX], bound[METRICS_MAX] = "", tried[METRICS_MAX] = "";
 	struct rbuf rb = {NULL, 0};
-	int64_t next_reload = now_ms() + 1000, retry_at = 0, quiet_until = 0;
+	int64_t next_reload = cr_now_ms() + 1000, retry_at = 0, quiet_until = 0;
 	(void)arg;
 
-	pthread_setname_np(pthread_self(), "connroute-bg");
 	drop_inherited();
 	for (;;) {
-		int64_t now = now_ms();
+		int64_t now = cr_now_ms();
 		int fd = atomic_load(&lst.fd);
 
 		/* The host closed our listener (closefrom...): forget it. */
@@ -435,61 +428,32 @@ static void *bg_main(void *arg)
 		/* A listener that is readable but yields nobody (EMFILE), or in
 		 * error: looked at again in a while, never spun on. */
 		if (n > 0 && (!(p.revents & POLLIN) || serve_clients(fd, &rb) < 0))
-			quiet_until = now_ms() + 500;
+			quiet_until = cr_now_ms() + 500;
 
-		if (now_ms() >= next_reload) {
+		if (cr_now_ms() >= next_reload) {
 			cr_engine_reload(0);
-			next_reload = now_ms() + 1000;
+			next_reload = cr_now_ms() + 1000;
 		}
 	}
 	return NULL;
 }
 
-static void start(int me)
+/* The built-in config (no CONNROUTE_CONFIG) has no file to watch and no
+ * endpoint, now or ever: no thread. */
+static int bg_wanted(void)
 {
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t t;
-	int rc;
-
-	/* The built-in config (no CONNROUTE_CONFIG) has no file to watch and no
-	 * endpoint, now or ever: no thread. */
-	const struct cr_config *cfg = cr_engine_acquire();
+	const struct cr_config *cfg = cr_cfgref_acquire();
 	int idle = cfg && !cfg->path[0] && !cfg->metrics[0];
 	if (cfg)
-		cr_engine_release(cfg);
-	if (idle) {
-		atomic_store(&bg_pid, me);
-		return;
-	}
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits a full mask */
-	rc = pthread_attr_init(&attr);
-	if (rc == 0) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		rc = pthread_create(&t, &attr, bg_main, NULL);
-		pthread_attr_destroy(&attr);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		cr_logmsg(CR_LL_WARN, "cannot start the background thread (%s): no metrics endpoint, no "
-			  "config reload in this process", strerror(rc));
-	/* Never retried: a failing pthread_create would otherwise be paid for
-	 * by every routed call. */
-	atomic_store(&bg_pid, me);
+		cr_cfgref_release(cfg);
+	return !idle;
 }
+
+static struct cr_thread bg_thread = {.name = "connroute-bg", .main = bg_main, .wanted = bg_wanted};
 
 void cr_bg_kick(void)
 {
-	int p = atomic_load_explicit(&bg_pid, memory_order_relaxed);
-	int me = (int)getpid();
-	if (p == me || p == -me)
-		return;
-	/* Not started in this process (p == 0, or the parent's pid after a
-	 * fork): one caller wins and starts it. */
-	if (atomic_compare_exchange_strong(&bg_pid, &p, -me))
-		start(me);
+	(void)cr_thread_kick(&bg_thread);
 }
 
 void cr_bg_atfork_child(void)
@@ -500,5 +464,5 @@ void cr_bg_atfork_child(void)
 	 * is gone (clients would hang in its backlog). fstat and close only:
 	 * async-signal-safe, as an atfork child handler must be. */
 	drop_inherited();
-	atomic_store(&bg_pid, 0);
+	cr_thread_atfork_child(&bg_thread);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "log.h"
+
 #define CR_KEY_MAX 128          /* routing key, NUL included */
 #define CR_NAME_MAX 64          /* lane name, NUL included */
 #define CR_HOST_MAX 256         /* host name, NUL included */
@@ -21,7 +23,6 @@
 #define CR_MAX_DIAG 32          /* diagnostics kept per parse */
 #define CR_DIAG_LEN 512
 
-enum cr_loglevel { CR_LL_ERROR = 0, CR_LL_WARN, CR_LL_INFO, CR_LL_DEBUG };
 
 /* A destination filter: `127.0.0.0/8:8443`, `[::1]:443`, `api.internal`,
  * `*.internal:443`, `*:5432`. */

@@ -1,11 +1,8 @@
-/* connroute: engine state, initialisation and live reload.
- *
- * The published config is reference counted. Readers that may block take a
- * reference (cr_engine_acquire); a reload publishes the new table with one
- * atomic store and retires the old one, which is freed once no reference is
- * left and a grace period has passed (a reader between its load of the
- * pointer and its increment is a few instructions long; the grace period
- * covers it without a lock on the read side). */
+/* connroute: the top of lib/: initialisation, publishing a config to every
+ * layer below (cfgref, warm pools, libcurl pools, the raw-routing flag), and
+ * live reload. Registrations that let lower layers reach higher ones (the
+ * limit reaper, the fd release, libcurl prewarm on the warm thread, the
+ * background-thread kick) are all made here, at init. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -14,7 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
+#include "cfgref.h"
+#include "curlpool.h"
 #include "engine.h"
+#include "fdtab.h"
+#include "lane.h"
 #include "key.h"
 #include "limit.h"
 #include "log.h"
@@ -23,144 +25,21 @@
 #include "trust.h"
 #include "warm.h"
 
-atomic_int cr_route_raw;
-__thread int cr_in_shim;
 atomic_int cr_state;
 struct cr_real cr_real;
 void (*cr_engine_on_publish)(const struct cr_config *newcfg);
-
-struct cfgref {
-	struct cr_config *cfg;
-	atomic_long refs;        /* +1 while published */
-	uint64_t retired_ns;     /* 0 while published */
-	struct cfgref *next;     /* retired list */
-};
-
-static struct cfgref *_Atomic published;
-static pthread_mutex_t pub_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct cfgref *retired;
 
 static char cfg_path[1024];
 static struct stat cfg_stat;
 static int cfg_strict;
 
-#define GRACE_NS 5000000000ull
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-const struct cr_config *cr_engine_config(void)
-{
-	struct cfgref *r = atomic_load_explicit(&published, memory_order_acquire);
-	return r ? r->cfg : NULL;
-}
-
-static struct cfgref *ref_of(const struct cr_config *cfg)
-{
-	/* Configs come from callers (no header of ours in front of them): search
-	 * the published one, then the (short) retired list. */
-	struct cfgref *r = atomic_load_explicit(&published, memory_order_acquire);
-	if (r && r->cfg == cfg)
-		return r;
-	pthread_mutex_lock(&pub_mu);
-	for (r = retired; r && r->cfg != cfg; r = r->next)
-		;
-	pthread_mutex_unlock(&pub_mu);
-	return r;
-}
-
-const struct cr_config *cr_engine_acquire(void)
-{
-	for (int tries = 0; tries < 1000; tries++) {
-		struct cfgref *r = atomic_load_explicit(&published, memory_order_acquire);
-		if (!r)
-			return NULL;
-		atomic_fetch_add_explicit(&r->refs, 1, memory_order_acq_rel);
-		if (atomic_load_explicit(&published, memory_order_acquire) == r)
-			return r->cfg;
-		atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
-	}
-	return cr_engine_config();
-}
-
-static void collect_retired(void)
-{
-	uint64_t now = mono_ns();
-	struct cfgref **pp = &retired, *dead = NULL;
-	pthread_mutex_lock(&pub_mu);
-	while (*pp) {
-		struct cfgref *r = *pp;
-		if (atomic_load(&r->refs) == 0 && now - r->retired_ns >= GRACE_NS) {
-			*pp = r->next;
-			r->next = dead;
-			dead = r;
-		} else {
-			pp = &r->next;
-		}
-	}
-	pthread_mutex_unlock(&pub_mu);
-	while (dead) {
-		struct cfgref *n = dead->next;
-		free(dead->cfg);
-		free(dead);
-		dead = n;
-	}
-}
-
-void cr_engine_release(const struct cr_config *cfg)
-{
-	struct cfgref *r;
-	if (!cfg)
-		return;
-	r = atomic_load_explicit(&published, memory_order_acquire);
-	if (r && r->cfg == cfg) {
-		atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
-		return;
-	}
-	r = ref_of(cfg);
-	if (r)
-		atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
-}
-
-/* ------------------------------------------------------------ lane ids */
-
-static pthread_mutex_t ids_mu = PTHREAD_MUTEX_INITIALIZER;
-static char id_names[CR_MAX_LANE_IDS][CR_NAME_MAX];
-static int nids;
-
-int cr_lane_id(const char *name)
-{
-	int id = -1;
-	pthread_mutex_lock(&ids_mu);
-	for (int i = 0; i < nids; i++)
-		if (strcmp(id_names[i], name) == 0)
-			id = i;
-	if (id < 0 && nids < CR_MAX_LANE_IDS) {
-		id = nids++;
-		snprintf(id_names[id], CR_NAME_MAX, "%s", name);
-		cr_metrics_set_lane_name(id, name);
-	}
-	pthread_mutex_unlock(&ids_mu);
-	return id;
-}
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *c = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ c[i]) * 1099511628211ull;
-	return h;
-}
+#define fnv cr_fnv64 /* until conn_hash comes from the config key table */
 
 /* What a pooled connection carries from its lane: socket options and TLS
  * floor. Timeouts and limits apply per request and do not retire pools. */
 static uint64_t conn_hash(const struct cr_lane *l)
 {
-	uint64_t h = 14695981039346656037ull;
+	uint64_t h = CR_FNV64_INIT;
 	h = fnv(h, &l->keepalive_idle_s, sizeof(l->keepalive_idle_s));
 	h = fnv(h, &l->keepalive_interval_s, sizeof(l->keepalive_interval_s));
 	h = fnv(h, &l->keepalive_count, sizeof(l->keepalive_count));
@@ -185,46 +64,27 @@ static int has_raw_work(const struct cr_config *cfg)
 
 void cr_engine_publish(struct cr_config *cfg)
 {
-	struct cfgref *r = calloc(1, sizeof(*r));
 	for (int i = 0; i < cfg->nlanes; i++) {
 		struct cr_lane *l = &cfg->lanes[i];
 		l->id = cr_lane_id(l->name);
 		if (l->id < 0)
 			l->id = CR_MAX_LANE_IDS - 1; /* registry full: share the last id */
+		cr_metrics_set_lane_name(l->id, l->name);
 		l->conn_hash = conn_hash(l);
 	}
-	if (!r) {
-		/* Cannot track it: publish anyway and never free the old one. */
-		static struct cfgref fallback[4];
-		static int nf;
-		r = &fallback[nf++ % 4];
-	}
-	r->cfg = cfg;
-	atomic_store(&r->refs, 1);
-	pthread_mutex_lock(&pub_mu);
-	struct cfgref *old = atomic_exchange_explicit(&published, r, memory_order_acq_rel);
-	if (old) {
-		old->retired_ns = mono_ns();
-		old->next = retired;
-		retired = old;
-	}
-	pthread_mutex_unlock(&pub_mu);
+	int had_old = cr_cfgref_publish(cfg);
 	atomic_store_explicit(&cr_route_raw, has_raw_work(cfg), memory_order_release);
 	cr_warm_config_changed(cfg);
-	if (old) {
-		atomic_fetch_sub(&old->refs, 1);
-		if (cr_engine_on_publish)
-			cr_engine_on_publish(cfg);
-	}
-	collect_retired();
+	if (had_old && cr_engine_on_publish)
+		cr_engine_on_publish(cfg);
 }
 
 void cr_engine_atfork_child(void)
 {
 	/* The thread that held them (a reload on the background thread) does
 	 * not exist in the child. */
-	pthread_mutex_init(&pub_mu, NULL);
-	pthread_mutex_init(&ids_mu, NULL);
+	cr_cfgref_atfork_child();
+	cr_lane_ids_atfork_child();
 }
 
 static void strict_exit(void)
@@ -246,7 +106,7 @@ int cr_engine_reload(int force)
 	struct stat st;
 	if (!cfg_path[0])
 		return 0;
-	collect_retired();
+	cr_cfgref_collect();
 	int have_stat = stat(cfg_path, &st) == 0;
 	if (!have_stat) {
 		if (!force)
@@ -281,8 +141,7 @@ int cr_engine_reload(int force)
 		return -1;
 	}
 	free(diag);
-	if (cfg->log_level >= 0)
-		cr_log_setup(cfg->log_level, NULL);
+	cr_log_config_level(cfg->log_level);
 	cr_engine_publish(cfg);
 	cr_m_reload(1);
 	cr_logmsg(CR_LL_INFO, "reloaded %s: %d lane(s)", cfg_path, cfg->nlanes);
@@ -348,8 +207,7 @@ int cr_engine_init(const struct cr_env *env)
 				strict_exit();
 			return CR_ST_DISABLED;
 		}
-		if (level < 0 && cfg->log_level >= 0)
-			cr_log_setup(cfg->log_level, NULL);
+		cr_log_config_level(cfg->log_level);
 		snprintf(cfg_path, sizeof(cfg_path), "%s", env->config);
 		if (have_stat)
 			cfg_stat = st;
@@ -358,6 +216,10 @@ int cr_engine_init(const struct cr_env *env)
 	}
 	free(diag);
 
+	/* The registrations through which lower layers reach higher ones
+	 * (docs/INTERNALS.md, "Layers"). */
+	cr_fdtab_set_release(cr_route_release_fd);
+	cr_warm_set_curl_prewarm(cr_curl_prewarm);
 	if (cr_limits_init(4096, cr_route_reap, NULL) != 0) {
 		cr_logmsg(CR_LL_ERROR, "cannot allocate the limit table (%s); pass-through", strerror(errno));
 		free(cfg);

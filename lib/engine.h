@@ -1,26 +1,20 @@
 /* connroute: process-wide engine state, shared by the shim and the CLI.
  *
  * Threads: cr_engine_init runs once (the shim's constructor) before any
- * state is READY; after that the published config is read-only. Live reload
- * (a later issue) will swap it with a refcount. */
+ * state is READY; after that the published config is read-only and a reload
+ * swaps it (cfgref.h). Top layer of lib/: nothing below includes this. */
 #ifndef CR_ENGINE_H
 #define CR_ENGINE_H
 
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "base.h"
+#include "cfgref.h"
 #include "config.h"
+#include "route.h"
 
 enum cr_state { CR_ST_UNINIT = 0, CR_ST_INIT, CR_ST_READY, CR_ST_DISABLED };
-
-/* READY and some lane has work for a raw connect(): the one load a
- * non-routed connect() pays. */
-extern atomic_int cr_route_raw;
-
-/* Recursion guard: set while the shim or the engine runs code that reaches
- * hooked names (a libcurl perform, the engine's own prewarm requests): the
- * raw connect hook stands aside. Initial-exec TLS: no allocation. */
-extern __thread int cr_in_shim;
 extern atomic_int cr_state;
 
 /* The functions the engine calls instead of the hooked names. The shim fills
@@ -47,15 +41,15 @@ struct cr_env {
  * config or environment prints one line and exits the process. */
 int cr_engine_init(const struct cr_env *env);
 
-/* The published configuration (never NULL once READY). Only for quick
- * reads that keep no pointer into it past the call; anything that may
- * block (a connect, a perform) holds a reference instead. */
-const struct cr_config *cr_engine_config(void);
-
-/* A counted reference to the published configuration: valid until released,
- * even across a reload. NULL before init. */
-const struct cr_config *cr_engine_acquire(void);
-void cr_engine_release(const struct cr_config *cfg);
+/* Transitional names for lib/curlpool.c (cfgref.h is the home now). */
+static inline const struct cr_config *cr_engine_acquire(void)
+{
+	return cr_cfgref_acquire();
+}
+static inline void cr_engine_release(const struct cr_config *cfg)
+{
+	cr_cfgref_release(cfg);
+}
 
 /* Replaces the published configuration: assigns stable lane ids, retires
  * the old one (freed once its last reference is gone and a grace period has
@@ -74,9 +68,5 @@ extern void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
 /* fork: the child re-initialises the engine's locks. */
 void cr_engine_atfork_child(void);
-
-/* The stable id of a lane name (registered on first use); -1 if the
- * registry is full. */
-int cr_lane_id(const char *name);
 
 #endif

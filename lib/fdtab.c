@@ -1,15 +1,12 @@
 /* connroute: fd table; see fdtab.h for the ownership rules. */
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "fdpages.h"
 #include "fdtab.h"
 
-#define PAGE_BITS 10
-#define PAGE_SIZE_ENTRIES (1u << PAGE_BITS)
-#define NPAGES 1024u
-#define MAX_FD (NPAGES * PAGE_SIZE_ENTRIES)
+#define MAX_FD CR_FDPAGES_MAX_FD
 
 /* word: bit 63 tracked | bits 48..55 flags | bits 32..47 lane | bits 0..31 slot */
 #define W_TRACKED (1ull << 63)
@@ -19,7 +16,7 @@ struct ent {
 	_Atomic uint64_t ino;
 };
 
-static struct ent *_Atomic pages[NPAGES];
+static struct cr_fdpages pages;
 atomic_long cr_fdtab_count;
 
 static uint64_t pack(const struct cr_fdinfo *i)
@@ -38,25 +35,7 @@ static void unpack(uint64_t w, struct ent *e, struct cr_fdinfo *out)
 
 static struct ent *slot_of(int fd, int create)
 {
-	unsigned u = (unsigned)fd, pi = u >> PAGE_BITS;
-	struct ent *p;
-	if (fd < 0 || u >= MAX_FD)
-		return NULL;
-	p = atomic_load_explicit(&pages[pi], memory_order_acquire);
-	if (!p && create) {
-		void *m = mmap(NULL, PAGE_SIZE_ENTRIES * sizeof(struct ent), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		struct ent *expect = NULL;
-		if (m == MAP_FAILED)
-			return NULL;
-		if (atomic_compare_exchange_strong(&pages[pi], &expect, (struct ent *)m)) {
-			p = m;
-		} else {
-			munmap(m, PAGE_SIZE_ENTRIES * sizeof(struct ent));
-			p = expect;
-		}
-	}
-	return p ? &p[u & (PAGE_SIZE_ENTRIES - 1)] : NULL;
+	return cr_fdpages_at(&pages, sizeof(struct ent), fd, create);
 }
 
 int cr_fdtab_put(int fd, const struct cr_fdinfo *info)
@@ -113,18 +92,18 @@ void cr_fdtab_take_range(unsigned first, unsigned last,
 		return;
 	if (last >= MAX_FD)
 		last = MAX_FD - 1;
-	for (unsigned pi = first >> PAGE_BITS; pi <= last >> PAGE_BITS; pi++) {
-		struct ent *p = atomic_load_explicit(&pages[pi], memory_order_acquire);
+	for (unsigned pi = first >> CR_FDPAGE_BITS; pi <= last >> CR_FDPAGE_BITS; pi++) {
+		struct ent *p = cr_fdpages_page(&pages, pi);
 		if (!p)
 			continue;
-		unsigned lo = pi << PAGE_BITS, hi = lo + PAGE_SIZE_ENTRIES - 1;
+		unsigned lo = pi << CR_FDPAGE_BITS, hi = lo + CR_FDPAGE_N - 1;
 		if (lo < first)
 			lo = first;
 		if (hi > last)
 			hi = last;
 		for (unsigned fd = lo; fd <= hi; fd++) {
 			struct cr_fdinfo info;
-			if (take_ent(&p[fd & (PAGE_SIZE_ENTRIES - 1)], &info) && fn)
+			if (take_ent(&p[fd & (CR_FDPAGE_N - 1)], &info) && fn)
 				fn((int)fd, &info, ctx);
 		}
 	}
@@ -141,14 +120,14 @@ uint64_t cr_fd_inode(int fd)
 void cr_fdtab_reap_slot(uint32_t slot,
 			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx)
 {
-	for (unsigned pi = 0; pi < NPAGES; pi++) {
-		struct ent *p = atomic_load_explicit(&pages[pi], memory_order_acquire);
+	for (unsigned pi = 0; pi < CR_FDPAGES; pi++) {
+		struct ent *p = cr_fdpages_page(&pages, pi);
 		if (!p)
 			continue;
-		for (unsigned i = 0; i < PAGE_SIZE_ENTRIES; i++) {
+		for (unsigned i = 0; i < CR_FDPAGE_N; i++) {
 			struct ent *e = &p[i];
 			uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
-			int fd = (int)((pi << PAGE_BITS) | i);
+			int fd = (int)((pi << CR_FDPAGE_BITS) | i);
 			if (!(w & W_TRACKED) || (uint32_t)w != slot)
 				continue;
 			if (cr_fd_inode(fd) == atomic_load_explicit(&e->ino, memory_order_relaxed))
@@ -163,4 +142,22 @@ void cr_fdtab_reap_slot(uint32_t slot,
 			}
 		}
 	}
+}
+
+static _Atomic cr_fdtab_release_fn release_fn;
+
+void cr_fdtab_set_release(cr_fdtab_release_fn fn)
+{
+	atomic_store(&release_fn, fn);
+}
+
+int cr_fdtab_settle(int fd)
+{
+	struct cr_fdinfo info;
+	if (!cr_fdtab_take(fd, &info))
+		return 0;
+	cr_fdtab_release_fn fn = atomic_load(&release_fn);
+	if (fn)
+		fn(fd, &info, NULL);
+	return 1;
 }

@@ -53,6 +53,18 @@ void cr_fdtab_take_range(unsigned first, unsigned last,
 void cr_fdtab_reap_slot(uint32_t slot,
 			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx);
 
+/* What an entry holds (a limit unit, a metrics gauge, a warm socket) is
+ * given back by one function registered at init by the layer that routes
+ * (lib/route.c): lower layers that find an entry to settle (the warm pool
+ * finding a stale entry on the number its new socket got) call
+ * cr_fdtab_settle without depending on that layer. */
+typedef void (*cr_fdtab_release_fn)(int fd, const struct cr_fdinfo *info, void *ctx);
+void cr_fdtab_set_release(cr_fdtab_release_fn fn);
+
+/* Takes FD's entry, if any, and gives back what it held through the
+ * registered function. 1 if there was one. */
+int cr_fdtab_settle(int fd);
+
 /* Inode of FD's socket, 0 if FD is not open. */
 uint64_t cr_fd_inode(int fd);
 

@@ -3,8 +3,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "glob.h"
 #include "key.h"
-#include "lane.h"
 
 /* Initial-exec TLS (see the Makefile): no __tls_get_addr, no allocation, safe
  * to touch from any hook on any thread. */

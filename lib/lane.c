@@ -1,53 +1,14 @@
 /* connroute: rule matching. */
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "glob.h"
 #include "key.h"
 #include "lane.h"
-
-static int lower(int c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-/* Iterative glob with single-star backtracking: linear in practice and no
- * recursion depth to worry about on untrusted patterns. PLEN bounds the
- * subject (the key without its flags). */
-static int glob_n(const char *p, const char *s, size_t slen, int icase)
-{
-	const char *star = NULL, *back = NULL;
-	const char *end = s + slen;
-	while (s < end) {
-		if (*p == '*') {
-			star = ++p;
-			back = s;
-		} else if (*p && (*p == '?' || (icase ? lower((unsigned char)*p) == lower((unsigned char)*s)
-						    : *p == *s))) {
-			p++;
-			s++;
-		} else if (star) {
-			p = star;
-			s = ++back;
-		} else {
-			return 0;
-		}
-	}
-	while (*p == '*')
-		p++;
-	return *p == '\0';
-}
-
-int cr_glob_match(const char *pat, const char *s)
-{
-	return glob_n(pat, s, strlen(s), 0);
-}
-
-int cr_glob_match_icase(const char *pat, const char *s)
-{
-	return glob_n(pat, s, strlen(s), 1);
-}
 
 static int prefix_match(const uint8_t *a, const uint8_t *b, int bits)
 {
@@ -85,7 +46,7 @@ static int lane_matches_key(const struct cr_lane *l, const char *key, size_t kle
 	if (l->nmatch == 0)
 		return strlen(l->name) == klen && memcmp(l->name, key, klen) == 0;
 	for (int i = 0; i < l->nmatch; i++)
-		if (glob_n(l->match[i], key, klen, 0))
+		if (cr_glob_match_n(l->match[i], key, klen, 0))
 			return 1;
 	return 0;
 }
@@ -137,4 +98,31 @@ int cr_dest_from_sockaddr(struct cr_dest *d, const void *sa, unsigned len)
 		return 0;
 	}
 	return -1;
+}
+
+/* Stable lane ids: the same name gets the same id across reloads, so limits,
+ * metrics and pools survive a reload of an unchanged lane. */
+
+static pthread_mutex_t ids_mu = PTHREAD_MUTEX_INITIALIZER;
+static char id_names[CR_MAX_LANE_IDS][CR_NAME_MAX];
+static int nids;
+
+int cr_lane_id(const char *name)
+{
+	int id = -1;
+	pthread_mutex_lock(&ids_mu);
+	for (int i = 0; i < nids; i++)
+		if (strcmp(id_names[i], name) == 0)
+			id = i;
+	if (id < 0 && nids < CR_MAX_LANE_IDS) {
+		id = nids++;
+		snprintf(id_names[id], CR_NAME_MAX, "%s", name);
+	}
+	pthread_mutex_unlock(&ids_mu);
+	return id;
+}
+
+void cr_lane_ids_atfork_child(void)
+{
+	pthread_mutex_init(&ids_mu, NULL);
 }

@@ -4,6 +4,10 @@
 
 #include <stdint.h>
 #include "config.h"
+#include "glob.h"
+
+/* Stable lane ids are below this (they index fixed per-lane tables). */
+#define CR_MAX_LANE_IDS 256
 
 /* A destination: an address for connect(), a host name (and maybe an
  * address) for curl. */
@@ -13,12 +17,6 @@ struct cr_dest {
 	uint16_t port;            /* host byte order */
 	const char *host;         /* NULL for a raw connect() */
 };
-
-/* Shell-style glob, '*' and '?' only, case-sensitive. */
-int cr_glob_match(const char *pat, const char *s);
-
-/* Same, ASCII case-insensitive (host names). */
-int cr_glob_match_icase(const char *pat, const char *s);
 
 /* Does RULE match D? */
 int cr_hostrule_match(const struct cr_hostrule *rule, const struct cr_dest *d);
@@ -32,5 +30,11 @@ const struct cr_lane *cr_lane_select(const struct cr_config *cfg, const char *ke
 
 /* Fills D from a sockaddr; returns 0, or -1 if it is neither IPv4 nor IPv6. */
 int cr_dest_from_sockaddr(struct cr_dest *d, const void *sa, unsigned len);
+
+/* The stable id of lane NAME (registered on first use), -1 if all
+ * CR_MAX_LANE_IDS ids are taken. */
+int cr_lane_id(const char *name);
+/* fork: the registry's lock may have been held by a thread that is gone. */
+void cr_lane_ids_atfork_child(void);
 
 #endif

@@ -24,15 +24,25 @@ int cr_log_parse_level(const char *s)
 	return -1;
 }
 
+static int env_pinned;
+
 void cr_log_setup(int level, const char *file)
 {
-	if (level >= CR_LL_ERROR && level <= CR_LL_DEBUG)
+	if (level >= CR_LL_ERROR && level <= CR_LL_DEBUG) {
 		log_level = level;
+		env_pinned = 1;
+	}
 	if (file) {
 		size_t n = strnlen(file, sizeof(log_file) - 1);
 		memcpy(log_file, file, n);
 		log_file[n] = '\0';
 	}
+}
+
+void cr_log_config_level(int level)
+{
+	if (!env_pinned && level >= CR_LL_ERROR && level <= CR_LL_DEBUG)
+		log_level = level;
 }
 
 int cr_log_level(void)

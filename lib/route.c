@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bg.h"
+#include "base.h"
 #include "engine.h"
 #include "fdtab.h"
 #include "key.h"
@@ -30,96 +30,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "sockopt.h"
 #include "sockrec.h"
 #include "sys.h"
+#include "thread.h"
 #include "warm.h"
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
-
-/* One warning per (lane, option) for options the kernel refuses (SO_MARK
- * without CAP_NET_ADMIN...): the config asked, we say once that it could not
- * be done, and the connection goes ahead. */
-static atomic_uint warned[CR_MAX_LANES];
-
-enum { W_NODELAY = 1, W_KEEPALIVE = 2, W_TOS = 4, W_PRIO = 8, W_MARK = 16, W_BIND = 32 };
-
-static void warn_once(const struct cr_lane *l, unsigned bit, const char *what, int err)
-{
-	unsigned old = atomic_fetch_or(&warned[l->index % CR_MAX_LANES], bit);
-	if (!(old & bit))
-		cr_logmsg(CR_LL_WARN, "lane %s: cannot set %s: %s (further failures not logged)", l->name,
-		       what, strerror(err));
-}
-
-/* Through cr_real: never our own setsockopt hook (DESIGN §4.2). */
-static int real_setsockopt(int fd, int level, int name, const void *v, socklen_t len)
-{
-	return cr_real.setsockopt ? cr_real.setsockopt(fd, level, name, v, len)
-				  : setsockopt(fd, level, name, v, len);
-}
-
-static void setopt(int fd, const struct cr_lane *l, int level, int name, int val, unsigned bit,
-		   const char *what)
-{
-	if (real_setsockopt(fd, level, name, &val, sizeof(val)) != 0)
-		warn_once(l, bit, what, errno);
-}
-
-static int is_unbound(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-		return 0;
-	if (ss.ss_family == AF_INET)
-		return ((struct sockaddr_in *)&ss)->sin_port == 0 &&
-		       ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	if (ss.ss_family == AF_INET6)
-		return ((struct sockaddr_in6 *)&ss)->sin6_port == 0 &&
-		       IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
-	return 0;
-}
-
-void cr_sockopts_apply(int fd, const struct cr_lane *l, int family, int allow_bind)
-{
-	int saved = errno;
-	if (l->nodelay >= 0)
-		setopt(fd, l, IPPROTO_TCP, TCP_NODELAY, l->nodelay, W_NODELAY, "TCP_NODELAY");
-	if (l->keepalive_idle_s > 0) {
-		setopt(fd, l, SOL_SOCKET, SO_KEEPALIVE, 1, W_KEEPALIVE, "SO_KEEPALIVE");
-		setopt(fd, l, IPPROTO_TCP, TCP_KEEPIDLE, l->keepalive_idle_s, W_KEEPALIVE, "TCP_KEEPIDLE");
-	}
-	if (l->keepalive_interval_s > 0)
-		setopt(fd, l, IPPROTO_TCP, TCP_KEEPINTVL, l->keepalive_interval_s, W_KEEPALIVE,
-		       "TCP_KEEPINTVL");
-	if (l->keepalive_count > 0)
-		setopt(fd, l, IPPROTO_TCP, TCP_KEEPCNT, l->keepalive_count, W_KEEPALIVE, "TCP_KEEPCNT");
-	if (l->tos >= 0) {
-		if (family == AF_INET6)
-			setopt(fd, l, IPPROTO_IPV6, IPV6_TCLASS, l->tos, W_TOS, "IPV6_TCLASS");
-		/* A dual-stack socket may still carry IPv4 (mapped addresses). */
-		if (family == AF_INET || family == AF_INET6) {
-			int v = l->tos, e = 0;
-			if (real_setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) != 0)
-				e = errno;
-			if (e && family == AF_INET)
-				warn_once(l, W_TOS, "IP_TOS", e);
-		}
-	}
-	if (l->priority >= 0)
-		setopt(fd, l, SOL_SOCKET, SO_PRIORITY, (int)l->priority, W_PRIO, "SO_PRIORITY");
-	if (l->mark >= 0)
-		setopt(fd, l, SOL_SOCKET, SO_MARK, (int)(uint32_t)l->mark, W_MARK, "SO_MARK");
-	if (allow_bind && l->bind_set && l->bind_addr.ss_family == family && is_unbound(fd)) {
-		int one = 1;
-		(void)real_setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-		if (bind(fd, (const struct sockaddr *)&l->bind_addr, l->bind_len) != 0)
-			warn_once(l, W_BIND, "the source address (bind)", errno);
-	}
-	errno = saved;
-}
+atomic_int cr_route_raw;
 
 /* Would the host expect EINTR from an interrupted blocking connect? Only if
  * some signal has a handler installed without SA_RESTART. Only asked on the
@@ -234,7 +151,7 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 	socklen_t dl = sizeof(dom);
 	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) != 0 || dom != family)
 		return 0;
-	if (!never_connected(fd) || !is_unbound(fd) || !cr_sockrec_substitutable(fd, ino))
+	if (!never_connected(fd) || !cr_sockopt_unbound(fd) || !cr_sockrec_substitutable(fd, ino))
 		return 0;
 	uint32_t slot;
 	uint64_t wino;
@@ -247,7 +164,7 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 		cr_limit_release(slot);
 		return 0;
 	}
-	cr_sockopts_apply(wfd, lane, family, 0);
+	cr_sockopt_apply(wfd, lane, family, 0);
 	if (cr_sys_dup3(wfd, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
 		cr_real.close(wfd);
 		cr_limit_release(slot);
@@ -273,13 +190,6 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 		*ret = 0;
 	}
 	return 1;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void cr_route_reap(uint32_t slot, void *ctx)
@@ -330,7 +240,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 
 	/* A reference, not a peek: the connect may block for a long time
 	 * and a reload must not free the lane under it. */
-	const struct cr_config *cfg = cr_engine_acquire();
+	const struct cr_config *cfg = cr_cfgref_acquire();
 	if (!cfg) {
 		errno = saved;
 		return cr_real.connect(fd, sa, len);
@@ -338,11 +248,11 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	const char *key = cr_key_resolve(cfg);
 	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
 	if (lane->passthrough) {
-		cr_engine_release(cfg);
+		cr_cfgref_release(cfg);
 		errno = saved;
 		return cr_real.connect(fd, sa, len);
 	}
-	cr_bg_kick();
+	cr_kick();
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
 
@@ -357,12 +267,12 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		if (serve_warm(fd, sa->sa_family, lane, &d, ino, flags, &ret)) {
 			int e = ret == 0 ? saved : errno;
 			cr_warm_note(lane, &d, 0);
-			cr_engine_release(cfg);
+			cr_cfgref_release(cfg);
 			errno = e;
 			return ret;
 		}
 	}
-	cr_sockopts_apply(fd, lane, sa->sa_family, 1);
+	cr_sockopt_apply(fd, lane, sa->sa_family, 1);
 
 	if (lane->max_conns_per_host > 0) {
 		uint64_t waited = 0;
@@ -403,13 +313,13 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 			cr_m_overflow(lane->id);
 			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
 				  lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
-			cr_engine_release(cfg);
+			cr_cfgref_release(cfg);
 			errno = nonblock ? EAGAIN : ETIMEDOUT;
 			return -1;
 		}
 	}
 
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = cr_now_ns();
 	errno = saved;
 	if (!nonblock && lane->connect_timeout_ms > 0)
 		r = timed_connect(fd, sa, len, flags, lane->connect_timeout_ms);
@@ -421,7 +331,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	 * its unit (if any) until closed. Every routed socket is tracked, so
 	 * its close is counted. */
 	int open = r == 0 || e == EINPROGRESS || e == EINTR;
-	uint64_t took = r == 0 || !nonblock ? mono_ns() - t0 : 0;
+	uint64_t took = r == 0 || !nonblock ? cr_now_ns() - t0 : 0;
 	cr_m_conn_opened(lane->id, took, open);
 	if (warm && open)
 		cr_warm_note(lane, &d, took);
@@ -434,7 +344,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	} else {
 		cr_limit_release(slot);
 	}
-	cr_engine_release(cfg);
+	cr_cfgref_release(cfg);
 	errno = e;
 	return r;
 }

@@ -9,16 +9,18 @@
 #include <sys/socket.h>
 
 #include "fdtab.h"
+#include "sockopt.h"
+/* Transitional name for lib/curlpool.c. */
+#define cr_sockopts_apply cr_sockopt_apply
+#include <stdatomic.h>
+
+/* READY and some lane has work for a raw connect(): the one load a
+ * non-routed connect() pays. Set by the engine at each publish. */
+extern atomic_int cr_route_raw;
 
 /* connect() for a socket the engine may route: TCP over IPv4/IPv6 only,
  * everything else goes straight to cr_real.connect. */
 int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len);
-
-/* Applies LANE's socket options to FD (of address FAMILY), and its source
- * address when ALLOW_BIND and the socket is unbound. Never fails: an option
- * the kernel refuses is warned about once per lane. errno is preserved. */
-struct cr_lane;
-void cr_sockopts_apply(int fd, const struct cr_lane *lane, int family, int allow_bind);
 
 /* A warm socket handed out for a connect that the kernel would answer
  * with 0 next time (a non-blocking caller's re-connect; libcurl's connect on

@@ -3,16 +3,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <pthread.h>
 
 #include "engine.h"
+#include "fdpages.h"
 #include "fdtab.h"
 #include "sockrec.h"
 
-#define PAGE_BITS 10
-#define PAGE_N (1u << PAGE_BITS)
-#define NPAGES 1024u
 #define MAXOPT 8
 #define MAXVAL 16
 
@@ -29,29 +26,12 @@ struct rec {
 	} opt[MAXOPT];
 };
 
-static struct rec *_Atomic pages[NPAGES];
+static struct cr_fdpages pages;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static struct rec *rec_of(int fd, int create)
 {
-	unsigned u = (unsigned)fd, pi = u >> PAGE_BITS;
-	if (fd < 0 || pi >= NPAGES)
-		return NULL;
-	struct rec *p = atomic_load_explicit(&pages[pi], memory_order_acquire);
-	if (!p && create) {
-		void *m = mmap(NULL, PAGE_N * sizeof(struct rec), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		struct rec *expect = NULL;
-		if (m == MAP_FAILED)
-			return NULL;
-		if (atomic_compare_exchange_strong(&pages[pi], &expect, (struct rec *)m))
-			p = m;
-		else {
-			munmap(m, PAGE_N * sizeof(struct rec));
-			p = expect;
-		}
-	}
-	return p ? &p[u & (PAGE_N - 1)] : NULL;
+	return cr_fdpages_at(&pages, sizeof(struct rec), fd, create);
 }
 
 /* The record for FD's current socket, reset if it belonged to another. */

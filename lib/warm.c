@@ -13,15 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
+#include "cfgref.h"
 #include "engine.h"
 #include "fdtab.h"
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
-#include "route.h"
+#include "sockopt.h"
 #include "sys.h"
+#include "thread.h"
 #include "warm.h"
-#include "curlpool.h"
 
 #define MAX_POOLS 256
 #define MAX_READY 64
@@ -61,30 +63,26 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
 static struct pool pools[MAX_POOLS];
 static int npools;
-static int thread_started;
-static pid_t thread_pid;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int cr_lane_warm(const struct cr_lane *l)
 {
 	return l->nprewarm > 0 || l->preconnect_ratio > 0 || l->prewarm_url[0];
 }
 
+static void wake(void);
+
 static atomic_int curl_prewarm_due;
+static void (*_Atomic curl_prewarm)(const struct cr_config *cfg);
+
+void cr_warm_set_curl_prewarm(void (*fn)(const struct cr_config *cfg))
+{
+	atomic_store(&curl_prewarm, fn);
+}
 
 void cr_warm_curl_due(void)
 {
 	atomic_store(&curl_prewarm_due, 1);
-	pthread_mutex_lock(&mu);
-	if (thread_started && thread_pid == getpid())
-		pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
+	wake();
 }
 
 static int same_dest(const struct cr_dest *a, const struct cr_dest *b)
@@ -143,33 +141,35 @@ static void close_warm(const struct wsock *w, int release)
 
 static void *warm_main(void *arg);
 
-static void start_thread_locked(void)
+static struct cr_thread warm_thread = {.name = "connroute-warm", .main = warm_main,
+				       .stack = 256 * 1024};
+static pthread_once_t cv_once = PTHREAD_ONCE_INIT;
+
+/* The refill thread waits with CLOCK_MONOTONIC deadlines: its condition
+ * variable needs that clock before the thread first waits on it. */
+static void cv_init(void)
 {
-	pid_t pid = getpid();
-	if (thread_started && thread_pid == pid)
-		return;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&cv, &ca);
 	pthread_condattr_destroy(&ca);
-	sigset_t all, old;
-	sigfillset(&all);
-	/* The thread inherits a full mask: the host's signals never land on it. */
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_t t;
-	pthread_attr_t at;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&at, 256 * 1024);
-	if (pthread_create(&t, &at, warm_main, NULL) == 0) {
-		thread_started = 1;
-		thread_pid = pid;
-	} else {
-		cr_logmsg(CR_LL_WARN, "warm pools: cannot start the refill thread; running cold");
-	}
-	pthread_attr_destroy(&at);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Nudges the refill thread (if it runs: a signal nobody waits for is lost,
+ * and the thread looks at everything when it starts). */
+static void wake(void)
+{
+	pthread_once(&cv_once, cv_init);
+	pthread_mutex_lock(&mu);
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
+static void start_thread(void)
+{
+	pthread_once(&cv_once, cv_init);
+	(void)cr_thread_kick(&warm_thread);
 }
 
 /* Static targets come from the config: resolve the hosts (numeric or by
@@ -236,23 +236,12 @@ void cr_warm_config_changed(const struct cr_config *cfg)
 	atomic_store(&cr_warm_active, active);
 	atomic_store(&config_dirty, 1);
 	/* No thread from here: this runs in the constructor too. */
-	pthread_mutex_lock(&mu);
-	if (thread_started && thread_pid == getpid())
-		pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
+	wake();
 }
 
 void cr_warm_kick(void)
 {
-	static _Atomic pid_t kicked;
-	pid_t pid = getpid();
-	if (atomic_load_explicit(&kicked, memory_order_relaxed) == pid)
-		return;
-	pthread_mutex_lock(&mu);
-	start_thread_locked();
-	if (thread_started)
-		atomic_store(&kicked, pid);
-	pthread_mutex_unlock(&mu);
+	start_thread();
 }
 
 static int target_of(const struct pool *p)
@@ -266,7 +255,7 @@ static int target_of(const struct pool *p)
 		if (want < x && want < ADAPTIVE_CAP)
 			want++; /* ceil, without libm in the host */
 		/* Demand fades: no connect for 10 s, no adaptive target. */
-		if (now_ns() - p->last_ns > 10000000000ull)
+		if (cr_now_ns() - p->last_ns > 10000000000ull)
 			want = 0;
 		if (want > t)
 			t = want;
@@ -291,10 +280,10 @@ static void start_connects(void)
 {
 	struct pend *pend = g_pend;
 	int *npend = &g_npend;
-	const struct cr_config *cfg = cr_engine_acquire();
+	const struct cr_config *cfg = cr_cfgref_acquire();
 	if (!cfg)
 		return;
-	uint64_t t = now_ns();
+	uint64_t t = cr_now_ns();
 	for (int i = 0; i < npools && *npend < MAX_PENDING; i++) {
 		pthread_mutex_lock(&mu);
 		struct pool *p = &pools[i];
@@ -326,7 +315,7 @@ static void start_connects(void)
 				cr_limit_release(slot);
 				break;
 			}
-			cr_sockopts_apply(fd, l, d.family, 1);
+			cr_sockopt_apply(fd, l, d.family, 1);
 			struct sockaddr_storage ss;
 			socklen_t sl;
 			memset(&ss, 0, sizeof(ss));
@@ -348,14 +337,14 @@ static void start_connects(void)
 				cr_real.close(fd);
 				cr_limit_release(slot);
 				pthread_mutex_lock(&mu);
-				p->fail_until_ns = now_ns() + 1000000000ull;
+				p->fail_until_ns = cr_now_ns() + 1000000000ull;
 				pthread_mutex_unlock(&mu);
 				break;
 			}
 			long ct = l->connect_timeout_ms > 0 ? l->connect_timeout_ms : 5000;
 			pthread_mutex_lock(&mu);
-			pend[*npend] = (struct pend){.fd = fd, .pool = i, .slot = slot, .start_ns = now_ns(),
-						     .deadline_ns = now_ns() + (uint64_t)ct * 1000000ull};
+			pend[*npend] = (struct pend){.fd = fd, .pool = i, .slot = slot, .start_ns = cr_now_ns(),
+						     .deadline_ns = cr_now_ns() + (uint64_t)ct * 1000000ull};
 			(*npend)++;
 			pthread_mutex_unlock(&mu);
 			started++;
@@ -366,7 +355,7 @@ static void start_connects(void)
 			pthread_mutex_unlock(&mu);
 		}
 	}
-	cr_engine_release(cfg);
+	cr_cfgref_release(cfg);
 }
 
 static void finish_pending(int timeout_ms)
@@ -377,7 +366,7 @@ static void finish_pending(int timeout_ms)
 	for (int i = 0; i < *npend; i++)
 		pfd[i] = (struct pollfd){.fd = pend[i].fd, .events = POLLOUT};
 	int n = poll(pfd, (nfds_t)*npend, timeout_ms);
-	uint64_t t = now_ns();
+	uint64_t t = cr_now_ns();
 	for (int i = 0; i < *npend;) {
 		int done = 0, ok = 0;
 		if (n > 0 && pfd[i].revents) {
@@ -408,11 +397,9 @@ static void finish_pending(int timeout_ms)
 			struct wsock w = {.fd = pend[i].fd, .slot = pend[i].slot, .ino = cr_fd_inode(pend[i].fd),
 					  .born_ns = t};
 			struct cr_fdinfo info = {.slot = w.slot, .lane = p->lane_id, .flags = CR_FDF_WARM, .ino = w.ino};
-			struct cr_fdinfo stale;
 			/* An entry left by a close we did not see, on the number our
 			 * socket now has: settle it first, or its unit leaks. */
-			if (cr_fdtab_take(w.fd, &stale))
-				cr_route_release_fd(w.fd, &stale, NULL);
+			(void)cr_fdtab_settle(w.fd);
 			pthread_mutex_lock(&mu);
 			p->pending--;
 			double lat = (double)(t - pend[i].start_ns) / 1e9;
@@ -464,7 +451,7 @@ static int still_ours(const struct wsock *w)
 
 static void sweep(void)
 {
-	uint64_t t = now_ns();
+	uint64_t t = cr_now_ns();
 	struct wsock drop[MAX_READY];
 	for (int i = 0; i < npools; i++) {
 		int nd = 0;
@@ -495,36 +482,32 @@ static void *warm_main(void *arg)
 	(void)arg;
 	for (;;) {
 		if (atomic_exchange(&config_dirty, 0)) {
-			const struct cr_config *cfg = cr_engine_acquire();
+			const struct cr_config *cfg = cr_cfgref_acquire();
 			if (cfg) {
 				apply_config(cfg);
-				cr_engine_release(cfg);
+				cr_cfgref_release(cfg);
 			}
 			atomic_store(&curl_prewarm_due, 1);
 		}
-		if (atomic_exchange(&curl_prewarm_due, 0)) {
-			const struct cr_config *cfg = cr_engine_acquire();
+		void (*prewarm)(const struct cr_config *) = atomic_load(&curl_prewarm);
+		if (atomic_exchange(&curl_prewarm_due, 0) && prewarm) {
+			const struct cr_config *cfg = cr_cfgref_acquire();
 			if (cfg) {
-				cr_curl_prewarm(cfg);
-				cr_engine_release(cfg);
+				prewarm(cfg);
+				cr_cfgref_release(cfg);
 			}
 		}
 		start_connects();
 		if (g_npend > 0)
 			finish_pending(20);
-		uint64_t t = now_ns();
+		uint64_t t = cr_now_ns();
 		if (t - last_sweep >= 250000000ull) {
 			sweep();
 			last_sweep = t;
 		}
 		if (g_npend == 0) {
 			struct timespec dl;
-			clock_gettime(CLOCK_MONOTONIC, &dl);
-			dl.tv_nsec += 100000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			cr_deadline_after(&dl, 100);
 			pthread_mutex_lock(&mu);
 			pthread_cond_timedwait(&cv, &mu, &dl);
 			pthread_mutex_unlock(&mu);
@@ -542,7 +525,7 @@ int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *
 		pthread_mutex_lock(&mu);
 		struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
 		if (!p || p->n == 0) {
-			if (p && thread_started)
+			if (p)
 				pthread_cond_signal(&cv);
 			pthread_mutex_unlock(&mu);
 			if (p) {
@@ -588,7 +571,7 @@ void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t 
 		return;
 	struct cr_dest key = *d;
 	key.host = NULL;
-	uint64_t t = now_ns();
+	uint64_t t = cr_now_ns();
 	pthread_mutex_lock(&mu);
 	struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 1);
 	if (p) {
@@ -605,10 +588,11 @@ void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t 
 			double lat = (double)connect_ns / 1e9;
 			p->lat_s = p->lat_s > 0 ? 0.9 * p->lat_s + 0.1 * lat : lat;
 		}
-		start_thread_locked();
 		pthread_cond_signal(&cv);
 	}
 	pthread_mutex_unlock(&mu);
+	if (p)
+		start_thread();
 }
 
 void cr_warm_forget(int fd)
@@ -670,7 +654,8 @@ void cr_warm_atfork_child(void)
 		cr_limit_release(g_pend[i].slot);
 	}
 	g_npend = 0;
-	thread_started = 0;
+	cr_thread_atfork_child(&warm_thread);
+	cv_init();
 	atomic_store(&config_dirty, 1);
 	pthread_mutex_unlock(&mu);
 }

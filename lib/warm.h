@@ -33,6 +33,10 @@ void cr_warm_config_changed(const struct cr_config *cfg);
  * when it is). Called from the routed paths of warm lanes. */
 void cr_warm_kick(void);
 
+/* The libcurl layer (above this one) registers at init what the refill
+ * thread runs to prewarm lanes with prewarm_url into its pools. */
+void cr_warm_set_curl_prewarm(void (*fn)(const struct cr_config *cfg));
+
 /* A libcurl copy was registered (or pools changed): the refill thread
  * prewarms lanes with prewarm_url into its pools. */
 void cr_warm_curl_due(void);

@@ -18,7 +18,7 @@ CR_API int connroute_shim_set_key(const char *key)
 
 CR_API const char *connroute_shim_get_key(void)
 {
-	return cr_key_resolve(cr_engine_config());
+	return cr_key_resolve(cr_cfgref_current());
 }
 
 CR_API const char *connroute_shim_api_key(void)

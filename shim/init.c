@@ -16,6 +16,7 @@
 #include "limit.h"
 #include "warm.h"
 #include "log.h"
+#include "thread.h"
 #include "shim.h"
 
 static int env_on(const char *v)
@@ -79,6 +80,7 @@ __attribute__((constructor)) static void cr_shim_init(void)
 		.strict = env_on(getenv("CONNROUTE_STRICT")),
 		.disable = env_on(getenv("CONNROUTE_DISABLE")),
 	};
+	cr_kick_register(cr_bg_kick); /* the routed paths start it lazily */
 	int st = cr_engine_init(&env);
 	if (st == CR_ST_READY)
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);

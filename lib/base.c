@@ -1,0 +1,4 @@
+/* connroute: the bottom layer's one piece of state; see base.h. */
+#include "base.h"
+
+__thread int cr_in_shim;
