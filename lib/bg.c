@@ -44,7 +44,7 @@
 #include "sys.h"
 #include "thread.h"
 
-#define METRICS_MAX 256        /* == sizeof(cr_config.metrics) */
+#define METRICS_MAX sizeof(((struct cr_config *)0)->metrics)
 #define REQ_MAX 2048           /* request line + headers we read */
 #define CLIENTS_PER_TURN 8
 #define BIND_RETRY_MS 10000

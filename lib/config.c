@@ -26,7 +26,7 @@
  * inside arbitrary host processes, and `connroute check` prints *diag.
  * Numbers are parsed by hand rather than with strtod, whose decimal point
  * follows the host application's LC_NUMERIC. Files are read with stdio, not
- * open/close, because the shim interposes close() (DESIGN.md §4.2). */
+ * open/close, because the shim interposes close() (docs/INTERNALS.md, "Rules inside a host process"). */
 #include "config.h"
 #include "sys.h"
 

@@ -21,14 +21,14 @@ atomic_long cr_fdtab_count;
 
 static uint64_t pack(const struct cr_fdinfo *i)
 {
-	return W_TRACKED | ((uint64_t)(i->flags & 0xff) << 48) | ((uint64_t)(i->lane & 0xffff) << 32) |
+	return W_TRACKED | ((uint64_t)(i->flags & 0xff) << 48) | ((uint64_t)(i->lane & ((1u << CR_FDTAB_LANE_BITS) - 1)) << 32) |
 	       i->slot;
 }
 
 static void unpack(uint64_t w, struct ent *e, struct cr_fdinfo *out)
 {
 	out->slot = (uint32_t)w;
-	out->lane = (int)((w >> 32) & 0xffff);
+	out->lane = (int)((w >> 32) & ((1u << CR_FDTAB_LANE_BITS) - 1));
 	out->flags = (unsigned)((w >> 48) & 0xff);
 	out->ino = atomic_load_explicit(&e->ino, memory_order_relaxed);
 }

@@ -22,6 +22,10 @@ struct cr_fdinfo {
 	uint64_t ino;       /* socket inode at connect, to detect a missed close */
 };
 
+/* Width of cr_fdinfo.lane in the packed entry (fdtab.c): stable lane ids
+ * must fit (asserted in route.c, which sees both). */
+#define CR_FDTAB_LANE_BITS 16
+
 #define CR_FDF_ROUTED 1u
 #define CR_FDF_WARM 2u    /* a warm socket still owned by the engine */
 #define CR_FDF_AGAIN0 4u  /* substituted for a non-blocking connect: the app's

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "connroute.h"
 #include "glob.h"
 #include "key.h"
 
@@ -11,6 +12,9 @@
 static __thread char tls_key[CR_KEY_MAX];
 static __thread int tls_key_set;
 static __thread char tls_resolved[CR_KEY_MAX];
+
+/* A key the public API accepts must fit the engine's buffers, and back. */
+_Static_assert(CONNROUTE_KEY_MAX == CR_KEY_MAX, "include/connroute.h and lib/config.h disagree on the key length");
 
 static char proc_default[CR_KEY_MAX] = "default";
 

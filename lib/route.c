@@ -38,6 +38,8 @@
 
 atomic_int cr_route_raw;
 
+_Static_assert(CR_MAX_LANE_IDS <= (1u << CR_FDTAB_LANE_BITS), "a stable lane id must fit the fd table's lane field");
+
 /* Would the host expect EINTR from an interrupted blocking connect? Only if
  * some signal has a handler installed without SA_RESTART. Only asked on the
  * rare EINTR path of a timed connect. */

@@ -3,7 +3,7 @@
  *
  * Every hook works in every state: anything but READY passes straight to the
  * real call (or a raw syscall before symbols are resolved). No thread is
- * started here (DESIGN §4.8); the constructor reads the environment, loads
+ * started here (docs/INTERNALS.md, "State machine"); the constructor reads the environment, loads
  * the config and registers the fork handlers, nothing else. */
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* connroute: connect() and the close family.
  *
- * Fast paths (DESIGN §4.5): a connect() with nothing to route costs one
+ * Fast paths (docs/INTERNALS.md, "State machine"): a connect() with nothing to route costs one
  * relaxed load (cr_route_raw), a close() of an untracked fd one relaxed load
  * (cr_fdtab_count), each then a tail call into libc: no locks, no
  * allocation, no syscalls of our own. */

@@ -1,5 +1,5 @@
 /* Secure execution: a setuid program run by an unprivileged user must never be steered by
- * that user's environment (DESIGN.md §4.9, README "Environment").
+ * that user's environment (docs/INTERNALS.md "Reliability", README "Environment").
  *
  * Setuid-root copies of tests/progs/sockprog and of cat(1) are made in a 0755 temp dir and
  * run as nobody (setpriv --reuid=65534 --regid=65534 --clear-groups, else su), so the kernel

@@ -359,7 +359,7 @@ Test(warm_server, app_connect_uses_an_already_accepted_connection, .init = start
 	free(out);
 }
 
-/* Cold start. DESIGN §4.8 forbids a thread in the constructor, so the refill thread
+/* Cold start. docs/INTERNALS.md ("State machine") forbids a thread in the constructor, so the refill thread
  * starts at the process's first routed connect: nothing is accepted before it (no
  * background connection a process never asked for), that first connect is cold, and the
  * pool is full right after it (1 + 2 accepted), so the second connect is served warm. */
