@@ -41,6 +41,7 @@
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
+#include "ownfd.h"
 #include "sys.h"
 #include "thread.h"
 
@@ -157,7 +158,9 @@ static int open_listener(const char *spec)
 	}
 	if (path[0] && clear_stale(path, &ss, len) != 0)
 		return -1;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* Above the floor: never a number the host counts on (docs/INTERNALS.md,
+	 * "Metrics and reload"). */
+	fd = cr_ownfd_raise(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), 1);
 	if (fd < 0)
 		return -1;
 	if (ss.ss_family != AF_UNIX)
@@ -203,10 +206,21 @@ fail:
 
 /* ------------------------------------------------------------------ HTTP */
 
+/* The client being served (one at a time, on this thread only). Every use
+ * checks that its number still holds our socket: the host may close it
+ * (closefrom) and reuse the number for a file of its own while a slow
+ * client sends its request. */
+static uint64_t client_ino;
+
+static int client_ours(int fd)
+{
+	return client_ino && cr_fd_inode(fd) == client_ino;
+}
+
 static void send_all(int fd, const char *p, size_t n)
 {
 	int64_t deadline = cr_now_ms() + 5000;
-	for (int i = 0; n > 0 && i < 4096 && cr_now_ms() < deadline; i++) {
+	for (int i = 0; n > 0 && i < 4096 && cr_now_ms() < deadline && client_ours(fd); i++) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -274,7 +288,7 @@ static size_t read_head(int fd, char *buf, size_t cap)
 	size_t n = 0;
 	int64_t deadline = cr_now_ms() + 2000;
 	buf[0] = '\0';
-	for (int i = 0; i < 32 && n + 1 < cap && cr_now_ms() < deadline; i++) {
+	for (int i = 0; i < 32 && n + 1 < cap && cr_now_ms() < deadline && client_ours(fd); i++) {
 		ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -331,14 +345,22 @@ static int serve_clients(int lfd, struct rbuf *rb)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 		}
+		fd = cr_ownfd_raise(fd, 1);
+		client_ino = cr_fd_inode(fd);
 		serve_client(fd, rb);
 		/* Unread bytes (a request body) would turn our close into a
 		 * reset the client might see before the answer: drain a little. */
-		shutdown(fd, SHUT_WR);
-		char sink[512];
-		for (int k = 0; k < 8 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; k++) {
+		if (client_ours(fd)) {
+			shutdown(fd, SHUT_WR);
+			char sink[512];
+			for (int k = 0; k < 8 && client_ours(fd) &&
+					recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0;
+			     k++) {
+			}
 		}
-		raw_close(fd);
+		/* The host may have closed the number meanwhile (closefrom) and
+		 * reused it: then the client is simply dropped. */
+		cr_ownfd_close(fd, client_ino);
 	}
 	return 0;
 }

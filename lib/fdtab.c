@@ -109,14 +109,6 @@ void cr_fdtab_take_range(unsigned first, unsigned last,
 	}
 }
 
-uint64_t cr_fd_inode(int fd)
-{
-	struct stat st;
-	if (fstat(fd, &st) != 0)
-		return 0;
-	return (uint64_t)st.st_ino;
-}
-
 void cr_fdtab_reap_slot(uint32_t slot,
 			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx)
 {

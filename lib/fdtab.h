@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "ownfd.h" /* cr_fd_inode */
+
 struct cr_fdinfo {
 	uint32_t slot;      /* limit slot, CR_SLOT_NONE if not limited */
 	int lane;           /* lane index */
@@ -69,7 +71,5 @@ void cr_fdtab_set_release(cr_fdtab_release_fn fn);
  * registered function. 1 if there was one. */
 int cr_fdtab_settle(int fd);
 
-/* Inode of FD's socket, 0 if FD is not open. */
-uint64_t cr_fd_inode(int fd);
 
 #endif

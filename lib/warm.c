@@ -20,6 +20,7 @@
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
+#include "ownfd.h"
 #include "sockopt.h"
 #include "sys.h"
 #include "thread.h"
@@ -265,6 +266,7 @@ static int target_of(const struct pool *p)
 
 struct pend {
 	int fd;
+	uint64_t ino;             /* our socket's identity: the host may close the number */
 	int pool;
 	uint32_t slot;
 	uint64_t start_ns;
@@ -275,6 +277,19 @@ struct pend {
  * can close its copies (the thread that knew them does not exist there). */
 static struct pend g_pend[MAX_PENDING];
 static int g_npend;
+
+/* The host is near its fd limit (or the limit is tiny): warm pools stand
+ * back. Said once per process at info. */
+static void note_no_room(const struct cr_lane *l)
+{
+	static _Atomic pid_t said;
+	pid_t me = getpid();
+	if (atomic_exchange(&said, me) != me)
+		cr_logmsg(CR_LL_INFO,
+			  "lane %s: warm pools stand back: the process is near its fd limit (RLIMIT_NOFILE "
+			  "below 256, or a quarter of the numbers below %d in use)",
+			  l->name, cr_ownfd_floor());
+}
 
 static void start_connects(void)
 {
@@ -310,11 +325,18 @@ static void start_connects(void)
 				    cr_limit_acquire(slot, l->max_conns_per_host, 0, NULL) != 0)
 					break; /* at the lane's limit: warm sockets never exceed it */
 			}
-			int fd = socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			/* Our sockets never take a number the host could be
+			 * counting on (docs/INTERNALS.md, "Warm pools"). */
+			int fd = cr_ownfd_raise(socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 0);
 			if (fd < 0) {
 				cr_limit_release(slot);
+				note_no_room(l);
+				pthread_mutex_lock(&mu);
+				p->fail_until_ns = cr_now_ns() + 1000000000ull;
+				pthread_mutex_unlock(&mu);
 				break;
 			}
+			uint64_t ino = cr_fd_inode(fd);
 			cr_sockopt_apply(fd, l, d.family, 1);
 			struct sockaddr_storage ss;
 			socklen_t sl;
@@ -334,7 +356,7 @@ static void start_connects(void)
 			}
 			int r = cr_real.connect(fd, (struct sockaddr *)&ss, sl);
 			if (r != 0 && errno != EINPROGRESS) {
-				cr_real.close(fd);
+				cr_ownfd_close(fd, ino);
 				cr_limit_release(slot);
 				pthread_mutex_lock(&mu);
 				p->fail_until_ns = cr_now_ns() + 1000000000ull;
@@ -343,7 +365,7 @@ static void start_connects(void)
 			}
 			long ct = l->connect_timeout_ms > 0 ? l->connect_timeout_ms : 5000;
 			pthread_mutex_lock(&mu);
-			pend[*npend] = (struct pend){.fd = fd, .pool = i, .slot = slot, .start_ns = cr_now_ns(),
+			pend[*npend] = (struct pend){.fd = fd, .ino = ino, .pool = i, .slot = slot, .start_ns = cr_now_ns(),
 						     .deadline_ns = cr_now_ns() + (uint64_t)ct * 1000000ull};
 			(*npend)++;
 			pthread_mutex_unlock(&mu);
@@ -369,7 +391,12 @@ static void finish_pending(int timeout_ms)
 	uint64_t t = cr_now_ns();
 	for (int i = 0; i < *npend;) {
 		int done = 0, ok = 0;
-		if (n > 0 && pfd[i].revents) {
+		if (cr_fd_inode(pend[i].fd) != pend[i].ino) {
+			/* The host closed our number (closefrom, close_range) and
+			 * may have reused it: the fd is not ours to read, keep or
+			 * close. Drop the entry; cr_ownfd_close below refuses. */
+			done = 1;
+		} else if (n > 0 && pfd[i].revents) {
 			int err = 0;
 			socklen_t el = sizeof(err);
 			if (getsockopt(pend[i].fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
@@ -394,7 +421,7 @@ static void finish_pending(int timeout_ms)
 			socklen_t pl = sizeof(peer);
 			if (getpeername(pend[i].fd, (struct sockaddr *)&peer, &pl) == 0)
 				(void)cr_real.connect(pend[i].fd, (struct sockaddr *)&peer, pl);
-			struct wsock w = {.fd = pend[i].fd, .slot = pend[i].slot, .ino = cr_fd_inode(pend[i].fd),
+			struct wsock w = {.fd = pend[i].fd, .slot = pend[i].slot, .ino = pend[i].ino,
 					  .born_ns = t};
 			struct cr_fdinfo info = {.slot = w.slot, .lane = p->lane_id, .flags = CR_FDF_WARM, .ino = w.ino};
 			/* An entry left by a close we did not see, on the number our
@@ -417,7 +444,7 @@ static void finish_pending(int timeout_ms)
 		}
 		pthread_mutex_lock(&mu);
 		if (!kept) {
-			cr_real.close(pend[i].fd);
+			cr_ownfd_close(pend[i].fd, pend[i].ino);
 			cr_limit_release(pend[i].slot);
 		}
 		pend[i] = pend[--(*npend)];
@@ -650,7 +677,7 @@ void cr_warm_atfork_child(void)
 		p->pending = 0;
 	}
 	for (int i = 0; i < g_npend; i++) {
-		cr_real.close(g_pend[i].fd);
+		cr_ownfd_close(g_pend[i].fd, g_pend[i].ino);
 		cr_limit_release(g_pend[i].slot);
 	}
 	g_npend = 0;
