@@ -14,6 +14,7 @@
 #include "base.h"
 #include "cfgref.h"
 #include "curlpool.h"
+#include "deadline.h"
 #include "engine.h"
 #include "fdtab.h"
 #include "lane.h"
@@ -85,6 +86,11 @@ void cr_engine_atfork_child(void)
 	 * not exist in the child. */
 	cr_cfgref_atfork_child();
 	cr_lane_ids_atfork_child();
+	/* Last: the warm pools have closed the inherited warm sockets by now. */
+	cr_fdtab_reset_child();
+	cr_limits_reset_child();
+	cr_deadline_atfork_child();
+	cr_route_set_owner();
 }
 
 static void strict_exit(void)
@@ -218,6 +224,7 @@ int cr_engine_init(const struct cr_env *env)
 
 	/* The registrations through which lower layers reach higher ones
 	 * (docs/INTERNALS.md, "Layers"). */
+	cr_route_set_owner();
 	cr_fdtab_set_release(cr_route_release_fd);
 	cr_warm_set_curl_prewarm(cr_curl_prewarm);
 	if (cr_limits_init(4096, cr_route_reap, NULL) != 0) {

@@ -153,3 +153,13 @@ int cr_fdtab_settle(int fd)
 		fn(fd, &info, NULL);
 	return 1;
 }
+
+void cr_fdtab_reset_child(void)
+{
+	for (unsigned pi = 0; pi < CR_FDPAGES; pi++) {
+		struct ent *p = cr_fdpages_page(&pages, pi);
+		for (unsigned i = 0; p && i < CR_FDPAGE_N; i++)
+			atomic_store_explicit(&p[i].word, 0, memory_order_relaxed);
+	}
+	atomic_store(&cr_fdtab_count, 0);
+}

@@ -59,6 +59,10 @@ void cr_fdtab_take_range(unsigned first, unsigned last,
 void cr_fdtab_reap_slot(uint32_t slot,
 			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx);
 
+/* fork child: forgets every entry (the child's accounting starts clean, see
+ * cr_limits_reset_child; the inherited fds it closes give nothing back). */
+void cr_fdtab_reset_child(void);
+
 /* What an entry holds (a limit unit, a metrics gauge, a warm socket) is
  * given back by one function registered at init by the layer that routes
  * (lib/route.c): lower layers that find an entry to settle (the warm pool

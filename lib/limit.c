@@ -1,65 +1,152 @@
 /* connroute: per (lane, destination) connection counters with bounded waits.
  *
- * Invariants:
- * - the table is allocated once by cr_limits_init (mmap: no malloc, so it is
- *   safe to reach from hooks called inside the host's allocator);
+ * Invariants (docs/INTERNALS.md, "Limits"):
+ * - the table and the waiter records are allocated once by cr_limits_init
+ *   (mmap: no malloc, so it is safe to reach from hooks called inside the
+ *   host's allocator);
  * - an entry's identity (lane, family, addr, port) never changes once set;
  *   slot numbers are stable for the life of the process (fds store them);
- * - `inuse` only changes under `mu`; waiters sleep on `cv` and are woken by
- *   every release. */
+ * - `inuse` and the waiter records only change under `mu`, which is held for
+ *   a few instructions at a time with every signal blocked: a handler can
+ *   neither deadlock on it (connect() is async-signal-safe, a handler may
+ *   call it) nor siglongjmp out of it while held;
+ * - nobody holds `mu` while waiting: a waiter sleeps on its own futex word,
+ *   so a release wakes exactly the waiter whose turn it is (FIFO by ticket),
+ *   not every waiter of every slot;
+ * - a waiter record carries its deadline and its thread: a thread that
+ *   siglongjmp'ed out of a wait leaves a record that stops counting at its
+ *   deadline, and that the same thread's next wait removes at once. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "base.h"
 #include "limit.h"
 #include "log.h"
 
-/* A thread waiting for a unit; lives on its stack, linked into its slot's
- * queue. Units go to waiters in arrival order: a freed unit wakes everyone
- * (one cv), but only the queue's head may take it. */
+#define MAX_WAITERS 1024
+/* A waiter looks at the queue at least this often, so a head that vanished
+ * (siglongjmp) stops blocking the others once its deadline has passed. */
+#define RECHECK_NS 100000000ull
+
 struct waiter {
-	struct waiter *next, *prev;
+	_Atomic uint32_t word;   /* futex: bumped to wake */
+	uint32_t slot;           /* 0: free record */
+	pid_t tid;
+	uint64_t ticket;
+	uint64_t deadline_ns;
 };
 
 struct entry {
-	struct waiter *qhead, *qtail;
 	int used;
 	int lane;
 	int family;
 	uint16_t port;
 	uint8_t addr[16];
 	long inuse;
+	uint64_t tickets;        /* last ticket handed out */
+	int nwaiting;            /* records with this slot (live or expired) */
 };
 
 static struct {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	struct entry *tab;
-	unsigned cap;      /* power of two */
+	struct waiter *w;        /* MAX_WAITERS records */
+	unsigned cap;            /* power of two */
 	unsigned nused;
 	int full_warned;
 	cr_reap_fn reap;
 	void *reap_ctx;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+static void lock(sigset_t *old)
+{
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, old);
+	pthread_mutex_lock(&L.mu);
+}
+
+static void unlock(const sigset_t *old)
+{
+	pthread_mutex_unlock(&L.mu);
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+	SAVE_ERRNO(syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0));
+}
+
+/* Sleeps while *WORD == SEEN, at most NS. Any return is fine: the caller
+ * looks again. */
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+	SAVE_ERRNO(syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0));
+}
+
+static void free_waiter(struct waiter *w)
+{
+	if (w->slot)
+		L.tab[w->slot - 1].nwaiting--;
+	w->slot = 0;
+}
+
+/* Under mu: the waiter whose turn it is at SLOT (lowest ticket among the
+ * records whose deadline has not passed); expired records are freed. */
+static struct waiter *head_of(uint32_t slot, uint64_t now)
+{
+	struct waiter *h = NULL;
+	struct entry *e = &L.tab[slot - 1];
+	for (int i = 0, seen = 0; i < MAX_WAITERS && seen < e->nwaiting; i++) {
+		struct waiter *w = &L.w[i];
+		if (w->slot != slot)
+			continue;
+		seen++;
+		if (now >= w->deadline_ns) {
+			free_waiter(w);
+			seen--;
+			continue;
+		}
+		if (!h || w->ticket < h->ticket)
+			h = w;
+	}
+	return h;
+}
+
+/* Under mu: wakes SLOT's head if a unit is free for it. */
+static void wake_head(uint32_t slot, long max, uint64_t now)
+{
+	struct entry *e = &L.tab[slot - 1];
+	if (!e->nwaiting || (max > 0 && e->inuse >= max))
+		return;
+	struct waiter *h = head_of(slot, now);
+	if (h) {
+		atomic_fetch_add(&h->word, 1);
+		futex_wake(&h->word);
+	}
+}
+
 int cr_limits_init(unsigned capacity, cr_reap_fn reap, void *reap_ctx)
 {
 	unsigned cap = 64;
-	pthread_condattr_t ca;
 	if (L.tab)
 		return 0;
 	while (cap < capacity && cap < (1u << 20))
 		cap <<= 1;
-	void *p = mmap(NULL, cap * sizeof(struct entry), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t tsz = cap * sizeof(struct entry), wsz = MAX_WAITERS * sizeof(struct waiter);
+	void *p = mmap(NULL, tsz + wsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&L.cv, &ca);
-	pthread_condattr_destroy(&ca);
+	L.w = (struct waiter *)((char *)p + tsz);
 	L.cap = cap;
 	L.reap = reap;
 	L.reap_ctx = reap_ctx;
@@ -69,14 +156,10 @@ int cr_limits_init(unsigned capacity, cr_reap_fn reap, void *reap_ctx)
 
 static uint32_t hash_dest(int lane, const struct cr_dest *d)
 {
-	uint32_t h = 2166136261u;
-	const uint8_t *a = d->addr;
-	h = (h ^ (uint32_t)lane) * 16777619u;
-	h = (h ^ (uint32_t)d->family) * 16777619u;
-	h = (h ^ d->port) * 16777619u;
-	for (int i = 0; i < 16; i++)
-		h = (h ^ a[i]) * 16777619u;
-	return h;
+	uint32_t h = cr_fnv32(CR_FNV32_INIT, &lane, sizeof(lane));
+	h = cr_fnv32(h, &d->family, sizeof(d->family));
+	h = cr_fnv32(h, &d->port, sizeof(d->port));
+	return cr_fnv32(h, d->addr, 16);
 }
 
 static int same(const struct entry *e, int lane, const struct cr_dest *d)
@@ -91,7 +174,8 @@ uint32_t cr_limit_slot(int lane, const struct cr_dest *d)
 	if (!L.tab)
 		return CR_SLOT_NONE;
 	unsigned mask = L.cap - 1, i = hash_dest(lane, d) & mask;
-	pthread_mutex_lock(&L.mu);
+	sigset_t old;
+	lock(&old);
 	for (unsigned n = 0; n < L.cap; n++, i = (i + 1) & mask) {
 		struct entry *e = &L.tab[i];
 		if (e->used && same(e, lane, d)) {
@@ -115,137 +199,128 @@ uint32_t cr_limit_slot(int lane, const struct cr_dest *d)
 	int warn = slot == CR_SLOT_NONE && !L.full_warned;
 	if (warn)
 		L.full_warned = 1;
-	pthread_mutex_unlock(&L.mu);
+	unlock(&old);
 	if (warn)
 		cr_logmsg(CR_LL_WARN, "limit table full (%u destinations); new destinations are not limited",
 		       L.nused);
 	return slot;
 }
 
-static void deadline_after(struct timespec *ts, long ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 {
-	struct entry *e;
-	struct timespec dl;
-	uint64_t t0 = 0;
-	int rc = 0;
-
+	sigset_t old;
 	if (waited_ns)
 		*waited_ns = 0;
 	if (slot == CR_SLOT_NONE)
 		return 0;
-	e = &L.tab[slot - 1];
-	pthread_mutex_lock(&L.mu);
-	if (max <= 0 || (e->inuse < max && !e->qhead)) {
+	struct entry *e = &L.tab[slot - 1];
+	lock(&old);
+	if (max <= 0 || (e->inuse < max && !head_of(slot, cr_now_ns()))) {
 		e->inuse++;
-		pthread_mutex_unlock(&L.mu);
+		unlock(&old);
 		return 0;
 	}
-	pthread_mutex_unlock(&L.mu);
+	unlock(&old);
 
 	/* Full. Before waiting or failing, look for counts held by fds whose
 	 * close we did not see (a raw syscall, io_uring): the fd table checks
 	 * each of this slot's fds against its socket inode. */
 	if (L.reap)
 		L.reap(slot, L.reap_ctx);
-	pthread_mutex_lock(&L.mu);
-	if (e->inuse < max && !e->qhead) {
+	uint64_t t0 = cr_now_ns();
+	pid_t me = (pid_t)syscall(SYS_gettid);
+	struct waiter *w = NULL;
+	lock(&old);
+	if (e->inuse < max && !head_of(slot, t0)) {
 		e->inuse++;
-		pthread_mutex_unlock(&L.mu);
+		unlock(&old);
 		return 0;
 	}
 	if (wait_ms <= 0) {
-		pthread_mutex_unlock(&L.mu);
+		unlock(&old);
 		return -EAGAIN;
 	}
-	t0 = mono_ns();
-	deadline_after(&dl, wait_ms);
-	struct waiter me = {.next = NULL, .prev = e->qtail};
-	if (e->qtail)
-		e->qtail->next = &me;
-	else
-		e->qhead = &me;
-	e->qtail = &me;
-	while (!(e->qhead == &me && e->inuse < max)) {
-		int w = pthread_cond_timedwait(&L.cv, &L.mu, &dl);
-		if (w == ETIMEDOUT) {
-			rc = e->qhead == &me && e->inuse < max ? 0 : -ETIMEDOUT;
+	/* A record this thread left behind (it siglongjmp'ed out of a wait)
+	 * is gone now; take a free one. */
+	for (int i = 0; i < MAX_WAITERS; i++) {
+		if (L.w[i].slot && L.w[i].tid == me)
+			free_waiter(&L.w[i]);
+		if (!w && !L.w[i].slot)
+			w = &L.w[i];
+	}
+	if (!w) {
+		unlock(&old);
+		return -EAGAIN; /* more than MAX_WAITERS waiting: refuse, never block unbounded */
+	}
+	w->slot = slot;
+	w->tid = me;
+	w->ticket = ++e->tickets;
+	w->deadline_ns = t0 + (uint64_t)wait_ms * 1000000ull;
+	e->nwaiting++;
+	int rc = -ETIMEDOUT;
+	for (;;) {
+		uint64_t now = cr_now_ns();
+		if (head_of(slot, now) == w && e->inuse < max) {
+			e->inuse++;
+			rc = 0;
 			break;
 		}
+		if (now >= w->deadline_ns)
+			break;
+		uint32_t seen = atomic_load(&w->word);
+		unlock(&old);
+		uint64_t left = w->deadline_ns - now;
+		futex_wait(&w->word, seen, left < RECHECK_NS ? left : RECHECK_NS);
+		lock(&old);
+		if (w->slot != slot || w->tid != me)
+			break; /* freed under us (fork child reset): give up */
 	}
-	/* Leave the queue; if a unit is free, the next in line may take it. */
-	if (me.prev)
-		me.prev->next = me.next;
-	else
-		e->qhead = me.next;
-	if (me.next)
-		me.next->prev = me.prev;
-	else
-		e->qtail = me.prev;
-	if (rc == 0)
-		e->inuse++;
-	int wake_next = e->qhead && e->inuse < max;
-	pthread_mutex_unlock(&L.mu);
-	if (wake_next)
-		pthread_cond_broadcast(&L.cv);
+	if (w->slot == slot && w->tid == me)
+		free_waiter(w);
+	/* A unit may still be free for the next in line. */
+	wake_head(slot, max, cr_now_ns());
+	unlock(&old);
 	if (waited_ns)
-		*waited_ns = mono_ns() - t0;
+		*waited_ns = cr_now_ns() - t0;
 	return rc;
 }
 
 void cr_limit_release(uint32_t slot)
 {
-	struct entry *e;
+	sigset_t old;
 	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
 		return;
-	e = &L.tab[slot - 1];
-	pthread_mutex_lock(&L.mu);
+	struct entry *e = &L.tab[slot - 1];
+	lock(&old);
 	if (e->inuse > 0)
 		e->inuse--;
-	int wake = e->qhead != NULL;
-	pthread_mutex_unlock(&L.mu);
-	/* One cv for all slots: broadcast so the waiter of this slot is among
-	 * those woken. Waits are rare (only at a lane's limit). */
-	if (wake)
-		pthread_cond_broadcast(&L.cv);
+	/* The waiter whose turn it is, and only that one. It checks the
+	 * count itself (its max is its lane's), so wake it whatever max. */
+	wake_head(slot, 0, cr_now_ns());
+	unlock(&old);
 }
 
 long cr_limit_inuse(uint32_t slot)
 {
 	long n;
+	sigset_t old;
 	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
 		return 0;
-	pthread_mutex_lock(&L.mu);
+	lock(&old);
 	n = L.tab[slot - 1].inuse;
-	pthread_mutex_unlock(&L.mu);
+	unlock(&old);
 	return n;
 }
 
 int cr_limit_waiting(uint32_t slot)
 {
 	int w;
+	sigset_t old;
 	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
 		return 0;
-	pthread_mutex_lock(&L.mu);
-	w = L.tab[slot - 1].qhead != NULL;
-	pthread_mutex_unlock(&L.mu);
+	lock(&old);
+	w = head_of(slot, cr_now_ns()) != NULL;
+	unlock(&old);
 	return w;
 }
 
@@ -261,16 +336,21 @@ void cr_limits_atfork_parent(void)
 
 void cr_limits_atfork_child(void)
 {
-	/* Threads that waited in the parent do not exist here: a fresh cv and
-	 * zero waiters. Counts stay: the child inherited the fds that hold them
-	 * and releases them when it closes its copies. */
-	pthread_condattr_t ca;
-	for (unsigned i = 0; L.tab && i < L.cap; i++) {
-		L.tab[i].qhead = L.tab[i].qtail = NULL;
-	}
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&L.cv, &ca);
-	pthread_condattr_destroy(&ca);
+	/* Threads that waited in the parent do not exist here. */
+	for (int i = 0; L.w && i < MAX_WAITERS; i++)
+		L.w[i].slot = 0;
+	for (unsigned i = 0; L.tab && i < L.cap; i++)
+		L.tab[i].nwaiting = 0;
 	pthread_mutex_unlock(&L.mu);
+}
+
+void cr_limits_reset_child(void)
+{
+	/* The child starts with its own accounting: units taken in the parent
+	 * by threads (transfers in flight) that do not exist here would
+	 * otherwise be lost for the life of the child. The fd table is reset
+	 * alongside (cr_fdtab_reset_child), so the parent's fds the child
+	 * inherited give nothing back when the child closes them. */
+	for (unsigned i = 0; L.tab && i < L.cap; i++)
+		L.tab[i].inuse = 0;
 }

@@ -1,8 +1,10 @@
 /* connroute: per (lane, destination) connection counters with bounded waits.
  *
  * Slots live in a fixed table allocated once (mmap, no malloc in hooks);
- * entries are never removed, only their counts go back to zero. One mutex
- * guards the table; waiters sleep on one condition variable (CLOCK_MONOTONIC). */
+ * entries are never removed, only their counts go back to zero. Waiters are
+ * served first come, first served, each woken alone when its turn comes;
+ * no lock is held while waiting (limit.c: what a siglongjmp out of a wait
+ * leaves, and how it is repaired). */
 #ifndef CR_LIMIT_H
 #define CR_LIMIT_H
 
@@ -35,5 +37,8 @@ int cr_limit_waiting(uint32_t slot);
 void cr_limits_atfork_prepare(void);
 void cr_limits_atfork_parent(void);
 void cr_limits_atfork_child(void);
+/* fork child, once the warm pools have dropped their sockets: every count
+ * back to zero (the child's own accounting). */
+void cr_limits_reset_child(void);
 
 #endif

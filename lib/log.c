@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "sys.h"
 
 static int log_level = CR_LL_WARN;
+static atomic_int log_file_bad;
 static char log_file[1024];
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -50,6 +52,14 @@ int cr_log_level(void)
 	return log_level;
 }
 
+/* Not when fd 2 is a socket: a daemon's stderr may be a client connection. */
+static void write_stderr(const char *buf, size_t n)
+{
+	struct stat st;
+	if (fstat(2, &st) == 0 && !S_ISSOCK(st.st_mode))
+		cr_sys_write_all(2, buf, n);
+}
+
 void cr_logmsg(int level, const char *fmt, ...)
 {
 	char buf[1024];
@@ -66,17 +76,33 @@ void cr_logmsg(int level, const char *fmt, ...)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
 
-	if (log_file[0]) {
+	if (log_file[0] && !atomic_load_explicit(&log_file_bad, memory_order_relaxed)) {
+		/* Never block the host (a FIFO without a reader would hang it,
+		 * in the constructor even): open non-blocking, then write only
+		 * to a regular file or a character device (a terminal,
+		 * /dev/null). Anything else is refused once, and lines go to
+		 * stderr from then on. */
 		int fd = (int)syscall(SYS_openat, AT_FDCWD, log_file,
-				      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		if (fd >= 0) {
+				      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))) {
 			cr_sys_write_all(fd, buf, (size_t)n);
 			cr_sys_close(fd);
+			errno = saved;
+			return;
 		}
-	} else {
-		struct stat st;
-		if (fstat(2, &st) == 0 && !S_ISSOCK(st.st_mode))
-			cr_sys_write_all(2, buf, (size_t)n);
+		int err = fd >= 0 ? 0 : errno;
+		if (fd >= 0)
+			cr_sys_close(fd);
+		if (!atomic_exchange(&log_file_bad, 1)) {
+			char why[512];
+			int k = snprintf(why, sizeof(why),
+					 "connroute[%d]: warn: CONNROUTE_LOG_FILE=%.200s: %s; logging to stderr "
+					 "instead (name a regular file)\n",
+					 (int)getpid(), log_file, err ? strerror(err) : "not a regular file");
+			write_stderr(why, k < (int)sizeof(why) ? (size_t)k : sizeof(why) - 1);
+		}
 	}
+	write_stderr(buf, (size_t)n);
 	errno = saved;
 }

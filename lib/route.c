@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "engine.h"
@@ -30,6 +31,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "deadline.h"
 #include "sockopt.h"
 #include "sockrec.h"
 #include "sys.h"
@@ -37,6 +39,24 @@
 #include "warm.h"
 
 atomic_int cr_route_raw;
+
+/* The process whose accounting this is: set at init and by the fork child
+ * handler. A vfork child (or posix_spawn's) shares our memory but runs no
+ * atfork handler, so its getpid() differs: its closes before exec (python's
+ * subprocess closes every fd) must not touch the parent's fd table and
+ * limits, whose sockets stay open in the parent. */
+static _Atomic pid_t owner_pid;
+
+void cr_route_set_owner(void)
+{
+	atomic_store(&owner_pid, getpid());
+}
+
+static int in_vfork_child(void)
+{
+	return getpid() != atomic_load_explicit(&owner_pid, memory_order_relaxed);
+}
+
 
 _Static_assert(CR_MAX_LANE_IDS <= (1u << CR_FDTAB_LANE_BITS), "a stable lane id must fit the fd table's lane field");
 
@@ -220,7 +240,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uint64_t ino;
 	uint32_t slot = CR_SLOT_NONE;
 
-	if (cr_dest_from_sockaddr(&d, sa, len) != 0)
+	if (cr_dest_from_sockaddr(&d, sa, len) != 0 || in_vfork_child())
 		return cr_real.connect(fd, sa, len);
 	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP) {
 		errno = saved;
@@ -322,11 +342,31 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 
 	uint64_t t0 = cr_now_ns();
+	/* The unit belongs to the fd before any wait: whatever happens to this
+	 * call (a siglongjmp out of the connect), the app's close of the fd
+	 * gives it back, or the reaper finds it (docs/INTERNALS.md, "Raw
+	 * connect"). */
+	struct cr_fdinfo info = {.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
+	int tracked = cr_fdtab_put(fd, &info) == 0;
 	errno = saved;
-	if (!nonblock && lane->connect_timeout_ms > 0)
-		r = timed_connect(fd, sa, len, flags, lane->connect_timeout_ms);
-	else
+	if (!nonblock && lane->connect_timeout_ms > 0) {
+		long h = cr_deadline_arm(fd, ino, t0 + (uint64_t)lane->connect_timeout_ms * 1000000ull);
+		if (h >= 0) {
+			/* The kernel's own blocking connect: its signal and
+			 * SO_SNDTIMEO semantics are the app's. */
+			r = cr_real.connect(fd, sa, len);
+			int ce = errno;
+			if (cr_deadline_disarm(h)) {
+				r = -1;
+				ce = ETIMEDOUT;
+			}
+			errno = ce;
+		} else {
+			r = timed_connect(fd, sa, len, flags, lane->connect_timeout_ms);
+		}
+	} else {
 		r = cr_real.connect(fd, sa, len);
+	}
 	int e = r == 0 ? saved : errno; /* errno untouched on success */
 
 	/* EINPROGRESS/EINTR: the kernel goes on connecting; the socket holds
@@ -337,14 +377,16 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	cr_m_conn_opened(lane->id, took, open);
 	if (warm && open)
 		cr_warm_note(lane, &d, took);
-	if (open) {
-		struct cr_fdinfo info = {.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
-		if (cr_fdtab_put(fd, &info) != 0) {
-			cr_limit_release(slot); /* untrackable fd: do not leak the unit */
+	if (!tracked) {
+		cr_limit_release(slot); /* untrackable fd: do not leak the unit */
+		if (open)
 			cr_m_conn_closed(lane->id);
-		}
-	} else {
-		cr_limit_release(slot);
+	} else if (!open) {
+		struct cr_fdinfo back;
+		/* Failed: the unit goes back, unless a racing close (another
+		 * thread's) took the entry and released it already. */
+		if (cr_fdtab_take(fd, &back))
+			cr_limit_release(back.slot);
 	}
 	cr_cfgref_release(cfg);
 	errno = e;
@@ -354,7 +396,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 void cr_route_close_begin(int fd, struct cr_closing *c)
 {
 	c->fd = fd;
-	c->tracked = cr_fdtab_take(fd, &c->info);
+	c->tracked = !in_vfork_child() && cr_fdtab_take(fd, &c->info);
 }
 
 void cr_route_close_end(struct cr_closing *c, int ok)
@@ -393,5 +435,7 @@ int cr_route_close_fd(int fd)
 
 void cr_route_forget_range(unsigned first, unsigned last)
 {
+	if (in_vfork_child())
+		return;
 	cr_fdtab_take_range(first, last, cr_route_release_fd, NULL);
 }

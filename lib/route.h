@@ -42,6 +42,10 @@ struct cr_closing {
 void cr_route_close_begin(int fd, struct cr_closing *c);
 void cr_route_close_end(struct cr_closing *c, int ok);
 
+/* Records this process as the owner of the accounting (init, fork child):
+ * calls from a vfork child (same memory, other pid) leave it alone. */
+void cr_route_set_owner(void);
+
 /* close() with the bookkeeping, never through the hook (for callbacks the
  * engine gives libcurl). */
 int cr_route_close_fd(int fd);

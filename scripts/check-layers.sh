@@ -14,7 +14,7 @@ layer_of() { # the layer of a lib/ file, by its base name without extension
     config|config_*|cfgref|trust|endpoint|key|lane) echo 2 ;;
     metrics) echo 3 ;;
     limit) echo 4 ;;
-    sockopt) echo 5 ;;
+    sockopt|deadline) echo 5 ;;
     warm) echo 6 ;;
     route) echo 7 ;;
     curlpool|curl|curl_*|curl/*) echo 8 ;;
