@@ -4,6 +4,7 @@
  * limit reaper, the fd release, libcurl prewarm on the warm thread, the
  * background-thread kick) are all made here, at init. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "sys.h"
 #include "trust.h"
 #include "warm.h"
 
@@ -31,7 +33,15 @@ struct cr_real cr_real;
 void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
 static char cfg_path[1024];
-static struct stat cfg_stat;
+static struct stat cfg_stat;    /* of the file as last read */
+static uint64_t applied_hash;   /* content of the published config's file */
+/* What the watcher saw at its last look, when that differed from cfg_stat:
+ * a file is applied once two looks agree (docs/INTERNALS.md, "Reload"). */
+static struct {
+	int valid;
+	struct stat st;
+	uint64_t hash;
+} cand;
 static int cfg_strict;
 
 #define fnv cr_fnv64 /* until conn_hash comes from the config key table */
@@ -107,6 +117,44 @@ static void log_diag(const struct cr_diag *diag, const char *path, const char *t
 			  path, path);
 }
 
+/* FNV-1a of the file's bytes (at most 4 MiB; a larger file fails to
+ * parse anyway); 0 when it cannot be read. */
+static uint64_t file_hash(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return 0;
+	uint64_t h = CR_FNV64_INIT;
+	char buf[8192];
+	for (int i = 0; i < 512; i++) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		h = cr_fnv64(h, buf, (size_t)n);
+	}
+	cr_sys_close(fd); /* close() is the host's, interposed */
+	return h ? h : 1;
+}
+
+/* The path is resolved once, here: a daemon that chdir()s later must go on
+ * watching the same file (a relative path would name another, or none).
+ * Prefixed with the working directory, links untouched (trust.c judges the
+ * path as written). */
+static void set_cfg_path(const char *path)
+{
+	char cwd[1024];
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
+	    (size_t)snprintf(cfg_path, sizeof(cfg_path), "%s/%s", cwd, path) < sizeof(cfg_path))
+		return;
+	snprintf(cfg_path, sizeof(cfg_path), "%s", path);
+}
+
+static int same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 int cr_engine_reload(int force)
 {
 	struct stat st;
@@ -115,11 +163,27 @@ int cr_engine_reload(int force)
 	cr_cfgref_collect();
 	int have_stat = stat(cfg_path, &st) == 0;
 	if (!have_stat) {
+		cand.valid = 0;
 		if (!force)
 			return 0; /* being replaced (rename): look again next time */
-	} else if (!force && st.st_ino == cfg_stat.st_ino && st.st_size == cfg_stat.st_size &&
-		   st.st_mtim.tv_sec == cfg_stat.st_mtim.tv_sec &&
-		   st.st_mtim.tv_nsec == cfg_stat.st_mtim.tv_nsec) {
+	} else if (!force && same_stat(&st, &cfg_stat)) {
+		cand.valid = 0;
+		return 0;
+	}
+	uint64_t h = have_stat ? file_hash(cfg_path) : 0;
+	if (!force && (!cand.valid || !same_stat(&st, &cand.st) || h != cand.hash)) {
+		/* Changed since the last look: maybe a writer is still at it
+		 * (`cat new > conf` truncates, then writes). Apply it only once
+		 * it has stayed the same (size, mtime, content) across two
+		 * looks; an atomic rename is seen whole at once either way. */
+		cand.valid = 1;
+		cand.st = st;
+		cand.hash = h;
+		return 0;
+	}
+	cand.valid = 0;
+	if (have_stat && h && h == applied_hash) {
+		cfg_stat = st; /* touched, or rewritten with the same bytes */
 		return 0;
 	}
 	struct cr_config *cfg = calloc(1, sizeof(*cfg));
@@ -148,6 +212,7 @@ int cr_engine_reload(int force)
 	}
 	free(diag);
 	cr_log_config_level(cfg->log_level);
+	applied_hash = h;
 	cr_engine_publish(cfg);
 	cr_m_reload(1);
 	cr_logmsg(CR_LL_INFO, "reloaded %s: %d lane(s)", cfg_path, cfg->nlanes);
@@ -214,9 +279,10 @@ int cr_engine_init(const struct cr_env *env)
 			return CR_ST_DISABLED;
 		}
 		cr_log_config_level(cfg->log_level);
-		snprintf(cfg_path, sizeof(cfg_path), "%s", env->config);
+		set_cfg_path(env->config);
 		if (have_stat)
 			cfg_stat = st;
+		applied_hash = file_hash(cfg_path);
 	} else {
 		cr_config_builtin(cfg);
 	}

@@ -74,6 +74,12 @@ void cr_logmsg(int level, const char *fmt, ...)
 	va_end(ap);
 	if (n >= (int)sizeof(buf) - 1)
 		n = (int)sizeof(buf) - 2;
+	/* One event, one line: values echoed from the environment, a config
+	 * or a key (CONNROUTE_KEY="x\nconnroute: error: ...") must not forge
+	 * lines or send terminal escapes. Control bytes become '?'. */
+	for (int i = 0; i < n; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
 	buf[n++] = '\n';
 
 	if (log_file[0] && !atomic_load_explicit(&log_file_bad, memory_order_relaxed)) {
