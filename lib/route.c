@@ -376,7 +376,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uint64_t took = r == 0 || !nonblock ? cr_now_ns() - t0 : 0;
 	cr_m_conn_opened(lane->id, took, open);
 	if (warm && open)
-		cr_warm_note(lane, &d, took);
+		cr_warm_note(lane, &d, took ? took : 1); /* nonzero: a cold connect */
 	if (!tracked) {
 		cr_limit_release(slot); /* untrackable fd: do not leak the unit */
 		if (open)

@@ -58,7 +58,18 @@ struct pool {
 	double lat_s;             /* connect latency, smoothed */
 	uint64_t fail_until_ns;
 	int retired;
+	/* Usefulness of adaptive preconnect to this destination: sockets
+	 * served, and sockets that went to waste (expired or died unused, or
+	 * sat ready while a connect went cold past them). A destination whose
+	 * warm sockets are never used is not preconnected any more: an idle
+	 * connection can block a single-threaded server (docs/config.md,
+	 * preconnect_ratio). */
+	long hits;
+	long wasted;
+	int adaptive_off;
 };
+
+#define WASTE_LIMIT 2
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
@@ -115,6 +126,17 @@ static struct pool *find_pool(int lane_id, uint64_t ch, const struct cr_dest *d,
 	freep->d = *d;
 	freep->d.host = NULL;
 	return freep;
+}
+
+/* Under mu. */
+static void waste(struct pool *p, int n)
+{
+	p->wasted += n;
+	if (p->hits == 0 && p->wasted >= WASTE_LIMIT && p->adaptive && !p->adaptive_off) {
+		p->adaptive_off = 1;
+		cr_logmsg(CR_LL_INFO, "warm pools: preconnect stops for a destination whose warm sockets "
+			  "were never used (%ld wasted)", p->wasted);
+	}
 }
 
 /* Gives back a ready warm socket: closes it if the fd still holds our
@@ -248,7 +270,7 @@ void cr_warm_kick(void)
 static int target_of(const struct pool *p)
 {
 	int t = p->static_target;
-	if (p->adaptive && p->rate > 0) {
+	if (p->adaptive && !p->adaptive_off && p->rate > 0) {
 		/* Envoy's preconnect: enough sockets to cover the connects that
 		 * arrive while one is being refilled. */
 		double x = p->ratio * p->rate * (p->lat_s > 0 ? p->lat_s : 0.001);
@@ -489,6 +511,8 @@ static void sweep(void)
 			int expired = p->retired || (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
 			int dead = !expired && (!still_ours(w) || !alive(w->fd));
 			if (expired || dead) {
+				if (!p->retired)
+					waste(p, 1);
 				drop[nd++] = *w;
 				p->ready[j] = p->ready[--p->n];
 			} else {
@@ -585,6 +609,9 @@ int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *
 			continue;
 		}
 		cr_m_warm(lane->id, 1);
+		pthread_mutex_lock(&mu);
+		p->hits++;
+		pthread_mutex_unlock(&mu);
 		*slot = w.slot;
 		*ino = w.ino;
 		return w.fd;
@@ -611,10 +638,12 @@ void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t 
 			p->rate = p->rate > 0 ? 0.9 * p->rate + 0.1 * inst : inst;
 		}
 		p->last_ns = t;
-		if (connect_ns) {
+		if (connect_ns > 1) {
 			double lat = (double)connect_ns / 1e9;
 			p->lat_s = p->lat_s > 0 ? 0.9 * p->lat_s + 0.1 * lat : lat;
 		}
+		if (connect_ns && p->n > 0)
+			waste(p, 1); /* cold past ready warm sockets it could not use */
 		pthread_cond_signal(&cv);
 	}
 	pthread_mutex_unlock(&mu);

@@ -45,7 +45,8 @@ void cr_warm_curl_due(void);
  * unit and *INO its inode; the fd is non-blocking and close-on-exec. */
 int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *slot, uint64_t *ino);
 
-/* Demand: a connect to (LANE, D) happened (served warm or cold). */
+/* Demand: a connect to (LANE, D) happened: served warm (CONNECT_NS 0) or
+ * cold (its duration in ns; 1 when unknown). */
 void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t connect_ns);
 
 /* The app closed a warm socket of ours (found in the fd table). */
