@@ -26,7 +26,6 @@
 atomic_int cr_route_raw;
 __thread int cr_in_shim;
 atomic_int cr_state;
-struct cr_real cr_real;
 void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
 struct cfgref {

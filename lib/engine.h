@@ -23,15 +23,6 @@ extern atomic_int cr_route_raw;
 extern __thread int cr_in_shim;
 extern atomic_int cr_state;
 
-/* The functions the engine calls instead of the hooked names. The shim fills
- * them from RTLD_NEXT; unit tests point them at libc. */
-struct cr_real {
-	int (*connect)(int, const struct sockaddr *, socklen_t);
-	int (*close)(int);
-	int (*setsockopt)(int, int, int, const void *, socklen_t);
-};
-extern struct cr_real cr_real;
-
 /* What the environment said (the shim reads it; AT_SECURE ignores it). */
 struct cr_env {
 	const char *config;    /* CONNROUTE_CONFIG */

@@ -29,6 +29,7 @@
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
+#include "real.h"
 #include "route.h"
 #include "sockrec.h"
 #include "sys.h"

@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 #include <pthread.h>
 
-#include "engine.h"
+#include "real.h"
 #include "fdtab.h"
 #include "sockrec.h"
 

@@ -18,6 +18,7 @@
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
+#include "real.h"
 #include "route.h"
 #include "sys.h"
 #include "warm.h"
