@@ -58,12 +58,12 @@ deps:
 	@bash scripts/deps.sh
 
 # --- the engine: a static archive for the shim, the CLI and the unit tests ---
-$(B)/obj/%.o: %.c $(wildcard lib/*.h include/*.h shim/*.h)
+$(B)/obj/%.o: %.c $(wildcard lib/*.h lib/*.def include/*.h shim/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -c $< -o $@
 
-$(B)/tobj/%.o: %.c $(wildcard lib/*.h include/*.h)
+$(B)/tobj/%.o: %.c $(wildcard lib/*.h lib/*.def include/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -c $< -o $@
@@ -77,10 +77,18 @@ $(B)/libcr-test.a: $(LIBT_OBJ)
 	$(Q)ar rcs $@ $^
 
 # --- the shim: only libc NEEDED, only hooks and connroute_* exported --------
-$(B)/libconnroute.so: $(SHIM_OBJ) $(B)/libcr.a shim/connroute.map
+# The version script: every name in lib/hooks.def, connroute_*, nothing else.
+$(B)/connroute.map: lib/hooks.def
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q){ echo '{ global:'; \
+	  $(CC) -E -P -x c -D'CR_LIBC(name,ret,params)=name;' -D'CR_CURL(name,ret,params)=name;' $<; \
+	  echo 'connroute_*; local: *; };'; } > $@.tmp && mv $@.tmp $@
+
+$(B)/libconnroute.so: $(SHIM_OBJ) $(B)/libcr.a $(B)/connroute.map
 	$(call say,LD,$@)
 	$(Q)$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/libcr.a $(INIH_A) \
-	  -Wl,--version-script=shim/connroute.map -Wl,--exclude-libs,ALL \
+	  -Wl,--version-script=$(B)/connroute.map -Wl,--exclude-libs,ALL \
 	  -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
 
 $(B)/connroute: $(CLI_SRC) $(B)/libcr.a
@@ -92,6 +100,18 @@ $(B)/progs/%: tests/progs/%.c include/connroute.h
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -lcurl -lpthread
+
+# earlyprog needs libearly.so: a NEEDED library of the program is initialised
+# before a preloaded one, so its constructor runs before the shim's.
+$(B)/progs/libearly.so: tests/progs/early/libearly.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libearly.so -o $@ $<
+
+$(B)/progs/earlyprog: tests/progs/earlyprog.c $(B)/progs/libearly.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< $(B)/progs/libearly.so -Wl,-rpath,'$$ORIGIN'
 
 $(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
 	$(call say,CC,$@)

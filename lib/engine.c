@@ -29,7 +29,6 @@
 #include "warm.h"
 
 atomic_int cr_state;
-struct cr_real cr_real;
 void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
 static char cfg_path[1024];

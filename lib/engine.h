@@ -17,15 +17,6 @@
 enum cr_state { CR_ST_UNINIT = 0, CR_ST_INIT, CR_ST_READY, CR_ST_DISABLED };
 extern atomic_int cr_state;
 
-/* The functions the engine calls instead of the hooked names. The shim fills
- * them from RTLD_NEXT; unit tests point them at libc. */
-struct cr_real {
-	int (*connect)(int, const struct sockaddr *, socklen_t);
-	int (*close)(int);
-	int (*setsockopt)(int, int, int, const void *, socklen_t);
-};
-extern struct cr_real cr_real;
-
 /* What the environment said (the shim reads it; AT_SECURE ignores it). */
 struct cr_env {
 	const char *config;    /* CONNROUTE_CONFIG */

@@ -23,13 +23,14 @@
 #include <unistd.h>
 
 #include "base.h"
-#include "engine.h"
+#include "cfgref.h"
 #include "fdtab.h"
 #include "key.h"
 #include "lane.h"
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
+#include "real.h"
 #include "route.h"
 #include "deadline.h"
 #include "sockopt.h"
@@ -418,15 +419,7 @@ int cr_route_close_fd(int fd)
 {
 	struct cr_closing c;
 	cr_route_close_begin(fd, &c);
-	int r;
-	if (cr_real.close) {
-		r = cr_real.close(fd);
-	} else {
-		long k = cr_sys_close(fd);
-		r = k < 0 ? -1 : 0;
-		if (k < 0)
-			errno = (int)-k;
-	}
+	int r = cr_real.close(fd);
 	int e = errno;
 	cr_route_close_end(&c, 1);
 	errno = e;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "engine.h"
+#include "real.h"
 #include "lane.h"
 #include "log.h"
 #include "sockopt.h"
@@ -34,18 +34,11 @@ static void warn_once(const struct cr_lane *l, unsigned bit, const char *what, i
 		       what, strerror(err));
 }
 
-/* Through cr_real: never our own setsockopt hook (docs/INTERNALS.md,
- * "Rules inside a host process"). */
-static int real_setsockopt(int fd, int level, int name, const void *v, socklen_t len)
-{
-	return cr_real.setsockopt ? cr_real.setsockopt(fd, level, name, v, len)
-				  : setsockopt(fd, level, name, v, len);
-}
 
 static void setopt(int fd, const struct cr_lane *l, int level, int name, int val, unsigned bit,
 		   const char *what)
 {
-	if (real_setsockopt(fd, level, name, &val, sizeof(val)) != 0)
+	if (cr_real.setsockopt(fd, level, name, &val, sizeof(val)) != 0)
 		warn_once(l, bit, what, errno);
 }
 
@@ -84,7 +77,7 @@ void cr_sockopt_apply(int fd, const struct cr_lane *l, int family, int allow_bin
 		/* A dual-stack socket may still carry IPv4 (mapped addresses). */
 		if (family == AF_INET || family == AF_INET6) {
 			int v = l->tos, e = 0;
-			if (real_setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) != 0)
+			if (cr_real.setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) != 0)
 				e = errno;
 			if (e && family == AF_INET)
 				warn_once(l, W_TOS, "IP_TOS", e);
@@ -96,7 +89,7 @@ void cr_sockopt_apply(int fd, const struct cr_lane *l, int family, int allow_bin
 		setopt(fd, l, SOL_SOCKET, SO_MARK, (int)(uint32_t)l->mark, W_MARK, "SO_MARK");
 	if (allow_bind && l->bind_set && l->bind_addr.ss_family == family && cr_sockopt_unbound(fd)) {
 		int one = 1;
-		(void)real_setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		(void)cr_real.setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		if (bind(fd, (const struct sockaddr *)&l->bind_addr, l->bind_len) != 0)
 			warn_once(l, W_BIND, "the source address (bind)", errno);
 	}

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <pthread.h>
 
-#include "engine.h"
 #include "fdpages.h"
+#include "real.h"
 #include "fdtab.h"
 #include "sockrec.h"
 
@@ -167,9 +167,7 @@ int cr_sockrec_replay(int fd, uint64_t ino, int to)
 		if (copy.opt[i].level == SOL_SOCKET &&
 		    (copy.opt[i].name == SO_REUSEADDR || copy.opt[i].name == SO_REUSEPORT))
 			continue;
-		int (*set)(int, int, int, const void *, socklen_t) =
-			cr_real.setsockopt ? cr_real.setsockopt : setsockopt;
-		if (set(to, copy.opt[i].level, copy.opt[i].name, copy.opt[i].val, copy.opt[i].len) != 0)
+		if (cr_real.setsockopt(to, copy.opt[i].level, copy.opt[i].name, copy.opt[i].val, copy.opt[i].len) != 0)
 			return -1;
 	}
 	return 0;

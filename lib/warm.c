@@ -15,12 +15,12 @@
 
 #include "base.h"
 #include "cfgref.h"
-#include "engine.h"
 #include "fdtab.h"
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
 #include "ownfd.h"
+#include "real.h"
 #include "sockopt.h"
 #include "sys.h"
 #include "thread.h"

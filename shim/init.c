@@ -2,9 +2,10 @@
  * (uninit -> initialising -> ready | disabled).
  *
  * Every hook works in every state: anything but READY passes straight to the
- * real call (or a raw syscall before symbols are resolved). No thread is
- * started here (docs/INTERNALS.md, "State machine"); the constructor reads the environment, loads
- * the config and registers the fork handlers, nothing else. */
+ * real call (cr_real: a raw syscall that behaves as libc until resolved).
+ * No thread is started here (docs/INTERNALS.md, "State machine"); the constructor reads the
+ * environment, loads the config and registers the fork handlers, nothing
+ * else. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "limit.h"
 #include "warm.h"
 #include "log.h"
+#include "real.h"
 #include "thread.h"
 #include "shim.h"
 
@@ -54,14 +56,7 @@ __attribute__((constructor)) static void cr_shim_init(void)
 	int expect = CR_ST_UNINIT;
 	if (!atomic_compare_exchange_strong(&cr_state, &expect, CR_ST_INIT))
 		return;
-	cr_shim_resolve();
-	cr_real.connect = real.connect;
-	cr_real.close = real.close;
-	cr_real.setsockopt = real.setsockopt;
-	if (!real.connect || !real.close || !real.setsockopt) {
-		atomic_store(&cr_state, CR_ST_DISABLED);
-		return;
-	}
+	cr_real_resolve();
 
 	/* Secure execution (setuid/setgid/capabilities): the environment
 	 * belongs to a less privileged user; ignore all of it. glibc drops

@@ -1,34 +1,26 @@
 /* connroute: the override layer. Only argument decoding, the state check,
- * and calls into lib/ and the real functions live under shim/. */
+ * and calls into lib/ and the real functions (lib/real.h) live under shim/. */
 #ifndef CR_SHIM_H
 #define CR_SHIM_H
 
+#include <curl/curl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
-/* Every interposed symbol is defined with HOOK(), so `grep -n 'HOOK('
- * shim/` lists them all; shim/connroute.map exports exactly these and
- * connroute_*. */
-#define HOOK(ret, name, params) __attribute__((visibility("default"))) ret name params
+/* Every interposed symbol is listed in lib/hooks.def (which also makes the
+ * version script) and defined in shim/ with HOOK(). HOOK first declares the
+ * name with the list's type, so a hook missing from the list, or with another
+ * signature, does not build. */
+#define CR_LIBC(name, ret, params) typedef ret cr_hook_type_##name params;
+#define CR_CURL(name, ret, params) typedef ret cr_hook_type_##name params;
+#include "hooks.def"
+#undef CR_LIBC
+#undef CR_CURL
+
+#define HOOK(ret, name, params)                                                                    \
+	cr_hook_type_##name name;                                                                  \
+	__attribute__((visibility("default"))) ret name params
 #define CR_API __attribute__((visibility("default")))
-
-/* The real functions, resolved once (RTLD_NEXT) by cr_shim_resolve(). NULL
- * until then: hooks fall back to raw syscalls. */
-struct cr_shim_real {
-	int (*connect)(int, const struct sockaddr *, socklen_t);
-	int (*close)(int);
-	int (*close_)(int);    /* __close */
-	int (*connect_)(int, const struct sockaddr *, socklen_t); /* __connect */
-	int (*close_range)(unsigned, unsigned, int);
-	void (*closefrom)(int);
-	int (*dup2)(int, int);
-	int (*dup3)(int, int, int);
-	int (*dup)(int);
-	int (*setsockopt)(int, int, int, const void *, socklen_t);
-	int (*epoll_ctl)(int, int, int, void *);
-};
-extern struct cr_shim_real real;
-
-void cr_shim_resolve(void);
 
 /* The recursion guard cr_in_shim lives in lib/engine.h (the engine's own
  * background work sets it too). */

@@ -6,33 +6,17 @@
  * allocation, no syscalls of our own. */
 #include <errno.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "engine.h"
 #include "fdtab.h"
+#include "real.h"
 #include "route.h"
 #include "shim.h"
 #include "sockrec.h"
 #include "warm.h"
-#include "sys.h"
-
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-#ifndef CLOSE_RANGE_UNSHARE
-#define CLOSE_RANGE_UNSHARE (1U << 1)
-#endif
-
-static inline int ret_errno(long r)
-{
-	if (r < 0) {
-		errno = (int)-r;
-		return -1;
-	}
-	return (int)r;
-}
 
 __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct sockaddr *, socklen_t),
 						   int fd, const struct sockaddr *sa, socklen_t len)
@@ -56,8 +40,6 @@ __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct so
 static inline int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t), int fd,
 			     const struct sockaddr *sa, socklen_t len)
 {
-	if (__builtin_expect(!fn, 0))
-		return ret_errno(cr_sys_connect(fd, sa, len));
 	if (__builtin_expect(!atomic_load_explicit(&cr_route_raw, memory_order_relaxed), 1))
 		return fn(fd, sa, len);
 	return connect_slow(fn, fd, sa, len);
@@ -65,12 +47,12 @@ static inline int do_connect(int (*fn)(int, const struct sockaddr *, socklen_t),
 
 HOOK(int, connect, (int fd, const struct sockaddr *sa, socklen_t len))
 {
-	return do_connect(real.connect, fd, sa, len);
+	return do_connect(cr_real.connect, fd, sa, len);
 }
 
 HOOK(int, __connect, (int fd, const struct sockaddr *sa, socklen_t len))
 {
-	return do_connect(real.connect_ ? real.connect_ : real.connect, fd, sa, len);
+	return do_connect(cr_real.__connect, fd, sa, len);
 }
 
 /* Kept out of line so the fast path below stays a load and a tail call. */
@@ -79,12 +61,10 @@ __attribute__((noinline)) static int close_tracked(int (*fn)(int), int fd)
 	struct cr_closing c;
 	int r;
 	cr_route_close_begin(fd, &c);
-	r = fn ? fn(fd) : ret_errno(cr_sys_close(fd));
+	r = fn(fd);
 	/* Linux frees the fd even when close() reports EINTR or EIO: the
 	 * unit goes back whatever the result. */
-	int e = errno;
-	cr_route_close_end(&c, 1);
-	errno = e;
+	SAVE_ERRNO(cr_route_close_end(&c, 1));
 	return r;
 }
 
@@ -93,44 +73,37 @@ static inline int do_close(int (*fn)(int), int fd)
 	/* (Pre-connect records need no forgetting here: they are keyed by the
 	 * socket's inode, so a later socket on this number never sees them.) */
 	if (__builtin_expect(!cr_fdtab_any(), 1))
-		return fn ? fn(fd) : ret_errno(cr_sys_close(fd));
+		return fn(fd);
 	return close_tracked(fn, fd);
 }
 
 HOOK(int, close, (int fd))
 {
-	return do_close(real.close, fd);
+	return do_close(cr_real.close, fd);
 }
 
 HOOK(int, __close, (int fd))
 {
-	return do_close(real.close_ ? real.close_ : real.close, fd);
+	return do_close(cr_real.__close, fd);
 }
 
+/* Only a plain close_range releases units. CLOEXEC closes nothing now.
+ * UNSHARE first gives the caller a private copy of the fd table and closes
+ * the range in that copy only: threads sharing the old table still hold the
+ * sockets, so the units stay taken (docs/INTERNALS.md, "fd ownership").
+ * Where nobody shared it the fds are really gone: the inode check finds them. */
 HOOK(int, close_range, (unsigned first, unsigned last, int flags))
 {
-	int r;
-	if (!cr_fdtab_any() || (flags & CLOSE_RANGE_CLOEXEC) ||
-	    (flags & ~(int)(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)) || first > last)
-		return real.close_range ? real.close_range(first, last, flags)
-					: ret_errno(cr_sys_close_range(first, last, (unsigned)flags));
-	cr_route_forget_range(first, last);
-	r = real.close_range ? real.close_range(first, last, flags)
-			     : ret_errno(cr_sys_close_range(first, last, (unsigned)flags));
-	return r;
+	if (flags == 0 && first <= last && cr_fdtab_any())
+		cr_route_forget_range(first, last);
+	return cr_real.close_range(first, last, flags);
 }
 
 HOOK(void, closefrom, (int lowfd))
 {
 	if (cr_fdtab_any() && lowfd >= 0)
 		cr_route_forget_range((unsigned)lowfd, ~0u);
-	if (real.closefrom) {
-		real.closefrom(lowfd);
-		return;
-	}
-	int e = errno;
-	(void)cr_sys_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u, 0);
-	errno = e;
+	cr_real.closefrom(lowfd);
 }
 
 static int do_dup(int oldfd, int newfd, int flags, int is_dup3)
@@ -140,20 +113,11 @@ static int do_dup(int oldfd, int newfd, int flags, int is_dup3)
 	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && oldfd != newfd)
 		cr_sockrec_shared(oldfd);
 	/* dup2(fd, fd) closes nothing. */
-	if (!cr_fdtab_any() || oldfd == newfd) {
-		if (is_dup3)
-			return real.dup3 ? real.dup3(oldfd, newfd, flags)
-					 : ret_errno(cr_sys_dup3(oldfd, newfd, flags));
-		return real.dup2 ? real.dup2(oldfd, newfd) : ret_errno(cr_sys_dup3(oldfd, newfd, 0));
-	}
+	if (!cr_fdtab_any() || oldfd == newfd)
+		return is_dup3 ? cr_real.dup3(oldfd, newfd, flags) : cr_real.dup2(oldfd, newfd);
 	cr_route_close_begin(newfd, &c);
-	if (is_dup3)
-		r = real.dup3 ? real.dup3(oldfd, newfd, flags) : ret_errno(cr_sys_dup3(oldfd, newfd, flags));
-	else
-		r = real.dup2 ? real.dup2(oldfd, newfd) : ret_errno(cr_sys_dup3(oldfd, newfd, 0));
-	int e = errno;
-	cr_route_close_end(&c, r >= 0);
-	errno = e;
+	r = is_dup3 ? cr_real.dup3(oldfd, newfd, flags) : cr_real.dup2(oldfd, newfd);
+	SAVE_ERRNO(cr_route_close_end(&c, r >= 0));
 	return r;
 }
 
@@ -171,13 +135,9 @@ HOOK(int, dup3, (int oldfd, int newfd, int flags))
  * one must carry what the app set on it before connecting. */
 HOOK(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len))
 {
-	int r = real.setsockopt ? real.setsockopt(fd, level, name, val, len)
-				: (int)ret_errno(syscall(SYS_setsockopt, fd, level, name, val, len));
-	if (r == 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && !cr_in_shim) {
-		int e = errno;
-		cr_sockrec_setsockopt(fd, level, name, val, len);
-		errno = e;
-	}
+	int r = cr_real.setsockopt(fd, level, name, val, len);
+	if (r == 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && !cr_in_shim)
+		SAVE_ERRNO(cr_sockrec_setsockopt(fd, level, name, val, len));
 	return r;
 }
 
@@ -185,13 +145,9 @@ HOOK(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t l
  * would leave the registration on the old file (nginx does this). */
 HOOK(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev))
 {
-	int r = real.epoll_ctl ? real.epoll_ctl(epfd, op, fd, ev)
-			       : (int)ret_errno(syscall(SYS_epoll_ctl, epfd, op, fd, ev));
-	if (r == 0 && op == EPOLL_CTL_ADD && atomic_load_explicit(&cr_warm_active, memory_order_relaxed)) {
-		int e = errno;
-		cr_sockrec_epoll_add(fd);
-		errno = e;
-	}
+	int r = cr_real.epoll_ctl(epfd, op, fd, ev);
+	if (r == 0 && op == EPOLL_CTL_ADD && atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
+		SAVE_ERRNO(cr_sockrec_epoll_add(fd));
 	return r;
 }
 
@@ -199,11 +155,8 @@ HOOK(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev))
  * never-connected socket. */
 HOOK(int, dup, (int fd))
 {
-	int r = real.dup ? real.dup(fd) : (int)ret_errno(syscall(SYS_dup, fd));
-	if (r >= 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed)) {
-		int e = errno;
-		cr_sockrec_shared(fd);
-		errno = e;
-	}
+	int r = cr_real.dup(fd);
+	if (r >= 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
+		SAVE_ERRNO(cr_sockrec_shared(fd));
 	return r;
 }

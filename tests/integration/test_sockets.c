@@ -304,6 +304,29 @@ Test(release, by_dup2_onto_it) { release_route("dup2=z:a"); }
 Test(release, by_fclose_unseen_close_found_by_inode) { release_route("fclose=a"); }
 Test(release, by_raw_syscall_unseen_close_found_by_inode) { release_route("sys_close=a"); }
 
+/* With CLOSE_RANGE_UNSHARE nothing is released by the hook (the caller may
+ * share its table with other threads); in a single-threaded program the fd
+ * is really gone, and the inode check finds it when the lane is full. */
+Test(release, by_close_range_unshare_found_by_inode) { release_route("close_range_unshare=a"); }
+
+/* close_range(CLOSE_RANGE_UNSHARE) in a second thread closes only that
+ * thread's new private copy of the fd table: the program still holds the
+ * connection, so its unit stays taken. */
+Test(limits, close_range_unshare_in_another_thread_keeps_the_unit, .init = start_plain, .fini = stop)
+{
+	struct h_run r;
+	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", up.port), "thread_unshare=a", "peer=a",
+			      at("b", up.port), NULL};
+	run(&r, argv, env, 1);
+	cr_expect(strstr(r.out, "thread_unshare a ok closed_there=1") != NULL, "%s", r.out);
+	cr_expect(strstr(r.out, "peer a ok") != NULL, "the main thread still has it: %s", r.out);
+	cr_expect(strstr(r.out, "connect b err ETIMEDOUT") != NULL, "the limit still holds: %s", r.out);
+	cr_expect_eq(h_stat(&up, "max_open"), 1, "the server never saw two connections");
+	cr_expect_eq(h_stat(&up, "accepted"), 1);
+	h_run_free(&r);
+}
+
 Test(release, by_closefrom, .init = start_plain, .fini = stop)
 {
 	struct h_run r;
@@ -348,6 +371,48 @@ Test(fds, no_fd_leak, .init = start_plain, .fini = stop)
 	}
 	cr_expect_eq(f0, f1, "fds before and after: %s", b.out);
 	cr_expect(strstr(a.out, "fdcount 3") != NULL, "%s", a.out);
+	h_run_free(&a);
+	h_run_free(&b);
+}
+
+/* ------------------------------------------------------- before the constructor */
+
+/* Hooks called from another library's constructor, before the shim's own
+ * constructor resolved the real symbols, behave exactly as libc: the same
+ * results as after init and as without the shim. */
+Test(early, hooks_before_the_constructor_behave_as_libc)
+{
+	struct h_run a, b;
+	const char *env[] = {"CONNROUTE_KEY=early/probe", NULL};
+	const char *argv[] = {"earlyprog", NULL};
+	run(&a, argv, env, 0);
+	run(&b, argv, env, 1);
+	cr_assert_eq(b.status, 0, "%s", b.err);
+	/* The order is real: the library's constructor ran before the shim's
+	 * (which sets the key from CONNROUTE_KEY), main() after it. */
+	cr_expect(strstr(b.out, "ctor key default\n") != NULL, "%s", b.out);
+	cr_expect(strstr(b.out, "main key early/probe\n") != NULL, "%s", b.out);
+	cr_expect(strstr(b.out, "ctor setsockopt_badfd err EBADF\n"), "%s", b.out);
+	cr_expect(strstr(b.out, "ctor epoll_ctl_badfd err EBADF\n"), "%s", b.out);
+	cr_expect(strstr(b.out, "ctor dup_badfd err EBADF\n"), "%s", b.out);
+	cr_expect(strstr(b.out, "ctor dup2_same_is_fd ok\n"), "%s", b.out);
+	cr_expect(strstr(b.out, "ctor dup2_same_badfd err EBADF\n"), "%s", b.out);
+	/* Every probe line of the run without the shim, in both places. */
+	int lines = 0;
+	for (char *l = strstr(a.out, "main "); l; l = strstr(l + 1, "\nmain ")) {
+		if (*l == '\n')
+			l++;
+		size_t n = strcspn(l, "\n");
+		char want[200];
+		if (!strncmp(l, "main key", 8) || n + 2 > sizeof(want))
+			continue;
+		snprintf(want, sizeof(want), "%.*s\n", (int)n, l);
+		cr_expect(strstr(b.out, want) != NULL, "after init, as without the shim: %s\n%s", want, b.out);
+		memcpy(want, "ctor", 4);
+		cr_expect(strstr(b.out, want) != NULL, "before init, as without the shim: %s\n%s", want, b.out);
+		lines++;
+	}
+	cr_expect_geq(lines, 10, "%s", a.out);
 	h_run_free(&a);
 	h_run_free(&b);
 }

@@ -32,6 +32,11 @@
  *   fork_fdcount                     fork; the child prints fork_fdcount N (its open fds)
  *   sys_closeabove=S                 raw syscall close_range(fd of S + 1, ~0): closes every
  *                                    higher fd behind the shim's back
+ *   close_range_unshare=S            close_range(fd of S, fd of S, CLOSE_RANGE_UNSHARE)
+ *   thread_unshare=S                 a second thread calls close_range(fd of S, ~0,
+ *                                    CLOSE_RANGE_UNSHARE): it closes only that thread's new
+ *                                    private fd table. Prints thread_unshare S ok|err ERRNO
+ *                                    closed_there=0|1 (S is gone in the thread's table)
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -51,6 +56,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <pthread.h>
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 
 #define MAXS 64
 static struct {
@@ -270,6 +280,19 @@ static void do_read(const char *name, int fd)
 	printf("read %s %s\n", name, buf);
 }
 
+struct unshare_arg {
+	int fd, r, err, closed_there;
+};
+
+static void *unshare_thread(void *p)
+{
+	struct unshare_arg *u = p;
+	u->r = close_range((unsigned)u->fd, ~0u, CLOSE_RANGE_UNSHARE);
+	u->err = errno;
+	u->closed_there = fcntl(u->fd, F_GETFD) < 0 && errno == EBADF;
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -351,6 +374,17 @@ int main(int argc, char **argv)
 			int fd = fd_of(arg);
 			int r = close_range((unsigned)fd, (unsigned)fd, 0);
 			printf("close_range %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "close_range_unshare")) {
+			int fd = fd_of(arg);
+			int r = close_range((unsigned)fd, (unsigned)fd, CLOSE_RANGE_UNSHARE);
+			printf("close_range_unshare %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "thread_unshare")) {
+			struct unshare_arg u = {.fd = fd_of(arg)};
+			pthread_t t;
+			pthread_create(&t, NULL, unshare_thread, &u);
+			pthread_join(t, NULL);
+			printf("thread_unshare %s %s closed_there=%d\n", arg, u.r == 0 ? "ok" : errname(u.err),
+			       u.closed_there);
 		} else if (!strcmp(op, "closefrom")) {
 			closefrom(fd_of(arg));
 			printf("closefrom %s done\n", arg);
