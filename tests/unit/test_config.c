@@ -1356,6 +1356,204 @@ Test(config, dump_shows_every_knob)
 	free(buf);
 }
 
+/* The whole dump of a config that sets every key (and of lanes left to their
+ * defaults), byte for byte: `connroute check` output is read by people and
+ * scripts, so a change to the code that prints it must keep it. */
+static const char golden_conf[] =
+	"[global]\n"
+	"log = debug\n"
+	"metrics = unix:/run/cr/%p.sock\n"
+	"[threads]\n"
+	"batch-* = reports/batch\n"
+	"w? = a/b+idempotent\n"
+	"[lane critical]\n"
+	"match = payment-gateway/critical, */critical\n"
+	"hosts = 127.0.0.0/8:8443, api.internal, [::1]:443, [fd00::]/8, *.svc:80, *:5432\n"
+	"max_conns_per_host = 100\n"
+	"max_idle_per_host = 32\n"
+	"idle_timeout = 1500ms\n"
+	"max_lifetime = 90m\n"
+	"connect_timeout = 1s\n"
+	"response_header_timeout = 10s\n"
+	"request_timeout = 2m\n"
+	"queue_timeout = 0\n"
+	"keepalive = 30s\n"
+	"keepalive_interval = 10s\n"
+	"keepalive_count = 3\n"
+	"nodelay = off\n"
+	"dscp = af41\n"
+	"priority = 6\n"
+	"mark = 0x7\n"
+	"bind = ::1\n"
+	"min_tls = 1.3\n"
+	"retries = 2\n"
+	"retry_budget = 12.5%\n"
+	"retry_budget_min = 5\n"
+	"prewarm = api.internal:443*4, [::1]:443\n"
+	"prewarm_url = https://api.internal/healthz\n"
+	"prewarm_method = get\n"
+	"preconnect_ratio = 1.5\n"
+	"warm_max_idle = 10s\n"
+	"[lane plain]\n"
+	"tos = 0x10\n"
+	"bind = 10.1.2.3\n"
+	"retry_budget = 0.333\n"
+	"[lane bare]\n";
+
+static const char golden_dump[] =
+	"; connroute configuration: (not a file)\n"
+	"; 4 lanes, 2 thread rules; (app) = left as the application sets it\n"
+	"\n"
+	"[global]\n"
+	"log = debug\n"
+	"metrics = unix:/run/cr/%p.sock\n"
+	"\n"
+	"[threads]\n"
+	"batch-* = reports/batch\n"
+	"w? = a/b+idempotent\n"
+	"\n"
+	"[lane critical]  ; line 7\n"
+	"match = payment-gateway/critical, */critical\n"
+	"hosts = 127.0.0.0/8:8443, api.internal, [::1]:443, [fd00::/8], *.svc:80, *:5432\n"
+	"max_conns_per_host = 100\n"
+	"max_idle_per_host = 32\n"
+	"idle_timeout = 1500ms\n"
+	"max_lifetime = 90m\n"
+	"connect_timeout = 1s\n"
+	"response_header_timeout = 10s\n"
+	"request_timeout = 2m\n"
+	"queue_timeout = 0  ; do not wait\n"
+	"keepalive = 30s\n"
+	"keepalive_interval = 10s\n"
+	"keepalive_count = 3\n"
+	"nodelay = off\n"
+	"tos = 0x88  ; dscp 34\n"
+	"priority = 6\n"
+	"mark = 7\n"
+	"bind = ::1\n"
+	"min_tls = 1.3\n"
+	"retries = 2\n"
+	"retry_budget = 12.5%\n"
+	"retry_budget_min = 5  ; per second\n"
+	"prewarm = api.internal:443*4, [::1]:443*1\n"
+	"prewarm_url = https://api.internal/healthz\n"
+	"prewarm_method = GET\n"
+	"preconnect_ratio = 1.5\n"
+	"warm_max_idle = 10s\n"
+	"\n"
+	"[lane plain]  ; line 35\n"
+	"match = plain  ; the lane's name\n"
+	"hosts = *\n"
+	"max_conns_per_host = 0  ; unlimited\n"
+	"max_idle_per_host = 8\n"
+	"idle_timeout = 90s\n"
+	"max_lifetime = 0  ; none\n"
+	"connect_timeout = 5s\n"
+	"response_header_timeout = 0  ; none\n"
+	"request_timeout = 0  ; none\n"
+	"queue_timeout = 5s\n"
+	"keepalive = (app)\n"
+	"keepalive_interval = (app)\n"
+	"keepalive_count = (app)\n"
+	"nodelay = on\n"
+	"tos = 0x10  ; dscp 4\n"
+	"priority = (app)\n"
+	"mark = (app)\n"
+	"bind = 10.1.2.3\n"
+	"min_tls = 1.2\n"
+	"retries = 0\n"
+	"retry_budget = 33.3%\n"
+	"retry_budget_min = 3  ; per second\n"
+	"prewarm = -\n"
+	"prewarm_url = -\n"
+	"prewarm_method = HEAD\n"
+	"preconnect_ratio = 0  ; off\n"
+	"warm_max_idle = 15s\n"
+	"\n"
+	"[lane bare]  ; line 39\n"
+	"match = bare  ; the lane's name\n"
+	"hosts = *\n"
+	"max_conns_per_host = 0  ; unlimited\n"
+	"max_idle_per_host = 8\n"
+	"idle_timeout = 90s\n"
+	"max_lifetime = 0  ; none\n"
+	"connect_timeout = 5s\n"
+	"response_header_timeout = 0  ; none\n"
+	"request_timeout = 0  ; none\n"
+	"queue_timeout = 5s\n"
+	"keepalive = (app)\n"
+	"keepalive_interval = (app)\n"
+	"keepalive_count = (app)\n"
+	"nodelay = on\n"
+	"tos = (app)\n"
+	"priority = (app)\n"
+	"mark = (app)\n"
+	"bind = (app)\n"
+	"min_tls = 1.2\n"
+	"retries = 0\n"
+	"retry_budget = 20%\n"
+	"retry_budget_min = 3  ; per second\n"
+	"prewarm = -\n"
+	"prewarm_url = -\n"
+	"prewarm_method = HEAD\n"
+	"preconnect_ratio = 0  ; off\n"
+	"warm_max_idle = 15s\n"
+	"\n"
+	"[lane default]  ; implicit: not in the file, pass-through for connect()\n"
+	"match = (fallback for unmatched keys)\n"
+	"hosts = *\n"
+	"max_conns_per_host = 0  ; unlimited\n"
+	"max_idle_per_host = 8\n"
+	"idle_timeout = 90s\n"
+	"max_lifetime = 0  ; none\n"
+	"connect_timeout = 0  ; (app)\n"
+	"response_header_timeout = 0  ; none\n"
+	"request_timeout = 0  ; none\n"
+	"queue_timeout = 0  ; do not wait\n"
+	"keepalive = (app)\n"
+	"keepalive_interval = (app)\n"
+	"keepalive_count = (app)\n"
+	"nodelay = (app)\n"
+	"tos = (app)\n"
+	"priority = (app)\n"
+	"mark = (app)\n"
+	"bind = (app)\n"
+	"min_tls = (app)  ; libcurl's default\n"
+	"retries = 0\n"
+	"retry_budget = 20%\n"
+	"retry_budget_min = 3  ; per second\n"
+	"prewarm = -\n"
+	"prewarm_url = -\n"
+	"prewarm_method = HEAD\n"
+	"preconnect_ratio = 0  ; off\n"
+	"warm_max_idle = 15s\n";
+
+static char *dump_text(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	cr_assert(out);
+	cr_config_dump(cfg, out);
+	fclose(out);
+	return buf;
+}
+
+Test(config, dump_matches_the_golden_text)
+{
+	char *t;
+	size_t i = 0;
+
+	load_ok(golden_conf);
+	t = dump_text();
+	while (t[i] && t[i] == golden_dump[i])
+		i++;
+	cr_expect_str_eq(t, golden_dump, "first difference at byte %zu:\n%s", i,
+			 t + (i > 80 ? i - 80 : 0));
+	free(t);
+}
+
 /* ------------------------------------------------------------------------ */
 /* reentrancy: no static mutable state, so parses may run side by side */
 
