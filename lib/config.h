@@ -142,4 +142,10 @@ long cr_parse_duration_ms(const char *s);
 /* Finds a lane by name; -1 if absent. */
 int cr_config_find_lane(const struct cr_config *cfg, const char *name);
 
+/* A hash of the lane's connection settings: what a pooled connection carries
+ * (socket options, TLS floor; the keys flagged in config_keys.c). Equal for
+ * lanes whose connections are interchangeable; a reload that changes it
+ * retires the lane's pools. */
+uint64_t cr_config_lane_conn_hash(const struct cr_lane *l);
+
 #endif

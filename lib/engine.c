@@ -148,31 +148,11 @@ int cr_lane_id(const char *name)
 	return id;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *c = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ c[i]) * 1099511628211ull;
-	return h;
-}
-
 /* What a pooled connection carries from its lane: socket options and TLS
  * floor. Timeouts and limits apply per request and do not retire pools. */
 static uint64_t conn_hash(const struct cr_lane *l)
 {
-	uint64_t h = 14695981039346656037ull;
-	h = fnv(h, &l->keepalive_idle_s, sizeof(l->keepalive_idle_s));
-	h = fnv(h, &l->keepalive_interval_s, sizeof(l->keepalive_interval_s));
-	h = fnv(h, &l->keepalive_count, sizeof(l->keepalive_count));
-	h = fnv(h, &l->nodelay, sizeof(l->nodelay));
-	h = fnv(h, &l->tos, sizeof(l->tos));
-	h = fnv(h, &l->priority, sizeof(l->priority));
-	h = fnv(h, &l->mark, sizeof(l->mark));
-	h = fnv(h, &l->bind_set, sizeof(l->bind_set));
-	if (l->bind_set)
-		h = fnv(h, &l->bind_addr, l->bind_len);
-	h = fnv(h, &l->min_tls, sizeof(l->min_tls));
-	return h;
+	return cr_config_lane_conn_hash(l); /* the keys flagged KEY_CONN in config_keys.c */
 }
 
 static int has_raw_work(const struct cr_config *cfg)
