@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_int.h" /* the key tables */
 
 /* a cr_config is ~0.75 MB: always on the heap */
 static struct cr_config *cfg;
@@ -1552,6 +1553,167 @@ Test(config, dump_matches_the_golden_text)
 	cr_expect_str_eq(t, golden_dump, "first difference at byte %zu:\n%s", i,
 			 t + (i > 80 ? i - 80 : 0));
 	free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the key tables: every key documented and shown by `connroute check` */
+
+/* The lines of the section of TEXT that starts with the line HEADER (up to
+ * the next blank line), or NULL. Returns a copy to free. */
+static char *section_of(const char *text, const char *header)
+{
+	const char *s = strstr(text, header), *e;
+
+	if (!s)
+		return NULL;
+	e = strstr(s, "\n\n");
+	return strndup(s, e ? (size_t)(e - s + 1) : strlen(s));
+}
+
+/* The line of SECTION that starts with PREFIX, or NULL. A copy to free. */
+static char *line_of(const char *section, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	for (const char *l = section; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (strncmp(l, prefix, n) == 0)
+			return strndup(l, strcspn(l, "\n"));
+	return NULL;
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	cr_assert(f, "cannot open %s: run the tests from the repository root (make test does)",
+		  path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* docs/config.md has a "## KEY" section per lane key and a "## [global] KEY"
+ * section per global key. */
+Test(config, every_key_has_a_section_in_the_docs)
+{
+	char *doc = read_text("docs/config.md"), want[128];
+
+	cr_assert_gt(cr_nlane_keys, 20);
+	for (size_t i = 0; i < cr_nlane_keys; i++) {
+		snprintf(want, sizeof(want), "\n## %s\n", cr_lane_keys[i].name);
+		cr_expect(strstr(doc, want), "docs/config.md has no section '## %s'",
+			  cr_lane_keys[i].name);
+	}
+	for (size_t i = 0; i < cr_nglobal_keys; i++) {
+		snprintf(want, sizeof(want), "\n## [global] %s\n", cr_global_keys[i].name);
+		cr_expect(strstr(doc, want), "docs/config.md has no section '## [global] %s'",
+			  cr_global_keys[i].name);
+	}
+	free(doc);
+}
+
+/* Each key set to its example value shows in the dump as "KEY = VALUE..."
+ * (an alias, dscp, in the line of the key it writes); every key has a line
+ * in the implicit default lane's dump too. */
+Test(config, every_key_has_a_line_in_the_dump)
+{
+	char text[512], prefix[128], *dump, *sec, *line;
+
+	for (size_t i = 0; i < cr_nlane_keys; i++) {
+		const struct cr_lane_key *k = &cr_lane_keys[i];
+		const char *shown = k->alias ? k->alias : k->name;
+
+		snprintf(text, sizeof(text), "[lane t]\n%s = %s\n", k->name, k->example);
+		load_ok(text);
+		dump = dump_text();
+		sec = section_of(dump, "[lane t]");
+		cr_assert(sec, "%s", dump);
+		snprintf(prefix, sizeof(prefix), "%s = ", shown);
+		line = line_of(sec, prefix);
+		cr_expect(line, "no line '%s...' for %s = %s in:\n%s", prefix, k->name, k->example,
+			  sec);
+		if (line && k->alias)
+			cr_expect(strstr(line, k->name), "'%s' does not show %s", line, k->name);
+		else if (line)
+			cr_expect(strstr(line, k->example), "'%s' does not show the value %s", line,
+				  k->example);
+		free(line);
+		free(sec);
+
+		sec = section_of(dump, "[lane default]");
+		cr_assert(sec, "%s", dump);
+		cr_expect(line_of(sec, prefix) != NULL, "no line '%s...' for the implicit lane in:\n%s",
+			  prefix, sec);
+		free(sec);
+		free(dump);
+	}
+	for (size_t i = 0; i < cr_nglobal_keys; i++) {
+		const struct cr_global_key *g = &cr_global_keys[i];
+
+		snprintf(text, sizeof(text), "[global]\n%s = %s\n", g->name, g->example);
+		load_ok(text);
+		dump = dump_text();
+		sec = section_of(dump, "[global]");
+		cr_assert(sec, "%s", dump);
+		snprintf(prefix, sizeof(prefix), "%s = %s", g->name, g->example);
+		line = line_of(sec, prefix);
+		cr_expect(line, "no line '%s' in:\n%s", prefix, sec);
+		free(line);
+		free(sec);
+		free(dump);
+	}
+}
+
+/* The connection-settings hash changes with what a pooled connection
+ * carries (socket options, TLS floor) and with nothing else: a reload that
+ * only changes timeouts, limits, retries or warm pools keeps the pools. */
+Test(config, conn_hash_follows_the_connection_settings_only)
+{
+	static const char *const conn[] = {
+		"keepalive = 30s", "keepalive_interval = 10s", "keepalive_count = 3", "nodelay = off",
+		"tos = 0x10", "dscp = ef", "priority = 6", "mark = 7", "bind = 127.0.0.2",
+		"bind = ::1", "min_tls = 1.3",
+	};
+	static const char *const other[] = {
+		"match = a/*", "hosts = 10.0.0.0/8", "max_conns_per_host = 5",
+		"max_idle_per_host = 2", "idle_timeout = 1s", "max_lifetime = 1m",
+		"connect_timeout = 1s", "response_header_timeout = 1s", "request_timeout = 1s",
+		"queue_timeout = 1s", "retries = 2", "retry_budget = 50%", "retry_budget_min = 9",
+		"prewarm = a:1", "prewarm_url = http://a/", "prewarm_method = GET",
+		"preconnect_ratio = 1", "warm_max_idle = 1s",
+	};
+	char text[256];
+	uint64_t base, h;
+
+	load_ok("[lane t]\n");
+	base = cr_config_lane_conn_hash(&cfg->lanes[0]);
+	for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++) {
+		snprintf(text, sizeof(text), "[lane t]\n%s\n", conn[i]);
+		load_ok(text);
+		h = cr_config_lane_conn_hash(&cfg->lanes[0]);
+		cr_expect_neq(h, base, "%s changes how connections are made", conn[i]);
+	}
+	load_ok("[lane t]\nbind = 127.0.0.3\n");
+	h = cr_config_lane_conn_hash(&cfg->lanes[0]);
+	load_ok("[lane t]\nbind = 127.0.0.2\n");
+	cr_expect_neq(cr_config_lane_conn_hash(&cfg->lanes[0]), h, "the bind address counts");
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		snprintf(text, sizeof(text), "[lane t]\n%s\n", other[i]);
+		load_ok(text);
+		h = cr_config_lane_conn_hash(&cfg->lanes[0]);
+		cr_expect_eq(h, base, "%s does not change a pooled connection", other[i]);
+	}
+	/* the same settings in two lanes hash alike */
+	load_ok("[lane a]\nkeepalive = 30s\n[lane b]\nkeepalive = 30s\nretries = 1\n");
+	cr_expect_eq(cr_config_lane_conn_hash(&cfg->lanes[0]), cr_config_lane_conn_hash(&cfg->lanes[1]));
 }
 
 /* ------------------------------------------------------------------------ */
