@@ -771,7 +771,10 @@ int cr_cfg_set_prewarm(struct parse *p, struct cr_lane *l, const struct cr_lane_
 	return each_item(p, l, k, v, prewarm_item) ? -1 : 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* [threads] and [global] values */
 
+/* "IP:PORT" or "[IPv6]:PORT", address literals only. */
 static int ip_literal_port(const char *s)
 {
 	char buf[INET6_ADDRSTRLEN + 16], *host, *port;
@@ -806,9 +809,6 @@ int cr_cfg_routing_key_ok(const char *k)
 	}
 	return 1;
 }
-
-/* ------------------------------------------------------------------------ */
-/* [global] values */
 
 const char *const cr_cfg_log_levels[4] = { "error", "warn", "info", "debug" };
 
