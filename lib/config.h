@@ -40,7 +40,10 @@ struct cr_prewarm {
 };
 
 /* One lane. Values of -1 mean "unset": the lane leaves that property to the
- * application (never a changed behaviour the config did not ask for). */
+ * application (never a changed behaviour the config did not ask for).
+ * Each field set from the file belongs to one key of the key table in
+ * lib/config_keys.c, which holds its parser, range, defaults and dump; the
+ * bracketed defaults below are a reader's summary of it. */
 struct cr_lane {
 	char name[CR_NAME_MAX];
 	int line;                 /* line of the [lane NAME] header, 0 if implicit */

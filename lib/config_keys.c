@@ -10,7 +10,12 @@
 
 #include <string.h>
 
-#define FIELD(f, t) .type = (t), .off = offsetof(struct cr_lane, f), \
+/* A key's field: its type follows the member's declared C type, so the two
+ * cannot disagree (a char array decays to char *: a string). */
+#define FIELD_TYPE(m)                                                                              \
+	_Generic((m), int: F_INT, long: F_LONG, long long: F_LLONG, double: F_DOUBLE, char *: F_STR)
+#define FIELD(f)                                                                                   \
+	.type = FIELD_TYPE(((struct cr_lane *)0)->f), .off = offsetof(struct cr_lane, f),          \
 	.size = sizeof(((struct cr_lane *)0)->f)
 
 static uint64_t hash_bind(uint64_t h, const struct cr_lane *l);
@@ -23,81 +28,81 @@ const struct cr_lane_key cr_lane_keys[] = {
 	  .example = "10.0.0.0/8:443", .dump = cr_cfg_dump_hosts },
 
 	/* limits and timeouts */
-	{ .name = "max_conns_per_host", .set = cr_cfg_set_int, FIELD(max_conns_per_host, F_LONG),
+	{ .name = "max_conns_per_host", .set = cr_cfg_set_int, FIELD(max_conns_per_host),
 	  .min = 0, .max = 1000000, .flags = KEY_RAW, .example = "100", .def = { .i = 0 },
 	  .dump = cr_cfg_dump_int, .zero_note = "unlimited" },
-	{ .name = "max_idle_per_host", .set = cr_cfg_set_int, FIELD(max_idle_per_host, F_LONG),
+	{ .name = "max_idle_per_host", .set = cr_cfg_set_int, FIELD(max_idle_per_host),
 	  .min = 0, .max = 1000000, .example = "8", .def = { .i = 8 }, .dump = cr_cfg_dump_int },
-	{ .name = "idle_timeout", .set = cr_cfg_set_dur, FIELD(idle_timeout_ms, F_LONG),
+	{ .name = "idle_timeout", .set = cr_cfg_set_dur, FIELD(idle_timeout_ms),
 	  .example = "90s", .def = { .i = 90000 }, .dump = cr_cfg_dump_dur },
-	{ .name = "max_lifetime", .set = cr_cfg_set_dur, FIELD(max_lifetime_ms, F_LONG),
+	{ .name = "max_lifetime", .set = cr_cfg_set_dur, FIELD(max_lifetime_ms),
 	  .example = "10m", .def = { .i = 0 }, .dump = cr_cfg_dump_dur, .zero_note = "none" },
-	{ .name = "connect_timeout", .set = cr_cfg_set_dur, FIELD(connect_timeout_ms, F_LONG),
+	{ .name = "connect_timeout", .set = cr_cfg_set_dur, FIELD(connect_timeout_ms),
 	  .flags = KEY_RAW | KEY_IMPLICIT, .example = "5s", .def = { .i = 5000 },
 	  .implicit = { .i = 0 }, .dump = cr_cfg_dump_dur, .zero_note = "(app)" },
 	{ .name = "response_header_timeout", .set = cr_cfg_set_dur,
-	  FIELD(response_header_timeout_ms, F_LONG), .example = "10s", .def = { .i = 0 },
+	  FIELD(response_header_timeout_ms), .example = "10s", .def = { .i = 0 },
 	  .dump = cr_cfg_dump_dur, .zero_note = "none" },
-	{ .name = "request_timeout", .set = cr_cfg_set_dur, FIELD(request_timeout_ms, F_LONG),
+	{ .name = "request_timeout", .set = cr_cfg_set_dur, FIELD(request_timeout_ms),
 	  .example = "30s", .def = { .i = 0 }, .dump = cr_cfg_dump_dur, .zero_note = "none" },
 	/* -1: connect_timeout's value, resolved at the end of the section */
-	{ .name = "queue_timeout", .set = cr_cfg_set_dur, FIELD(queue_timeout_ms, F_LONG),
+	{ .name = "queue_timeout", .set = cr_cfg_set_dur, FIELD(queue_timeout_ms),
 	  .flags = KEY_IMPLICIT, .example = "500ms", .def = { .i = -1 }, .implicit = { .i = 0 },
 	  .dump = cr_cfg_dump_dur, .zero_note = "do not wait" },
 
 	/* socket options: -1 = the socket stays as the app made it */
-	{ .name = "keepalive", .set = cr_cfg_set_dursec, FIELD(keepalive_idle_s, F_INT),
+	{ .name = "keepalive", .set = cr_cfg_set_dursec, FIELD(keepalive_idle_s),
 	  .min = 1, .max = CR_KEEPALIVE_MAX_S, .flags = KEY_CONN | KEY_RAW, .example = "30s",
 	  .def = { .i = -1 }, .dump = cr_cfg_dump_dursec },
-	{ .name = "keepalive_interval", .set = cr_cfg_set_dursec, FIELD(keepalive_interval_s, F_INT),
+	{ .name = "keepalive_interval", .set = cr_cfg_set_dursec, FIELD(keepalive_interval_s),
 	  .min = 1, .max = CR_KEEPALIVE_MAX_S, .flags = KEY_CONN | KEY_RAW, .example = "10s",
 	  .def = { .i = -1 }, .dump = cr_cfg_dump_dursec },
-	{ .name = "keepalive_count", .set = cr_cfg_set_int, FIELD(keepalive_count, F_INT),
+	{ .name = "keepalive_count", .set = cr_cfg_set_int, FIELD(keepalive_count),
 	  .min = 1, .max = CR_KEEPCNT_MAX, .flags = KEY_CONN | KEY_RAW, .example = "3",
 	  .def = { .i = -1 }, .dump = cr_cfg_dump_int },
-	{ .name = "nodelay", .set = cr_cfg_set_bool, FIELD(nodelay, F_INT),
+	{ .name = "nodelay", .set = cr_cfg_set_bool, FIELD(nodelay),
 	  .flags = KEY_CONN | KEY_RAW | KEY_IMPLICIT, .example = "on", .def = { .i = 1 },
 	  .implicit = { .i = -1 }, .dump = cr_cfg_dump_bool },
-	{ .name = "tos", .set = cr_cfg_set_int, FIELD(tos, F_INT), .min = 0, .max = 255,
+	{ .name = "tos", .set = cr_cfg_set_int, FIELD(tos), .min = 0, .max = 255,
 	  .flags = KEY_HEX | KEY_CONN | KEY_RAW, .example = "0xb8", .def = { .i = -1 },
 	  .dump = cr_cfg_dump_tos },
 	{ .name = "dscp", .set = cr_cfg_set_dscp, .flags = KEY_CONN | KEY_RAW, .example = "ef",
 	  .alias = "tos" },
-	{ .name = "priority", .set = cr_cfg_set_int, FIELD(priority, F_LONG), .min = 0,
+	{ .name = "priority", .set = cr_cfg_set_int, FIELD(priority), .min = 0,
 	  .max = INT_MAX, .flags = KEY_CONN | KEY_RAW, .example = "6", .def = { .i = -1 },
 	  .dump = cr_cfg_dump_int },
-	{ .name = "mark", .set = cr_cfg_set_int, FIELD(mark, F_LLONG), .min = 0, .max = UINT32_MAX,
+	{ .name = "mark", .set = cr_cfg_set_int, FIELD(mark), .min = 0, .max = UINT32_MAX,
 	  .flags = KEY_HEX | KEY_CONN | KEY_RAW, .example = "7", .def = { .i = -1 },
 	  .dump = cr_cfg_dump_int },
 	/* the field is bind_set; the address is hashed by hash_bind */
-	{ .name = "bind", .set = cr_cfg_set_bind, FIELD(bind_set, F_INT),
+	{ .name = "bind", .set = cr_cfg_set_bind, FIELD(bind_set),
 	  .flags = KEY_CONN | KEY_RAW, .example = "127.0.0.2", .def = { .i = 0 },
 	  .dump = cr_cfg_dump_bind, .hash = hash_bind },
 
 	/* TLS and retries (curl lanes) */
-	{ .name = "min_tls", .set = cr_cfg_set_min_tls, FIELD(min_tls, F_INT),
+	{ .name = "min_tls", .set = cr_cfg_set_min_tls, FIELD(min_tls),
 	  .flags = KEY_CONN | KEY_IMPLICIT, .example = "1.2", .def = { .i = 12 },
 	  .implicit = { .i = 0 }, .dump = cr_cfg_dump_min_tls },
-	{ .name = "retries", .set = cr_cfg_set_int, FIELD(retries, F_INT), .min = 0, .max = 10,
+	{ .name = "retries", .set = cr_cfg_set_int, FIELD(retries), .min = 0, .max = 10,
 	  .example = "2", .def = { .i = 0 }, .dump = cr_cfg_dump_int },
 	{ .name = "retry_budget", .set = cr_cfg_set_retry_budget,
-	  FIELD(retry_budget_ratio, F_DOUBLE), .flags = KEY_PERCENT, .example = "20%",
+	  FIELD(retry_budget_ratio), .flags = KEY_PERCENT, .example = "20%",
 	  .def = { .f = 0.2 }, .dump = cr_cfg_dump_ratio },
-	{ .name = "retry_budget_min", .set = cr_cfg_set_int, FIELD(retry_budget_min_per_s, F_INT),
+	{ .name = "retry_budget_min", .set = cr_cfg_set_int, FIELD(retry_budget_min_per_s),
 	  .min = 0, .max = 1000000, .example = "3", .def = { .i = 3 }, .dump = cr_cfg_dump_int,
 	  .note = "per second" },
 
 	/* warm pools */
 	{ .name = "prewarm", .set = cr_cfg_set_prewarm, .flags = KEY_LIST,
 	  .example = "api.internal:443*4", .dump = cr_cfg_dump_prewarm },
-	{ .name = "prewarm_url", .set = cr_cfg_set_prewarm_url, FIELD(prewarm_url, F_STR),
+	{ .name = "prewarm_url", .set = cr_cfg_set_prewarm_url, FIELD(prewarm_url),
 	  .example = "https://api.internal/healthz", .dump = cr_cfg_dump_str },
-	{ .name = "prewarm_method", .set = cr_cfg_set_prewarm_method, FIELD(prewarm_method, F_STR),
+	{ .name = "prewarm_method", .set = cr_cfg_set_prewarm_method, FIELD(prewarm_method),
 	  .example = "HEAD", .def = { .s = "HEAD" }, .dump = cr_cfg_dump_str },
 	{ .name = "preconnect_ratio", .set = cr_cfg_set_preconnect,
-	  FIELD(preconnect_ratio, F_DOUBLE), .example = "0.5", .def = { .f = 0 },
+	  FIELD(preconnect_ratio), .example = "0.5", .def = { .f = 0 },
 	  .dump = cr_cfg_dump_ratio, .zero_note = "off" },
-	{ .name = "warm_max_idle", .set = cr_cfg_set_dur, FIELD(warm_max_idle_ms, F_LONG),
+	{ .name = "warm_max_idle", .set = cr_cfg_set_dur, FIELD(warm_max_idle_ms),
 	  .example = "15s", .def = { .i = 15000 }, .dump = cr_cfg_dump_dur },
 };
 const size_t cr_nlane_keys = ARRAY_SIZE(cr_lane_keys);
