@@ -41,7 +41,10 @@ struct cr_prewarm {
 };
 
 /* One lane. Values of -1 mean "unset": the lane leaves that property to the
- * application (never a changed behaviour the config did not ask for). */
+ * application (never a changed behaviour the config did not ask for).
+ * Each field set from the file belongs to one key of the key table in
+ * lib/config_keys.c, which holds its parser, range, defaults and dump; the
+ * bracketed defaults below are a reader's summary of it. */
 struct cr_lane {
 	char name[CR_NAME_MAX];
 	int line;                 /* line of the [lane NAME] header, 0 if implicit */
@@ -142,5 +145,11 @@ long cr_parse_duration_ms(const char *s);
 
 /* Finds a lane by name; -1 if absent. */
 int cr_config_find_lane(const struct cr_config *cfg, const char *name);
+
+/* A hash of the lane's connection settings: what a pooled connection carries
+ * (socket options, TLS floor; the keys flagged in config_keys.c). Equal for
+ * lanes whose connections are interchangeable; a reload that changes it
+ * retires the lane's pools. */
+uint64_t cr_config_lane_conn_hash(const struct cr_lane *l);
 
 #endif

@@ -43,26 +43,6 @@ static struct {
 } cand;
 static int cfg_strict;
 
-#define fnv cr_fnv64 /* until conn_hash comes from the config key table */
-
-/* What a pooled connection carries from its lane: socket options and TLS
- * floor. Timeouts and limits apply per request and do not retire pools. */
-static uint64_t conn_hash(const struct cr_lane *l)
-{
-	uint64_t h = CR_FNV64_INIT;
-	h = fnv(h, &l->keepalive_idle_s, sizeof(l->keepalive_idle_s));
-	h = fnv(h, &l->keepalive_interval_s, sizeof(l->keepalive_interval_s));
-	h = fnv(h, &l->keepalive_count, sizeof(l->keepalive_count));
-	h = fnv(h, &l->nodelay, sizeof(l->nodelay));
-	h = fnv(h, &l->tos, sizeof(l->tos));
-	h = fnv(h, &l->priority, sizeof(l->priority));
-	h = fnv(h, &l->mark, sizeof(l->mark));
-	h = fnv(h, &l->bind_set, sizeof(l->bind_set));
-	if (l->bind_set)
-		h = fnv(h, &l->bind_addr, l->bind_len);
-	h = fnv(h, &l->min_tls, sizeof(l->min_tls));
-	return h;
-}
 
 static int has_raw_work(const struct cr_config *cfg)
 {
@@ -80,7 +60,7 @@ void cr_engine_publish(struct cr_config *cfg)
 		if (l->id < 0)
 			l->id = CR_MAX_LANE_IDS - 1; /* registry full: share the last id */
 		cr_metrics_set_lane_name(l->id, l->name);
-		l->conn_hash = conn_hash(l);
+		l->conn_hash = cr_config_lane_conn_hash(l); /* the KEY_CONN keys */
 	}
 	int had_old = cr_cfgref_publish(cfg);
 	atomic_store_explicit(&cr_route_raw, has_raw_work(cfg), memory_order_release);

@@ -11,12 +11,16 @@
  * filled in order: a slot is claimed with a CAS on the claimed count only by
  * a thread that saw every earlier slot complete and different, so the same
  * set is never stored twice. Past the bound a key folds into
- * upstream="other", priority="other". */
+ * upstream="other", priority="other".
+ *
+ * Rendering is one table of families (name, type, help, which figure), in
+ * the order of docs/metrics.md. */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base.h"
 #include "config.h"
 #include "metrics.h"
 
@@ -47,6 +51,8 @@ struct hist {
 enum { R_CONNECT, R_TIMEOUT, R_TRANSPORT, R_OTHER, R_N };
 static const char *const reason_txt[R_N] = {"connect", "timeout", "transport", "other"};
 static const char *const outcome_txt[CR_OUT_N] = {"ok", "error", "timeout", "overflow"};
+static const char *const warm_txt[2] = {"hit", "miss"};
+static const char *const reload_txt[2] = {"ok", "error"};
 
 struct lset {
 	atomic_int ready;       /* labels written (release) */
@@ -64,7 +70,7 @@ struct lane_m {
 	_Atomic uint64_t opened, connect_errors, closed, overflows;
 	_Atomic int64_t idle, queued, inflight;
 	_Atomic uint64_t outcomes[CR_OUT_N];
-	_Atomic uint64_t warm[2]; /* [0] miss, [1] hit */
+	_Atomic uint64_t warm[2]; /* by warm_txt: hit, miss */
 	struct hist connect, qwait;
 	atomic_int nsets;       /* slots claimed, at most OTHER */
 	struct lset sets[SETS];
@@ -72,7 +78,7 @@ struct lane_m {
 
 static struct lane_m lanes[CR_MAX_LANE_IDS];
 static _Atomic uint64_t unmatched;
-static _Atomic uint64_t reloads[2]; /* [0] error, [1] ok */
+static _Atomic uint64_t reloads[2]; /* by reload_txt: ok, error */
 
 #define RLX memory_order_relaxed
 
@@ -131,15 +137,11 @@ static void split_key(const char *key, char *up, char *prio)
 	prio[m] = '\0';
 }
 
-static uint32_t fnv(const char *a, const char *b)
+static uint32_t set_hash(const char *up, const char *prio)
 {
-	uint32_t h = 2166136261u;
-	for (; *a; a++)
-		h = (h ^ (uint8_t)*a) * 16777619u;
-	h = (h ^ '/') * 16777619u;
-	for (; *b; b++)
-		h = (h ^ (uint8_t)*b) * 16777619u;
-	return h;
+	uint32_t h = cr_fnv32(CR_FNV32_INIT, up, strlen(up));
+	h = cr_fnv32(h, "/", 1);
+	return cr_fnv32(h, prio, strlen(prio));
 }
 
 /* A claimed slot becomes ready a few stores later; waiting for it is
@@ -157,7 +159,7 @@ static struct lset *find_set(struct lane_m *l, const char *key)
 {
 	char up[UP_MAX], prio[PRIO_MAX];
 	split_key(key, up, prio);
-	uint32_t h = fnv(up, prio);
+	uint32_t h = set_hash(up, prio);
 	int seen = 0;
 
 	for (int round = 0; round < 2 * SETS; round++) {
@@ -285,7 +287,7 @@ void cr_m_warm(int id, int hit)
 {
 	struct lane_m *l = lane_of(id);
 	if (l)
-		add_u(&l->warm[hit ? 1 : 0], 1);
+		add_u(&l->warm[hit ? 0 : 1], 1);
 }
 
 void cr_m_unmatched(void)
@@ -295,7 +297,7 @@ void cr_m_unmatched(void)
 
 void cr_m_reload(int ok)
 {
-	add_u(&reloads[ok ? 1 : 0], 1);
+	add_u(&reloads[ok ? 0 : 1], 1);
 }
 
 void cr_metrics_reset(void)
@@ -448,12 +450,85 @@ static const char *set_prio(struct lane_m *l, int i)
 	return i == OTHER ? "other" : l->sets[i].priority;
 }
 
-static void render_durations(struct out *o)
+/* ---------------------------------------------------- families, by kind */
+
+struct family;
+typedef void (*render_fn)(struct out *o, const struct family *f);
+
+struct family {
+	const char *name, *type, *help;
+	render_fn render;
+	size_t off;                /* the lane's figure(s) in struct lane_m */
+	const char *label;         /* over an array of N figures, or NULL (N = 1) */
+	const char *const *values; /* the label's values, in the array's order */
+	int n;
+	_Atomic uint64_t *global;  /* a process-wide figure (array) */
+};
+
+#define LANE_FIGURE(id, f, T) ((T *)(void *)((char *)&lanes[id] + (f)->off))
+
+/* ",LABEL=\"VALUE\"" for figure J of F, or "". */
+static const char *extra_label(char *buf, size_t cap, const struct family *f, int j)
 {
-	const char *name = "http_client_request_duration_seconds";
-	family(o, name, "histogram",
-	       "Duration of HTTP client requests (libcurl performs), from the call to its return, "
-	       "time queued for a limit and retries included.");
+	if (!f->label)
+		return "";
+	snprintf(buf, cap, ",%s=\"%s\"", f->label, f->values[j]);
+	return buf;
+}
+
+/* Counters of every lane present. */
+static void render_lane_counter(struct out *o, const struct family *f)
+{
+	char extra[64];
+	for (int id = 0; id < CR_MAX_LANE_IDS; id++)
+		if (present(id))
+			for (int j = 0; j < (f->label ? f->n : 1); j++)
+				sample_u(o, f->name, id, extra_label(extra, sizeof(extra), f, j),
+					 atomic_load_explicit(&LANE_FIGURE(id, f, _Atomic uint64_t)[j], RLX));
+}
+
+/* Gauges of every lane present. */
+static void render_lane_gauge(struct out *o, const struct family *f)
+{
+	for (int id = 0; id < CR_MAX_LANE_IDS; id++)
+		if (present(id))
+			sample_i(o, f->name, id, atomic_load_explicit(LANE_FIGURE(id, f, _Atomic int64_t), RLX));
+}
+
+/* Connections open: opened - closed, never below 0 (each read once). */
+static void render_lane_active(struct out *o, const struct family *f)
+{
+	for (int id = 0; id < CR_MAX_LANE_IDS; id++)
+		if (present(id)) {
+			uint64_t op = atomic_load_explicit(&lanes[id].opened, RLX);
+			uint64_t cl = atomic_load_explicit(&lanes[id].closed, RLX);
+			sample_i(o, f->name, id, op > cl ? (int64_t)(op - cl) : 0);
+		}
+}
+
+static void render_lane_hist(struct out *o, const struct family *f)
+{
+	for (int id = 0; id < CR_MAX_LANE_IDS; id++)
+		if (present(id))
+			lane_hist(o, f->name, id, LANE_FIGURE(id, f, struct hist));
+}
+
+/* A process-wide counter, or one per label value. */
+static void render_global_counter(struct out *o, const struct family *f)
+{
+	if (!f->label) {
+		outf(o, "%s %llu\n", f->name, (unsigned long long)atomic_load_explicit(f->global, RLX));
+		return;
+	}
+	for (int j = 0; j < f->n; j++)
+		outf(o, "%s{%s=\"%s\"} %llu\n", f->name, f->label, f->values[j],
+		     (unsigned long long)atomic_load_explicit(&f->global[j], RLX));
+}
+
+/* Per (lane, upstream, priority): the label sets. */
+static void render_durations(struct out *o, const struct family *f)
+{
+	const char *name = f->name;
 	for (int id = 0; id < CR_MAX_LANE_IDS; id++) {
 		struct lane_m *l = &lanes[id];
 		int idx[SETS], n;
@@ -487,11 +562,11 @@ static void render_durations(struct out *o)
 	}
 }
 
-static void render_retries(struct out *o)
+/* Per (lane, upstream, reason): summed over priorities; "other" only when
+ * some retry had an unknown reason. */
+static void render_retries(struct out *o, const struct family *f)
 {
-	const char *name = "http_client_retry_count_total";
-	family(o, name, "counter",
-	       "Requests connroute retried (idempotent only, within the lane's retry budget), by reason.");
+	const char *name = f->name;
 	for (int id = 0; id < CR_MAX_LANE_IDS; id++) {
 		struct lane_m *l = &lanes[id];
 		int idx[SETS], n;
@@ -522,117 +597,69 @@ static void render_retries(struct out *o)
 	}
 }
 
+#define FAM(n, t, h, r) .name = (n), .type = (t), .help = (h), .render = (r)
+#define LANE(field) .off = offsetof(struct lane_m, field)
+#define LABEL(name, txt) .label = (name), .values = (txt), .n = (int)ARRAY_SIZE(txt)
+
+static const struct family families[] = {
+	{FAM("http_client_request_duration_seconds", "histogram",
+	     "Duration of HTTP client requests (libcurl performs), from the call to its return, "
+	     "time queued for a limit and retries included.",
+	     render_durations)},
+	{FAM("http_client_requests_total", "counter",
+	     "HTTP client requests (libcurl performs) by outcome: ok (a response), error, timeout, "
+	     "overflow (refused at the lane's limit).",
+	     render_lane_counter), LANE(outcomes), LABEL("outcome", outcome_txt)},
+	{FAM("http_client_retry_count_total", "counter",
+	     "Requests connroute retried (idempotent only, within the lane's retry budget), by reason.",
+	     render_retries)},
+	{FAM("connroute_connections_opened_total", "counter",
+	     "Connections established: routed raw connect() calls and new libcurl connections.",
+	     render_lane_counter), LANE(opened)},
+	{FAM("connroute_connect_errors_total", "counter", "Connection attempts that failed.",
+	     render_lane_counter), LANE(connect_errors)},
+	{FAM("connroute_connections_closed_total", "counter",
+	     "Connections closed that connroute saw close (routed raw sockets; libcurl connections "
+	     "where the engine observes the close).",
+	     render_lane_counter), LANE(closed)},
+	{FAM("connroute_connections_active", "gauge",
+	     "Connections open: opened_total - closed_total (not below 0).", render_lane_active)},
+	{FAM("connroute_connections_idle", "gauge",
+	     "Idle pooled connections (libcurl connections at rest in the lane's pools).",
+	     render_lane_gauge), LANE(idle)},
+	{FAM("connroute_connect_duration_seconds", "histogram",
+	     "Time to establish a connection (TCP, and TLS for libcurl), failed attempts included.",
+	     render_lane_hist), LANE(connect)},
+	{FAM("connroute_inflight_requests", "gauge", "Requests (libcurl performs) in progress.",
+	     render_lane_gauge), LANE(inflight)},
+	{FAM("connroute_queued", "gauge",
+	     "Connects and requests waiting for a unit of the lane's max_conns_per_host now.",
+	     render_lane_gauge), LANE(queued)},
+	{FAM("connroute_queue_wait_seconds", "histogram",
+	     "Time spent waiting for a unit of max_conns_per_host, per wait that happened.",
+	     render_lane_hist), LANE(qwait)},
+	{FAM("connroute_limit_overflows_total", "counter",
+	     "Connects and requests refused at max_conns_per_host (queue timeout, or non-blocking).",
+	     render_lane_counter), LANE(overflows)},
+	{FAM("connroute_warm_pool_total", "counter",
+	     "Connections wanted from the lane's warm pool: hit (a warm socket was used) or miss.",
+	     render_lane_counter), LANE(warm), LABEL("result", warm_txt)},
+	{FAM("connroute_unmatched_keys_total", "counter",
+	     "Routing decisions whose key matched no lane and fell back to lane default.",
+	     render_global_counter), .global = &unmatched},
+	{FAM("connroute_config_reloads_total", "counter",
+	     "Configuration reloads: ok (applied) or error (rejected, the old configuration stays).",
+	     render_global_counter), LABEL("result", reload_txt), .global = reloads},
+};
+
 size_t cr_metrics_render(char *buf, size_t cap)
 {
 	struct out o = {buf, buf ? cap : 0, 0};
-	int id;
 
-	render_durations(&o);
-
-	family(&o, "http_client_requests_total", "counter",
-	       "HTTP client requests (libcurl performs) by outcome: ok (a response), error, timeout, "
-	       "overflow (refused at the lane's limit).");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			for (int k = 0; k < CR_OUT_N; k++) {
-				char extra[32];
-				snprintf(extra, sizeof(extra), ",outcome=\"%s\"", outcome_txt[k]);
-				sample_u(&o, "http_client_requests_total", id, extra,
-					 atomic_load_explicit(&lanes[id].outcomes[k], RLX));
-			}
-
-	render_retries(&o);
-
-	family(&o, "connroute_connections_opened_total", "counter",
-	       "Connections established: routed raw connect() calls and new libcurl connections.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_u(&o, "connroute_connections_opened_total", id, "",
-				 atomic_load_explicit(&lanes[id].opened, RLX));
-
-	family(&o, "connroute_connect_errors_total", "counter", "Connection attempts that failed.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_u(&o, "connroute_connect_errors_total", id, "",
-				 atomic_load_explicit(&lanes[id].connect_errors, RLX));
-
-	family(&o, "connroute_connections_closed_total", "counter",
-	       "Connections closed that connroute saw close (routed raw sockets; libcurl connections "
-	       "where the engine observes the close).");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_u(&o, "connroute_connections_closed_total", id, "",
-				 atomic_load_explicit(&lanes[id].closed, RLX));
-
-	family(&o, "connroute_connections_active", "gauge",
-	       "Connections open: opened_total - closed_total (not below 0).");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id)) {
-			uint64_t op = atomic_load_explicit(&lanes[id].opened, RLX);
-			uint64_t cl = atomic_load_explicit(&lanes[id].closed, RLX);
-			sample_i(&o, "connroute_connections_active", id, op > cl ? (int64_t)(op - cl) : 0);
-		}
-
-	family(&o, "connroute_connections_idle", "gauge",
-	       "Idle pooled connections (libcurl connections at rest in the lane's pools).");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_i(&o, "connroute_connections_idle", id,
-				 atomic_load_explicit(&lanes[id].idle, RLX));
-
-	family(&o, "connroute_connect_duration_seconds", "histogram",
-	       "Time to establish a connection (TCP, and TLS for libcurl), failed attempts included.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			lane_hist(&o, "connroute_connect_duration_seconds", id, &lanes[id].connect);
-
-	family(&o, "connroute_inflight_requests", "gauge", "Requests (libcurl performs) in progress.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_i(&o, "connroute_inflight_requests", id,
-				 atomic_load_explicit(&lanes[id].inflight, RLX));
-
-	family(&o, "connroute_queued", "gauge",
-	       "Connects and requests waiting for a unit of the lane's max_conns_per_host now.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_i(&o, "connroute_queued", id, atomic_load_explicit(&lanes[id].queued, RLX));
-
-	family(&o, "connroute_queue_wait_seconds", "histogram",
-	       "Time spent waiting for a unit of max_conns_per_host, per wait that happened.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			lane_hist(&o, "connroute_queue_wait_seconds", id, &lanes[id].qwait);
-
-	family(&o, "connroute_limit_overflows_total", "counter",
-	       "Connects and requests refused at max_conns_per_host (queue timeout, or non-blocking).");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id))
-			sample_u(&o, "connroute_limit_overflows_total", id, "",
-				 atomic_load_explicit(&lanes[id].overflows, RLX));
-
-	family(&o, "connroute_warm_pool_total", "counter",
-	       "Connections wanted from the lane's warm pool: hit (a warm socket was used) or miss.");
-	for (id = 0; id < CR_MAX_LANE_IDS; id++)
-		if (present(id)) {
-			sample_u(&o, "connroute_warm_pool_total", id, ",result=\"hit\"",
-				 atomic_load_explicit(&lanes[id].warm[1], RLX));
-			sample_u(&o, "connroute_warm_pool_total", id, ",result=\"miss\"",
-				 atomic_load_explicit(&lanes[id].warm[0], RLX));
-		}
-
-	family(&o, "connroute_unmatched_keys_total", "counter",
-	       "Routing decisions whose key matched no lane and fell back to lane default.");
-	outf(&o, "connroute_unmatched_keys_total %llu\n",
-	     (unsigned long long)atomic_load_explicit(&unmatched, RLX));
-
-	family(&o, "connroute_config_reloads_total", "counter",
-	       "Configuration reloads: ok (applied) or error (rejected, the old configuration stays).");
-	outf(&o, "connroute_config_reloads_total{result=\"ok\"} %llu\n",
-	     (unsigned long long)atomic_load_explicit(&reloads[1], RLX));
-	outf(&o, "connroute_config_reloads_total{result=\"error\"} %llu\n",
-	     (unsigned long long)atomic_load_explicit(&reloads[0], RLX));
-
+	for (size_t i = 0; i < ARRAY_SIZE(families); i++) {
+		family(&o, families[i].name, families[i].type, families[i].help);
+		families[i].render(&o, &families[i]);
+	}
 	if (buf && cap)
 		buf[o.len < cap ? o.len : cap - 1] = '\0';
 	return o.len; /* as snprintf: it fit if < CAP */

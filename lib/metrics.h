@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CR_MAX_LANE_IDS 256
+#include "lane.h" /* CR_MAX_LANE_IDS */
 
 enum cr_outcome { CR_OUT_OK = 0, CR_OUT_ERROR, CR_OUT_TIMEOUT, CR_OUT_OVERFLOW, CR_OUT_N };
 

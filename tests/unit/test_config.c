@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_int.h" /* the key tables */
 
 /* a cr_config is ~0.75 MB: always on the heap */
 static struct cr_config *cfg;
@@ -1354,6 +1355,365 @@ Test(config, dump_shows_every_knob)
 	/* lanes in file order, the implicit default last */
 	cr_expect(strstr(buf, "[lane critical]") < strstr(buf, "[lane default]"));
 	free(buf);
+}
+
+/* The whole dump of a config that sets every key (and of lanes left to their
+ * defaults), byte for byte: `connroute check` output is read by people and
+ * scripts, so a change to the code that prints it must keep it. */
+static const char golden_conf[] =
+	"[global]\n"
+	"log = debug\n"
+	"metrics = unix:/run/cr/%p.sock\n"
+	"[threads]\n"
+	"batch-* = reports/batch\n"
+	"w? = a/b+idempotent\n"
+	"[lane critical]\n"
+	"match = payment-gateway/critical, */critical\n"
+	"hosts = 127.0.0.0/8:8443, api.internal, [::1]:443, [fd00::]/8, *.svc:80, *:5432\n"
+	"max_conns_per_host = 100\n"
+	"max_idle_per_host = 32\n"
+	"idle_timeout = 1500ms\n"
+	"max_lifetime = 90m\n"
+	"connect_timeout = 1s\n"
+	"response_header_timeout = 10s\n"
+	"request_timeout = 2m\n"
+	"queue_timeout = 0\n"
+	"keepalive = 30s\n"
+	"keepalive_interval = 10s\n"
+	"keepalive_count = 3\n"
+	"nodelay = off\n"
+	"dscp = af41\n"
+	"priority = 6\n"
+	"mark = 0x7\n"
+	"bind = ::1\n"
+	"min_tls = 1.3\n"
+	"retries = 2\n"
+	"retry_budget = 12.5%\n"
+	"retry_budget_min = 5\n"
+	"prewarm = api.internal:443*4, [::1]:443\n"
+	"prewarm_url = https://api.internal/healthz\n"
+	"prewarm_method = get\n"
+	"preconnect_ratio = 1.5\n"
+	"warm_max_idle = 10s\n"
+	"[lane plain]\n"
+	"tos = 0x10\n"
+	"bind = 10.1.2.3\n"
+	"retry_budget = 0.333\n"
+	"[lane bare]\n";
+
+static const char golden_dump[] =
+	"; connroute configuration: (not a file)\n"
+	"; 4 lanes, 2 thread rules; (app) = left as the application sets it\n"
+	"\n"
+	"[global]\n"
+	"log = debug\n"
+	"metrics = unix:/run/cr/%p.sock\n"
+	"\n"
+	"[threads]\n"
+	"batch-* = reports/batch\n"
+	"w? = a/b+idempotent\n"
+	"\n"
+	"[lane critical]  ; line 7\n"
+	"match = payment-gateway/critical, */critical\n"
+	"hosts = 127.0.0.0/8:8443, api.internal, [::1]:443, [fd00::/8], *.svc:80, *:5432\n"
+	"max_conns_per_host = 100\n"
+	"max_idle_per_host = 32\n"
+	"idle_timeout = 1500ms\n"
+	"max_lifetime = 90m\n"
+	"connect_timeout = 1s\n"
+	"response_header_timeout = 10s\n"
+	"request_timeout = 2m\n"
+	"queue_timeout = 0  ; do not wait\n"
+	"keepalive = 30s\n"
+	"keepalive_interval = 10s\n"
+	"keepalive_count = 3\n"
+	"nodelay = off\n"
+	"tos = 0x88  ; dscp 34\n"
+	"priority = 6\n"
+	"mark = 7\n"
+	"bind = ::1\n"
+	"min_tls = 1.3\n"
+	"retries = 2\n"
+	"retry_budget = 12.5%\n"
+	"retry_budget_min = 5  ; per second\n"
+	"prewarm = api.internal:443*4, [::1]:443*1\n"
+	"prewarm_url = https://api.internal/healthz\n"
+	"prewarm_method = GET\n"
+	"preconnect_ratio = 1.5\n"
+	"warm_max_idle = 10s\n"
+	"\n"
+	"[lane plain]  ; line 35\n"
+	"match = plain  ; the lane's name\n"
+	"hosts = *\n"
+	"max_conns_per_host = 0  ; unlimited\n"
+	"max_idle_per_host = 8\n"
+	"idle_timeout = 90s\n"
+	"max_lifetime = 0  ; none\n"
+	"connect_timeout = 5s\n"
+	"response_header_timeout = 0  ; none\n"
+	"request_timeout = 0  ; none\n"
+	"queue_timeout = 5s\n"
+	"keepalive = (app)\n"
+	"keepalive_interval = (app)\n"
+	"keepalive_count = (app)\n"
+	"nodelay = on\n"
+	"tos = 0x10  ; dscp 4\n"
+	"priority = (app)\n"
+	"mark = (app)\n"
+	"bind = 10.1.2.3\n"
+	"min_tls = 1.2\n"
+	"retries = 0\n"
+	"retry_budget = 33.3%\n"
+	"retry_budget_min = 3  ; per second\n"
+	"prewarm = -\n"
+	"prewarm_url = -\n"
+	"prewarm_method = HEAD\n"
+	"preconnect_ratio = 0  ; off\n"
+	"warm_max_idle = 15s\n"
+	"\n"
+	"[lane bare]  ; line 39\n"
+	"match = bare  ; the lane's name\n"
+	"hosts = *\n"
+	"max_conns_per_host = 0  ; unlimited\n"
+	"max_idle_per_host = 8\n"
+	"idle_timeout = 90s\n"
+	"max_lifetime = 0  ; none\n"
+	"connect_timeout = 5s\n"
+	"response_header_timeout = 0  ; none\n"
+	"request_timeout = 0  ; none\n"
+	"queue_timeout = 5s\n"
+	"keepalive = (app)\n"
+	"keepalive_interval = (app)\n"
+	"keepalive_count = (app)\n"
+	"nodelay = on\n"
+	"tos = (app)\n"
+	"priority = (app)\n"
+	"mark = (app)\n"
+	"bind = (app)\n"
+	"min_tls = 1.2\n"
+	"retries = 0\n"
+	"retry_budget = 20%\n"
+	"retry_budget_min = 3  ; per second\n"
+	"prewarm = -\n"
+	"prewarm_url = -\n"
+	"prewarm_method = HEAD\n"
+	"preconnect_ratio = 0  ; off\n"
+	"warm_max_idle = 15s\n"
+	"\n"
+	"[lane default]  ; implicit: not in the file, pass-through for connect()\n"
+	"match = (fallback for unmatched keys)\n"
+	"hosts = *\n"
+	"max_conns_per_host = 0  ; unlimited\n"
+	"max_idle_per_host = 8\n"
+	"idle_timeout = 90s\n"
+	"max_lifetime = 0  ; none\n"
+	"connect_timeout = 0  ; (app)\n"
+	"response_header_timeout = 0  ; none\n"
+	"request_timeout = 0  ; none\n"
+	"queue_timeout = 0  ; do not wait\n"
+	"keepalive = (app)\n"
+	"keepalive_interval = (app)\n"
+	"keepalive_count = (app)\n"
+	"nodelay = (app)\n"
+	"tos = (app)\n"
+	"priority = (app)\n"
+	"mark = (app)\n"
+	"bind = (app)\n"
+	"min_tls = (app)  ; libcurl's default\n"
+	"retries = 0\n"
+	"retry_budget = 20%\n"
+	"retry_budget_min = 3  ; per second\n"
+	"prewarm = -\n"
+	"prewarm_url = -\n"
+	"prewarm_method = HEAD\n"
+	"preconnect_ratio = 0  ; off\n"
+	"warm_max_idle = 15s\n";
+
+static char *dump_text(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	cr_assert(out);
+	cr_config_dump(cfg, out);
+	fclose(out);
+	return buf;
+}
+
+Test(config, dump_matches_the_golden_text)
+{
+	char *t;
+	size_t i = 0;
+
+	load_ok(golden_conf);
+	t = dump_text();
+	while (t[i] && t[i] == golden_dump[i])
+		i++;
+	cr_expect_str_eq(t, golden_dump, "first difference at byte %zu:\n%s", i,
+			 t + (i > 80 ? i - 80 : 0));
+	free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the key tables: every key documented and shown by `connroute check` */
+
+/* The lines of the section of TEXT that starts with the line HEADER (up to
+ * the next blank line), or NULL. Returns a copy to free. */
+static char *section_of(const char *text, const char *header)
+{
+	const char *s = strstr(text, header), *e;
+
+	if (!s)
+		return NULL;
+	e = strstr(s, "\n\n");
+	return strndup(s, e ? (size_t)(e - s + 1) : strlen(s));
+}
+
+/* The line of SECTION that starts with PREFIX, or NULL. A copy to free. */
+static char *line_of(const char *section, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	for (const char *l = section; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (strncmp(l, prefix, n) == 0)
+			return strndup(l, strcspn(l, "\n"));
+	return NULL;
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	cr_assert(f, "cannot open %s: run the tests from the repository root (make test does)",
+		  path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* docs/config.md has a "## KEY" section per lane key and a "## [global] KEY"
+ * section per global key. */
+Test(config, every_key_has_a_section_in_the_docs)
+{
+	char *doc = read_text("docs/config.md"), want[128];
+
+	cr_assert_gt(cr_nlane_keys, 20);
+	for (size_t i = 0; i < cr_nlane_keys; i++) {
+		snprintf(want, sizeof(want), "\n## %s\n", cr_lane_keys[i].name);
+		cr_expect(strstr(doc, want), "docs/config.md has no section '## %s'",
+			  cr_lane_keys[i].name);
+	}
+	for (size_t i = 0; i < cr_nglobal_keys; i++) {
+		snprintf(want, sizeof(want), "\n## [global] %s\n", cr_global_keys[i].name);
+		cr_expect(strstr(doc, want), "docs/config.md has no section '## [global] %s'",
+			  cr_global_keys[i].name);
+	}
+	free(doc);
+}
+
+/* Each key set to its example value shows in the dump as "KEY = VALUE..."
+ * (an alias, dscp, in the line of the key it writes); every key has a line
+ * in the implicit default lane's dump too. */
+Test(config, every_key_has_a_line_in_the_dump)
+{
+	char text[512], prefix[128], *dump, *sec, *line;
+
+	for (size_t i = 0; i < cr_nlane_keys; i++) {
+		const struct cr_lane_key *k = &cr_lane_keys[i];
+		const char *shown = k->alias ? k->alias : k->name;
+
+		snprintf(text, sizeof(text), "[lane t]\n%s = %s\n", k->name, k->example);
+		load_ok(text);
+		dump = dump_text();
+		sec = section_of(dump, "[lane t]");
+		cr_assert(sec, "%s", dump);
+		snprintf(prefix, sizeof(prefix), "%s = ", shown);
+		line = line_of(sec, prefix);
+		cr_expect(line, "no line '%s...' for %s = %s in:\n%s", prefix, k->name, k->example,
+			  sec);
+		if (line && k->alias)
+			cr_expect(strstr(line, k->name), "'%s' does not show %s", line, k->name);
+		else if (line)
+			cr_expect(strstr(line, k->example), "'%s' does not show the value %s", line,
+				  k->example);
+		free(line);
+		free(sec);
+
+		sec = section_of(dump, "[lane default]");
+		cr_assert(sec, "%s", dump);
+		cr_expect(line_of(sec, prefix) != NULL, "no line '%s...' for the implicit lane in:\n%s",
+			  prefix, sec);
+		free(sec);
+		free(dump);
+	}
+	for (size_t i = 0; i < cr_nglobal_keys; i++) {
+		const struct cr_global_key *g = &cr_global_keys[i];
+
+		snprintf(text, sizeof(text), "[global]\n%s = %s\n", g->name, g->example);
+		load_ok(text);
+		dump = dump_text();
+		sec = section_of(dump, "[global]");
+		cr_assert(sec, "%s", dump);
+		snprintf(prefix, sizeof(prefix), "%s = %s", g->name, g->example);
+		line = line_of(sec, prefix);
+		cr_expect(line, "no line '%s' in:\n%s", prefix, sec);
+		free(line);
+		free(sec);
+		free(dump);
+	}
+}
+
+/* The connection-settings hash changes with what a pooled connection
+ * carries (socket options, TLS floor) and with nothing else: a reload that
+ * only changes timeouts, limits, retries or warm pools keeps the pools. */
+Test(config, conn_hash_follows_the_connection_settings_only)
+{
+	static const char *const conn[] = {
+		"keepalive = 30s", "keepalive_interval = 10s", "keepalive_count = 3", "nodelay = off",
+		"tos = 0x10", "dscp = ef", "priority = 6", "mark = 7", "bind = 127.0.0.2",
+		"bind = ::1", "min_tls = 1.3",
+	};
+	static const char *const other[] = {
+		"match = a/*", "hosts = 10.0.0.0/8", "max_conns_per_host = 5",
+		"max_idle_per_host = 2", "idle_timeout = 1s", "max_lifetime = 1m",
+		"connect_timeout = 1s", "response_header_timeout = 1s", "request_timeout = 1s",
+		"queue_timeout = 1s", "retries = 2", "retry_budget = 50%", "retry_budget_min = 9",
+		"prewarm = a:1", "prewarm_url = http://a/", "prewarm_method = GET",
+		"preconnect_ratio = 1", "warm_max_idle = 1s",
+	};
+	char text[256];
+	uint64_t base, h;
+
+	load_ok("[lane t]\n");
+	base = cr_config_lane_conn_hash(&cfg->lanes[0]);
+	for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++) {
+		snprintf(text, sizeof(text), "[lane t]\n%s\n", conn[i]);
+		load_ok(text);
+		h = cr_config_lane_conn_hash(&cfg->lanes[0]);
+		cr_expect_neq(h, base, "%s changes how connections are made", conn[i]);
+	}
+	load_ok("[lane t]\nbind = 127.0.0.3\n");
+	h = cr_config_lane_conn_hash(&cfg->lanes[0]);
+	load_ok("[lane t]\nbind = 127.0.0.2\n");
+	cr_expect_neq(cr_config_lane_conn_hash(&cfg->lanes[0]), h, "the bind address counts");
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		snprintf(text, sizeof(text), "[lane t]\n%s\n", other[i]);
+		load_ok(text);
+		h = cr_config_lane_conn_hash(&cfg->lanes[0]);
+		cr_expect_eq(h, base, "%s does not change a pooled connection", other[i]);
+	}
+	/* the same settings in two lanes hash alike */
+	load_ok("[lane a]\nkeepalive = 30s\n[lane b]\nkeepalive = 30s\nretries = 1\n");
+	cr_expect_eq(cr_config_lane_conn_hash(&cfg->lanes[0]), cr_config_lane_conn_hash(&cfg->lanes[1]));
 }
 
 /* ------------------------------------------------------------------------ */
