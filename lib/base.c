@@ -2,3 +2,4 @@
 #include "base.h"
 
 __thread int cr_in_shim;
+__thread uintptr_t cr_in_shim_frame;

@@ -16,6 +16,41 @@
  * the raw connect hook then stands aside. Initial-exec TLS: no allocation,
  * safe in any hook on any thread. Defined in base.c. */
 extern __thread int cr_in_shim;
+/* The frame of the call that set the guard (0: not known, then the guard
+ * holds until cleared). */
+extern __thread uintptr_t cr_in_shim_frame;
+
+/* Sets the guard from the calling function's frame FRAME
+ * (__builtin_frame_address(0)). */
+static inline void cr_guard_set(void *frame)
+{
+	cr_in_shim_frame = (uintptr_t)frame;
+	cr_in_shim = 1;
+}
+
+static inline void cr_guard_clear(void)
+{
+	cr_in_shim = 0;
+	cr_in_shim_frame = 0;
+}
+
+/* Is the guard held by a call still on this thread's stack? A call left by
+ * siglongjmp (an alarm() timing a connect) never clears it; the next hook
+ * called from a frame no deeper than the one that set it finds it stale
+ * and clears it (stacks grow down on every Linux target we build for), so
+ * the thread is routed again. A signal handler running on the same stack
+ * during a guarded call is deeper, and passes through. FRAME: the caller's
+ * __builtin_frame_address(0). */
+static inline int cr_guard_held(void *frame)
+{
+	if (!cr_in_shim)
+		return 0;
+	if (cr_in_shim_frame && (uintptr_t)frame >= cr_in_shim_frame) {
+		cr_in_shim = 0;
+		return 0;
+	}
+	return 1;
+}
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

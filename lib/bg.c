@@ -367,13 +367,20 @@ static int serve_clients(int lfd, struct rbuf *rb)
 
 /* ----------------------------------------------------------------- thread */
 
+/* This process is a fork child of the one that loaded the config. */
+static int forked;
+
 /* The configured address now ("" = off). */
 static void configured(char *out)
 {
 	const struct cr_config *cfg = cr_cfgref_acquire();
 	out[0] = '\0';
 	if (cfg) {
-		snprintf(out, METRICS_MAX, "%s", cfg->metrics);
+		/* A fork child serves its own endpoint only at a per-process
+		 * address (unix:...%p): at the parent's address it could only
+		 * fail ("address in use") or, for a file, litter. */
+		if (!forked || strstr(cfg->metrics, "%p"))
+			snprintf(out, METRICS_MAX, "%s", cfg->metrics);
 		cr_cfgref_release(cfg);
 	}
 }
@@ -487,4 +494,5 @@ void cr_bg_atfork_child(void)
 	 * async-signal-safe, as an atfork child handler must be. */
 	drop_inherited();
 	cr_thread_atfork_child(&bg_thread);
+	forked = 1;
 }

@@ -44,12 +44,13 @@ static struct {
 static int cfg_strict;
 
 
-static int has_raw_work(const struct cr_config *cfg)
+static int route_raw_of(const struct cr_config *cfg)
 {
+	int v = cfg->path[0] || cfg->metrics[0] ? CR_RAW_KICK : 0;
 	for (int i = 0; i < cfg->nlanes; i++)
 		if (!cfg->lanes[i].passthrough)
-			return 1;
-	return 0;
+			return v | CR_RAW_WORK;
+	return v;
 }
 
 void cr_engine_publish(struct cr_config *cfg)
@@ -57,13 +58,13 @@ void cr_engine_publish(struct cr_config *cfg)
 	for (int i = 0; i < cfg->nlanes; i++) {
 		struct cr_lane *l = &cfg->lanes[i];
 		l->id = cr_lane_id(l->name);
-		if (l->id < 0)
-			l->id = CR_MAX_LANE_IDS - 1; /* registry full: share the last id */
+		if (l->id < 0) /* not reached: a reload checks cr_lane_ids_fit first */
+			l->id = CR_MAX_LANE_IDS - 1;
 		cr_metrics_set_lane_name(l->id, l->name);
 		l->conn_hash = cr_config_lane_conn_hash(l); /* the KEY_CONN keys */
 	}
 	int had_old = cr_cfgref_publish(cfg);
-	atomic_store_explicit(&cr_route_raw, has_raw_work(cfg), memory_order_release);
+	atomic_store_explicit(&cr_route_raw, route_raw_of(cfg), memory_order_release);
 	cr_warm_config_changed(cfg);
 	if (had_old && cr_engine_on_publish)
 		cr_engine_on_publish(cfg);
@@ -80,6 +81,11 @@ void cr_engine_atfork_child(void)
 	cr_limits_reset_child();
 	cr_deadline_atfork_child();
 	cr_route_set_owner();
+	/* The background thread did not survive the fork: the child's first
+	 * connect starts its own. */
+	const struct cr_config *cfg = cr_cfgref_current();
+	if (cfg)
+		atomic_store(&cr_route_raw, route_raw_of(cfg));
 }
 
 static void strict_exit(void)
@@ -190,6 +196,16 @@ int cr_engine_reload(int force)
 		return -1;
 	}
 	free(diag);
+	if (!cr_lane_ids_fit(cfg)) {
+		cr_logmsg(CR_LL_ERROR,
+			  "%s: this process has seen %d distinct lane names, the most it can tell apart; "
+			  "reload rejected (the previous configuration stays): reuse lane names, or restart "
+			  "the process",
+			  cfg_path, CR_MAX_LANE_IDS);
+		free(cfg);
+		cr_m_reload(0);
+		return -1;
+	}
 	cr_log_config_level(cfg->log_level);
 	applied_hash = h;
 	cr_engine_publish(cfg);

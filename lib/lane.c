@@ -122,6 +122,21 @@ int cr_lane_id(const char *name)
 	return id;
 }
 
+int cr_lane_ids_fit(const struct cr_config *cfg)
+{
+	int need = 0;
+	pthread_mutex_lock(&ids_mu);
+	for (int k = 0; k < cfg->nlanes; k++) {
+		int known = 0;
+		for (int i = 0; i < nids && !known; i++)
+			known = strcmp(id_names[i], cfg->lanes[k].name) == 0;
+		need += !known;
+	}
+	int fit = nids + need <= CR_MAX_LANE_IDS;
+	pthread_mutex_unlock(&ids_mu);
+	return fit;
+}
+
 void cr_lane_ids_atfork_child(void)
 {
 	pthread_mutex_init(&ids_mu, NULL);

@@ -34,6 +34,10 @@ int cr_dest_from_sockaddr(struct cr_dest *d, const void *sa, unsigned len);
 /* The stable id of lane NAME (registered on first use), -1 if all
  * CR_MAX_LANE_IDS ids are taken. */
 int cr_lane_id(const char *name);
+/* 1 if every lane name of CFG has or can get a stable id. Ids are never
+ * reused (limits, metrics, pools and fd entries carry them): a reload that
+ * would need more is rejected rather than let two lanes share one. */
+int cr_lane_ids_fit(const struct cr_config *cfg);
 /* fork: the registry's lock may have been held by a thread that is gone. */
 void cr_lane_ids_atfork_child(void);
 

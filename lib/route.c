@@ -182,6 +182,13 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 	if (wfd < 0)
 		return 0;
 	int fdflags = fcntl(fd, F_GETFD);
+	/* The open file's owner and signal (F_SETOWN[_EX], F_SETSIG) go with
+	 * the substitution, like its status flags (O_NONBLOCK, O_ASYNC): a
+	 * SIGIO-driven client keeps its signals. */
+	struct f_owner_ex owner = {0};
+	int sig = fcntl(fd, F_GETSIG);
+	if (fcntl(fd, F_GETOWN_EX, &owner) != 0 || sig < 0)
+		fdflags = -1;
 	if (fdflags < 0 || cr_sockrec_replay(fd, ino, wfd) != 0) {
 		cr_real.close(wfd);
 		cr_limit_release(slot);
@@ -194,7 +201,11 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 		return 0;
 	}
 	cr_real.close(wfd);
-	(void)fcntl(fd, F_SETFL, flags);
+	if (owner.pid)
+		(void)fcntl(fd, F_SETOWN_EX, &owner);
+	if (sig)
+		(void)fcntl(fd, F_SETSIG, sig);
+	(void)fcntl(fd, F_SETFL, flags); /* last: O_ASYNC once the owner is set */
 	cr_sockrec_forget(fd);
 	int nonblock = (flags & O_NONBLOCK) != 0;
 	struct cr_fdinfo info = {.slot = slot, .lane = lane->id,
@@ -241,7 +252,14 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uint64_t ino;
 	uint32_t slot = CR_SLOT_NONE;
 
-	if (cr_dest_from_sockaddr(&d, sa, len) != 0 || in_vfork_child())
+	if (in_vfork_child())
+		return cr_real.connect(fd, sa, len);
+	int raw = atomic_load_explicit(&cr_route_raw, memory_order_relaxed);
+	if (raw & CR_RAW_KICK) {
+		atomic_fetch_and(&cr_route_raw, ~CR_RAW_KICK);
+		cr_kick();
+	}
+	if (!(raw & CR_RAW_WORK) || cr_dest_from_sockaddr(&d, sa, len) != 0)
 		return cr_real.connect(fd, sa, len);
 	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP) {
 		errno = saved;

@@ -14,9 +14,15 @@
 #define cr_sockopts_apply cr_sockopt_apply
 #include <stdatomic.h>
 
-/* READY and some lane has work for a raw connect(): the one load a
- * non-routed connect() pays. Set by the engine at each publish. */
+/* The one load a non-routed connect() pays; 0 = nothing to do. Set by the
+ * engine at each publish (and in a fork child):
+ * CR_RAW_WORK: some lane has work for a raw connect();
+ * CR_RAW_KICK: the process has a config file (or a metrics endpoint) and
+ * its background thread may not run yet: the next connect starts it, even
+ * one that no lane routes, so the file is watched (then the bit clears). */
 extern atomic_int cr_route_raw;
+#define CR_RAW_WORK 1
+#define CR_RAW_KICK 2
 
 /* connect() for a socket the engine may route: TCP over IPv4/IPv6 only,
  * everything else goes straight to cr_real.connect. */

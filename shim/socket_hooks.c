@@ -21,7 +21,8 @@
 __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct sockaddr *, socklen_t),
 						   int fd, const struct sockaddr *sa, socklen_t len)
 {
-	if (cr_in_shim) {
+	void *frame = __builtin_frame_address(0);
+	if (cr_guard_held(frame)) {
 		/* libcurl connecting a warm socket we gave it (libcurl 7.88
 		 * ignores CURL_SOCKOPT_ALREADY_CONNECTED, curl issue 10626). */
 		if (cr_fdtab_any() && cr_route_again0(fd))
@@ -30,9 +31,9 @@ __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct so
 	}
 	/* cr_route_connect calls cr_real.connect, which is libc's connect for
 	 * both names: __connect is an alias of the same code. */
-	cr_in_shim = 1;
+	cr_guard_set(frame);
 	int r = cr_route_connect(fd, sa, len);
-	cr_in_shim = 0;
+	cr_guard_clear();
 	return r;
 }
 
