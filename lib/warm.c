@@ -348,8 +348,10 @@ static void start_connects(void)
 					break; /* at the lane's limit: warm sockets never exceed it */
 			}
 			/* Our sockets never take a number the host could be
-			 * counting on (docs/INTERNALS.md, "Warm pools"). */
-			int fd = cr_ownfd_raise(socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 0);
+			 * counting on (docs/INTERNALS.md, "connroute's own fds").
+			 * No floor at all (a tiny fd limit): not even a socket for a
+			 * moment, which could make the host's own open fail. */
+			int fd = cr_ownfd_floor() == 0 ? -1 : cr_ownfd_raise(socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 0);
 			if (fd < 0) {
 				cr_limit_release(slot);
 				note_no_room(l);
