@@ -21,7 +21,7 @@
 #include "route.h"
 #include "sys.h"
 #include "warm.h"
-#include "curlpool.h"
+#include "curl/lanes.h"
 
 #define MAX_POOLS 256
 #define MAX_READY 64

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "curlpool.h"
+#include "curl/lanes.h"
 #include "engine.h"
 #include "fdtab.h"
 #include "key.h"

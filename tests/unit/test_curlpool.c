@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "curlpool.h"
+#include "curl/lanes.h"
 #include "engine.h"
 #include "key.h"
 #include "limit.h"
@@ -152,4 +152,58 @@ Test(curlpool, threads_share_pools_safely, .init = setup, .fini = ts_stop, .time
 	/* 8 concurrent transfers; under heavy load one connection was seen
 	 * replaced now and then (9 in ~1 of 12 runs at --jobs 4): allow 2. */
 	cr_expect_leq(ts_accepted(), 10, "about one connection per concurrent transfer (got %d)", ts_accepted());
+}
+
+/* Two requests with URL http://HOST:PORT/ and a CURLOPT_RESOLVE entry for HOST: its own
+ * pool flavour (resolve entries land in the shared DNS cache). */
+static void two_requests_resolved(const char *host)
+{
+	char url[128], entry[128];
+	snprintf(url, sizeof(url), "http://%s:%d/", host, ts_port());
+	snprintf(entry, sizeof(entry), "%s:%d:127.0.0.1", host, ts_port());
+	struct curl_slist *rl = curl_slist_append(NULL, entry);
+	for (int k = 0; k < 2; k++) {
+		CURL *h = cr_curl_init(lib);
+		cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_RESOLVE, rl, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+		cr_expect_eq(cr_curl_perform(lib, h), CURLE_OK, "%s", url);
+		cr_curl_cleanup(lib, h);
+	}
+	curl_slist_free_all(rl);
+}
+
+/* More distinct CURLOPT_RESOLVE lists than there are pool slots: the least recently used
+ * idle pool makes room, so every perform is still pooled, and each flavour's second
+ * request rides on its first one's connection. */
+Test(curlpool, many_resolve_flavours_stay_pooled, .init = setup, .fini = ts_stop, .timeout = 60)
+{
+	load(NULL);
+	for (int i = 0; i < 200; i++) {
+		char host[32];
+		snprintf(host, sizeof(host), "h%d.test", i);
+		two_requests_resolved(host);
+	}
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.performs_pooled, 400, "pooled %ld, unpooled %ld", st.performs_pooled, st.performs_unpooled);
+	cr_expect_eq(ts_accepted(), 200, "one connection per flavour, got %d", ts_accepted());
+}
+
+/* Every publish changes the lane's connection settings (keepalive), so the old pool is
+ * retired: its slot is free again once its shares are gone. */
+Test(curlpool, retired_pools_free_their_slots, .init = setup, .fini = ts_stop, .timeout = 60)
+{
+	for (int i = 0; i < 200; i++) {
+		char text[64];
+		snprintf(text, sizeof(text), "[lane default]\nkeepalive = %ds\n", i + 1);
+		load(text);
+		cr_assert_eq(one_request("/"), CURLE_OK);
+		cr_assert_eq(one_request("/"), CURLE_OK);
+	}
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.performs_pooled, 400, "pooled %ld, unpooled %ld", st.performs_pooled, st.performs_unpooled);
+	cr_expect_eq(ts_accepted(), 200, "one connection per config, got %d", ts_accepted());
 }
