@@ -100,37 +100,29 @@ struct cr_curl_override {
 	union ov_val val[OV_N];
 };
 
-static void ov_setopt(struct cr_curl_easy *e, enum ov i, union ov_val v)
-{
-	const struct cr_curlfns *f = &e->lib->fns;
-	if (ov_opts[i].type == OV_LONG)
-		f->easy_setopt(e->h, ov_opts[i].opt, v.l);
-	else if (ov_opts[i].type == OV_PTR)
-		f->easy_setopt(e->h, ov_opts[i].opt, v.p);
-	else
-		f->easy_setopt(e->h, ov_opts[i].opt, v.f);
-}
-
-static void ov_set(struct cr_curl_easy *e, enum ov i, union ov_val v)
+/* Marks option I changed to the lane's value V (the caller sets it). */
+static inline void ov_mark(struct cr_curl_easy *e, enum ov i, union ov_val v)
 {
 	e->ov->changed |= OV_BIT(i);
 	e->ov->val[i] = v;
-	ov_setopt(e, i, v);
 }
 
 static void ov_long(struct cr_curl_easy *e, enum ov i, long v)
 {
-	ov_set(e, i, (union ov_val){.l = v});
+	ov_mark(e, i, (union ov_val){.l = v});
+	e->lib->fns.easy_setopt(e->h, ov_opts[i].opt, v);
 }
 
 static void ov_ptr(struct cr_curl_easy *e, enum ov i, void *v)
 {
-	ov_set(e, i, (union ov_val){.p = v});
+	ov_mark(e, i, (union ov_val){.p = v});
+	e->lib->fns.easy_setopt(e->h, ov_opts[i].opt, v);
 }
 
 static void ov_func(struct cr_curl_easy *e, enum ov i, ov_func_t v)
 {
-	ov_set(e, i, (union ov_val){.f = v});
+	ov_mark(e, i, (union ov_val){.f = v});
+	e->lib->fns.easy_setopt(e->h, ov_opts[i].opt, v);
 }
 
 /* The lane's value V, unless it is the app's own already. */
@@ -143,25 +135,33 @@ static void ov_long_unless_app(struct cr_curl_easy *e, enum ov i, long v)
 }
 
 /* Puts back the app's values of the changed options among WHICH, last
- * changed first. */
-static void ov_restore(struct cr_curl_easy *e, uint32_t which)
+ * changed first. Unrolled and inlined: with the table and WHICH constant,
+ * each entry is a bit test and, if set, one setopt of the app's field. */
+static inline __attribute__((always_inline)) void ov_restore(struct cr_curl_easy *e, uint32_t which)
 {
+	CURLcode (*setopt)(CURL *, CURLoption, ...) = e->lib->fns.easy_setopt;
 	uint32_t m = e->ov->changed & which;
 	e->ov->changed &= ~m;
-	while (m) {
-		enum ov i = (enum ov)(31 - __builtin_clz(m));
+#pragma GCC unroll 32
+	for (int i = OV_N - 1; i >= 0; i--) {
+		if (!(m & OV_BIT(i)))
+			continue;
 		const char *app = (const char *)e + ov_opts[i].app;
-		union ov_val v = {0};
-		m &= ~OV_BIT(i);
-		if (ov_opts[i].app != OV_APP_NONE) {
-			if (ov_opts[i].type == OV_LONG)
-				memcpy(&v.l, app, sizeof(v.l));
-			else if (ov_opts[i].type == OV_PTR)
-				memcpy(&v.p, app, sizeof(v.p));
-			else
-				memcpy(&v.f, app, sizeof(v.f));
+		if (ov_opts[i].app == OV_APP_NONE) {
+			setopt(e->h, ov_opts[i].opt, (void *)NULL);
+		} else if (ov_opts[i].type == OV_LONG) {
+			long v;
+			memcpy(&v, app, sizeof(v));
+			setopt(e->h, ov_opts[i].opt, v);
+		} else if (ov_opts[i].type == OV_PTR) {
+			void *v;
+			memcpy(&v, app, sizeof(v));
+			setopt(e->h, ov_opts[i].opt, v);
+		} else {
+			ov_func_t v;
+			memcpy(&v, app, sizeof(v));
+			setopt(e->h, ov_opts[i].opt, v);
 		}
-		ov_setopt(e, i, v);
 	}
 }
 
@@ -369,7 +369,8 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms)
 	if (e->rht_ms > 0)
 		ov_long(e, OV_TIMEOUT, cr_curl_min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
 	CURLcode rc = f->easy_perform(e->h);
-	cr_curl_sockets_count(e);
+	if (e->new_conns)
+		cr_curl_sockets_count(e);
 	if (e->rht_fired && rc == CURLE_ABORTED_BY_CALLBACK)
 		rc = CURLE_OPERATION_TIMEDOUT;
 	if (e->rht_ms > 0 && rc == CURLE_OPERATION_TIMEDOUT && !e->rht_fired) {
@@ -398,7 +399,8 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 	CURLcode rc = perform_once(e, rt);
 	long pause;
 	for (int attempt = 0;
-	     (pause = cr_curl_retry_next(e, lane, keyflags, attempt, rc, rt, t0, waited_ms)) >= 0; attempt++) {
+	     rc != CURLE_OK && (pause = cr_curl_retry_next(e, lane, keyflags, attempt, rc, rt, t0, waited_ms)) >= 0;
+	     attempt++) {
 		if (pause > 0) {
 			struct timespec ts = {.tv_sec = pause / 1000, .tv_nsec = (pause % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
@@ -437,7 +439,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 
 	struct cr_curl_share *s = NULL;
 	if (!e->app_share && !e->forbid_reuse && lane->max_idle_per_host > 0)
-		s = cr_curl_shares_checkout(lib, lane, cr_curl_shares_flavor(e->resolve), t_start);
+		s = cr_curl_shares_checkout(lib, lane, e->resolve ? cr_curl_shares_flavor(e->resolve) : 0, t_start);
 	if (s) {
 		ov_long_unless_app(e, OV_MAXCONNECTS, lane->max_idle_per_host);
 		ov_ptr(e, OV_SHARE, s->sh);

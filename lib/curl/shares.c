@@ -74,7 +74,7 @@ uint64_t cr_curl_shares_flavor(const struct curl_slist *resolve)
 	return n ? h : 0;
 }
 
-static int pool_is(struct cr_share_pool *p, int lane, uint64_t ch, uint64_t flavor)
+static inline int pool_is(struct cr_share_pool *p, int lane, uint64_t ch, uint64_t flavor)
 {
 	return atomic_load_explicit(&p->lane, memory_order_relaxed) == lane &&
 	       atomic_load_explicit(&p->conn_hash, memory_order_relaxed) == ch &&
@@ -230,9 +230,37 @@ static void free_unlink(struct cr_share_pool *p, struct cr_curl_share *s)
 	s->prev = s->next = NULL;
 }
 
+/* A new share for P, whose count already includes it (taken back if it
+ * cannot be made). */
+static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_share_pool *p)
+{
+	struct cr_curl_share *s = calloc(1, sizeof(*s));
+	CURLSH *sh = lib->fns.share_init();
+	if (!s || !sh) {
+		free(s);
+		if (sh)
+			lib->fns.share_cleanup(sh);
+		pthread_mutex_lock(&p->mu);
+		p->nshares--;
+		p->nbusy--;
+		pthread_mutex_unlock(&p->mu);
+		return NULL;
+	}
+	/* No lock callbacks: a share is only ever used by the one thread
+	 * that checked it out, and the pool mutex orders the hand-overs. */
+	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	s->sh = sh;
+	atomic_store_explicit(&s->pool, p, memory_order_relaxed);
+	s->busy = 1;
+	atomic_fetch_add(&cr_curl_ctr.shares_created, 1);
+	return s;
+}
+
 /* Lends a share of P, whose lock is held (and dropped here). */
-static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_pool *p, const struct cr_lane *l,
-				       uint64_t now_ns)
+static inline __attribute__((always_inline)) struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_pool *p,
+					      const struct cr_lane *l, uint64_t now_ns)
 {
 	struct cr_curl_share *s, *last = tls_last_share;
 	if (last && atomic_load_explicit(&last->pool, memory_order_relaxed) == p && !last->busy)
@@ -259,29 +287,7 @@ static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_p
 		no_room(lib, l, "every share of the lane's pool is lent out");
 		return NULL;
 	}
-
-	s = calloc(1, sizeof(*s));
-	CURLSH *sh = lib->fns.share_init();
-	if (!s || !sh) {
-		free(s);
-		if (sh)
-			lib->fns.share_cleanup(sh);
-		pthread_mutex_lock(&p->mu);
-		p->nshares--;
-		p->nbusy--;
-		pthread_mutex_unlock(&p->mu);
-		return NULL;
-	}
-	/* No lock callbacks: a share is only ever used by the one thread
-	 * that checked it out, and the pool mutex orders the hand-overs. */
-	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	s->sh = sh;
-	atomic_store_explicit(&s->pool, p, memory_order_relaxed);
-	s->busy = 1;
-	atomic_fetch_add(&cr_curl_ctr.shares_created, 1);
-	return s;
+	return share_create(lib, p);
 }
 
 struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, const struct cr_lane *l,
