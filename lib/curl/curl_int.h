@@ -119,9 +119,9 @@ void cr_curl_handles_atfork_child(void);
 
 struct cr_share_pool;
 
-/* One share handle of a pool. The struct is never freed: another thread's
- * last-used pointer may still point at it (only compared; a destroyed share
- * has no pool). */
+/* One share handle of a pool. The struct is never freed, only reused for a
+ * later share: another thread's last-used pointer may still point at it
+ * (see shares.c). */
 struct cr_curl_share {
 	CURLSH *sh;
 	struct cr_share_pool *_Atomic pool; /* read without the pool's lock */

@@ -25,6 +25,8 @@
 #include "metrics.h"
 
 #define SHARES_PER_POOL_MAX 512
+#define CR_STR_(x) #x
+#define CR_STR(x) CR_STR_(x)
 
 struct cr_share_pool {
 	/* identity */
@@ -49,6 +51,15 @@ static struct lib_pools {
 static __thread struct cr_curl_share *tls_last_share;
 static atomic_int warned_no_room;
 
+/* Share structs whose handle was cleaned up, for the next share made. They
+ * are never freed: another thread's tls_last_share may still point at one.
+ * That thread only reads its busy flag after seeing (acquire) that it
+ * belongs to the pool whose lock it holds; a share leaves its pool (pool
+ * set to NULL) only under that lock, and joins one with a release store
+ * after its fields are set. */
+static pthread_mutex_t dead_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct cr_curl_share *dead_head;
+
 void cr_curl_shares_lib_init(int index)
 {
 	pthread_mutex_init(&pools[index].mu, NULL);
@@ -61,6 +72,7 @@ void cr_curl_shares_atfork_child(void)
 	int n = cr_curl_lib_count();
 	for (int i = 0; i < n; i++)
 		cr_curl_shares_lib_init(i);
+	pthread_mutex_init(&dead_mu, NULL);
 	tls_last_share = NULL;
 }
 
@@ -122,11 +134,15 @@ static struct cr_curl_share *pool_detach_idle(struct cr_share_pool *p, int *nidl
 	return idle;
 }
 
+/* S has left its pool (pool NULL, set under the pool's lock). */
 static void share_destroy(struct cr_curllib *lib, struct cr_curl_share *s)
 {
 	lib->fns.share_cleanup(s->sh); /* closes its idle connections */
 	s->sh = NULL;
-	atomic_store_explicit(&s->pool, (struct cr_share_pool *)NULL, memory_order_relaxed);
+	pthread_mutex_lock(&dead_mu);
+	s->next = dead_head;
+	dead_head = s;
+	pthread_mutex_unlock(&dead_mu);
 }
 
 static void shares_destroy(struct cr_curllib *lib, struct cr_curl_share *list)
@@ -214,9 +230,8 @@ static void no_room(const struct cr_curllib *lib, const struct cr_lane *l, const
 {
 	atomic_fetch_add(&cr_curl_ctr.unpooled_no_room, 1);
 	if (!atomic_exchange(&warned_no_room, 1))
-		cr_logmsg(CR_LL_WARN,
-			  "lane %s: %s: %s: performs run unpooled while it lasts (logged once; see "
-			  "unpooled_no_room)", l->name, lib->name, what);
+		cr_logmsg(CR_LL_WARN, "lane %s: %s: %s: performs run unpooled until one is free (logged once)",
+			  l->name, lib->name, what);
 }
 
 static void free_unlink(struct cr_share_pool *p, struct cr_curl_share *s)
@@ -234,10 +249,21 @@ static void free_unlink(struct cr_share_pool *p, struct cr_curl_share *s)
  * cannot be made). */
 static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_share_pool *p)
 {
-	struct cr_curl_share *s = calloc(1, sizeof(*s));
+	pthread_mutex_lock(&dead_mu);
+	struct cr_curl_share *s = dead_head;
+	if (s)
+		dead_head = s->next;
+	pthread_mutex_unlock(&dead_mu);
+	if (!s)
+		s = calloc(1, sizeof(*s));
 	CURLSH *sh = lib->fns.share_init();
 	if (!s || !sh) {
-		free(s);
+		if (s) {
+			pthread_mutex_lock(&dead_mu);
+			s->next = dead_head;
+			dead_head = s;
+			pthread_mutex_unlock(&dead_mu);
+		}
 		if (sh)
 			lib->fns.share_cleanup(sh);
 		pthread_mutex_lock(&p->mu);
@@ -252,8 +278,9 @@ static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_shar
 	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	s->sh = sh;
-	atomic_store_explicit(&s->pool, p, memory_order_relaxed);
 	s->busy = 1;
+	s->prev = s->next = NULL;
+	atomic_store_explicit(&s->pool, p, memory_order_release);
 	atomic_fetch_add(&cr_curl_ctr.shares_created, 1);
 	return s;
 }
@@ -263,7 +290,7 @@ static inline __attribute__((always_inline)) struct cr_curl_share *pool_lend(str
 					      const struct cr_lane *l, uint64_t now_ns)
 {
 	struct cr_curl_share *s, *last = tls_last_share;
-	if (last && atomic_load_explicit(&last->pool, memory_order_relaxed) == p && !last->busy)
+	if (last && atomic_load_explicit(&last->pool, memory_order_acquire) == p && !last->busy)
 		s = last;
 	else
 		s = p->free_head;
@@ -284,7 +311,7 @@ static inline __attribute__((always_inline)) struct cr_curl_share *pool_lend(str
 		return s;
 	}
 	if (!may_create) {
-		no_room(lib, l, "every share of the lane's pool is lent out");
+		no_room(lib, l, "all " CR_STR(SHARES_PER_POOL_MAX) " shares of the pool have transfers in flight");
 		return NULL;
 	}
 	return share_create(lib, p);
@@ -310,7 +337,7 @@ struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, const stru
 		p = pool_claim(lp, l, flavor, now_ns, &evicted);
 		pthread_mutex_unlock(&lp->mu);
 		if (!p) {
-			no_room(lib, l, "every share pool has a share lent out");
+			no_room(lib, l, "all " CR_STR(CR_CURL_SHARE_POOLS_MAX) " share pools have transfers in flight");
 			return NULL;
 		}
 		struct cr_curl_share *s = pool_lend(lib, p, l, now_ns);
@@ -331,6 +358,7 @@ void cr_curl_shares_checkin(struct cr_curllib *lib, struct cr_curl_share *s)
 	p->nbusy--;
 	if (drain) {
 		p->nshares--;
+		atomic_store_explicit(&s->pool, (struct cr_share_pool *)NULL, memory_order_relaxed);
 	} else {
 		s->busy = 0;
 		s->prev = NULL;
