@@ -146,20 +146,20 @@ static inline __attribute__((always_inline)) void ov_restore(struct cr_curl_easy
 	for (int i = OV_N - 1; i >= 0; i--) {
 		if (!(m & OV_BIT(i)))
 			continue;
-		const char *app = (const char *)e + ov_opts[i].app;
-		if (ov_opts[i].app == OV_APP_NONE) {
-			setopt(e->h, ov_opts[i].opt, (void *)NULL);
-		} else if (ov_opts[i].type == OV_LONG) {
+		size_t off = ov_opts[i].app;
+		if (ov_opts[i].type == OV_LONG) {
 			long v;
-			memcpy(&v, app, sizeof(v));
+			memcpy(&v, (const char *)e + off, sizeof(v));
 			setopt(e->h, ov_opts[i].opt, v);
 		} else if (ov_opts[i].type == OV_PTR) {
-			void *v;
-			memcpy(&v, app, sizeof(v));
+			void *v = NULL;
+			if (off != OV_APP_NONE)
+				memcpy(&v, (const char *)e + off, sizeof(v));
 			setopt(e->h, ov_opts[i].opt, v);
 		} else {
-			ov_func_t v;
-			memcpy(&v, app, sizeof(v));
+			ov_func_t v = NULL;
+			if (off != OV_APP_NONE)
+				memcpy(&v, (const char *)e + off, sizeof(v));
 			setopt(e->h, ov_opts[i].opt, v);
 		}
 	}
