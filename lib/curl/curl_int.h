@@ -111,7 +111,7 @@ struct cr_curl_easy {
 };
 
 /* The record of a handle we know, or NULL. */
-struct cr_curl_easy *cr_curl_handle_get(CURL *h);
+struct cr_curl_easy *cr_curl_handles_get(CURL *h);
 void cr_curl_handles_lib_init(int index);
 void cr_curl_handles_atfork_child(void);
 

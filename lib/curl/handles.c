@@ -91,7 +91,7 @@ static __thread CURL *tls_easy_h;
 static __thread struct cr_curl_easy *tls_easy_e;
 static __thread unsigned long tls_easy_gen;
 
-struct cr_curl_easy *cr_curl_handle_get(CURL *h)
+struct cr_curl_easy *cr_curl_handles_get(CURL *h)
 {
 	struct cr_curl_easy *e;
 	unsigned long gen = atomic_load_explicit(&easy_gen, memory_order_acquire);
@@ -228,7 +228,7 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	if (rc != CURLE_OK)
 		return rc;
 
-	struct cr_curl_easy *e = cr_curl_handle_get(h);
+	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	if (!e)
 		return rc;
 	if (!option_is_safe(opt))
@@ -294,7 +294,7 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 void cr_curl_reset(struct cr_curllib *lib, CURL *h)
 {
 	lib->fns.easy_reset(h);
-	struct cr_curl_easy *e = cr_curl_handle_get(h);
+	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	if (e)
 		easy_defaults(e);
 }
@@ -302,7 +302,7 @@ void cr_curl_reset(struct cr_curllib *lib, CURL *h)
 CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 {
 	CURL *d = lib->fns.easy_duphandle(h);
-	struct cr_curl_easy *src = cr_curl_handle_get(h);
+	struct cr_curl_easy *src = cr_curl_handles_get(h);
 	if (!d)
 		return d;
 	struct cr_curl_easy *e = easy_add(lib, d);
@@ -320,7 +320,7 @@ CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 
 void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 {
-	struct cr_curl_easy *e = h ? cr_curl_handle_get(h) : NULL;
+	struct cr_curl_easy *e = h ? cr_curl_handles_get(h) : NULL;
 	if (e && !e->dirty && !e->app_share) {
 		struct freelist *fl = &freelists[lib->index];
 		int kept = 0;

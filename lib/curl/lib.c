@@ -74,7 +74,7 @@ const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib)
 
 struct cr_curllib *cr_curl_lib_of(CURL *h)
 {
-	struct cr_curl_easy *e = cr_curl_handle_get(h);
+	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	return e ? e->lib : NULL;
 }
 

@@ -474,7 +474,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 {
 	const struct cr_curlfns *f = &lib->fns;
-	struct cr_curl_easy *e = cr_curl_handle_get(h);
+	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	if (!e || !e->url_ok) {
 		atomic_fetch_add(&cr_curl_ctr.performs_unpooled, 1);
 		if (e)
