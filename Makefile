@@ -35,7 +35,7 @@ else
   say = @true
 endif
 
-LIB_SRC   := $(wildcard lib/*.c)
+LIB_SRC   := $(wildcard lib/*.c lib/curl/*.c)
 SHIM_SRC  := $(wildcard shim/*.c)
 CLI_SRC   := $(wildcard cli/*.c)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
@@ -48,6 +48,11 @@ LIBT_OBJ  := $(LIB_SRC:%.c=$(B)/tobj/%.o)
 SHIM_OBJ  := $(SHIM_SRC:%.c=$(B)/obj/%.o)
 PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
 
+LIB_HDR   := $(wildcard lib/*.h lib/curl/*.h)
+# ar keeps one member per file name: lib/ and lib/curl/ must not share one.
+ifneq ($(words $(notdir $(LIB_SRC))),$(words $(sort $(notdir $(LIB_SRC)))))
+  $(error a file name is in both lib/ and lib/curl/: $(sort $(notdir $(LIB_SRC))))
+endif
 INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
 
 .PHONY: all deps test unit integration demo install clean check-deps tsan bench
@@ -58,12 +63,12 @@ deps:
 	@bash scripts/deps.sh
 
 # --- the engine: a static archive for the shim, the CLI and the unit tests ---
-$(B)/obj/%.o: %.c $(wildcard lib/*.h lib/*.def include/*.h shim/*.h)
+$(B)/obj/%.o: %.c $(LIB_HDR) $(wildcard lib/*.def) $(wildcard include/*.h shim/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -c $< -o $@
 
-$(B)/tobj/%.o: %.c $(wildcard lib/*.h lib/*.def include/*.h)
+$(B)/tobj/%.o: %.c $(LIB_HDR) $(wildcard lib/*.def) $(wildcard include/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(TESTFLAGS) $(CURL_CFLAGS) -c $< -o $@
@@ -167,7 +172,7 @@ clean:
 	rm -rf build build-*
 
 # ThreadSanitizer run of the threaded engine code (Criterion cannot run under TSan).
-$(B)/stress_threads: tests/stress/threads.c $(LIB_SRC) $(wildcard lib/*.h) tests/unit/curlpool_server.h
+$(B)/stress_threads: tests/stress/threads.c $(LIB_SRC) $(LIB_HDR) tests/unit/curlpool_server.h
 	$(call say,LD,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) $(CURL_CFLAGS) -o $@ tests/stress/threads.c $(LIB_SRC) $(INIH_A) -lcurl -lpthread

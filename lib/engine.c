@@ -14,7 +14,7 @@
 
 #include "base.h"
 #include "cfgref.h"
-#include "curlpool.h"
+#include "curl/lanes.h"
 #include "deadline.h"
 #include "engine.h"
 #include "fdtab.h"
@@ -29,7 +29,6 @@
 #include "warm.h"
 
 atomic_int cr_state;
-void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
 static char cfg_path[1024];
 static struct stat cfg_stat;    /* of the file as last read */
@@ -66,8 +65,8 @@ void cr_engine_publish(struct cr_config *cfg)
 	int had_old = cr_cfgref_publish(cfg);
 	atomic_store_explicit(&cr_route_raw, route_raw_of(cfg), memory_order_release);
 	cr_warm_config_changed(cfg);
-	if (had_old && cr_engine_on_publish)
-		cr_engine_on_publish(cfg);
+	if (had_old)
+		cr_curl_shares_retire(cfg);
 }
 
 void cr_engine_atfork_child(void)

@@ -32,16 +32,6 @@ struct cr_env {
  * config or environment prints one line and exits the process. */
 int cr_engine_init(const struct cr_env *env);
 
-/* Transitional names for lib/curlpool.c (cfgref.h is the home now). */
-static inline const struct cr_config *cr_engine_acquire(void)
-{
-	return cr_cfgref_acquire();
-}
-static inline void cr_engine_release(const struct cr_config *cfg)
-{
-	cr_cfgref_release(cfg);
-}
-
 /* Replaces the published configuration: assigns stable lane ids, retires
  * the old one (freed once its last reference is gone and a grace period has
  * passed). Takes ownership of CFG (heap-allocated). */
@@ -52,10 +42,6 @@ void cr_engine_publish(struct cr_config *cfg);
  * on the lanes they started with. Returns 1 applied, 0 unchanged (or no file
  * to watch), -1 rejected (the old config stays; one FILE:LINE line logged). */
 int cr_engine_reload(int force);
-
-/* Called after a new config is published, with the old and new tables, so
- * pools of lanes that went away or changed can drain (set by curlpool). */
-extern void (*cr_engine_on_publish)(const struct cr_config *newcfg);
 
 /* fork: the child re-initialises the engine's locks. */
 void cr_engine_atfork_child(void);

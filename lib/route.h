@@ -10,8 +10,6 @@
 
 #include "fdtab.h"
 #include "sockopt.h"
-/* Transitional name for lib/curlpool.c. */
-#define cr_sockopts_apply cr_sockopt_apply
 #include <stdatomic.h>
 
 /* The one load a non-routed connect() pays; 0 = nothing to do. Set by the

@@ -12,7 +12,7 @@
 #include <sys/auxv.h>
 
 #include "bg.h"
-#include "curlpool.h"
+#include "curl/lanes.h"
 #include "engine.h"
 #include "limit.h"
 #include "warm.h"

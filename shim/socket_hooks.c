@@ -137,7 +137,8 @@ HOOK(int, dup3, (int oldfd, int newfd, int flags))
 HOOK(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len))
 {
 	int r = cr_real.setsockopt(fd, level, name, val, len);
-	if (r == 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed) && !cr_in_shim)
+	if (r == 0 && atomic_load_explicit(&cr_warm_active, memory_order_relaxed) &&
+	    !cr_guard_held(__builtin_frame_address(0)))
 		SAVE_ERRNO(cr_sockrec_setsockopt(fd, level, name, val, len));
 	return r;
 }

@@ -600,3 +600,93 @@ Test(metrics, endpoint_http_and_a_silent_client, .init = start, .fini = stop)
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	h_run_free(&b.r);
 }
+
+/* ------------------------------------------------- libcurl connections, counted once */
+
+/* /peers: connections that served at least one request, by state. */
+static void used_peers(long *open, long *closed)
+{
+	char *p = h_peers(&up);
+	*open = *closed = 0;
+	for (const char *l = p; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		char state[16];
+		long id, reqs;
+		if (sscanf(l, "%ld %*s %15s %ld", &id, state, &reqs) == 3 && reqs > 0)
+			*(strcmp(state, "open") ? closed : open) += 1;
+	}
+	free(p);
+}
+
+/* Runs curlprog (fresh handles, ARGS) under CONF until its last request, /delay/3000,
+ * is in flight, then scrapes: *T gets the scrape, *OPEN / *CLOSED the server's used
+ * connections by state at that moment. The program is joined. */
+static void run_and_scrape(const char *conf, const char *const *args, char **t, long *open, long *closed)
+{
+	struct bgrun b = {0};
+	char sock[400], spec[420];
+	write_config_unix(conf);
+	static char envc[450];
+	snprintf(envc, sizeof(envc), "CONNROUTE_CONFIG=%s", cfgpath);
+	b.env[0] = envc;
+	curlprog_args(&b, args);
+	bg_start(&b);
+	wait_socket(sock, sizeof(sock));
+	snprintf(spec, sizeof(spec), "unix:%s", sock);
+	cr_assert_eq(h_wait_stat(&up, "path_delay", 1, 10000), 1, "the last request did not arrive");
+	sleep_ms(200); /* the server sees the earlier connections' closes */
+	used_peers(open, closed);
+	*t = scrape(spec);
+	bg_join(&b);
+	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
+	h_run_free(&b.r);
+}
+
+/* Without libcurl pooling, every transfer opens a connection; with prewarm it is a warm
+ * socket handed to libcurl by the opensocket callback. Each is one connection opened and,
+ * at curl_easy_cleanup, one closed: neither the hand-out nor the close counts twice. */
+Test(metrics, libcurl_warm_connections_count_once, .init = start, .fini = stop)
+{
+	char conf[256], seq[128] = "";
+	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*2\nmax_idle_per_host = 0\n", up.port);
+	for (int i = 0; i < 5; i++)
+		strcat(seq, "/conn,");
+	strcat(seq, "/delay/3000");
+	const char *args[] = {"--mode", "fresh", "--requests", "6", "--pause-ms", "100", "--quiet",
+			      "--path-seq", seq, url, NULL};
+	char *t;
+	long open, closed;
+	run_and_scrape(conf, args, &t, &open, &closed);
+	cr_expect_eq(closed, 5, "one connection per finished transfer");
+	cr_expect_geq(mval(t, "connroute_warm_pool_total{lane=\"default\",result=\"hit\"}"), 2,
+		      "warm sockets were used: %s", t);
+	/* Counted when the perform that made it returns: the transfer in flight not yet. */
+	double op = mval(t, "connroute_connections_opened_total{lane=\"default\"}");
+	double cl = mval(t, "connroute_connections_closed_total{lane=\"default\"}");
+	cr_expect_eq(op, closed, "opened %.0f, the server saw %ld connections closed\n%s", op, closed, t);
+	cr_expect_eq(cl, closed, "closed %.0f, the server saw %ld connections closed", cl, closed);
+	free(t);
+}
+
+/* A perform whose first connection is dropped and whose retry succeeds on a second one
+ * made two connections: both count as opened; the dropped one as closed. */
+Test(metrics, libcurl_every_connection_of_a_perform_counts, .init = start, .fini = stop)
+{
+	char *s = h_get(&up, "/inject?fault=drop&count=1");
+	cr_assert_not_null(s);
+	free(s);
+	const char *args[] = {"--mode", "fresh", "--requests", "3", "--quiet", "--path-seq", "/,/,/delay/3000",
+			      url, NULL};
+	char *t;
+	long open, closed;
+	run_and_scrape("[lane default]\nretries = 1\n", args, &t, &open, &closed);
+	long accepted = h_stat(&up, "accepted");
+	cr_expect_eq(accepted, 2, "the dropped connection and the retry's");
+	cr_expect_eq(msum(t, "http_client_retry_count_total", "lane=\"default\""), 1, "%s", t);
+	double op = mval(t, "connroute_connections_opened_total{lane=\"default\"}");
+	double cl = mval(t, "connroute_connections_closed_total{lane=\"default\"}");
+	double act = mval(t, "connroute_connections_active{lane=\"default\"}");
+	cr_expect_eq(op, accepted, "opened %.0f, the server accepted %ld\n%s", op, accepted, t);
+	cr_expect_eq(cl, closed, "closed %.0f, the server saw %ld closed", cl, closed);
+	cr_expect_eq(act, open, "active %.0f, the server has %ld open", act, open);
+	free(t);
+}

@@ -1,6 +1,8 @@
 /* Threaded stress of the engine for ThreadSanitizer (Criterion does not run
  * under TSan): libcurl lanes from 8 threads in 2 lanes against an in-process
- * server, limits with waiters, and the fd table with racing closers.
+ * server (half of them with more resolve flavours than pool slots) while the
+ * config is reloaded, limits with waiters, and the fd table with racing
+ * closers.
  * `make tsan` builds it with -fsanitize=thread and runs it; exit 0 = clean. */
 #include <pthread.h>
 #include <stdio.h>
@@ -8,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "curlpool.h"
+#include "curl/lanes.h"
 #include "engine.h"
 #include "fdtab.h"
 #include "key.h"
@@ -39,6 +41,30 @@ static void *curl_worker(void *arg)
 		if (cr_curl_perform(lib, h) != CURLE_OK)
 			return (void *)1;
 		cr_curl_cleanup(lib, h);
+	}
+	return NULL;
+}
+
+/* More CURLOPT_RESOLVE flavours than pool slots, from several threads:
+ * slot claims and evictions of idle pools while others check out. */
+static void *flavour_worker(void *arg)
+{
+	char url[128], entry[128], host[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(host, sizeof(host), "f%d.test", (int)((intptr_t)arg * 100 + i) % 200);
+		snprintf(url, sizeof(url), "http://%s:%d/", host, ts_port());
+		snprintf(entry, sizeof(entry), "%s:%d:127.0.0.1", host, ts_port());
+		struct curl_slist *rl = curl_slist_append(NULL, entry);
+		CURL *h = cr_curl_init(lib);
+		cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_RESOLVE, rl, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+		CURLcode rc = cr_curl_perform(lib, h);
+		cr_curl_cleanup(lib, h);
+		curl_slist_free_all(rl);
+		if (rc != CURLE_OK)
+			return (void *)1;
 	}
 	return NULL;
 }
@@ -107,7 +133,7 @@ int main(void)
 	pthread_t rl;
 	pthread_create(&rl, NULL, reloader, NULL);
 	for (intptr_t i = 0; i < 8; i++)
-		pthread_create(&t[i], NULL, curl_worker, (void *)(i % 2));
+		pthread_create(&t[i], NULL, i < 4 ? curl_worker : flavour_worker, (void *)(i < 4 ? i % 2 : i - 4));
 	for (int i = 0; i < 8; i++) {
 		void *r;
 		pthread_join(t[i], &r);
@@ -135,7 +161,8 @@ int main(void)
 	ts_stop();
 	struct cr_curl_stats st;
 	cr_curl_stats(&st);
-	printf("stress: %d failures; %ld pooled performs, %ld shares, %ld handles reused, %d connections\n",
-	       bad, st.performs_pooled, st.shares_created, st.handles_reused, ts_accepted());
+	printf("stress: %d failures; %ld pooled performs, %ld shares, %ld pools evicted, %ld handles reused, "
+	       "%d connections\n",
+	       bad, st.performs_pooled, st.shares_created, st.pools_evicted, st.handles_reused, ts_accepted());
 	return bad ? 1 : 0;
 }

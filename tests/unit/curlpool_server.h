@@ -1,5 +1,7 @@
 /* A tiny in-process HTTP/1.1 keep-alive server for the curlpool tests:
- * answers every request with "ok", counts accepted connections. */
+ * answers every request with "ok", counts accepted connections and
+ * requests. Requests for /hold... are answered only once ts_release() is
+ * called after ts_hold(). */
 #ifndef CURLPOOL_SERVER_H
 #define CURLPOOL_SERVER_H
 
@@ -12,7 +14,7 @@
 #include <unistd.h>
 
 static int ts_lfd = -1, ts_portnum;
-static atomic_int ts_acc, ts_stopping;
+static atomic_int ts_acc, ts_stopping, ts_reqs, ts_holding;
 static pthread_t ts_thr;
 
 static void *ts_conn(void *arg)
@@ -31,6 +33,9 @@ static void *ts_conn(void *arg)
 		buf[have] = '\0';
 		char *end;
 		while ((end = strstr(buf, "\r\n\r\n"))) {
+			atomic_fetch_add(&ts_reqs, 1);
+			while (!strncmp(buf, "GET /hold", 9) && atomic_load(&ts_holding) && !atomic_load(&ts_stopping))
+				usleep(1000);
 			static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
 			if (write(fd, resp, sizeof(resp) - 1) < 0)
 				goto out;
@@ -90,6 +95,21 @@ static int ts_port(void)
 static int ts_accepted(void)
 {
 	return atomic_load(&ts_acc);
+}
+
+static inline int ts_requests(void)
+{
+	return atomic_load(&ts_reqs);
+}
+
+static inline void ts_hold(void)
+{
+	atomic_store(&ts_holding, 1);
+}
+
+static inline void ts_release(void)
+{
+	atomic_store(&ts_holding, 0);
 }
 
 #endif

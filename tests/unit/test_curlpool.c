@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "curlpool.h"
+#include "curl/lanes.h"
 #include "engine.h"
 #include "key.h"
 #include "limit.h"
@@ -152,4 +152,105 @@ Test(curlpool, threads_share_pools_safely, .init = setup, .fini = ts_stop, .time
 	/* 8 concurrent transfers; under heavy load one connection was seen
 	 * replaced now and then (9 in ~1 of 12 runs at --jobs 4): allow 2. */
 	cr_expect_leq(ts_accepted(), 10, "about one connection per concurrent transfer (got %d)", ts_accepted());
+}
+
+/* Two requests with URL http://HOST:PORT/ and a CURLOPT_RESOLVE entry for HOST: its own
+ * pool flavour (resolve entries land in the shared DNS cache). */
+static void two_requests_resolved(const char *host)
+{
+	char url[128], entry[128];
+	snprintf(url, sizeof(url), "http://%s:%d/", host, ts_port());
+	snprintf(entry, sizeof(entry), "%s:%d:127.0.0.1", host, ts_port());
+	struct curl_slist *rl = curl_slist_append(NULL, entry);
+	for (int k = 0; k < 2; k++) {
+		CURL *h = cr_curl_init(lib);
+		cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_RESOLVE, rl, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+		cr_expect_eq(cr_curl_perform(lib, h), CURLE_OK, "%s", url);
+		cr_curl_cleanup(lib, h);
+	}
+	curl_slist_free_all(rl);
+}
+
+/* More distinct CURLOPT_RESOLVE lists than there are pool slots: the least recently used
+ * idle pool makes room, so every perform is still pooled, and each flavour's second
+ * request rides on its first one's connection. */
+Test(curlpool, many_resolve_flavours_stay_pooled, .init = setup, .fini = ts_stop, .timeout = 60)
+{
+	load(NULL);
+	for (int i = 0; i < 200; i++) {
+		char host[32];
+		snprintf(host, sizeof(host), "h%d.test", i);
+		two_requests_resolved(host);
+	}
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.performs_pooled, 400, "pooled %ld, unpooled %ld", st.performs_pooled, st.performs_unpooled);
+	cr_expect_eq(ts_accepted(), 200, "one connection per flavour, got %d", ts_accepted());
+}
+
+/* Every publish changes the lane's connection settings (keepalive), so the old pool is
+ * retired: its slot is free again once its shares are gone. */
+Test(curlpool, retired_pools_free_their_slots, .init = setup, .fini = ts_stop, .timeout = 60)
+{
+	for (int i = 0; i < 200; i++) {
+		char text[64];
+		snprintf(text, sizeof(text), "[lane default]\nkeepalive = %ds\n", i + 1);
+		load(text);
+		cr_assert_eq(one_request("/"), CURLE_OK);
+		cr_assert_eq(one_request("/"), CURLE_OK);
+	}
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.performs_pooled, 400, "pooled %ld, unpooled %ld", st.performs_pooled, st.performs_unpooled);
+	cr_expect_eq(ts_accepted(), 200, "one connection per config, got %d", ts_accepted());
+}
+
+static void *held_request(void *arg)
+{
+	char host[32];
+	snprintf(host, sizeof(host), "held%d.test", (int)(intptr_t)arg);
+	char url[128], entry[128];
+	snprintf(url, sizeof(url), "http://%s:%d/hold", host, ts_port());
+	snprintf(entry, sizeof(entry), "%s:%d:127.0.0.1", host, ts_port());
+	struct curl_slist *rl = curl_slist_append(NULL, entry);
+	CURL *h = cr_curl_init(lib);
+	cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_RESOLVE, rl, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+	CURLcode rc = cr_curl_perform(lib, h);
+	cr_curl_cleanup(lib, h);
+	curl_slist_free_all(rl);
+	return (void *)(intptr_t)rc;
+}
+
+/* Every pool slot holds a pool with a transfer in flight: a perform of yet another
+ * flavour finds no room and runs unpooled, and that is counted (and logged once). */
+Test(curlpool, no_room_is_counted, .init = setup, .fini = ts_stop, .timeout = 60)
+{
+	enum { N = CR_CURL_SHARE_POOLS_MAX + 4 };
+	static pthread_t t[N];
+	load(NULL);
+	ts_hold();
+	for (intptr_t i = 0; i < N; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, held_request, (void *)i), 0);
+	for (int i = 0; i < 3000 && ts_requests() < N; i++)
+		usleep(10000);
+	cr_assert_eq(ts_requests(), N, "all transfers in flight");
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	ts_release();
+	int bad = 0;
+	for (int i = 0; i < N; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		bad += r != (void *)(intptr_t)CURLE_OK;
+	}
+	cr_expect_eq(bad, 0);
+	cr_expect_eq(st.performs_pooled, CR_CURL_SHARE_POOLS_MAX, "pooled %ld", st.performs_pooled);
+	cr_expect_eq(st.performs_unpooled, 4, "unpooled %ld", st.performs_unpooled);
+	cr_expect_eq(st.unpooled_no_room, 4, "counted %ld", st.unpooled_no_room);
 }

@@ -1,5 +1,6 @@
 /* connroute: libcurl lanes — pooled, lane-isolated connections for
- * unmodified programs that use the easy interface.
+ * unmodified programs that use the easy interface. The interface the rest of
+ * lib/ and shim/ use; lib/curl/curl_int.h is the module's own.
  *
  * Design (see docs/INTERNALS.md, "libcurl lanes"):
  * - a lane owns share handles (CONNECT | DNS | SSL_SESSION); a perform checks
@@ -17,8 +18,8 @@
  *
  * Threads: a handle is used by one thread at a time (libcurl's rule); the
  * handle table, pools and free lists are guarded by their own mutexes. */
-#ifndef CR_CURLPOOL_H
-#define CR_CURLPOOL_H
+#ifndef CR_CURL_LANES_H
+#define CR_CURL_LANES_H
 
 #define CURL_DISABLE_TYPECHECK 1
 /* Apps still use deprecated options (CURLOPT_PUT, PROGRESSFUNCTION...):
@@ -28,6 +29,11 @@
 #include <stdint.h>
 
 #include "config.h"
+
+/* Share pools per libcurl copy: one per (lane, connection settings,
+ * CURLOPT_RESOLVE flavour) in use. When all are busy a perform runs
+ * unpooled (counted in unpooled_no_room, logged once). */
+#define CR_CURL_SHARE_POOLS_MAX 128
 
 /* The functions of one loaded libcurl. */
 struct cr_curlfns {
@@ -46,16 +52,20 @@ struct cr_curlfns {
 
 struct cr_curllib; /* one per loaded libcurl */
 
-/* Registers a libcurl copy (its functions must all be non-NULL except
- * version_info). Returns NULL when the table is full. */
+/* lib.c. Registers a libcurl copy (its functions must all be non-NULL
+ * except version_info). Returns NULL when the table is full. */
 struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns, const char *name);
 struct cr_curllib *cr_curl_lib_find(const void *id);
 const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib);
 /* The library a known handle belongs to, or NULL. */
 struct cr_curllib *cr_curl_lib_of(CURL *h);
 
-/* The easy calls, engine side. Each does what the real call does, plus the
- * lane's work. */
+/* fork: the child must never use the parent's pooled connections (the
+ * sockets are shared with the parent). Abandons every pool and free list. */
+void cr_curl_atfork_child(void);
+
+/* handles.c and perform.c: the easy calls, engine side. Each does what the
+ * real call does, plus the lane's work. */
 CURL *cr_curl_init(struct cr_curllib *lib);
 CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
 			curl_off_t oval);
@@ -64,29 +74,31 @@ void cr_curl_cleanup(struct cr_curllib *lib, CURL *h);
 void cr_curl_reset(struct cr_curllib *lib, CURL *h);
 CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h);
 
-/* fork: the child must never use the parent's pooled connections (the
- * sockets are shared with the parent). Abandons every pool and free list. */
-void cr_curl_atfork_child(void);
-
-/* Parses scheme://[user@]host[:port]/... into lowercase host and a port
- * (default 80/443 by scheme). 0 or -1. Exposed for tests. */
+/* handles.c. Parses scheme://[user@]host[:port]/... into lowercase host and
+ * a port (default 80/443 by scheme). 0 or -1. Exposed for tests. */
 int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen, int *port);
 
-/* prewarm_url: fills each lane's pools with whole connections (TLS
- * included). Called on the warm-pool thread after a config change or when a
- * libcurl copy is first seen. */
+/* prewarm.c. prewarm_url: fills each lane's pools with whole connections
+ * (TLS included). Called on the warm-pool thread after a config change or
+ * when a libcurl copy is first seen. */
 void cr_curl_prewarm(const struct cr_config *cfg);
 
-/* Statistics for tests and metrics. */
+/* lib.c. Statistics for tests and metrics. */
 struct cr_curl_stats {
 	long shares_created;
 	long handles_recycled;
 	long handles_reused;
 	long performs_pooled;
 	long performs_unpooled;
+	long unpooled_no_room;    /* of which: no pool slot or share left (all busy) */
+	long pools_evicted;       /* idle pools closed to make room for another */
 	long limit_overflows;
 	long retries;
 };
 void cr_curl_stats(struct cr_curl_stats *out);
+
+/* A new config was published: pools whose lane is gone or changed stop
+ * lending (their idle shares are destroyed once nobody holds them). */
+void cr_curl_shares_retire(const struct cr_config *cfg);
 
 #endif
