@@ -301,7 +301,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (flags < 0)
 		flags = 0;
 	int nonblock = (flags & O_NONBLOCK) != 0;
-	int warm = cr_lane_warm(lane);
+	int warm = cr_warm_lane_has_pools(lane);
 	if (warm) {
 		int ret;
 		cr_warm_kick();

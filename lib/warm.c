@@ -40,7 +40,7 @@ struct wsock {
 	uint64_t born_ns;
 };
 
-struct pool {
+struct warm_pool {
 	int used;
 	int lane_id;
 	uint64_t conn_hash;
@@ -73,10 +73,10 @@ struct pool {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
-static struct pool pools[MAX_POOLS];
+static struct warm_pool pools[MAX_POOLS];
 static int npools;
 
-int cr_lane_warm(const struct cr_lane *l)
+int cr_warm_lane_has_pools(const struct cr_lane *l)
 {
 	return l->nprewarm > 0 || l->preconnect_ratio > 0 || l->prewarm_url[0];
 }
@@ -103,11 +103,11 @@ static int same_dest(const struct cr_dest *a, const struct cr_dest *b)
 }
 
 /* Under mu. */
-static struct pool *find_pool(int lane_id, uint64_t ch, const struct cr_dest *d, int create)
+static struct warm_pool *find_pool(int lane_id, uint64_t ch, const struct cr_dest *d, int create)
 {
-	struct pool *freep = NULL;
+	struct warm_pool *freep = NULL;
 	for (int i = 0; i < npools; i++) {
-		struct pool *p = &pools[i];
+		struct warm_pool *p = &pools[i];
 		if (p->used && !p->retired && p->lane_id == lane_id && p->conn_hash == ch && same_dest(&p->d, d))
 			return p;
 		if (!p->used && !freep)
@@ -129,7 +129,7 @@ static struct pool *find_pool(int lane_id, uint64_t ch, const struct cr_dest *d,
 }
 
 /* Under mu. */
-static void waste(struct pool *p, int n)
+static void waste(struct warm_pool *p, int n)
 {
 	p->wasted += n;
 	if (p->hits == 0 && p->wasted >= WASTE_LIMIT && p->adaptive && !p->adaptive_off) {
@@ -201,13 +201,13 @@ static void apply_config(const struct cr_config *cfg)
 {
 	pthread_mutex_lock(&mu);
 	for (int i = 0; i < npools; i++) {
-		struct pool *p = &pools[i];
+		struct warm_pool *p = &pools[i];
 		if (!p->used || p->retired)
 			continue;
 		int keep = 0;
 		for (int k = 0; k < cfg->nlanes && !keep; k++) {
 			const struct cr_lane *l = &cfg->lanes[k];
-			if (l->id == p->lane_id && l->conn_hash == p->conn_hash && cr_lane_warm(l)) {
+			if (l->id == p->lane_id && l->conn_hash == p->conn_hash && cr_warm_lane_has_pools(l)) {
 				keep = 1;
 				p->static_target = 0;
 				p->adaptive = l->preconnect_ratio > 0;
@@ -235,7 +235,7 @@ static void apply_config(const struct cr_config *cfg)
 			struct cr_dest d;
 			if (cr_dest_from_sockaddr(&d, res->ai_addr, res->ai_addrlen) == 0) {
 				pthread_mutex_lock(&mu);
-				struct pool *p = find_pool(l->id, l->conn_hash, &d, 1);
+				struct warm_pool *p = find_pool(l->id, l->conn_hash, &d, 1);
 				if (p) {
 					p->static_target += l->prewarm[j].count;
 					p->adaptive = l->preconnect_ratio > 0;
@@ -255,7 +255,7 @@ void cr_warm_config_changed(const struct cr_config *cfg)
 {
 	int active = 0;
 	for (int i = 0; i < cfg->nlanes; i++)
-		active |= cr_lane_warm(&cfg->lanes[i]);
+		active |= cr_warm_lane_has_pools(&cfg->lanes[i]);
 	atomic_store(&cr_warm_active, active);
 	atomic_store(&config_dirty, 1);
 	/* No thread from here: this runs in the constructor too. */
@@ -267,7 +267,7 @@ void cr_warm_kick(void)
 	start_thread();
 }
 
-static int target_of(const struct pool *p)
+static int target_of(const struct warm_pool *p)
 {
 	int t = p->static_target;
 	if (p->adaptive && !p->adaptive_off && p->rate > 0) {
@@ -323,7 +323,7 @@ static void start_connects(void)
 	uint64_t t = cr_now_ns();
 	for (int i = 0; i < npools && *npend < MAX_PENDING; i++) {
 		pthread_mutex_lock(&mu);
-		struct pool *p = &pools[i];
+		struct warm_pool *p = &pools[i];
 		int need = p->used && !p->retired && t >= p->fail_until_ns ? target_of(p) - p->n - p->pending : 0;
 		struct cr_dest d = p->d;
 		int lane_id = p->lane_id;
@@ -434,7 +434,7 @@ static void finish_pending(int timeout_ms)
 			i++;
 			continue;
 		}
-		struct pool *p = &pools[pend[i].pool];
+		struct warm_pool *p = &pools[pend[i].pool];
 		int kept = 0;
 		if (ok) {
 			/* Complete the socket's connect state now (the kernel's
@@ -507,7 +507,7 @@ static void sweep(void)
 	for (int i = 0; i < npools; i++) {
 		int nd = 0;
 		pthread_mutex_lock(&mu);
-		struct pool *p = &pools[i];
+		struct warm_pool *p = &pools[i];
 		for (int j = 0; p->used && j < p->n;) {
 			struct wsock *w = &p->ready[j];
 			int expired = p->retired || (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
@@ -576,7 +576,7 @@ int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *
 	for (int tries = 0; tries < MAX_READY; tries++) {
 		struct wsock w;
 		pthread_mutex_lock(&mu);
-		struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
+		struct warm_pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
 		if (!p || p->n == 0) {
 			if (p)
 				pthread_cond_signal(&cv);
@@ -629,7 +629,7 @@ void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t 
 	key.host = NULL;
 	uint64_t t = cr_now_ns();
 	pthread_mutex_lock(&mu);
-	struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 1);
+	struct warm_pool *p = find_pool(lane->id, lane->conn_hash, &key, 1);
 	if (p) {
 		p->adaptive = 1;
 		p->ratio = lane->preconnect_ratio;
@@ -657,7 +657,7 @@ void cr_warm_forget(int fd)
 {
 	pthread_mutex_lock(&mu);
 	for (int i = 0; i < npools; i++) {
-		struct pool *p = &pools[i];
+		struct warm_pool *p = &pools[i];
 		for (int j = 0; p->used && j < p->n; j++) {
 			if (p->ready[j].fd == fd) {
 				p->ready[j] = p->ready[--p->n];
@@ -674,7 +674,7 @@ int cr_warm_evict(const struct cr_lane *lane, const struct cr_dest *d)
 	int done = 0;
 	key.host = NULL;
 	pthread_mutex_lock(&mu);
-	struct pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
+	struct warm_pool *p = find_pool(lane->id, lane->conn_hash, &key, 0);
 	if (p && p->n > 0) {
 		struct wsock w = p->ready[0]; /* the oldest */
 		p->ready[0] = p->ready[--p->n];
@@ -701,7 +701,7 @@ void cr_warm_atfork_child(void)
 	 * connecting: close its copies, give back the units, and start over
 	 * on first use. mu was held across the fork, so the lists are whole. */
 	for (int i = 0; i < npools; i++) {
-		struct pool *p = &pools[i];
+		struct warm_pool *p = &pools[i];
 		for (int j = 0; p->used && j < p->n; j++)
 			close_warm(&p->ready[j], 1);
 		p->n = 0;

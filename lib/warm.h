@@ -24,7 +24,8 @@
 /* Some lane of the published config has warm pools. */
 extern atomic_int cr_warm_active;
 
-int cr_lane_warm(const struct cr_lane *l);
+/* LANE keeps warm pools (prewarm targets, preconnect or prewarm_url). */
+int cr_warm_lane_has_pools(const struct cr_lane *l);
 
 /* The published config changed: targets, retired pools, prewarm hosts. */
 void cr_warm_config_changed(const struct cr_config *cfg);

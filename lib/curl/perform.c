@@ -266,7 +266,7 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_lane *lane, long 
 		ov_ptr(e, OV_CLOSESOCKETDATA, (void *)(intptr_t)(lane->id + 1));
 	}
 	e->warm_fd = -1;
-	if (cr_lane_warm(lane) && !e->app_opensocket) {
+	if (cr_warm_lane_has_pools(lane) && !e->app_opensocket) {
 		ov_func(e, OV_OPENSOCKETFUNCTION, (ov_func_t)cr_curl_sockets_open);
 		ov_ptr(e, OV_OPENSOCKETDATA, e);
 	}
