@@ -64,7 +64,7 @@ Test(cfgref, publish_acquire_release_counts)
 	cr_expect_eq(cr_cfgref_refs(b), 0);
 }
 
-Test(cfgref, retired_configs_are_freed_after_the_grace_period_unless_held, .timeout = 20)
+Test(cfgref, retired_configs_are_freed_after_the_grace_period_unless_held)
 {
 	struct cr_config *a = fake(), *b = fake(), *c = fake();
 	cr_cfgref_publish(a);
@@ -136,7 +136,7 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-Test(cfgref, stress_publish_while_acquiring_leaves_exact_counts, .timeout = 60)
+Test(cfgref, stress_publish_while_acquiring_leaves_exact_counts)
 {
 	for (int i = 0; i < NPUB; i++)
 		published[i] = fake();
