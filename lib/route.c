@@ -252,8 +252,6 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uint64_t ino;
 	uint32_t slot = CR_SLOT_NONE;
 
-	if (in_vfork_child())
-		return cr_real.connect(fd, sa, len);
 	int raw = atomic_load_explicit(&cr_route_raw, memory_order_relaxed);
 	if (raw & CR_RAW_KICK) {
 		atomic_fetch_and(&cr_route_raw, ~CR_RAW_KICK);
@@ -261,7 +259,8 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	if (!(raw & CR_RAW_WORK) || cr_dest_from_sockaddr(&d, sa, len) != 0)
 		return cr_real.connect(fd, sa, len);
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP ||
+	    in_vfork_child()) {
 		errno = saved;
 		return cr_real.connect(fd, sa, len);
 	}
