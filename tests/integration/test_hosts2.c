@@ -568,7 +568,7 @@ static void serial_stop(struct serial *s)
 /* preconnect_ratio = 1, and a client whose sockets can never be served warm (each is bound
  * to 127.0.0.1:0 before its connect): ten requests, one new connection each, 100 ms apart.
  * The warm sockets adaptive preconnect makes are never used, and each one the server
- * accepts holds it until the pool drops it (warm_max_idle, 1 s here). Preconnect must stop
+ * accepts holds it until the pool drops it. Preconnect must stop (default warm_max_idle)
  * for such a destination: the server sees at most a couple of unused connections, and the
  * ten requests take a few seconds at most. (Before: an idle warm connection ahead of every
  * other request, about 10 s in all with warm_max_idle = 1s, 80 s with the default 15s.) */
@@ -580,7 +580,7 @@ Test(hosts2, adaptive_preconnect_stops_for_a_server_it_only_blocks)
 	snprintf(dir, sizeof(dir), "%s", tmpl);
 	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", dir);
 	snprintf(cfgenv, sizeof(cfgenv), "CONNROUTE_CONFIG=%s", cfgpath);
-	write_config("[lane default]\npreconnect_ratio = 1\nwarm_max_idle = 1s\n");
+	write_config("[lane default]\npreconnect_ratio = 1\n");
 	serial_start(&s);
 
 	const char *argv[64];
