@@ -1,0 +1,550 @@
+/* connroute: objects loaded with RTLD_DEEPBIND reach the shim anyway
+ * (docs/INTERNALS.md, "RTLD_DEEPBIND hosts").
+ *
+ * glibc resolves the references of an object loaded with RTLD_DEEPBIND, and
+ * of the dependencies loaded with it, in that object's own dependency tree
+ * before the global scope: PHP's extensions (php-curl, and the libcurl it
+ * brings in) call libcurl and libc directly and never reach a preloaded
+ * library. After such a dlopen returns, every GOT/PLT slot of exactly those
+ * objects that names a symbol of lib/hooks.def is given what the global
+ * scope binds that name to (our hook): the value the slot would hold had the
+ * object been loaded without RTLD_DEEPBIND. Nothing else is written.
+ *
+ * The hooks here are dlopen and dlmopen. Without RTLD_DEEPBIND (nearly every
+ * call) they are one flag test and a tail call: glibc then sees the app's
+ * code as the caller, whose RUNPATH it searches and whose $ORIGIN it
+ * expands. With it, the call cannot be a tail call (we work after it), so
+ * those two caller-dependent steps are done here for the caller. */
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "elfrel.h"
+#include "engine.h"
+#include "log.h"
+#include "real.h"
+#include "rebind.h"
+#include "shim.h"
+#include "sys.h"
+
+/* Every interposed name, in lib/hooks.def's order. */
+static const char *const names[] = {
+#define CR_LIBC(name, ret, params) #name,
+#define CR_CURL(name, ret, params) #name,
+#include "hooks.def"
+#undef CR_LIBC
+#undef CR_CURL
+};
+#define NNAMES ARRAY_SIZE(names)
+
+/* An object as dl_iterate_phdr and a link_map both show it: load bias and
+ * dynamic section. */
+struct objid {
+	uintptr_t addr;
+	uintptr_t ld;
+};
+
+#ifdef DLFO_STRUCT_HAS_EH_DBASE
+typedef int (*find_object_fn)(void *, struct dl_find_object *);
+static find_object_fn find_object; /* glibc >= 2.35 */
+#endif
+
+
+/* Everything below is guarded by mu, held across each dl_iterate_phdr walk
+ * (never across the app's dlopen itself: its constructors may dlopen). */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int armed;                 /* cr_rebind_init ran: rebind at each RTLD_DEEPBIND dlopen */
+static void *targets[NNAMES];     /* the global scope's definition of each name */
+static struct objid self;         /* libconnroute.so: never rebound */
+static size_t pagesize;
+static struct objid pending[32];  /* RTLD_DEEPBIND roots loaded before cr_rebind_init */
+static int npending;
+static struct objid refused[64];  /* objects logged as not rebindable: once each */
+static int nrefused;
+static struct cr_elfslot slots[512];
+static uintptr_t pages[512];
+static int prots[512];
+
+/* ------------------------------------------------------------ dlopen hooks */
+
+static int elf_ok(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ElfW(Ehdr) eh;
+	ssize_t n = read(fd, &eh, sizeof(eh));
+	cr_sys_close(fd); /* never the hooked close */
+	return n == (ssize_t)sizeof(eh) && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+	       eh.e_ident[EI_CLASS] == (__ELF_NATIVE_CLASS == 64 ? ELFCLASS64 : ELFCLASS32) &&
+#if defined(__x86_64__)
+	       eh.e_machine == EM_X86_64 &&
+#elif defined(__aarch64__)
+	       eh.e_machine == EM_AARCH64 &&
+#endif
+	       eh.e_type == ET_DYN;
+}
+
+static struct link_map *caller_map(const void *caller)
+{
+	Dl_info di;
+	struct link_map *lm = NULL;
+	if (!dladdr1(caller, &di, (void **)&lm, RTLD_DL_LINKMAP))
+		return NULL;
+	return lm;
+}
+
+/* A bare name is searched in the caller's DT_RPATH/DT_RUNPATH (and in
+ * LD_LIBRARY_PATH, which glibc puts between them) as glibc would, up to the
+ * first directory that does not depend on the caller (ld.so.cache and the
+ * system directories): glibc searches those the same way whoever calls.
+ * Returns a malloc'd path, or NULL to let glibc search. */
+static char *search_for(const void *caller, const char *file)
+{
+	struct link_map *lm = caller_map(caller);
+	Dl_serinfo sz;
+	if (!lm || dlinfo(lm, RTLD_DI_SERINFOSIZE, &sz) != 0 || sz.dls_size < sizeof(Dl_serinfo))
+		return NULL;
+	Dl_serinfo *si = malloc(sz.dls_size);
+	if (!si)
+		return NULL;
+	*si = sz;
+	char *found = NULL;
+	if (dlinfo(lm, RTLD_DI_SERINFOSIZE, si) == 0 && dlinfo(lm, RTLD_DI_SERINFO, si) == 0) {
+		size_t fl = strlen(file);
+		for (unsigned i = 0; i < si->dls_cnt && !found; i++) {
+			const char *dir = si->dls_serpath[i].dls_name;
+			if (!(si->dls_serpath[i].dls_flags & (LA_SER_RUNPATH | LA_SER_LIBPATH)))
+				break;
+			size_t dl = strlen(dir);
+			char *p = malloc(dl + fl + 2);
+			if (!p)
+				break;
+			memcpy(p, dir, dl);
+			p[dl] = '/';
+			memcpy(p + dl + 1, file, fl + 1);
+			if (elf_ok(p))
+				found = p;
+			else
+				free(p);
+		}
+	}
+	free(si);
+	return found;
+}
+
+/* FILE with $ORIGIN / ${ORIGIN} replaced by the caller's directory (glibc
+ * expands them against the object that called dlopen). malloc'd, or NULL. */
+static char *expand_origin(const void *caller, const char *file)
+{
+	struct link_map *lm = caller_map(caller);
+	char dir[4096];
+	const char *n = lm ? lm->l_name : NULL;
+	ssize_t dl;
+	if (n && n[0] == '/') {
+		const char *slash = strrchr(n, '/');
+		dl = slash - n;
+		if (dl >= (ssize_t)sizeof(dir))
+			return NULL;
+		memcpy(dir, n, (size_t)dl);
+	} else if (!n || !n[0]) { /* the main program */
+		dl = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		if (dl <= 0)
+			return NULL;
+		while (dl > 0 && dir[dl - 1] != '/')
+			dl--;
+		if (dl > 1)
+			dl--;
+	} else {
+		return NULL; /* relative object path: leave it to glibc */
+	}
+	dir[dl] = '\0';
+	size_t cap = strlen(file) + 1;
+	for (const char *p = file; (p = strstr(p, "ORIGIN")); p++)
+		cap += (size_t)dl; /* at most one expansion per occurrence */
+	char *out = malloc(cap), *o = out;
+	if (!out)
+		return NULL;
+	for (const char *p = file; *p;) {
+		size_t skip = strncmp(p, "$ORIGIN", 7) == 0 ? 7 : strncmp(p, "${ORIGIN}", 9) == 0 ? 9 : 0;
+		if (skip) {
+			memcpy(o, dir, (size_t)dl);
+			o += dl;
+			p += skip;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static void rebind_root_locked(struct objid root);
+
+/* After an RTLD_DEEPBIND load: the root's identity, then its objects. */
+static void after_open(void *h)
+{
+	struct link_map *lm = NULL;
+	if (dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0 || !lm)
+		return;
+	struct objid r = {(uintptr_t)lm->l_addr, (uintptr_t)lm->l_ld};
+	pthread_mutex_lock(&mu);
+	if (armed)
+		rebind_root_locked(r);
+	else if (npending < (int)ARRAY_SIZE(pending))
+		pending[npending++] = r; /* before init: cr_rebind_init rebinds it */
+	pthread_mutex_unlock(&mu);
+}
+
+__attribute__((noinline)) static void *deep_open(int is_m, Lmid_t lmid, const char *file, int mode,
+						 const void *caller)
+{
+	int e = errno;
+	void *h = NULL;
+	char *path = NULL;
+	if (file && !strchr(file, '/')) {
+		/* Already loaded under that name: what glibc checks first,
+		 * whoever calls. */
+		h = is_m ? cr_real.dlmopen(lmid, file, mode | RTLD_NOLOAD)
+			 : cr_real.dlopen(file, mode | RTLD_NOLOAD);
+		if (!h)
+			path = search_for(caller, file);
+	} else if (file && strstr(file, "ORIGIN")) {
+		path = expand_origin(caller, file);
+	}
+	if (!h) {
+		const char *use = path ? path : file;
+		errno = e;
+		h = is_m ? cr_real.dlmopen(lmid, use, mode) : cr_real.dlopen(use, mode);
+		e = errno;
+	}
+	free(path);
+	if (h)
+		after_open(h);
+	errno = e;
+	return h;
+}
+
+/* The fast path: one flag test and a tail call (glibc sees our caller). */
+HOOK(void *, dlopen, (const char *file, int mode))
+{
+	if (__builtin_expect(!(mode & RTLD_DEEPBIND), 1) ||
+	    atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_DISABLED)
+		return cr_real.dlopen(file, mode);
+	return deep_open(0, LM_ID_BASE, file, mode, __builtin_return_address(0));
+}
+
+/* Only the base namespace is ours: a new namespace has its own libc (its own
+ * errno) and never sees this library. */
+HOOK(void *, dlmopen, (Lmid_t lmid, const char *file, int mode))
+{
+	if (__builtin_expect(!(mode & RTLD_DEEPBIND), 1) || lmid != LM_ID_BASE ||
+	    atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_DISABLED)
+		return cr_real.dlmopen(lmid, file, mode);
+	return deep_open(1, lmid, file, mode, __builtin_return_address(0));
+}
+
+/* --------------------------------------------------------------- rebinding */
+
+static int same(struct objid a, struct objid b)
+{
+	return a.addr == b.addr && a.ld == b.ld;
+}
+
+static struct objid id_of(const struct dl_phdr_info *info)
+{
+	struct objid id = {(uintptr_t)info->dlpi_addr, 0};
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			id.ld = (uintptr_t)info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+	return id;
+}
+
+static const char *name_of(const struct dl_phdr_info *info)
+{
+	return info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : "the main program";
+}
+
+/* Logged once per object, at info: the host keeps running, that object's
+ * calls unrouted. */
+static void refuse(const struct dl_phdr_info *info, struct objid id, const char *why, int err)
+{
+	for (int i = 0; i < nrefused; i++)
+		if (same(refused[i], id))
+			return;
+	if (nrefused < (int)ARRAY_SIZE(refused))
+		refused[nrefused++] = id;
+	if (err)
+		cr_logmsg(CR_LL_INFO, "%s was loaded with RTLD_DEEPBIND and cannot be rebound (%s: %s): "
+			  "its calls bypass connroute", name_of(info), why, strerror(err));
+	else
+		cr_logmsg(CR_LL_INFO, "%s was loaded with RTLD_DEEPBIND and cannot be rebound (%s): "
+			  "its calls bypass connroute", name_of(info), why);
+}
+
+/* Relocated and not being unloaded: the dynamic linker registers an object
+ * for _dl_find_object only after relocating it (RELRO applied), and we are
+ * inside dl_iterate_phdr, which holds the lock dlclose needs to unmap. So an
+ * object another thread is still loading is never written to. */
+static int complete(const struct dl_phdr_info *info)
+{
+#ifdef DLFO_STRUCT_HAS_EH_DBASE
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		if (info->dlpi_phdr[i].p_type != PT_LOAD)
+			continue;
+		struct dl_find_object r;
+		void *probe = (void *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+		return find_object && find_object(probe, &r) == 0 && r.dlfo_link_map &&
+		       (uintptr_t)r.dlfo_link_map->l_addr == (uintptr_t)info->dlpi_addr;
+	}
+#endif
+	(void)info;
+	return 0;
+}
+
+/* The current protection of each of pages[0..n) from /proc/self/maps
+ * (PROT_* bits, -1 where unmapped). -1 if it cannot be read. */
+static int read_prots(int n)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		prots[i] = -1;
+	char buf[4096], line[96];
+	size_t ll = 0;
+	ssize_t got;
+	while ((got = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t k = 0; k < got; k++) {
+			if (buf[k] != '\n') {
+				if (ll < sizeof(line) - 1)
+					line[ll++] = buf[k];
+				continue;
+			}
+			line[ll] = '\0';
+			ll = 0;
+			char *end;
+			unsigned long lo = strtoul(line, &end, 16), hi;
+			if (*end != '-')
+				continue;
+			hi = strtoul(end + 1, &end, 16);
+			if (*end != ' ' || strlen(end) < 5)
+				continue;
+			int prot = (end[1] == 'r' ? PROT_READ : 0) | (end[2] == 'w' ? PROT_WRITE : 0) |
+				   (end[3] == 'x' ? PROT_EXEC : 0);
+			for (int i = 0; i < n; i++)
+				if (pages[i] >= lo && pages[i] < hi)
+					prots[i] = prot;
+		}
+	}
+	cr_sys_close(fd);
+	return got < 0 ? -1 : 0;
+}
+
+/* Writes the global definition into the slots of one object that differ
+ * from it. DEEP: the object was loaded with RTLD_DEEPBIND, every differing
+ * slot is rebound (a lazy PLT slot still points into the object itself).
+ * Otherwise (the scan at init) only a slot bound to another object than the
+ * global scope's choice is: that object bypasses the shim. */
+static void rebind_object(const struct dl_phdr_info *info, struct objid id, struct cr_elfobj *o,
+			  int st, int deep)
+{
+	if (same(id, self) || !complete(info))
+		return;
+	if (st != CR_ELFREL_OK) {
+		if (deep)
+			refuse(info, id, cr_elfrel_strerror(st), 0);
+		return;
+	}
+	long n = cr_elfrel_find(o, names, NNAMES, slots, ARRAY_SIZE(slots));
+	if (n < 0) {
+		if (deep)
+			refuse(info, id, cr_elfrel_strerror((int)-n), 0);
+		return;
+	}
+	long w = 0;
+	for (long i = 0; i < n; i++) {
+		void *v = __atomic_load_n((void **)slots[i].addr, __ATOMIC_RELAXED);
+		void *t = targets[slots[i].name];
+		uintptr_t uv = (uintptr_t)v;
+		if (!t || v == t)
+			continue;
+		if (!deep && (!v || (uv >= o->lo && uv < o->hi)))
+			continue;
+		slots[w++] = slots[i];
+	}
+	if (w == 0)
+		return;
+
+	/* The pages to make writable for the stores: RELRO pages are
+	 * read-only once relocated. Their real protection is read from
+	 * /proc/self/maps (without it: what the ELF headers say). */
+	int np = 0;
+	for (long i = 0; i < w; i++) {
+		uintptr_t pg = slots[i].addr & ~(uintptr_t)(pagesize - 1);
+		int k;
+		for (k = 0; k < np && pages[k] != pg; k++)
+			;
+		if (k == np)
+			pages[np++] = pg;
+	}
+	if (read_prots(np) != 0) {
+		for (int k = 0; k < np; k++) {
+			prots[k] = PROT_READ | PROT_WRITE;
+			for (long i = 0; i < w; i++)
+				if ((slots[i].addr & ~(uintptr_t)(pagesize - 1)) == pages[k] && slots[i].relro)
+					prots[k] = PROT_READ;
+		}
+	}
+	int changed;
+	for (changed = 0; changed < np; changed++) {
+		if (prots[changed] < 0)
+			break;
+		if ((prots[changed] & PROT_WRITE) == 0 &&
+		    mprotect((void *)pages[changed], pagesize, prots[changed] | PROT_WRITE) != 0)
+			break;
+	}
+	if (changed < np) {
+		int err = prots[changed] < 0 ? EFAULT : errno;
+		for (int k = 0; k < changed; k++)
+			if ((prots[k] & PROT_WRITE) == 0)
+				(void)mprotect((void *)pages[k], pagesize, prots[k]);
+		refuse(info, id, "its read-only GOT cannot be made writable", err);
+		return;
+	}
+	/* One aligned pointer store each: a thread calling through the slot
+	 * meanwhile sees the old target or the new one, never a mix. */
+	for (long i = 0; i < w; i++)
+		__atomic_store_n((void **)slots[i].addr, targets[slots[i].name], __ATOMIC_RELEASE);
+	for (int k = 0; k < np; k++)
+		if ((prots[k] & PROT_WRITE) == 0)
+			(void)mprotect((void *)pages[k], pagesize, prots[k]);
+	cr_logmsg(deep ? CR_LL_DEBUG : CR_LL_INFO, "%s: %ld reference%s rebound to the global scope (%s)",
+		  name_of(info), w, w == 1 ? "" : "s",
+		  deep ? "loaded with RTLD_DEEPBIND" : "bound past the global scope");
+}
+
+/* A walk of dl_iterate_phdr. ROOT mode: the root object, then each later
+ * object that satisfies a DT_NEEDED of an object taken before it. glibc
+ * loads an object's new dependencies right after it, breadth first, and
+ * serialises loads, so these are exactly the objects the root's dlopen
+ * loaded (another thread's later load is never needed by them). */
+struct walk {
+	int root_mode;
+	struct objid root;
+	int found_root;
+	const char *want[256]; /* DT_NEEDED names not yet met (valid during the walk) */
+	int nwant;
+};
+
+static int wanted(struct walk *wk, const struct cr_elfobj *o, const char *path)
+{
+	size_t pos = 0;
+	const char *soname = cr_elfrel_dyn_string(o, DT_SONAME, &pos);
+	const char *base = path ? strrchr(path, '/') : NULL;
+	base = base ? base + 1 : path;
+	int hit = 0;
+	for (int i = 0; i < wk->nwant; i++) {
+		const char *w = wk->want[i];
+		if ((soname && strcmp(w, soname) == 0) || (base && strcmp(w, base) == 0) ||
+		    (path && strcmp(w, path) == 0)) {
+			wk->want[i] = wk->want[--wk->nwant]; /* met: the first match only */
+			i--;
+			hit = 1;
+		}
+	}
+	return hit;
+}
+
+static void want_needed(struct walk *wk, const struct cr_elfobj *o)
+{
+	size_t pos = 0;
+	const char *n;
+	while ((n = cr_elfrel_dyn_string(o, DT_NEEDED, &pos))) {
+		int k;
+		for (k = 0; k < wk->nwant && strcmp(wk->want[k], n) != 0; k++)
+			;
+		if (k == wk->nwant && wk->nwant < (int)ARRAY_SIZE(wk->want))
+			wk->want[wk->nwant++] = n;
+	}
+}
+
+static int walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct walk *wk = arg;
+	(void)size;
+	struct objid id = id_of(info);
+	struct cr_elfobj o;
+	int st = cr_elfrel_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, pagesize);
+	if (wk->root_mode) {
+		if (!wk->found_root) {
+			if (!same(id, wk->root))
+				return 0;
+			wk->found_root = 1;
+		} else if (!wanted(wk, &o, info->dlpi_name)) {
+			return 0;
+		}
+		want_needed(wk, &o);
+	}
+	rebind_object(info, id, &o, st, wk->root_mode);
+	return 0;
+}
+
+static void rebind_root_locked(struct objid root)
+{
+	struct walk wk = {.root_mode = 1, .root = root};
+	dl_iterate_phdr(walk_cb, &wk);
+}
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&mu);
+}
+
+static void atfork_release(void)
+{
+	pthread_mutex_unlock(&mu);
+}
+
+void cr_rebind_init(void)
+{
+	int e = errno;
+	Dl_info di;
+	struct link_map *lm = NULL;
+	pthread_mutex_lock(&mu);
+	pagesize = (size_t)sysconf(_SC_PAGESIZE);
+	if (dladdr1((void *)cr_rebind_init, &di, (void **)&lm, RTLD_DL_LINKMAP) && lm)
+		self = (struct objid){(uintptr_t)lm->l_addr, (uintptr_t)lm->l_ld};
+	for (size_t i = 0; i < NNAMES; i++)
+		targets[i] = dlsym(RTLD_DEFAULT, names[i]);
+	int ok = 0;
+#ifdef DLFO_STRUCT_HAS_EH_DBASE
+	*(void **)&find_object = dlsym(RTLD_DEFAULT, "_dl_find_object");
+	ok = find_object != NULL;
+#endif
+	if (!ok) {
+		cr_logmsg(CR_LL_INFO, "this C library has no _dl_find_object (glibc 2.35): objects "
+			  "loaded with RTLD_DEEPBIND are not rebound and bypass connroute");
+	} else {
+		for (int i = 0; i < npending; i++)
+			rebind_root_locked(pending[i]);
+		npending = 0;
+		/* Objects already bound past the global scope (loaded with
+		 * RTLD_DEEPBIND where no hook saw it). */
+		struct walk wk = {.root_mode = 0};
+		dl_iterate_phdr(walk_cb, &wk);
+		armed = 1;
+	}
+	pthread_mutex_unlock(&mu);
+	pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+	errno = e;
+}
