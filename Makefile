@@ -118,6 +118,25 @@ $(B)/progs/earlyprog: tests/progs/earlyprog.c $(B)/progs/libearly.so
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< $(B)/progs/libearly.so -Wl,-rpath,'$$ORIGIN'
 
+# deephost loads a plugin by bare name through its RUNPATH ($ORIGIN/plug), with
+# RTLD_DEEPBIND as PHP loads its extensions (docs/INTERNALS.md, "RTLD_DEEPBIND hosts").
+# Two builds of the plugin: full RELRO (-z now) and lazy PLT binding.
+$(B)/progs/plug/libcrplug.so: tests/progs/plug/crplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libcrplug.so -Wl,-z,relro,-z,now -o $@ $< -lpthread
+
+$(B)/progs/plug/libcrplug_lazy.so: tests/progs/plug/crplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -DPLUG_NAME='"crplug_lazy"' -shared -Wl,-soname,libcrplug_lazy.so \
+	  -Wl,-z,lazy -o $@ $< -lpthread
+
+$(B)/progs/deephost: tests/progs/deephost.c $(B)/progs/plug/libcrplug.so $(B)/progs/plug/libcrplug_lazy.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -Wl,-rpath,'$$ORIGIN/plug'
+
 $(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread

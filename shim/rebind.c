@@ -103,89 +103,150 @@ static struct link_map *caller_map(const void *caller)
 	return lm;
 }
 
-/* A bare name is searched in the caller's DT_RPATH/DT_RUNPATH (and in
- * LD_LIBRARY_PATH, which glibc puts between them) as glibc would, up to the
- * first directory that does not depend on the caller (ld.so.cache and the
- * system directories): glibc searches those the same way whoever calls.
- * Returns a malloc'd path, or NULL to let glibc search. */
-static char *search_for(const void *caller, const char *file)
+/* The directory of the object LM (glibc's $ORIGIN) into DIR; its length,
+ * or -1. */
+static ssize_t origin_dir(const struct link_map *lm, char *dir, size_t cap)
 {
-	struct link_map *lm = caller_map(caller);
-	Dl_serinfo sz;
-	if (!lm || dlinfo(lm, RTLD_DI_SERINFOSIZE, &sz) != 0 || sz.dls_size < sizeof(Dl_serinfo))
-		return NULL;
-	Dl_serinfo *si = malloc(sz.dls_size);
-	if (!si)
-		return NULL;
-	*si = sz;
-	char *found = NULL;
-	if (dlinfo(lm, RTLD_DI_SERINFOSIZE, si) == 0 && dlinfo(lm, RTLD_DI_SERINFO, si) == 0) {
-		size_t fl = strlen(file);
-		for (unsigned i = 0; i < si->dls_cnt && !found; i++) {
-			const char *dir = si->dls_serpath[i].dls_name;
-			if (!(si->dls_serpath[i].dls_flags & (LA_SER_RUNPATH | LA_SER_LIBPATH)))
-				break;
-			size_t dl = strlen(dir);
-			char *p = malloc(dl + fl + 2);
-			if (!p)
-				break;
-			memcpy(p, dir, dl);
-			p[dl] = '/';
-			memcpy(p + dl + 1, file, fl + 1);
-			if (elf_ok(p))
-				found = p;
-			else
-				free(p);
-		}
-	}
-	free(si);
-	return found;
-}
-
-/* FILE with $ORIGIN / ${ORIGIN} replaced by the caller's directory (glibc
- * expands them against the object that called dlopen). malloc'd, or NULL. */
-static char *expand_origin(const void *caller, const char *file)
-{
-	struct link_map *lm = caller_map(caller);
-	char dir[4096];
 	const char *n = lm ? lm->l_name : NULL;
 	ssize_t dl;
 	if (n && n[0] == '/') {
-		const char *slash = strrchr(n, '/');
-		dl = slash - n;
-		if (dl >= (ssize_t)sizeof(dir))
-			return NULL;
+		dl = strrchr(n, '/') - n;
+		if (dl >= (ssize_t)cap)
+			return -1;
 		memcpy(dir, n, (size_t)dl);
 	} else if (!n || !n[0]) { /* the main program */
-		dl = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		dl = readlink("/proc/self/exe", dir, cap - 1);
 		if (dl <= 0)
-			return NULL;
+			return -1;
 		while (dl > 0 && dir[dl - 1] != '/')
 			dl--;
 		if (dl > 1)
 			dl--;
 	} else {
-		return NULL; /* relative object path: leave it to glibc */
+		return -1; /* a relative object path: left to glibc */
 	}
 	dir[dl] = '\0';
-	size_t cap = strlen(file) + 1;
-	for (const char *p = file; (p = strstr(p, "ORIGIN")); p++)
-		cap += (size_t)dl; /* at most one expansion per occurrence */
+	return dl;
+}
+
+/* S with $ORIGIN / ${ORIGIN} replaced by ORIGIN: malloc'd, or NULL. N bytes
+ * of S (S need not end there). */
+static char *with_origin(const char *s, size_t n, const char *origin)
+{
+	size_t ol = origin ? strlen(origin) : 0, cap = n + 1;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '$')
+			cap += ol;
 	char *out = malloc(cap), *o = out;
 	if (!out)
 		return NULL;
-	for (const char *p = file; *p;) {
-		size_t skip = strncmp(p, "$ORIGIN", 7) == 0 ? 7 : strncmp(p, "${ORIGIN}", 9) == 0 ? 9 : 0;
+	for (size_t i = 0; i < n;) {
+		size_t skip = n - i >= 7 && !strncmp(s + i, "$ORIGIN", 7)   ? 7
+			      : n - i >= 9 && !strncmp(s + i, "${ORIGIN}", 9) ? 9
+									 : 0;
+		if (skip && !origin) {
+			free(out);
+			return NULL;
+		}
 		if (skip) {
-			memcpy(o, dir, (size_t)dl);
-			o += dl;
-			p += skip;
+			memcpy(o, origin, ol);
+			o += ol;
+			i += skip;
 		} else {
-			*o++ = *p++;
+			*o++ = s[i++];
 		}
 	}
 	*o = '\0';
 	return out;
+}
+
+/* FILE in the directories of LIST (':'-separated, $ORIGIN expanded): the
+ * first loadable one, malloc'd, or NULL. */
+static char *search_list(const char *list, const char *origin, const char *file)
+{
+	size_t fl = strlen(file);
+	for (const char *p = list; p && *p;) {
+		const char *end = p + strcspn(p, ":;");
+		char *dir = end > p ? with_origin(p, (size_t)(end - p), origin) : strdup(".");
+		p = *end ? end + 1 : end;
+		if (!dir)
+			continue;
+		size_t dl = strlen(dir);
+		char *path = malloc(dl + fl + 2);
+		if (path) {
+			memcpy(path, dir, dl);
+			path[dl] = '/';
+			memcpy(path + dl + 1, file, fl + 1);
+		}
+		free(dir);
+		if (path && elf_ok(path))
+			return path;
+		free(path);
+	}
+	return NULL;
+}
+
+struct dynpaths {
+	uintptr_t addr, ld;
+	char *runpath, *rpath; /* malloc'd copies */
+};
+
+static int dynpaths_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct dynpaths *d = arg;
+	(void)size;
+	if ((uintptr_t)info->dlpi_addr != d->addr)
+		return 0;
+	struct cr_elfobj o;
+	cr_elfrel_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, (size_t)getpagesize());
+	if ((uintptr_t)o.dyn != d->ld)
+		return 0;
+	size_t pos = 0;
+	const char *s = cr_elfrel_dyn_string(&o, DT_RUNPATH, &pos);
+	d->runpath = s ? strdup(s) : NULL;
+	pos = 0;
+	s = cr_elfrel_dyn_string(&o, DT_RPATH, &pos);
+	d->rpath = s ? strdup(s) : NULL;
+	return 1;
+}
+
+/* A bare name as glibc would search it for the caller: with a DT_RUNPATH,
+ * LD_LIBRARY_PATH then the RUNPATH; else its DT_RPATH. What is not found
+ * there is left to glibc, whose remaining steps (the main program's
+ * DT_RPATH, LD_LIBRARY_PATH, ld.so.cache, the system directories) do not
+ * depend on the caller. Returns a malloc'd path, or NULL. */
+static char *search_for(const void *caller, const char *file)
+{
+	struct link_map *lm = caller_map(caller);
+	if (!lm)
+		return NULL;
+	struct dynpaths d = {.addr = (uintptr_t)lm->l_addr, .ld = (uintptr_t)lm->l_ld};
+	dl_iterate_phdr(dynpaths_cb, &d);
+	char *found = NULL;
+	if (d.runpath || d.rpath) {
+		char origin[4096];
+		const char *o = origin_dir(lm, origin, sizeof(origin)) >= 0 ? origin : NULL;
+		if (d.runpath) {
+			found = search_list(getenv("LD_LIBRARY_PATH"), NULL, file);
+			if (!found)
+				found = search_list(d.runpath, o, file);
+		} else {
+			found = search_list(d.rpath, o, file);
+		}
+	}
+	free(d.runpath);
+	free(d.rpath);
+	return found;
+}
+
+/* FILE with $ORIGIN expanded against the caller (glibc expands it against
+ * the object that called dlopen). malloc'd, or NULL. */
+static char *expand_origin(const void *caller, const char *file)
+{
+	char origin[4096];
+	if (origin_dir(caller_map(caller), origin, sizeof(origin)) < 0)
+		return NULL;
+	return with_origin(file, strlen(file), origin);
 }
 
 static void rebind_root_locked(struct objid root);
