@@ -2,8 +2,8 @@
  * MSG_FASTOPEN on a fresh, never-connected socket carrying an HTTP/1.0 request: no
  * connect() call anywhere.
  *
- *   tfoprog [--sendmsg] [--nonblock] [--hold] [--count N] [--server] [--metrics UNIXPATH]
- *           HOST PORT PATH
+ *   tfoprog [--sendmsg] [--nonblock] [--hold] [--defer-read] [--count N] [--server]
+ *           [--metrics UNIXPATH] HOST PORT PATH
  *
  * Per connection it prints
  *   send I ret=R errno=NAME          what the Fast Open call returned (errno only when R < 0)
@@ -11,7 +11,9 @@
  *   info I syn_data=0|1              TCPI_OPT_SYN_DATA: the SYN carried the request
  * --nonblock: O_NONBLOCK sockets; EINPROGRESS (no Fast Open cookie yet: nothing was sent) is
  *   followed by poll, SO_ERROR and a plain send of the request, as a real client does.
- * --hold: every socket stays open until all are done (connections overlap).
+ * --hold: every socket stays open until all are done.
+ * --defer-read: every request is sent first, the responses are read after (with a slow
+ *   PATH such as /delay/500, the connections overlap at the server).
  * --server: HOST/PORT are ignored; a server thread of this program listens on 127.0.0.1 with
  *   TCP_FASTOPEN and answers "peer=IP" to every request (for the data-in-SYN check, which
  *   needs a Fast Open server: the test upstream is none).
@@ -138,6 +140,16 @@ static void read_response(int i, int fd, int nonblock)
 		printf("\n");
 }
 
+static void finish(int k, int fd, int nonblock)
+{
+	read_response(k, fd, nonblock);
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
+		printf("info %d syn_data=%d\n", k, (ti.tcpi_options & TCPI_OPT_SYN_DATA) ? 1 : 0);
+	fflush(stdout);
+}
+
 static void scrape(const char *path)
 {
 	for (int tries = 0; tries < 60; tries++) {
@@ -169,7 +181,7 @@ static void scrape(const char *path)
 
 int main(int argc, char **argv)
 {
-	int use_msg = 0, nonblock = 0, hold = 0, count = 1, server = 0;
+	int use_msg = 0, nonblock = 0, hold = 0, count = 1, server = 0, defer = 0;
 	const char *metrics = NULL;
 	int i;
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -179,6 +191,8 @@ int main(int argc, char **argv)
 			nonblock = 1;
 		else if (!strcmp(argv[i], "--hold"))
 			hold = 1;
+		else if (!strcmp(argv[i], "--defer-read"))
+			defer = hold = 1;
 		else if (!strcmp(argv[i], "--server"))
 			server = 1;
 		else if (!strcmp(argv[i], "--count") && i + 1 < argc)
@@ -189,8 +203,8 @@ int main(int argc, char **argv)
 			break;
 	}
 	if (argc - i != 3 || count < 1 || count > 64) {
-		fprintf(stderr, "usage: tfoprog [--sendmsg] [--nonblock] [--hold] [--count N] [--server] "
-				"[--metrics UNIXPATH] HOST PORT PATH\n");
+		fprintf(stderr, "usage: tfoprog [--sendmsg] [--nonblock] [--hold] [--defer-read] [--count N] "
+				"[--server] [--metrics UNIXPATH] HOST PORT PATH\n");
 		return 2;
 	}
 	const char *host = argv[i], *path = argv[i + 2];
@@ -204,7 +218,7 @@ int main(int argc, char **argv)
 	}
 	char req[512];
 	int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
-	int fds[64];
+	int fds[64], sent_ok[64];
 	for (int k = 0; k < count; k++) {
 		int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
 		fds[k] = fd;
@@ -235,19 +249,18 @@ int main(int argc, char **argv)
 			else
 				printf("conn %d failed: %s\n", k, ename(err ? err : ETIMEDOUT));
 		}
-		if (sent) {
-			read_response(k, fd, nonblock);
-			struct tcp_info ti;
-			socklen_t tl = sizeof(ti);
-			if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
-				printf("info %d syn_data=%d\n", k, (ti.tcpi_options & TCPI_OPT_SYN_DATA) ? 1 : 0);
-		}
+		sent_ok[k] = sent;
+		if (sent && !defer)
+			finish(k, fd, nonblock);
 		fflush(stdout);
 		if (!hold) {
 			close(fd);
 			fds[k] = -1;
 		}
 	}
+	for (int k = 0; defer && k < count; k++)
+		if (sent_ok[k])
+			finish(k, fds[k], nonblock);
 	for (int k = 0; k < count; k++)
 		if (fds[k] >= 0)
 			close(fds[k]);
