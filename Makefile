@@ -1,4 +1,4 @@
-# connroute — see README.md. `make`, `make test`, `make demo`, `make install`.
+# connroute — see README.md. `make`, `make test`, `make demo`, `make demo-php`, `make install`.
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
@@ -55,7 +55,7 @@ ifneq ($(words $(notdir $(LIB_SRC))),$(words $(sort $(notdir $(LIB_SRC)))))
 endif
 INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
 
-.PHONY: all deps test unit integration demo install clean check-deps tsan bench
+.PHONY: all deps test unit integration demo demo-php install clean check-deps tsan bench
 all: $(B)/libconnroute.so $(B)/connroute
 
 # --- dependencies: install what is missing (no-op when all is there) -------
@@ -168,6 +168,10 @@ test: check-deps
 demo: check-deps
 	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS)
 	bash scripts/demo.sh $(B)
+
+demo-php: check-deps
+	@$(MAKE) --no-print-directory all $(B)/upstream
+	bash scripts/demo-php.sh $(B)
 
 # --- benchmarks: bench/run.sh runs them all and writes bench/RESULTS.md ------
 $(B)/bench/%: bench/%.c
