@@ -132,10 +132,17 @@ $(B)/progs/plug/libcrplug_lazy.so: tests/progs/plug/crplug.c
 	$(Q)$(CC) $(BASEFLAGS) -DPLUG_NAME='"crplug_lazy"' -shared -Wl,-soname,libcrplug_lazy.so \
 	  -Wl,-z,lazy -o $@ $< -lpthread
 
-$(B)/progs/deephost: tests/progs/deephost.c $(B)/progs/plug/libcrplug.so $(B)/progs/plug/libcrplug_lazy.so
+# libcrpre.so: a NEEDED library whose constructor loads the plugin before the shim's runs.
+$(B)/progs/plug/libcrpre.so: tests/progs/plug/crpre.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)
-	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -Wl,-rpath,'$$ORIGIN/plug'
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libcrpre.so -Wl,-rpath,'$$ORIGIN' -o $@ $<
+
+$(B)/progs/deephost: tests/progs/deephost.c $(B)/progs/plug/libcrplug.so $(B)/progs/plug/libcrplug_lazy.so \
+		     $(B)/progs/plug/libcrpre.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -Wl,-rpath,'$$ORIGIN/plug' -L$(B)/progs/plug -lcrpre
 
 $(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
 	$(call say,CC,$@)

@@ -411,37 +411,29 @@ static int read_prots(int n)
 	return got < 0 ? -1 : 0;
 }
 
-/* Writes the global definition into the slots of one object that differ
- * from it. DEEP: the object was loaded with RTLD_DEEPBIND, every differing
- * slot is rebound (a lazy PLT slot still points into the object itself).
- * Otherwise (the scan at init) only a slot bound to another object than the
- * global scope's choice is: that object bypasses the shim. */
+/* Writes the global definition into every slot of one object loaded with
+ * RTLD_DEEPBIND that differs from it (bound to the deep scope's definition,
+ * or a lazy PLT slot still pointing into the object itself). */
 static void rebind_object(const struct dl_phdr_info *info, struct objid id, struct cr_elfobj *o,
-			  int st, int deep)
+			  int st)
 {
 	if (same(id, self) || !complete(info))
 		return;
 	if (st != CR_ELFREL_OK) {
-		if (deep)
-			refuse(info, id, cr_elfrel_strerror(st), 0);
+		refuse(info, id, cr_elfrel_strerror(st), 0);
 		return;
 	}
 	long n = cr_elfrel_find(o, names, NNAMES, slots, ARRAY_SIZE(slots));
 	if (n < 0) {
-		if (deep)
-			refuse(info, id, cr_elfrel_strerror((int)-n), 0);
+		refuse(info, id, cr_elfrel_strerror((int)-n), 0);
 		return;
 	}
 	long w = 0;
 	for (long i = 0; i < n; i++) {
 		void *v = __atomic_load_n((void **)slots[i].addr, __ATOMIC_RELAXED);
 		void *t = targets[slots[i].name];
-		uintptr_t uv = (uintptr_t)v;
-		if (!t || v == t)
-			continue;
-		if (!deep && (!v || (uv >= o->lo && uv < o->hi)))
-			continue;
-		slots[w++] = slots[i];
+		if (t && v != t)
+			slots[w++] = slots[i];
 	}
 	if (w == 0)
 		return;
@@ -489,18 +481,16 @@ static void rebind_object(const struct dl_phdr_info *info, struct objid id, stru
 	for (int k = 0; k < np; k++)
 		if ((prots[k] & PROT_WRITE) == 0)
 			(void)mprotect((void *)pages[k], pagesize, prots[k]);
-	cr_logmsg(deep ? CR_LL_DEBUG : CR_LL_INFO, "%s: %ld reference%s rebound to the global scope (%s)",
-		  name_of(info), w, w == 1 ? "" : "s",
-		  deep ? "loaded with RTLD_DEEPBIND" : "bound past the global scope");
+	cr_logmsg(CR_LL_DEBUG, "%s: %ld reference%s rebound to the global scope (loaded with RTLD_DEEPBIND)",
+		  name_of(info), w, w == 1 ? "" : "s");
 }
 
-/* A walk of dl_iterate_phdr. ROOT mode: the root object, then each later
- * object that satisfies a DT_NEEDED of an object taken before it. glibc
+/* A walk of dl_iterate_phdr: the root object, then each later object that
+ * satisfies a DT_NEEDED of an object taken before it. glibc
  * loads an object's new dependencies right after it, breadth first, and
  * serialises loads, so these are exactly the objects the root's dlopen
  * loaded (another thread's later load is never needed by them). */
 struct walk {
-	int root_mode;
 	struct objid root;
 	int found_root;
 	const char *want[256]; /* DT_NEEDED names not yet met (valid during the walk) */
@@ -546,23 +536,21 @@ static int walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	struct objid id = id_of(info);
 	struct cr_elfobj o;
 	int st = cr_elfrel_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, pagesize);
-	if (wk->root_mode) {
-		if (!wk->found_root) {
-			if (!same(id, wk->root))
-				return 0;
-			wk->found_root = 1;
-		} else if (!wanted(wk, &o, info->dlpi_name)) {
+	if (!wk->found_root) {
+		if (!same(id, wk->root))
 			return 0;
-		}
-		want_needed(wk, &o);
+		wk->found_root = 1;
+	} else if (!wanted(wk, &o, info->dlpi_name)) {
+		return 0;
 	}
-	rebind_object(info, id, &o, st, wk->root_mode);
+	want_needed(wk, &o);
+	rebind_object(info, id, &o, st);
 	return 0;
 }
 
 static void rebind_root_locked(struct objid root)
 {
-	struct walk wk = {.root_mode = 1, .root = root};
+	struct walk wk = {.root = root};
 	dl_iterate_phdr(walk_cb, &wk);
 }
 
@@ -596,13 +584,14 @@ void cr_rebind_init(void)
 		cr_logmsg(CR_LL_INFO, "this C library has no _dl_find_object (glibc 2.35): objects "
 			  "loaded with RTLD_DEEPBIND are not rebound and bypass connroute");
 	} else {
+		/* The hooks work in every state: every RTLD_DEEPBIND load made
+		 * before now (another library's constructor) was recorded. No
+		 * other object is looked at: a scan of every object's
+		 * relocations would cost each process start about a
+		 * millisecond, for loads no hook saw (there are none). */
 		for (int i = 0; i < npending; i++)
 			rebind_root_locked(pending[i]);
 		npending = 0;
-		/* Objects already bound past the global scope (loaded with
-		 * RTLD_DEEPBIND where no hook saw it). */
-		struct walk wk = {.root_mode = 0};
-		dl_iterate_phdr(walk_cb, &wk);
 		armed = 1;
 	}
 	pthread_mutex_unlock(&mu);

@@ -172,6 +172,23 @@ Test(reach_deepbind, objects_loaded_without_deepbind_are_left_alone, .init = sta
 	h_run_free(&b);
 }
 
+/* A load made by a library's constructor before the shim's constructor ran (the hook works
+ * in every state and remembers it): rebound at init. */
+Test(reach_deepbind, load_before_the_shim_initialised, .init = start_plain, .fini = stop)
+{
+	const char *env[] = {config(BIND2), "CRPRE_LOAD=1", NULL};
+	const char *argv[] = {"deephost", "--early", "--threads", "2", "127.0.0.1", port_str(up.port), "/conn", NULL};
+	struct h_run a, b;
+	run(&a, argv, env, 0);
+	run(&b, argv, env, 1);
+	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
+	cr_expect_eq(b.status, 0, "%s%s", b.out, b.err);
+	cr_expect_eq(count_str(a.out, "peer=127.0.0.1:"), 2, "without the shim: %s", a.out);
+	cr_expect_eq(count_str(b.out, "peer=127.0.0.2:"), 2, "routed: %s", b.out);
+	h_run_free(&a);
+	h_run_free(&b);
+}
+
 /* Load, use, dlclose, load another, dlclose, load the first again: every load is rebound
  * (a new mapping, maybe at the old address), nothing unloaded is touched, no crash. */
 Test(reach_deepbind, dlclose_and_load_again, .init = start_plain, .fini = stop)

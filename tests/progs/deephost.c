@@ -2,8 +2,8 @@
  * dlopen(RTLD_DEEPBIND), by bare name (found through this program's RUNPATH, $ORIGIN/plug),
  * and lets it make connections (tests/progs/plug/crplug.c).
  *
- *   deephost [--lazy] [--no-deepbind] [--cycle] [--deny-mprotect-write] [--threads N]
- *            HOST PORT PATH
+ *   deephost [--lazy] [--no-deepbind] [--cycle] [--early] [--deny-mprotect-write]
+ *            [--threads N] HOST PORT PATH
  *
  * --lazy: load libcrplug_lazy.so (PLT bound at first call) instead of libcrplug.so (-z now).
  * --no-deepbind: a plain dlopen (RTLD_LOCAL).
@@ -11,6 +11,8 @@
  *   fetch, dlclose: every load is a new mapping, every unloaded one is gone.
  * --deny-mprotect-write: before loading, a seccomp filter makes every mprotect() that asks
  *   for PROT_WRITE fail with EPERM (a read-only mapping that cannot be changed).
+ * --early: use the handle libcrpre.so's constructor got (run with CRPRE_LOAD=1): the plugin
+ *   was loaded with RTLD_DEEPBIND before any preloaded library's constructor ran.
  * Prints "load NAME ok" or "load NAME failed: DLERROR", then the plugin's lines
  * ("crplug I BODY"). Exit 0 when every load and connection worked, 1 otherwise. */
 #include <dlfcn.h>
@@ -42,9 +44,12 @@ static int deny_mprotect_write(void)
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
+void *crpre_handle(void);
+static int early;
+
 static int run(const char *name, int flags, const char *host, int port, const char *path, int threads)
 {
-	void *h = dlopen(name, flags);
+	void *h = early ? crpre_handle() : dlopen(name, flags);
 	if (!h) {
 		printf("load %s failed: %s\n", name, dlerror());
 		return 0;
@@ -68,6 +73,8 @@ int main(int argc, char **argv)
 			deep = 0;
 		else if (!strcmp(argv[i], "--cycle"))
 			cycle = 1;
+		else if (!strcmp(argv[i], "--early"))
+			early = 1;
 		else if (!strcmp(argv[i], "--deny-mprotect-write"))
 			deny = 1;
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -76,7 +83,7 @@ int main(int argc, char **argv)
 			break;
 	}
 	if (argc - i != 3) {
-		fprintf(stderr, "usage: deephost [--lazy] [--no-deepbind] [--cycle] "
+		fprintf(stderr, "usage: deephost [--lazy] [--no-deepbind] [--cycle] [--early] "
 				"[--deny-mprotect-write] [--threads N] HOST PORT PATH\n");
 		return 2;
 	}
