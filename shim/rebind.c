@@ -272,25 +272,33 @@ __attribute__((noinline)) static void *deep_open(int is_m, Lmid_t lmid, const ch
 	int e = errno;
 	void *h = NULL;
 	char *path = NULL;
-	if (file && !strchr(file, '/')) {
+	if (!file) /* the main program: nothing is loaded */
+		return is_m ? cr_real.dlmopen(lmid, file, mode) : cr_real.dlopen(file, mode);
+	if (!strchr(file, '/')) {
 		/* Already loaded under that name: what glibc checks first,
 		 * whoever calls. */
 		h = is_m ? cr_real.dlmopen(lmid, file, mode | RTLD_NOLOAD)
 			 : cr_real.dlopen(file, mode | RTLD_NOLOAD);
 		if (!h)
 			path = search_for(caller, file);
-	} else if (file && strstr(file, "ORIGIN")) {
-		path = expand_origin(caller, file);
+	} else {
+		if (strstr(file, "ORIGIN"))
+			path = expand_origin(caller, file);
+		/* Already loaded (the same file): relocated long ago, by
+		 * whichever load mapped it; nothing new to rebind. */
+		const char *use = path ? path : file;
+		h = is_m ? cr_real.dlmopen(lmid, use, mode | RTLD_NOLOAD)
+			 : cr_real.dlopen(use, mode | RTLD_NOLOAD);
 	}
 	if (!h) {
 		const char *use = path ? path : file;
 		errno = e;
 		h = is_m ? cr_real.dlmopen(lmid, use, mode) : cr_real.dlopen(use, mode);
 		e = errno;
+		if (h)
+			after_open(h);
 	}
 	free(path);
-	if (h)
-		after_open(h);
 	errno = e;
 	return h;
 }
