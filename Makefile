@@ -1,4 +1,4 @@
-# connroute — see README.md. `make`, `make test`, `make demo`, `make install`.
+# connroute — see README.md. `make`, `make test`, `make demo`, `make demo-php`, `make install`.
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
@@ -55,7 +55,7 @@ ifneq ($(words $(notdir $(LIB_SRC))),$(words $(sort $(notdir $(LIB_SRC)))))
 endif
 INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
 
-.PHONY: all deps test unit integration demo install clean check-deps tsan bench
+.PHONY: all deps test unit integration demo demo-php install clean check-deps tsan bench
 all: $(B)/libconnroute.so $(B)/connroute
 
 # --- dependencies: install what is missing (no-op when all is there) -------
@@ -118,6 +118,32 @@ $(B)/progs/earlyprog: tests/progs/earlyprog.c $(B)/progs/libearly.so
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< $(B)/progs/libearly.so -Wl,-rpath,'$$ORIGIN'
 
+# deephost loads a plugin by bare name through its RUNPATH ($ORIGIN/plug), with
+# RTLD_DEEPBIND as PHP loads its extensions (docs/INTERNALS.md, "RTLD_DEEPBIND hosts").
+# Two builds of the plugin: full RELRO (-z now) and lazy PLT binding.
+$(B)/progs/plug/libcrplug.so: tests/progs/plug/crplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libcrplug.so -Wl,-z,relro,-z,now -o $@ $< -lpthread
+
+$(B)/progs/plug/libcrplug_lazy.so: tests/progs/plug/crplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -DPLUG_NAME='"crplug_lazy"' -shared -Wl,-soname,libcrplug_lazy.so \
+	  -Wl,-z,lazy -o $@ $< -lpthread
+
+# libcrpre.so: a NEEDED library whose constructor loads the plugin before the shim's runs.
+$(B)/progs/plug/libcrpre.so: tests/progs/plug/crpre.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libcrpre.so -Wl,-rpath,'$$ORIGIN' -o $@ $<
+
+$(B)/progs/deephost: tests/progs/deephost.c $(B)/progs/plug/libcrplug.so $(B)/progs/plug/libcrplug_lazy.so \
+		     $(B)/progs/plug/libcrpre.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -Wl,-rpath,'$$ORIGIN/plug' -L$(B)/progs/plug -lcrpre
+
 $(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread
@@ -149,6 +175,10 @@ test: check-deps
 demo: check-deps
 	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS)
 	bash scripts/demo.sh $(B)
+
+demo-php: check-deps
+	@$(MAKE) --no-print-directory all $(B)/upstream
+	bash scripts/demo-php.sh $(B)
 
 # --- benchmarks: bench/run.sh runs them all and writes bench/RESULTS.md ------
 $(B)/bench/%: bench/%.c

@@ -11,6 +11,7 @@ PKGS=(
   iproute2 procps valgrind
   apache2-utils redis-server redis-tools   # warm-pool tests: ab, redis-benchmark
   haproxy                                  # bench/sidecar
+  php-cli php-curl php-fpm                 # RTLD_DEEPBIND hosts: tests/integration/test_reach.c, make demo-php
   prometheus                               # promtool check metrics
 )
 

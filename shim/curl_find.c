@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "curl_find.h"
+#include "real.h"
 
 __thread const void *cr_curl_find_last_ret;
 __thread struct cr_curllib *cr_curl_find_last_lib;
@@ -32,7 +33,7 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	struct cr_curllib *lib = cr_curl_lib_find(base);
 	if (lib)
 		return lib;
-	void *dl = dlopen(path, RTLD_NOLOAD | RTLD_LAZY);
+	void *dl = cr_real.dlopen(path, RTLD_NOLOAD | RTLD_LAZY); /* never the hook */
 	if (!dl)
 		return NULL;
 	struct cr_curlfns f;

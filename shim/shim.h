@@ -4,6 +4,7 @@
 #define CR_SHIM_H
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
