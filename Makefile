@@ -8,12 +8,14 @@ PCDIR     ?= $(LIBDIR)/pkgconfig
 DESTDIR   ?=
 
 CC        ?= cc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 SAN       ?=
 B         ?= build$(if $(SAN),-$(SAN))
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Ilib -Iinclude \
-             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"'
+             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"' \
+             -DCONNROUTE_MULTIARCH='"$(MULTIARCH)"'
 ifeq ($(SAN),address)
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else ifeq ($(SAN),undefined)
