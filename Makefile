@@ -132,8 +132,23 @@ $(B)/integration_tests: $(INTEG_SRC) $(wildcard tests/integration/*.h)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(TESTFLAGS) -Itests/integration -o $@ $(INTEG_SRC) -lcriterion -lpthread
 
+# The system config file of a test build of the shim is in the build tree,
+# never /etc (tests/integration/test_cli.c, cli_sysconf): only the engine is
+# compiled again; its object comes before the archive, so the archive's is
+# not used.
+$(B)/sysconf/engine.o: lib/engine.c $(LIB_HDR) $(wildcard lib/*.def) $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -DCONNROUTE_SYSCONF='"$(abspath $(B))/sysconf/connroute.conf"' -c $< -o $@
+
+$(B)/sysconf/libconnroute.so: $(SHIM_OBJ) $(B)/sysconf/engine.o $(B)/libcr.a $(B)/connroute.map
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/sysconf/engine.o $(B)/libcr.a $(INIH_A) \
+	  -Wl,--version-script=$(B)/connroute.map -Wl,--exclude-libs,ALL \
+	  -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
+
 TEST_BINS := $(B)/libconnroute.so $(B)/connroute $(B)/upstream $(PROGS) \
-             $(B)/unit_tests $(B)/integration_tests
+             $(B)/unit_tests $(B)/integration_tests $(B)/sysconf/libconnroute.so
 
 check-deps:
 	@bash scripts/deps.sh

@@ -81,6 +81,45 @@ static const char *env_value(const char *env, size_t n, const char *name)
 	return NULL;
 }
 
+/* The value of `metrics` in [global] of a file that does not parse as a
+ * whole: 0, or -1 if there is no such line. */
+static int metrics_line(const char *path, char *out, size_t n)
+{
+	FILE *f = fopen(path, "re");
+	char line[512];
+	int global = 0, rc = -1;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+		if (*p == '[') {
+			global = !strncmp(p, "[global]", 8);
+			continue;
+		}
+		if (!global || strncmp(p, "metrics", 7))
+			continue;
+		p += 7;
+		p += strspn(p, " \t");
+		if (*p != '=' && *p != ':')
+			continue;
+		p++;
+		p += strspn(p, " \t");
+		char *end = strstr(p, " ;");
+		if (!end)
+			end = strstr(p, "\t;");
+		if (!end)
+			end = p + strcspn(p, "\r\n");
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+			end--;
+		if (end > p && (size_t)(end - p) < n) {
+			memcpy(out, p, (size_t)(end - p));
+			out[end - p] = '\0';
+			rc = 0;
+		}
+	}
+	if (f)
+		fclose(f);
+	return rc;
+}
+
 /* Fills T from process PID. QUIET: no message (scanning). 0 or -1. */
 static int target_from_pid(long pid, struct target *t, int quiet)
 {
@@ -116,10 +155,15 @@ static int target_from_pid(long pid, struct target *t, int quiet)
 	if (!cfg || !diag)
 		goto out;
 	if (cr_config_load_file(t->config, cfg, diag) != 0) {
-		if (!quiet)
-			fprintf(stderr, "connroute: process %ld: %s\n(the process may still run an older, "
-					"valid version of it; give its ADDRESS)\n", pid, diag->msg[0]);
-		goto out;
+		/* The process keeps its last valid config (a reload was rejected):
+		 * its address is most likely still the file's metrics line. The
+		 * endpoint's pid is checked either way. */
+		if (metrics_line(t->config, cfg->metrics, sizeof(cfg->metrics)) != 0) {
+			if (!quiet)
+				fprintf(stderr, "connroute: process %ld: %s\n(the process may still run an "
+						"older, valid version of it; give its ADDRESS)\n", pid, diag->msg[0]);
+			goto out;
+		}
 	}
 	if (!cfg->metrics[0]) {
 		if (!quiet)
@@ -355,7 +399,7 @@ io_err:
 
 struct lanestat {
 	char name[CR_NAME_MAX];
-	double active, idle, queued, inflight, requests, overflows, retries;
+	double active, idle, queued, inflight, requests, overflows, retries, opened;
 	int nle;
 	double le[MAX_LE], cum[MAX_LE]; /* request duration buckets, summed over label sets */
 };
@@ -481,6 +525,8 @@ static void parse_scrape(const char *text, struct scrape *s)
 			continue;
 		if (!strcmp(name, "connroute_connections_active"))
 			l->active += v;
+		else if (!strcmp(name, "connroute_connections_opened_total"))
+			l->opened += v;
 		else if (!strcmp(name, "connroute_connections_idle"))
 			l->idle += v;
 		else if (!strcmp(name, "connroute_queued"))
@@ -888,6 +934,8 @@ void cr_cli_lanes_seen(long pid, FILE *out)
 	int shown = 0;
 	for (int i = 0; i < s.nlanes; i++) {
 		const struct lanestat *l = &s.lane[i];
+		if (!(l->opened > 0 || l->requests > 0 || l->overflows > 0))
+			continue; /* named by the config, never used */
 		fprintf(out, "%s %s (%.0f connections open, %.0f requests, %.0f refused at the limit)\n",
 			shown++ ? "             " : "lanes used:  ", l->name, l->active, l->requests,
 			l->overflows);
