@@ -195,3 +195,51 @@ Test(notice, first_refusal_per_lane_and_destination_and_rate_limited, .init = lo
 	}
 	cr_expect_eq(count_in_log("max_conns_per_host"), 10);
 }
+
+/* ------------------------------------------------------- connroute.conf(5) */
+
+#include "config_int.h"
+
+/* connroute.conf(5) has a subsection for every key of the key table, and none
+ * for a key that does not exist. */
+Test(check, man_page_has_every_key)
+{
+	FILE *f = fopen("docs/man/connroute.conf.5.scd", "r");
+	cr_assert(f, "run the tests from the repository root (make test does)");
+	static char text[1 << 18];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	char want[96];
+	for (size_t i = 0; i < cr_nlane_keys; i++) {
+		snprintf(want, sizeof(want), "\n## %s\n", cr_lane_keys[i].name);
+		/* scdoc escapes underscores */
+		char esc[128];
+		size_t k = 0;
+		for (const char *c = want; *c && k + 2 < sizeof(esc); c++) {
+			if (*c == '_')
+				esc[k++] = '\\';
+			esc[k++] = *c;
+		}
+		esc[k] = '\0';
+		cr_expect(strstr(text, esc) != NULL, "connroute.conf(5) has no section %s", cr_lane_keys[i].name);
+	}
+	for (size_t i = 0; i < cr_nglobal_keys; i++) {
+		snprintf(want, sizeof(want), "\n## [global] %s\n", cr_global_keys[i].name);
+		cr_expect(strstr(text, want) != NULL, "connroute.conf(5) has no section [global] %s",
+			  cr_global_keys[i].name);
+	}
+	for (const char *p = text; (p = strstr(p, "\n## ")); p += 4) {
+		char name[96];
+		size_t k = 0;
+		const char *q = p + 4;
+		if (!strncmp(q, "[global] ", 9) || !strncmp(q, "[threads]", 9))
+			continue;
+		for (; *q && *q != '\n' && k + 1 < sizeof(name); q++)
+			if (*q != '\\')
+				name[k++] = *q;
+		name[k] = '\0';
+		cr_expect(cr_cfg_lane_key(name) != NULL, "connroute.conf(5) documents '%s', which is not a key",
+			  name);
+	}
+}
