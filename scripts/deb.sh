@@ -24,10 +24,10 @@ if [ "$mode" = build ]; then
     tail -n 40 "$B/deb/build.log"; echo "deb: dpkg-buildpackage failed ($B/deb/build.log)"; exit 1; }
   rm -f "$B"/connroute_*.deb "$B"/connroute-dbgsym_*.deb
   mv "$B"/deb/*.deb "$B"/
-  changes=$(ls "$B"/deb/*.changes)
   echo "deb: built $(ls "$B"/connroute_*.deb)"
   if command -v lintian >/dev/null; then
-    lintian --fail-on error --suppress-tags-from-file /dev/null "$changes" | tee "$B/deb/lintian.log" ||
+    lintian --fail-on error "$B"/connroute_*.deb 2>&1 | grep -v 'running with root privileges' |
+      tee "$B/deb/lintian.log"; [ "${PIPESTATUS[0]}" = 0 ] ||
       { echo "deb: lintian reports errors"; exit 1; }
     echo "deb: lintian: $(grep -c '^E:' "$B/deb/lintian.log" || true) errors, $(grep -c '^W:' "$B/deb/lintian.log" || true) warnings"
   fi
@@ -39,7 +39,7 @@ fi
 deb=$(ls "$B"/connroute_*_*.deb | head -1)
 fail() { echo "deb-test: FAILED: $*"; exit 1; }
 tmp=$(mktemp -d)
-trap 'dpkg -s connroute >/dev/null 2>&1 && dpkg -P connroute >/dev/null 2>&1; [ -n "${srv:-}" ] && kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'dpkg-query -W -f="${Status}" connroute 2>/dev/null | grep -q "ok installed" && dpkg -P connroute >/dev/null 2>&1; [ -n "${srv:-}" ] && kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
 dpkg -s connroute >/dev/null 2>&1 && fail "connroute is already installed: remove it first"
 
 dpkg -i "$deb" >/dev/null || fail "dpkg -i"
