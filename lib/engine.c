@@ -181,7 +181,7 @@ int cr_engine_reload(int force)
 	if (have_stat)
 		cfg_stat = st; /* a broken file is reported once, not every second */
 	char why[CR_DIAG_LEN];
-	if (cr_config_open_trusted_as(cfg_path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
+	if (cr_config_trusted_as(cfg_path, geteuid(), cfg_origin, why, sizeof(why)) != 0) {
 		cr_logmsg(CR_LL_ERROR, "%s (reload rejected: the previous configuration stays)", why);
 		free(cfg);
 		free(diag);
@@ -265,12 +265,12 @@ int cr_engine_init(const struct cr_env *env)
 	}
 	char why[CR_DIAG_LEN];
 	if (cfg_origin == CR_TRUST_SYSCONF &&
-	    cr_config_open_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
+	    cr_config_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
 		cr_logmsg(CR_LL_WARN, "%s (not used: running without a config)", why);
 		path = NULL;
 	}
 	if (path && path[0]) {
-		if (cr_config_open_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
+		if (cr_config_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
 			cr_logmsg(CR_LL_ERROR, "%s%s", why, env->strict ? "" : " (config refused: running unrouted)");
 			free(diag);
 			free(cfg);

@@ -314,6 +314,15 @@ int cr_config_open_trusted(const char *path, char *why, size_t n)
 	return cr_config_open_trusted_as(path, geteuid(), CR_TRUST_ENV, why, n);
 }
 
+int cr_config_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n)
+{
+	int fd = cr_config_open_trusted_as(path, euid, origin, why, n);
+	if (fd < 0)
+		return -1;
+	cr_sys_close(fd);
+	return 0;
+}
+
 int cr_config_trusted(const char *path, char *why, size_t n)
 {
 	int fd = cr_config_open_trusted(path, why, n);

@@ -63,5 +63,7 @@ int cr_config_open_trusted(const char *path, char *why, size_t n);
  * apply), the fixes worded for ORIGIN. `connroute check` uses it so that a file it calls
  * fine is one the shim reads, for the user the service runs as. */
 int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n);
+/* The same, without keeping the descriptor: 0 or -1. */
+int cr_config_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n);
 
 #endif
