@@ -12,6 +12,7 @@
  *                 build directory, never /etc): used when CONNROUTE_CONFIG is unset and
  *                 it passes the trust rules; never the current directory */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -453,20 +454,36 @@ static void *bgrun_main(void *arg)
 	return NULL;
 }
 
-/* The pid of the newest process running PROGNAME with the shim mapped, 0 if
- * none within 5 s. */
+/* The pid of the sockprog process with MARKER among its arguments (read
+ * from /proc: a pgrep run by a shell would find the shell), 0 if none
+ * appears within 5 s. */
 static long find_pid(const char *marker)
 {
 	for (int i = 0; i < 500; i++) {
-		char cmd[300], out[64] = "";
-		snprintf(cmd, sizeof(cmd), "pgrep -n -f -- '%s'", marker);
-		FILE *p = popen(cmd, "r");
-		if (p && fgets(out, sizeof(out), p)) {
-			pclose(p);
-			return strtol(out, NULL, 10);
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+		long found = 0;
+		while (d && !found && (e = readdir(d))) {
+			char path[300], buf[4096];
+			if (e->d_name[0] < '0' || e->d_name[0] > '9')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+			FILE *f = fopen(path, "r");
+			size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+			if (f)
+				fclose(f);
+			buf[n] = '\0';
+			const char *base = strrchr(buf, '/');
+			if (n == 0 || strcmp(base ? base + 1 : buf, "sockprog") != 0)
+				continue;
+			for (size_t k = 0; k < n; k += strlen(buf + k) + 1)
+				if (!strcmp(buf + k, marker))
+					found = strtol(e->d_name, NULL, 10);
 		}
-		if (p)
-			pclose(p);
+		if (d)
+			closedir(d);
+		if (found)
+			return found;
 		sleep_ms(10);
 	}
 	return 0;
