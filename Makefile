@@ -5,15 +5,23 @@ LIBDIR    ?= $(PREFIX)/lib
 BINDIR    ?= $(PREFIX)/bin
 INCDIR    ?= $(PREFIX)/include
 PCDIR     ?= $(LIBDIR)/pkgconfig
+DATADIR   ?= $(PREFIX)/share
+MANDIR    ?= $(DATADIR)/man
+DOCDIR    ?= $(DATADIR)/doc/connroute
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+SYSCONFDIR ?= /etc
+STRIP     ?= strip
 DESTDIR   ?=
 
 CC        ?= cc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 SAN       ?=
 B         ?= build$(if $(SAN),-$(SAN))
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Ilib -Iinclude \
-             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"'
+             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"' \
+             -DCONNROUTE_MULTIARCH='"$(MULTIARCH)"' -DCONNROUTE_SYSCONF='"$(SYSCONFDIR)/connroute.conf"'
 ifeq ($(SAN),address)
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else ifeq ($(SAN),undefined)
@@ -47,6 +55,8 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIBT_OBJ  := $(LIB_SRC:%.c=$(B)/tobj/%.o)
 SHIM_OBJ  := $(SHIM_SRC:%.c=$(B)/obj/%.o)
 PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
+MAN_SRC   := $(wildcard docs/man/*.scd)
+MAN_PAGES := $(patsubst docs/man/%.scd,$(B)/man/%,$(MAN_SRC))
 
 LIB_HDR   := $(wildcard lib/*.h lib/curl/*.h)
 # ar keeps one member per file name: lib/ and lib/curl/ must not share one.
@@ -156,8 +166,24 @@ $(B)/integration_tests: $(INTEG_SRC) $(wildcard tests/integration/*.h)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(TESTFLAGS) -Itests/integration -o $@ $(INTEG_SRC) -lcriterion -lpthread
 
+# The system config file of a test build of the shim is in the build tree,
+# never /etc (tests/integration/test_cli.c, cli_sysconf): only the engine is
+# compiled again; its object comes before the archive, so the archive's is
+# not used.
+$(B)/sysconf/engine.o: lib/engine.c $(LIB_HDR) $(wildcard lib/*.def) $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -UCONNROUTE_SYSCONF \
+	  -DCONNROUTE_SYSCONF='"$(abspath $(B))/sysconf/connroute.conf"' -c $< -o $@
+
+$(B)/sysconf/libconnroute.so: $(SHIM_OBJ) $(B)/sysconf/engine.o $(B)/libcr.a $(B)/connroute.map
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/sysconf/engine.o $(B)/libcr.a $(INIH_A) \
+	  -Wl,--version-script=$(B)/connroute.map -Wl,--exclude-libs,ALL \
+	  -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
+
 TEST_BINS := $(B)/libconnroute.so $(B)/connroute $(B)/upstream $(PROGS) \
-             $(B)/unit_tests $(B)/integration_tests
+             $(B)/unit_tests $(B)/integration_tests $(B)/sysconf/libconnroute.so $(MAN_PAGES)
 
 check-deps:
 	@bash scripts/deps.sh
@@ -190,13 +216,62 @@ bench: check-deps
 	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS) $(B)/bench/overhead
 	bash bench/run.sh $(B)
 
-install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
-	install -m 0755 $(B)/libconnroute.so $(DESTDIR)$(LIBDIR)/libconnroute.so
+# --- man pages: scdoc sources in docs/man; connroute.conf(5) is generated from
+# docs/config.md (scripts/man-conf.py), and `make test` checks it is current.
+$(B)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	$(call say,SCDOC,$@)
+	$(Q)scdoc < $< > $@.tmp && mv $@.tmp $@
+
+.PHONY: man man-sources uninstall deb deb-deps deb-test
+man: $(MAN_PAGES)
+
+man-sources:
+	python3 scripts/man-conf.py docs/config.md > docs/man/connroute.conf.5.scd
+
+# --- install: PREFIX and DESTDIR honoured; binaries stripped on the way (the
+# debug build stays in $(B)); ldconfig when installing into the running system.
+DOCS      := README.md docs/config.md docs/metrics.md docs/rollout.md docs/INTERNALS.md
+install: all man
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) \
+	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(BASHCOMPDIR) \
+	  $(foreach s,1 3 5 7,$(DESTDIR)$(MANDIR)/man$(s))
+	install -m 0644 $(B)/libconnroute.so $(DESTDIR)$(LIBDIR)/libconnroute.so
 	install -m 0755 $(B)/connroute $(DESTDIR)$(BINDIR)/connroute
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/libconnroute.so
+	$(STRIP) $(DESTDIR)$(BINDIR)/connroute
 	install -m 0644 include/connroute.h $(DESTDIR)$(INCDIR)/connroute.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' connroute.pc.in > $(DESTDIR)$(PCDIR)/connroute.pc
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@SYSCONF@|$(SYSCONFDIR)/connroute.conf|' \
+	    connroute.pc.in > $(DESTDIR)$(PCDIR)/connroute.pc
+	$(foreach p,$(MAN_PAGES),install -m 0644 $(p) $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)) &&) true
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 examples/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 completions/connroute.bash $(DESTDIR)$(BASHCOMPDIR)/connroute
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo ldconfig; ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libconnroute.so $(DESTDIR)$(BINDIR)/connroute \
+	  $(DESTDIR)$(INCDIR)/connroute.h $(DESTDIR)$(PCDIR)/connroute.pc \
+	  $(DESTDIR)$(BASHCOMPDIR)/connroute \
+	  $(foreach p,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo ldconfig; ldconfig; fi
+
+# --- Debian package: dpkg-buildpackage -b -us -uc on a copy of the tree (its
+# build products stay out of the work tree); the .deb lands in $(B)/.
+deb-deps:
+	@bash scripts/deps.sh --deb
+
+deb: deb-deps
+	bash scripts/deb.sh build $(B)
+
+# Installs the .deb, runs `connroute run -- curl` against a local server with a
+# lane, checks man pages, removes and purges it (root; changes the system).
+deb-test: deb
+	bash scripts/deb.sh test $(B)
 
 clean:
 	rm -rf build build-*

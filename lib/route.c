@@ -30,6 +30,7 @@
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
+#include "notice.h"
 #include "real.h"
 #include "route.h"
 #include "deadline.h"
@@ -294,6 +295,7 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	}
 	const char *key = cr_key_resolve(cfg);
 	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
+	cr_notice_lane(lane, key, unmatched);
 	if (lane->passthrough) {
 		cr_cfgref_release(cfg);
 		errno = saved;
@@ -358,6 +360,7 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 			cr_m_queue_wait(lane->id, waited);
 		if (rc != 0) {
 			cr_m_overflow(lane->id);
+			cr_notice_refused(lane, &d, nonblock);
 			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
 				  lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
 			cr_cfgref_release(cfg);

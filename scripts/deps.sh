@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing and the demo need.
 # Idempotent: does nothing (and needs no network) when everything is present.
+# `deps.sh --deb`: also what `make deb` needs (debhelper, lintian), kept out of
+# the default list so that `make test` does not pull them in.
 set -euo pipefail
 
 PKGS=(
@@ -13,7 +15,11 @@ PKGS=(
   haproxy                                  # bench/sidecar
   php-cli php-curl php-fpm                 # RTLD_DEEPBIND hosts: tests/integration/test_reach.c, make demo-php
   prometheus                               # promtool check metrics
+  scdoc man-db python3-yaml bash-completion binutils   # man pages, docs checks (objcopy)
 )
+if [ "${1:-}" = --deb ]; then
+  PKGS+=(debhelper dpkg-dev lintian fakeroot)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -27,6 +27,7 @@
 #include "lane.h"
 #include "limit.h"
 #include "metrics.h"
+#include "notice.h"
 #include "warm.h"
 
 /* ---------------------------------------------------- apply and restore */
@@ -304,6 +305,7 @@ static const struct cr_lane *pick_lane(const struct cr_config *cfg, const struct
 	int unmatched = 0;
 	*key = cr_key_resolve(cfg);
 	const struct cr_lane *lane = cr_lane_select(cfg, *key, &d, &unmatched);
+	cr_notice_lane(lane, *key, unmatched);
 	cr_kick();
 	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
 		cr_warm_kick();
@@ -341,6 +343,7 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 		return 0;
 	atomic_fetch_add(&cr_curl_ctr.limit_overflows, 1);
 	cr_m_overflow(lane->id);
+	cr_notice_refused(lane, &(struct cr_dest){.family = AF_UNSPEC, .port = (uint16_t)e->u_port, .host = host}, 0);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_OVERFLOW);
 	errbuf_set(e,
 		   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
