@@ -63,10 +63,10 @@ static void report_program(const struct cr_inspect *in)
 		printf("libcurl:      not in its needed libraries; one loaded later (dlopen: pycurl, "
 		       "plugins) is found at its first call\n");
 	if (in->php)
-		printf("DEEPBIND:     PHP loads its extensions with RTLD_DEEPBIND: calls from an extension "
-		       "(curl.so) bind inside its own scope, before the preload: PHP's curl_* transfers "
-		       "and the connects of libraries loaded with it are NOT routed; preload libcurl as well "
-		       "(LD_PRELOAD=\"libconnroute.so libcurl.so.4\") to route its connects (docs/rollout.md)\n");
+		printf("DEEPBIND:     PHP loads its extensions with RTLD_DEEPBIND: connroute rebinds their "
+		       "references to the interposed names as they are loaded (glibc 2.35 or later), so "
+		       "PHP's curl_* transfers get the lanes; connections an extension makes from its own "
+		       "constructor are not routed (docs/INTERNALS.md, \"RTLD_DEEPBIND hosts\")\n");
 	if (in->missing[0])
 		printf("note:         %s was not found where the loader looks: the program may not start\n",
 		       in->missing);
@@ -153,8 +153,8 @@ static int doctor_pid(long pid)
 		       "ignores CONNROUTE_* and passes everything through\n");
 	printf("libcurl:      %s%s\n", curl ? "mapped: " : "not mapped (no libcurl in use yet)", curlpath);
 	if (phpext)
-		printf("DEEPBIND:     PHP extensions are mapped: they were loaded with RTLD_DEEPBIND and "
-		       "bind around the preload (their curl_* calls are not routed)\n");
+		printf("DEEPBIND:     PHP extensions are mapped: they were loaded with RTLD_DEEPBIND; the "
+		       "shim rebinds their calls to the interposed names at load (glibc 2.35 or later)\n");
 	if (shim)
 		cr_cli_lanes_seen(pid, stdout);
 	int ok = shim && !bad && sec != 1;

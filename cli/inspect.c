@@ -10,8 +10,8 @@
  *   - the needed-library graph, resolved like the loader does (RPATH,
  *     LD_LIBRARY_PATH, RUNPATH, ld.so.conf, the default directories): libc,
  *     and libcurl with the object that needs it;
- *   - PHP, whose extensions are loaded with RTLD_DEEPBIND: their calls bind
- *     inside the extension's own scope, before the preload.
+ *   - PHP, whose extensions are loaded with RTLD_DEEPBIND (reached by the
+ *     shim's rebinding: reported, not refused).
  * Only this file's parsing runs in the CLI; nothing here is in the shim. */
 #include <elf.h>
 #include <errno.h>
