@@ -58,8 +58,9 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	struct cr_curllib *lib = cr_curl_lib_find(base);
 	if (lib)
 		return lib;
-	/* Never unloaded from now on: handles, shares and exit handlers call
-	 * into it whenever the app's own code that loaded it was unloaded. */
+	/* Pinned: never unloaded from now on, even once the plugin that
+	 * brought it in is gone; our handles, shares and exit handler call
+	 * into it until the process ends. */
 	void *dl = dlopen(path, RTLD_NOLOAD | RTLD_NODELETE | RTLD_LAZY);
 	if (!dl)
 		return NULL;
@@ -77,6 +78,7 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	SYM(share_setopt, "curl_share_setopt");
 	SYM(share_cleanup, "curl_share_cleanup");
 	SYM(version_info, "curl_version_info");
+	SYM(multi_init, "curl_multi_init");
 	SYM(multi_add_handle, "curl_multi_add_handle");
 	SYM(multi_remove_handle, "curl_multi_remove_handle");
 	SYM(multi_cleanup, "curl_multi_cleanup");
@@ -88,7 +90,8 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	Dl_info self, got;
 	if (!f.easy_init || !f.easy_setopt || !f.easy_perform || !f.easy_cleanup || !f.easy_reset ||
 	    !f.easy_duphandle || !f.easy_getinfo || !f.share_init || !f.share_setopt || !f.share_cleanup ||
-	    !f.multi_add_handle || !f.multi_remove_handle || !f.multi_cleanup || !f.global_cleanup)
+	    !f.multi_init || !f.multi_add_handle || !f.multi_remove_handle || !f.multi_cleanup ||
+	    !f.global_cleanup)
 		return NULL;
 	if (dladdr((void *)register_path, &self) && dladdr(*(void **)&f.easy_init, &got) &&
 	    self.dli_fbase == got.dli_fbase)

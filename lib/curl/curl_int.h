@@ -35,6 +35,12 @@ struct cr_curllib {
 	int already_connected_ok; /* CURL_SOCKOPT_ALREADY_CONNECTED works (not 7.87-7.88) */
 };
 
+/* Before the share SH is cleaned up by the pools' closing: the wait for a
+ * server's answer to libcurl's goodbye (FTP, IMAP, POP3, SMTP) is bounded by
+ * CR_CURL_CLOSE_RESPONSE_S, not libcurl's default of minutes. */
+void cr_curl_lib_bound_close(struct cr_curllib *lib, CURLSH *sh);
+#define CR_CURL_CLOSE_RESPONSE_S 1L
+
 /* The registered libraries: index 0 .. cr_curl_lib_count()-1. */
 int cr_curl_lib_count(void);
 struct cr_curllib *cr_curl_lib_at(int i);

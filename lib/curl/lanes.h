@@ -51,6 +51,7 @@ struct cr_curlfns {
 	curl_version_info_data *(*version_info)(CURLversion);
 	/* The hooks below only pass through (and keep records): optional for
 	 * lib/ (unit tests leave them NULL), always found by the shim. */
+	CURLM *(*multi_init)(void);
 	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
 	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
 	CURLMcode (*multi_cleanup)(CURLM *);

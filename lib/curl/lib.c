@@ -128,6 +128,32 @@ static void drain(struct cr_curllib *only, int handles)
 	}
 }
 
+void cr_curl_lib_bound_close(struct cr_curllib *lib, CURLSH *sh)
+{
+	/* The share's connections are closed by an easy handle libcurl keeps
+	 * for it, which takes the timeouts of the last handle added to a multi
+	 * with that share (libcurl 7.x's curl_multi_add_handle copies them; a
+	 * perform adds the app's handle, whose response timeout is libcurl's
+	 * 120 s default). A handle of ours with a short one is added last, and
+	 * removed again at once: nothing is transferred. */
+	const struct cr_curlfns *f = &lib->fns;
+	if (!f->multi_init || !f->multi_add_handle || !f->multi_remove_handle || !f->multi_cleanup)
+		return;
+	CURL *d = f->easy_init();
+	CURLM *m = f->multi_init();
+	if (d && m) {
+		f->easy_setopt(d, CURLOPT_SERVER_RESPONSE_TIMEOUT, CR_CURL_CLOSE_RESPONSE_S);
+		f->easy_setopt(d, CURLOPT_SHARE, sh);
+		if (f->multi_add_handle(m, d) == CURLM_OK)
+			f->multi_remove_handle(m, d);
+		f->easy_setopt(d, CURLOPT_SHARE, (CURLSH *)NULL);
+	}
+	if (m)
+		f->multi_cleanup(m);
+	if (d)
+		f->easy_cleanup(d);
+}
+
 /* Recycled handles hold no connection (they only ever performed pooled):
  * at exit they are left as they are. */
 static void drain_at_exit(void)

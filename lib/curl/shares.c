@@ -444,6 +444,7 @@ int cr_curl_shares_drain(struct cr_curllib *lib, uint64_t deadline_ns)
 			if (!s)
 				break;
 			cr_m_idle(lane, -1);
+			cr_curl_lib_bound_close(lib, s->sh);
 			share_destroy(lib, s);
 		}
 	}

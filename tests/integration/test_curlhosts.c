@@ -213,13 +213,15 @@ Test(curlhosts_plugins, alternating_plugins, .init = start_tls, .fini = stop)
 /* ------------------------------------------------------- item 7: pooled connections at exit */
 
 /* A local FTP server (Debian: python3-pyftpdlib) that logs "connect" for every connection
- * and "QUIT" for every QUIT command it receives. */
+ * and "QUIT" for every QUIT command it receives; "mute": it never answers a QUIT (a peer
+ * gone silent), so a client waits for the answer as long as its response timeout. */
 static const char ftpd_script[] =
 	"import logging, os, sys, time\n"
 	"from pyftpdlib.authorizers import DummyAuthorizer\n"
 	"from pyftpdlib.handlers import FTPHandler\n"
 	"from pyftpdlib.servers import FTPServer\n"
 	"root, portfile, logfile, maxsecs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])\n"
+	"mute = len(sys.argv) > 5 and sys.argv[5] == 'mute'\n"
 	"logging.basicConfig(level=logging.CRITICAL)\n"
 	"def note(what):\n"
 	"    with open(logfile, 'a') as f:\n"
@@ -229,7 +231,8 @@ static const char ftpd_script[] =
 	"        note('connect')\n"
 	"    def ftp_QUIT(self, line):\n"
 	"        note('QUIT')\n"
-	"        return FTPHandler.ftp_QUIT(self, line)\n"
+	"        if not mute:\n"
+	"            return FTPHandler.ftp_QUIT(self, line)\n"
 	"auth = DummyAuthorizer()\n"
 	"auth.add_anonymous(root)\n"
 	"Handler.authorizer = auth\n"
@@ -246,7 +249,7 @@ static pid_t ftpd_pid;
 static int ftpd_port;
 static char ftpd_dir[256], ftpd_log[400];
 
-static void ftpd_start(void)
+static void ftpd_start_as(const char *mode)
 {
 	const char *py = h_python("import pyftpdlib");
 	if (!py)
@@ -268,7 +271,7 @@ static void ftpd_start(void)
 	cr_assert_geq(ftpd_pid, 0);
 	if (ftpd_pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(py, py, script, root, portfile, ftpd_log, "60", (char *)NULL);
+		execl(py, py, script, root, portfile, ftpd_log, "60", mode, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 1000; i++) {
@@ -281,6 +284,11 @@ static void ftpd_start(void)
 		usleep(10000);
 	}
 	cr_assert_fail("the FTP server did not start");
+}
+
+static void ftpd_start(void)
+{
+	ftpd_start_as("answer");
 }
 
 static void ftpd_stop(void)
@@ -389,5 +397,26 @@ Test(curlhosts_exit, exit_with_a_transfer_in_flight_is_prompt, .init = ftp_start
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect(strstr(b.out, "exit\n") != NULL, "%s", b.out);
 	cr_expect_lt(b.secs, 3.0, "exit took %.1f s", b.secs);
+	h_run_free(&b);
+}
+
+/* A server that never answers the QUIT: closing the pools at exit is bounded in time (the
+ * QUIT is sent; its answer is awaited 1 s, not libcurl's default of 120 s, which the app's
+ * own cleanups would each have waited without the shim). */
+Test(curlhosts_exit, closing_the_pools_at_exit_is_bounded, .init = ftp_start, .fini = ftp_stop, .timeout = 60)
+{
+	char base[64];
+	ftpd_start_as("mute");
+	snprintf(base, sizeof(base), "ftp://127.0.0.1:%d", ftpd_port);
+	struct h_run b;
+	const char *argv[] = {"curlhosts", "ftp", base, "3", NULL};
+	cr_assert_eq(h_run(&b, argv, NULL, 1, 10000), 0);
+	cr_expect_eq(b.timed_out, 0, "exit hung");
+	cr_expect_eq(b.status, 0, "%s", b.err);
+	cr_expect_eq(count_substr(b.out, "rc=0 bytes=7\n"), 3, "%s", b.out);
+	cr_expect_lt(b.secs, 4.0, "exit took %.1f s", b.secs);
+	int conns = ftpd_count("connect");
+	cr_expect_geq(conns, 1);
+	cr_expect_eq(ftpd_count("QUIT"), conns);
 	h_run_free(&b);
 }
