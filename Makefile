@@ -154,6 +154,24 @@ $(B)/progs/deephost: tests/progs/deephost.c $(B)/progs/plug/libcrplug.so $(B)/pr
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -Wl,-rpath,'$$ORIGIN/plug' -L$(B)/progs/plug -lcrpre
 
+# plughost (issue 11, item 5) links no libcurl: it dlopens two plugins built from one source,
+# one linked with libcurl.so.4 (OpenSSL), one with libcurl-gnutls.so.4 (Debian's
+# libcurl3-gnutls ships no .so link: -l: names the file itself).
+$(B)/progs/libplug_openssl.so: tests/progs/plugins/plug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -fvisibility=hidden -o $@ $< -lcurl
+
+$(B)/progs/libplug_gnutls.so: tests/progs/plugins/plug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -fvisibility=hidden -o $@ $< -l:libcurl-gnutls.so.4
+
+$(B)/progs/plughost: tests/progs/plughost.c $(B)/progs/libplug_openssl.so $(B)/progs/libplug_gnutls.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -ldl
+
 $(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread

@@ -8,6 +8,8 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev   # libFuzzer runtime
   libcurl4-openssl-dev libssl-dev openssl
+  libcurl3-gnutls                          # tests/progs/plugins: libcurl-gnutls.so.4
+  python3-pyftpdlib                        # test_curlhosts: an FTP server that logs QUITs
   libcriterion-dev libinih-dev
   curl nginx-light python3 python3-pycurl
   iproute2 procps valgrind

@@ -35,6 +35,12 @@ struct cr_curllib {
 	int already_connected_ok; /* CURL_SOCKOPT_ALREADY_CONNECTED works (not 7.87-7.88) */
 };
 
+/* Before the share SH is cleaned up by the pools' closing: the wait for a
+ * server's answer to libcurl's goodbye (FTP, IMAP, POP3, SMTP) is bounded by
+ * CR_CURL_CLOSE_RESPONSE_S, not libcurl's default of minutes. */
+void cr_curl_lib_bound_close(struct cr_curllib *lib, CURLSH *sh);
+#define CR_CURL_CLOSE_RESPONSE_S 1L
+
 /* The registered libraries: index 0 .. cr_curl_lib_count()-1. */
 int cr_curl_lib_count(void);
 struct cr_curllib *cr_curl_lib_at(int i);
@@ -60,6 +66,8 @@ struct cr_curl_easy {
 	struct cr_curl_easy *next;
 
 	CURLSH *app_share;
+	CURLM *multi;             /* the multi the handle is attached to, or NULL:
+				     kept across a reset, never recycled while set */
 	long forbid_reuse;
 	long app_timeout_ms;
 	long app_connect_timeout_ms;
@@ -114,6 +122,8 @@ struct cr_curl_easy {
 struct cr_curl_easy *cr_curl_handles_get(CURL *h);
 void cr_curl_handles_lib_init(int index);
 void cr_curl_handles_atfork_child(void);
+/* Cleans up LIB's recycled handles (curl_global_cleanup, exit). */
+void cr_curl_handles_drain(struct cr_curllib *lib);
 
 /* -------------------------------------------------------------- shares.c */
 
@@ -139,6 +149,13 @@ struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, const stru
 void cr_curl_shares_checkin(struct cr_curllib *lib, struct cr_curl_share *s);
 void cr_curl_shares_lib_init(int index);
 void cr_curl_shares_atfork_child(void);
+/* Cleans up LIB's idle shares one by one, which closes their connections
+ * the way libcurl closes them (lib.c: exit, curl_global_cleanup), until
+ * DEADLINE_NS; shares lent out are left alone. 0 when every pool was
+ * emptied, -1 when some share was left (lent out, busy lock, deadline). */
+int cr_curl_shares_drain(struct cr_curllib *lib, uint64_t deadline_ns);
+/* Shares of LIB lent out now (a perform or a prewarm in flight). */
+int cr_curl_shares_lent(struct cr_curllib *lib);
 
 /* ------------------------------------------------------------- perform.c */
 

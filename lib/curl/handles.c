@@ -72,11 +72,13 @@ static void easy_defaults(struct cr_curl_easy *e)
 	struct cr_curllib *lib = e->lib;
 	struct cr_curl_easy *next = e->next;
 	int dirty = e->dirty;
+	CURLM *multi = e->multi;
 	memset(e, 0, sizeof(*e));
 	e->h = h;
 	e->lib = lib;
 	e->next = next;
 	e->dirty = dirty; /* state that survives a reset stays dirty */
+	e->multi = multi; /* and so does the handle's place in a multi */
 	e->app_maxage_s = 118;
 	e->app_maxconnects = 5;
 	e->app_noprogress = 1;
@@ -128,6 +130,9 @@ static struct cr_curl_easy *easy_add(struct cr_curllib *lib, CURL *h)
 	return e;
 }
 
+/* Entries with a multi set: curl_multi_cleanup looks for them only then. */
+static atomic_int easy_in_multi;
+
 static void easy_del(CURL *h)
 {
 	struct cr_curl_easy **pp, *e = NULL;
@@ -138,6 +143,8 @@ static void easy_del(CURL *h)
 		if ((*pp)->h == h) {
 			e = *pp;
 			*pp = e->next;
+			if (e->multi)
+				atomic_fetch_sub(&easy_in_multi, 1);
 			break;
 		}
 	}
@@ -311,6 +318,7 @@ CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 		*e = *src;
 		e->h = d;
 		e->next = next;
+		e->multi = NULL; /* a duplicate is in no multi */
 		/* A duplicate copies cookies and the like: same cleanliness. */
 	} else if (e) {
 		e->dirty = 1;
@@ -321,7 +329,10 @@ CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 {
 	struct cr_curl_easy *e = h ? cr_curl_handles_get(h) : NULL;
-	if (e && !e->dirty && !e->app_share) {
+	/* A handle attached to a multi is really cleaned up: libcurl detaches
+	 * it (ending its transfer there); a reset would leave it attached and
+	 * the multi driving a transfer on the next curl_easy_init's handle. */
+	if (e && !e->dirty && !e->app_share && !e->multi) {
 		struct freelist *fl = &freelists[lib->index];
 		int kept = 0;
 		lib->fns.easy_reset(h);
@@ -340,6 +351,75 @@ void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 	if (h)
 		easy_del(h);
 	lib->fns.easy_cleanup(h);
+}
+
+/* ------------------------------------------------------------ multi handles */
+
+/* The shim's curl_multi_* hooks pass through and tell us here. A multi and
+ * its easy handles are used by one thread at a time (libcurl's rule); the
+ * bucket lock orders the records against curl_multi_cleanup's scan. */
+static void multi_set(CURL *h, CURLM *from, CURLM *to)
+{
+	unsigned b = easy_bucket(h);
+	pthread_mutex_t *mu = easy_lock(b);
+	pthread_mutex_lock(mu);
+	for (struct cr_curl_easy *e = easy_tab[b]; e; e = e->next) {
+		if (e->h != h)
+			continue;
+		if (from && e->multi != from)
+			break;
+		if (!e->multi && to)
+			atomic_fetch_add(&easy_in_multi, 1);
+		else if (e->multi && !to)
+			atomic_fetch_sub(&easy_in_multi, 1);
+		e->multi = to;
+		break;
+	}
+	pthread_mutex_unlock(mu);
+}
+
+void cr_curl_multi_added(CURLM *m, CURL *h)
+{
+	multi_set(h, NULL, m);
+}
+
+void cr_curl_multi_removed(CURLM *m, CURL *h)
+{
+	multi_set(h, m, NULL);
+}
+
+void cr_curl_multi_gone(CURLM *m)
+{
+	if (atomic_load(&easy_in_multi) == 0)
+		return;
+	for (unsigned b = 0; b < EASY_BUCKETS; b++) {
+		pthread_mutex_t *mu = easy_lock(b);
+		pthread_mutex_lock(mu);
+		for (struct cr_curl_easy *e = easy_tab[b]; e; e = e->next)
+			if (e->multi == m) {
+				e->multi = NULL;
+				atomic_fetch_sub(&easy_in_multi, 1);
+			}
+		pthread_mutex_unlock(mu);
+	}
+}
+
+/* At curl_global_cleanup (lib.c): the app is done with libcurl, and our
+ * recycled handles are cleaned up as its own would have been. */
+void cr_curl_handles_drain(struct cr_curllib *lib)
+{
+	struct freelist *fl = &freelists[lib->index];
+	for (;;) {
+		CURL *h = NULL;
+		pthread_mutex_lock(&fl->mu);
+		if (fl->n > 0)
+			h = fl->h[--fl->n];
+		pthread_mutex_unlock(&fl->mu);
+		if (!h)
+			return;
+		easy_del(h);
+		lib->fns.easy_cleanup(h);
+	}
 }
 
 /* ------------------------------------------------------------------- URLs */

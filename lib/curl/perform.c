@@ -440,8 +440,12 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	e->ov = &ov;
 	long rt = apply_lane(e, lane, waited_ms);
 
+	/* A handle with its own closesocket callback is never pooled: libcurl
+	 * runs the callback inside curl_easy_cleanup of the handle that made the
+	 * connection, and the app may free its data right after; a pooled
+	 * connection would outlive both. */
 	struct cr_curl_share *s = NULL;
-	if (!e->app_share && !e->forbid_reuse && lane->max_idle_per_host > 0)
+	if (!e->app_share && !e->forbid_reuse && !e->app_closesocket && lane->max_idle_per_host > 0)
 		s = cr_curl_shares_checkout(lib, lane, e->resolve ? cr_curl_shares_flavor(e->resolve) : 0, t_start);
 	if (s) {
 		ov_long_unless_app(e, OV_MAXCONNECTS, lane->max_idle_per_host);

@@ -411,3 +411,58 @@ void cr_curl_shares_retire(const struct cr_config *cfg)
 		}
 	}
 }
+
+/* Closing the pools (docs/INTERNALS.md, "libcurl lanes", closing the pools):
+ * one idle share at a time leaves its pool under the pool's lock, exactly as
+ * an eviction takes it, and is cleaned up unlocked: libcurl closes its
+ * connections as it would have in the app's own curl_easy_cleanup (FTP QUIT,
+ * TLS close_notify). Never waits for a lock. */
+int cr_curl_shares_drain(struct cr_curllib *lib, uint64_t deadline_ns)
+{
+	struct lib_pools *lp = &pools[lib->index];
+	int np = atomic_load_explicit(&lp->n, memory_order_acquire), left = 0;
+	for (int i = 0; i < np; i++) {
+		struct cr_share_pool *p = &lp->pool[i];
+		for (;;) {
+			if (cr_now_ns() >= deadline_ns)
+				return -1;
+			if (pthread_mutex_trylock(&p->mu) != 0) {
+				left = -1;
+				break;
+			}
+			struct cr_curl_share *s = p->free_head;
+			int lane = atomic_load_explicit(&p->lane, memory_order_relaxed);
+			if (s) {
+				free_unlink(p, s);
+				s->busy = 1;
+				atomic_store_explicit(&s->pool, (struct cr_share_pool *)NULL, memory_order_relaxed);
+				p->nshares--;
+			}
+			if (p->nbusy > 0)
+				left = -1;
+			pthread_mutex_unlock(&p->mu);
+			if (!s)
+				break;
+			cr_m_idle(lane, -1);
+			cr_curl_lib_bound_close(lib, s->sh);
+			share_destroy(lib, s);
+		}
+	}
+	return left;
+}
+
+int cr_curl_shares_lent(struct cr_curllib *lib)
+{
+	struct lib_pools *lp = &pools[lib->index];
+	int np = atomic_load_explicit(&lp->n, memory_order_acquire), n = 0;
+	for (int i = 0; i < np; i++) {
+		struct cr_share_pool *p = &lp->pool[i];
+		if (pthread_mutex_trylock(&p->mu) != 0) {
+			n++; /* someone is lending or returning one right now */
+			continue;
+		}
+		n += p->nbusy;
+		pthread_mutex_unlock(&p->mu);
+	}
+	return n;
+}
