@@ -5,6 +5,8 @@
  * (cr_fdtab_count), each then a tail call into libc: no locks, no
  * allocation, no syscalls of our own. */
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <stdatomic.h>
@@ -34,10 +36,41 @@ static inline int ret_errno(long r)
 	return (int)r;
 }
 
+/* The routed connect this thread is in (its frame and the signal mask it
+ * began with), NULL when the guard was set by someone else (a libcurl
+ * perform). A signal handler may siglongjmp out of that connect (out of the
+ * kernel's connect or the limit queue: docs/INTERNALS.md, "Raw connect"),
+ * leaving the guard set; without this every later connect of the thread
+ * would go unrouted. */
+static __thread const char *routing_frame;
+static __thread sigset_t routing_mask;
+
+/* The guard is set and routing_frame is ours: is that routed connect still
+ * running below us (we are in a handler that interrupted it), or was it
+ * left by a jump? A handler runs deeper on the same stack, or on its
+ * alternate stack, and with its signal blocked (unless SA_NODEFER); a
+ * siglongjmp back into the app restores the app's mask. */
+static int routing_left(const char *here)
+{
+	int saved = errno, left;
+	if ((uintptr_t)here >= (uintptr_t)routing_frame) {
+		stack_t ss;
+		left = !(sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK));
+	} else {
+		sigset_t now;
+		memset(&now, 0, sizeof(now));
+		left = pthread_sigmask(SIG_SETMASK, NULL, &now) == 0 &&
+		       memcmp(&now, &routing_mask, sizeof(now)) == 0;
+	}
+	errno = saved;
+	return left;
+}
+
 __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct sockaddr *, socklen_t),
 						   int fd, const struct sockaddr *sa, socklen_t len)
 {
-	if (cr_in_shim) {
+	char here;
+	if (cr_in_shim && !(routing_frame && routing_left(&here))) {
 		/* libcurl connecting a warm socket we gave it (libcurl 7.88
 		 * ignores CURL_SOCKOPT_ALREADY_CONNECTED, curl issue 10626). */
 		if (cr_fdtab_any() && cr_route_again0(fd))
@@ -46,9 +79,15 @@ __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct so
 	}
 	/* cr_route_connect calls cr_real.connect, which is libc's connect for
 	 * both names: __connect is an alias of the same code. */
+	int saved = errno;
+	memset(&routing_mask, 0, sizeof(routing_mask));
+	(void)pthread_sigmask(SIG_SETMASK, NULL, &routing_mask);
+	errno = saved;
+	routing_frame = &here;
 	cr_in_shim = 1;
 	int r = cr_route_connect(fd, sa, len);
 	cr_in_shim = 0;
+	routing_frame = NULL;
 	return r;
 }
 
