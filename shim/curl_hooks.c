@@ -205,7 +205,8 @@ static inline struct cr_curllib *lib_for(CURL *h, const void *ret)
 
 static inline int active(void)
 {
-	return atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_READY && !cr_in_shim;
+	return atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_READY &&
+	       (!cr_in_shim || cr_shim_guard_left());
 }
 
 /* ------------------------------------------------------------------ hooks */

@@ -33,4 +33,10 @@ void cr_shim_resolve(void);
 /* The recursion guard cr_in_shim lives in lib/engine.h (the engine's own
  * background work sets it too). */
 
+/* cr_in_shim is set: 1 (and the guard cleared) when it was left behind by a
+ * routed connect that a signal handler siglongjmp'ed out of, 0 when the
+ * thread really is inside connroute (shim/socket_hooks.c). Only called when
+ * the guard is set: never on a fast path. */
+int cr_shim_guard_left(void);
+
 #endif

@@ -40,8 +40,8 @@ static inline int ret_errno(long r)
  * began with), NULL when the guard was set by someone else (a libcurl
  * perform). A signal handler may siglongjmp out of that connect (out of the
  * kernel's connect or the limit queue: docs/INTERNALS.md, "Raw connect"),
- * leaving the guard set; without this every later connect of the thread
- * would go unrouted. */
+ * leaving the guard set; without the check below every later connect and
+ * libcurl call of the thread would go unrouted. */
 static __thread const char *routing_frame;
 static __thread sigset_t routing_mask;
 
@@ -50,10 +50,13 @@ static __thread sigset_t routing_mask;
  * left by a jump? A handler runs deeper on the same stack, or on its
  * alternate stack, and with its signal blocked (unless SA_NODEFER); a
  * siglongjmp back into the app restores the app's mask. */
-static int routing_left(const char *here)
+__attribute__((noinline)) int cr_shim_guard_left(void)
 {
+	char here;
 	int saved = errno, left;
-	if ((uintptr_t)here >= (uintptr_t)routing_frame) {
+	if (!routing_frame)
+		return 0;
+	if ((uintptr_t)&here >= (uintptr_t)routing_frame) {
 		stack_t ss;
 		left = !(sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK));
 	} else {
@@ -63,6 +66,10 @@ static int routing_left(const char *here)
 		       memcmp(&now, &routing_mask, sizeof(now)) == 0;
 	}
 	errno = saved;
+	if (left) {
+		routing_frame = NULL;
+		cr_in_shim = 0;
+	}
 	return left;
 }
 
@@ -70,7 +77,7 @@ __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct so
 						   int fd, const struct sockaddr *sa, socklen_t len)
 {
 	char here;
-	if (cr_in_shim && !(routing_frame && routing_left(&here))) {
+	if (cr_in_shim && !cr_shim_guard_left()) {
 		/* libcurl connecting a warm socket we gave it (libcurl 7.88
 		 * ignores CURL_SOCKOPT_ALREADY_CONNECTED, curl issue 10626). */
 		if (cr_fdtab_any() && cr_route_again0(fd))

@@ -142,11 +142,31 @@ Test(jump, out_of_the_limit_queue_leaves_no_trace, .init = start_up, .fini = sto
 	long jb = num_after(r.out, "connectB jumped ms=");
 	cr_expect(jb >= 900 && jb < 3000, "B waited in the queue until the alarm: %s", r.out);
 	cr_expect(strstr(r.out, "closeA ok") != NULL, "close after the jump: %s", r.out);
+	cr_expect(strstr(r.out, "connectN err EINPROGRESS") != NULL,
+		  "a non-blocking connect is not refused for a waiter that left by the jump: %s", r.out);
 	long mc = num_after(r.out, "connectC ok ms=");
 	cr_expect(mc >= 0 && mc < 1000, "C got the freed unit at once: %s", r.out);
 	cr_expect(strstr(r.out, "connectD err EAGAIN") != NULL, "C was routed: it holds the unit: %s", r.out);
 	cr_expect_eq(r.status, 0, "%s\n%s", r.out, r.err);
 	cr_expect_eq(h_stat(&up, "max_open"), 1, "never two connections at once");
+	h_run_free(&r);
+}
+
+/* The same jump, then a libcurl transfer on that thread: still the shim's (the lane's
+ * request_timeout ends a slow request). */
+Test(jump, libcurl_after_a_jump_is_still_routed, .init = start_up, .fini = stop_all)
+{
+	struct h_run r;
+	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 5s\n"
+				    "request_timeout = 500ms\n"),
+			     NULL};
+	const char *argv[] = {"hostprog", "jumpcurl", port, "/delay/2000", NULL};
+	run(&r, argv, env, 1, 15000);
+	cr_expect_eq(r.timed_out, 0, "hung: %s", r.out);
+	cr_expect(strstr(r.out, "connectB jumped") != NULL, "%s", r.out);
+	const char *cl = strstr(r.out, "curl code=");
+	long code = cl ? num_after(cl, "curl code=") : -1, ms = cl ? num_after(cl, " ms=") : -1;
+	cr_expect(code == 28 && ms >= 0 && ms < 1500, "the lane's request_timeout did not apply: %s", r.out);
 	h_run_free(&r);
 }
 

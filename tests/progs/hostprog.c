@@ -14,9 +14,12 @@
  *   jumpqueue OK         blocking connect A to OK ("connectA ok"); blocking connect B to OK,
  *                        left by siglongjmp from alarm(1) ("connectB jumped ms=N" or
  *                        "connectB err E ms=N"); close(A) guarded by alarm(3) ("closeA ok ms=N",
- *                        or "closeA deadlocked" and exit 3); close(B); a blocking connect C
+ *                        or "closeA deadlocked" and exit 3); close(B); a non-blocking connect N
+ *                        ("connectN ok|err E ms=N", then closed); a blocking connect C
  *                        from a deeper stack frame: "connectC ok ms=N" | "connectC err E ms=N"; while
  *                        C is open, a non-blocking connect D: "connectD ok|err E ms=N".
+ *   jumpcurl OK PATH     connectA and a jumped connectB as in jumpqueue, both closed; then a
+ *                        libcurl GET of http://127.0.0.1:OK/PATH: "curl code=C ms=N".
  *   nested OK            blocking connect A to OK; a SIGALRM handler (no SA_RESTART) makes a
  *                        non-blocking connect to OK; alarm(1) during a blocking connect B to
  *                        OK: "connectA ...", "connectB ok|err E ms=N", "handler connect ok|err E".
@@ -40,6 +43,7 @@
  *                        closed again, until the second one fails with EAGAIN:
  *                        "refused after ms=N" | "never refused ms=N". */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -212,7 +216,44 @@ static int jumpqueue(char **av)
 	phase = 0;
 	printf("closeA %s ms=%ld\n", r == 0 ? "ok" : errname(errno), now_ms() - t0);
 	close(b);
+	int n = tcp(1);
+	timed("connectN", n, &ok);
+	close(n);
+	struct timespec settle = {0, 300000000L}; /* the server sees N closed before C */
+	nanosleep(&settle, NULL);
 	return deeper_connect(&ok, 4);
+}
+
+/* After a jump out of a routed connect's queue wait, the thread's libcurl transfers are
+ * still the shim's (the lane's request_timeout applies). */
+static size_t curl_sink(char *p, size_t sz, size_t n, void *u)
+{
+	(void)p;
+	(void)u;
+	return sz * n;
+}
+
+static int jumpcurl(char **av)
+{
+	struct sockaddr_in ok = addr_of(av[0]);
+	install_alarm();
+	int a = tcp(0);
+	timed("connectA", a, &ok);
+	int b = tcp(0);
+	jump_connect("connectB", b, &ok);
+	close(a);
+	close(b);
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%s%s", av[0], av[1]);
+	CURL *h = curl_easy_init();
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, curl_sink);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+	long t0 = now_ms();
+	CURLcode c = curl_easy_perform(h);
+	printf("curl code=%d ms=%ld\n", (int)c, now_ms() - t0);
+	curl_easy_cleanup(h);
+	return 0;
 }
 
 /* A handler that connects (connect() is async-signal-safe) while the thread waits in a
@@ -436,7 +477,8 @@ int main(int argc, char **argv)
 		int (*fn)(char **);
 	} modes[] = {{"jumpconn", 2, jumpconn}, {"jumpqueue", 1, jumpqueue}, {"sndtimeo", 2, sndtimeo},
 		     {"sarestart", 2, sarestart}, {"vfork", 2, vforker},      {"fork", 1, forker},
-		     {"hold", 3, hold},           {"chdir", 3, chdirer},       {"nested", 1, nested}};
+		     {"hold", 3, hold},           {"chdir", 3, chdirer},       {"nested", 1, nested},
+		     {"jumpcurl", 2, jumpcurl}};
 	for (size_t i = 0; argc >= 2 && i < sizeof(modes) / sizeof(modes[0]); i++)
 		if (!strcmp(argv[1], modes[i].name)) {
 			if (argc - 2 != modes[i].nargs) {
