@@ -252,6 +252,12 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	pid_t me = (pid_t)syscall(SYS_gettid);
 	struct waiter *w = NULL;
 	lock(&old);
+	/* A record this thread left behind (it siglongjmp'ed out of a wait)
+	 * is gone now, before anything looks at the queue: it must not hold
+	 * back even this thread's non-blocking connect. */
+	for (int i = 0; i < MAX_WAITERS; i++)
+		if (L.w[i].slot && L.w[i].tid == me)
+			free_waiter(&L.w[i]);
 	if (!head_of(slot, t0) && take_unit(e, max)) {
 		unlock(&old);
 		return 0;
@@ -260,14 +266,9 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 		unlock(&old);
 		return -EAGAIN;
 	}
-	/* A record this thread left behind (it siglongjmp'ed out of a wait)
-	 * is gone now; take a free one. */
-	for (int i = 0; i < MAX_WAITERS; i++) {
-		if (L.w[i].slot && L.w[i].tid == me)
-			free_waiter(&L.w[i]);
-		if (!w && !L.w[i].slot)
+	for (int i = 0; i < MAX_WAITERS && !w; i++)
+		if (!L.w[i].slot)
 			w = &L.w[i];
-	}
 	if (!w) {
 		unlock(&old);
 		return -EAGAIN; /* more than MAX_WAITERS waiting: refuse, never block unbounded */

@@ -95,7 +95,7 @@ HOOK(CURLcode, curl_easy_perform, (CURL *h))
 		 * transfer): the raw connect hook stays out of them. */
 		CURL *outer = cur_h;
 		cur_h = h;
-		cr_guard_set(__builtin_frame_address(0));
+		cr_guard_set(__builtin_frame_address(0), 0);
 		rc = cr_curl_perform(lib, h);
 		cr_guard_clear();
 		cur_h = outer;

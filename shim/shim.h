@@ -23,7 +23,7 @@
 	__attribute__((visibility("default"))) ret name params
 #define CR_API __attribute__((visibility("default")))
 
-/* The recursion guard cr_in_shim lives in lib/engine.h (the engine's own
- * background work sets it too). */
+/* The recursion guard (cr_in_shim, cr_guard_*) lives in lib/base.h. */
+
 
 #endif
