@@ -26,6 +26,11 @@ extern __thread uintptr_t cr_in_shim_frame;
  * siglongjmp out of it (docs/INTERNALS.md, "Raw connect"). */
 void cr_guard_set(void *frame, int mask);
 
+/* Records the mask now, for a guard set without one (a routed connect sets
+ * the guard cheaply and records the mask only once it is going to route:
+ * a UDP connect never pays the syscall). */
+void cr_guard_record_mask(void);
+
 static inline void cr_guard_clear(void)
 {
 	cr_in_shim = 0;

@@ -302,6 +302,10 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		return KCALL();
 	}
 	cr_kick();
+	/* From here the call may block (a limit queue, a connect): a handler may
+	 * siglongjmp out of it. The guard remembers the mask to tell that apart
+	 * from a handler's nested call (lib/base.h). */
+	cr_guard_record_mask();
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
 

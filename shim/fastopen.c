@@ -48,7 +48,7 @@ __attribute__((noinline)) static ssize_t fastopen(int fd, const struct sockaddr 
 	void *frame = __builtin_frame_address(0);
 	if (!atomic_load_explicit(&cr_route_raw, memory_order_relaxed) || cr_guard_held(frame))
 		return kcall(ctx);
-	cr_guard_set(frame, 1);
+	cr_guard_set(frame, 0); /* the mask: cr_route_*, once it routes */
 	ssize_t r = cr_route_fastopen(fd, sa, len, kcall, ctx);
 	cr_guard_clear();
 	return r;

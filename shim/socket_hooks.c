@@ -33,7 +33,7 @@ __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct so
 	}
 	/* cr_route_connect calls cr_real.connect, which is libc's connect for
 	 * both names: __connect is an alias of the same code. */
-	cr_guard_set(frame, 1);
+	cr_guard_set(frame, 0); /* the mask: cr_route_*, once it routes */
 	int r = cr_route_connect(fd, sa, len);
 	cr_guard_clear();
 	return r;
