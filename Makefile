@@ -294,6 +294,15 @@ deb-test: deb
 clean:
 	rm -rf build build-*
 
+# --- style: .clang-format is the project's C style ---------------------------
+FORMAT_SRC = $(wildcard lib/*.c lib/*.h lib/curl/*.c lib/curl/*.h shim/*.c shim/*.h cli/*.c cli/*.h)
+.PHONY: format format-check
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format: clean"
+
 # ThreadSanitizer run of the threaded engine code (Criterion cannot run under TSan).
 $(B)/stress_threads: tests/stress/threads.c $(LIB_SRC) $(LIB_HDR) tests/unit/curlpool_server.h
 	$(call say,LD,$@)
