@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alog_writer.h"
 #include "base.h"
 #include "bg.h"
 #include "cfgref.h"
@@ -463,6 +464,7 @@ static void *bg_main(void *arg)
 			cr_engine_reload(0);
 			next_reload = cr_now_ms() + 1000;
 		}
+		cr_alog_writer_kick(); /* its own thread, once some lane logs */
 	}
 	return NULL;
 }
@@ -494,5 +496,6 @@ void cr_bg_atfork_child(void)
 	 * async-signal-safe, as an atfork child handler must be. */
 	drop_inherited();
 	cr_thread_atfork_child(&bg_thread);
+	cr_alog_writer_atfork_child();
 	forked = 1;
 }

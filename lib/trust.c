@@ -25,6 +25,8 @@ struct ctx {
 	size_t n;
 	int root;               /* running as root: ownership and mode rules apply */
 	uid_t euid;
+	int want_dir;           /* the path names a directory (cr_dir_open_trusted) */
+	const char *setting;    /* what names the path, for messages */
 };
 
 /* Copies S into OUT (at most TRUST_PATH_SHOWN bytes, "..." when cut), control bytes as '?'. */
@@ -137,6 +139,27 @@ static void parent(char *res)
 		*s = '\0';
 }
 
+/* The directory RES (lstat'ed as ST): checked like every directory on the path, opened
+ * without following a link, compared. */
+static int open_dir(struct ctx *c, const char *res, const struct stat *st)
+{
+	char r[TRUST_PATH_SHOWN + 4];
+	shown(r, res);
+	if (!S_ISDIR(st->st_mode))
+		return refuse(c, "refused: %s is not a directory", r);
+	if (check_dir(c, res, st) != 0)
+		return -1;
+	int fd = open(res, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return refuse(c, "cannot open %s: %s; check %s", r, strerror(errno), c->setting);
+	struct stat fst;
+	if (fstat(fd, &fst) != 0 || fst.st_dev != st->st_dev || fst.st_ino != st->st_ino) {
+		cr_sys_close(fd);
+		return refuse(c, "refused: the directory changed while it was being checked; try again");
+	}
+	return fd;
+}
+
 static int open_checked(struct ctx *c)
 {
 	char res[PATH_MAX], rest[PATH_MAX], tmp[PATH_MAX];
@@ -199,7 +222,7 @@ static int open_checked(struct ctx *c)
 		if (lstat(res, &st) != 0) {
 			char r[TRUST_PATH_SHOWN + 4];
 			shown(r, res);
-			return refuse(c, "cannot read %s: %s; check CONNROUTE_CONFIG", r, strerror(errno));
+			return refuse(c, "cannot read %s: %s; check %s", r, strerror(errno), c->setting);
 		}
 		if (S_ISLNK(st.st_mode)) {
 			struct stat dst;
@@ -213,7 +236,7 @@ static int open_checked(struct ctx *c)
 			if (dst.st_mode & S_IWOTH)
 				return refuse(c, "refused: %s is a symbolic link in the world-writable "
 					      "directory %s, where anyone could have planted it; point "
-					      "CONNROUTE_CONFIG at the file itself", r, d);
+					      "%s at the file itself", r, d, c->setting);
 			ssize_t tl = readlink(res, tmp, sizeof(tmp) - 1);
 			if (tl <= 0)
 				return refuse(c, "refused: cannot read the link %s: %s", r,
@@ -248,6 +271,8 @@ static int open_checked(struct ctx *c)
 			p = next;
 			continue;
 		}
+		if (c->want_dir)
+			return open_dir(c, res, &st);
 		/* the file itself: checked by lstat, then opened without following anything and
 		 * compared, so what is returned is what was checked */
 		if (check_file(c, res, &st) != 0)
@@ -275,13 +300,29 @@ static int open_checked(struct ctx *c)
 	/* the path named "/" (or a directory through "..") */
 	if (stat(res, &st) != 0)
 		return refuse(c, "cannot read the path: %s", strerror(errno));
+	if (c->want_dir)
+		return open_dir(c, res, &st);
 	return check_file(c, res, &st) == 0 ? refuse(c, "refused: not a file") : -1;
 }
 
 int cr_config_open_trusted(const char *path, char *why, size_t n)
 {
 	int saved = errno;
-	struct ctx c = {.path = path, .why = why, .n = n, .euid = geteuid()};
+	struct ctx c = {.path = path, .why = why, .n = n, .euid = geteuid(),
+			.setting = "CONNROUTE_CONFIG"};
+	c.root = c.euid == 0;
+	if (why && n)
+		why[0] = '\0';
+	int fd = open_checked(&c);
+	errno = saved;
+	return fd;
+}
+
+int cr_dir_open_trusted(const char *path, const char *setting, char *why, size_t n)
+{
+	int saved = errno;
+	struct ctx c = {.path = path, .why = why, .n = n, .euid = geteuid(), .want_dir = 1,
+			.setting = setting};
 	c.root = c.euid == 0;
 	if (why && n)
 		why[0] = '\0';
