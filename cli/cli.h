@@ -7,4 +7,7 @@ int cr_cli_stats(int argc, char **argv);
 /* `connroute reload PID | ADDRESS` */
 int cr_cli_reload(int argc, char **argv);
 
+/* `connroute tail PID | PATH [--slow] [-n N] [--lane NAME]` (cli/tail.c) */
+int cr_cli_tail(int argc, char **argv);
+
 #endif

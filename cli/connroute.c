@@ -209,6 +209,8 @@ int main(int argc, char **argv)
 		return cr_cli_stats(argc - 2, argv + 2);
 	if (strcmp(argv[1], "reload") == 0)
 		return cr_cli_reload(argc - 2, argv + 2);
+	if (strcmp(argv[1], "tail") == 0)
+		return cr_cli_tail(argc - 2, argv + 2);
 	fprintf(stderr, "connroute: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;
