@@ -70,6 +70,7 @@ struct output {
 
 static struct output outs[OUT_MAX];
 static int nouts;
+static atomic_int any_output;              /* some output was made: the exit flush has work */
 static int16_t lane_out[CR_MAX_LANE_IDS];   /* output of a lane id; -1 none, -2 not in the config */
 static char lane_names[CR_MAX_LANE_IDS][CR_NAME_MAX];
 static int fallback = -1;                  /* [global] access_log: lanes gone since */
@@ -631,6 +632,7 @@ static int output_for(const char *spec, long pid)
 		return -1;
 	if (i == nouts)
 		nouts++;
+	atomic_store(&any_output, 1);
 	struct output *o = &outs[i];
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
@@ -837,7 +839,7 @@ void cr_alog_writer_kick(void)
 
 void cr_alog_writer_flush(void)
 {
-	if (!cr_alog_capacity() && !nouts)
+	if (!cr_alog_capacity() && !atomic_load(&any_output))
 		return; /* this process never logged */
 	SAVE_ERRNO({
 		if (lock_busy(2000)) {
@@ -852,7 +854,7 @@ void cr_alog_writer_flush(void)
  * while libc tears down. */
 __attribute__((destructor)) static void alog_fini(void)
 {
-	if (!cr_alog_capacity() && !nouts)
+	if (!cr_alog_capacity() && !atomic_load(&any_output))
 		return;
 	SAVE_ERRNO({
 		if (lock_busy(2000)) {

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alog.h"
@@ -400,14 +402,21 @@ static int count_lines(const char *path)
 	return n;
 }
 
-/* Publishes a config logging to DIR/NAME, with lane ids from the engine. */
-static struct cr_config *publish_log(const char *name)
+/* Publishes a config logging to DIR/NAME (unix:DIR/NAME with UNIX), with lane ids from
+ * the engine. */
+static struct cr_config *publish_to(const char *name, int unix_sock)
 {
 	char text[512];
-	snprintf(text, sizeof(text), "[global]\naccess_log = %s/%s\n", dir, name);
+	snprintf(text, sizeof(text), "[global]\naccess_log = %s%s/%s\n", unix_sock ? "unix:" : "", dir,
+		 name);
 	struct cr_config *cfg = load(text);
 	cr_engine_publish(cfg);
 	return cfg;
+}
+
+static struct cr_config *publish_log(const char *name)
+{
+	return publish_to(name, 0);
 }
 
 Test(alog_writer, writes_lines_to_a_new_0600_file_and_reopens_after_a_rename, .fini = empty)
@@ -517,5 +526,111 @@ Test(alog_writer, a_path_that_cannot_be_opened_turns_the_lane_off, .fini = empty
 	call(&cfg->lanes[0], "/two", 1);
 	cr_expect_eq(cr_alog_pending(), 0, "a lane whose log cannot be opened fills nothing");
 	cr_expect_eq(cr_alog_dropped(cfg->lanes[0].id), 1, "the line taken before is counted");
+	rm_tmp();
+}
+
+static int count_nl(const char *b, size_t n)
+{
+	int k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += b[i] == '\n';
+	return k;
+}
+
+static int unix_listener(const char *path, int type)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_lt(strlen(path), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+	if (type == SOCK_STREAM)
+		cr_assert_eq(listen(fd, 4), 0);
+	return fd;
+}
+
+Test(alog_writer, a_stream_collector_gets_whole_lines, .fini = empty)
+{
+	char path[400];
+	mkdir_tmp();
+	snprintf(path, sizeof(path), "%s/c.sock", dir);
+	int lfd = unix_listener(path, SOCK_STREAM);
+	struct cr_config *cfg = publish_to("c.sock", 1);
+	cr_alog_reset(64);
+	call(&cfg->lanes[0], "/one", 1);
+	call(&cfg->lanes[0], "/two", 1);
+	cr_alog_writer_flush();
+	int cfd = accept(lfd, NULL, NULL);
+	cr_assert_geq(cfd, 0);
+	char buf[8192];
+	size_t got = 0;
+	for (int i = 0; i < 50 && count_nl(buf, got) < 2; i++) {
+		ssize_t n = recv(cfd, buf + got, sizeof(buf) - 1 - got, MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+		else
+			usleep(10000);
+	}
+	buf[got] = '\0';
+	cr_expect_eq(count_nl(buf, got), 2, "%s", buf);
+	cr_expect(strstr(buf, "\"url.path\":\"/one\"") && strstr(buf, "\"url.path\":\"/two\""), "%s", buf);
+	close(cfd);
+	close(lfd);
+	rm_tmp();
+}
+
+/* A collector that accepts and never reads: the writer never waits for it; what does not
+ * fit is dropped and counted, and what it finally reads are whole lines. */
+Test(alog_writer, a_collector_that_does_not_read_costs_lines_not_time, .fini = empty)
+{
+	char path[400];
+	mkdir_tmp();
+	snprintf(path, sizeof(path), "%s/c.sock", dir);
+	int lfd = unix_listener(path, SOCK_STREAM);
+	struct cr_config *cfg = publish_to("c.sock", 1);
+	cr_alog_reset(4096);
+	const int total = 20000;
+	int64_t t0 = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	for (int i = 0; i < total; i++) {
+		call(&cfg->lanes[0], "/a/rather/long/path/to/fill/the/socket/buffer/quickly", 1);
+		if (i % 1000 == 999)
+			cr_alog_writer_flush();
+	}
+	cr_alog_writer_flush();
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ms = ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - t0;
+	cr_expect_lt(ms, 5000, "the writer waited for the collector: %lld ms", (long long)ms);
+	uint64_t dropped = cr_alog_dropped(cfg->lanes[0].id);
+	cr_expect_gt(dropped, 0, "20000 lines fit a socket nobody reads?");
+	int cfd = accept(lfd, NULL, NULL);
+	cr_assert_geq(cfd, 0);
+	static char buf[16 << 20];
+	size_t got = 0;
+	for (int idle = 0; idle < 20 && got < sizeof(buf) - 1;) {
+		ssize_t n = recv(cfd, buf + got, sizeof(buf) - 1 - got, MSG_DONTWAIT);
+		if (n > 0) {
+			got += (size_t)n;
+			idle = 0;
+		} else {
+			idle++;
+			cr_alog_writer_flush();
+			usleep(5000);
+		}
+	}
+	buf[got] = '\0';
+	int lines = 0;
+	for (char *p = buf, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+		cr_assert(p[0] == '{' && nl[-1] == '}', "a cut line: %.80s", p);
+		lines++;
+	}
+	cr_expect_eq(got > 0 ? buf[got - 1] : '\n', '\n');
+	cr_expect_eq((uint64_t)lines + dropped, (uint64_t)total, "%d lines + %llu dropped", lines,
+		     (unsigned long long)dropped);
+	close(cfd);
+	close(lfd);
 	rm_tmp();
 }
