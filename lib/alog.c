@@ -246,9 +246,10 @@ static double draw(int64_t seed)
 	return (double)((x * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
-/* Copies S (at most MAX bytes, stopping at any byte of STOP) as string I. */
+/* Copies S (at most MAX bytes, stopping at STOP1 or STOP2 if not 0) as
+ * string I. */
 static void put_str(struct cr_alog_rec *r, size_t *used, int i, const char *s, size_t max,
-		    const char *stop)
+		    char stop1, char stop2)
 {
 	if (!s || *used >= CR_ALOG_STR) {
 		r->str_off[i] = CR_ALOG_NOSTR;
@@ -257,8 +258,11 @@ static void put_str(struct cr_alog_rec *r, size_t *used, int i, const char *s, s
 	size_t room = CR_ALOG_STR - *used - 1, n = 0;
 	if (max > room)
 		max = room;
-	while (n < max && s[n] && !(stop && strchr(stop, s[n])))
-		n++;
+	if (stop1)
+		while (n < max && s[n] && s[n] != stop1 && s[n] != stop2)
+			n++;
+	else
+		n = strnlen(s, max);
 	r->str_off[i] = (uint16_t)*used;
 	memcpy(r->str + *used, s, n);
 	r->str[*used + n] = '\0';
@@ -307,12 +311,13 @@ void cr_alog_put(const struct cr_alog_call *c)
 	size_t used = 0;
 	/* Bounded first, the path last: it gets what is left, at most
 	 * CR_ALOG_PATH_MAX bytes. Never a fragment; a query only if asked. */
-	put_str(r, &used, CR_AS_KEY, c->key, CR_KEY_MAX - 1, NULL);
-	put_str(r, &used, CR_AS_METHOD, c->method, 15, NULL);
-	put_str(r, &used, CR_AS_SCHEME, c->scheme, 15, NULL);
-	put_str(r, &used, CR_AS_ERROR, c->error, 31, NULL);
-	put_str(r, &used, CR_AS_HOST, c->host, CR_HOST_MAX - 1, NULL);
-	put_str(r, &used, CR_AS_PATH, c->path, CR_ALOG_PATH_MAX, l->access_log_query > 0 ? "#" : "?#");
+	put_str(r, &used, CR_AS_KEY, c->key, CR_KEY_MAX - 1, 0, 0);
+	put_str(r, &used, CR_AS_METHOD, c->method, 15, 0, 0);
+	put_str(r, &used, CR_AS_SCHEME, c->scheme, 15, 0, 0);
+	put_str(r, &used, CR_AS_ERROR, c->error, 31, 0, 0);
+	put_str(r, &used, CR_AS_PEER, c->peer_text, 45, 0, 0);
+	put_str(r, &used, CR_AS_HOST, c->host, CR_HOST_MAX - 1, 0, 0);
+	put_str(r, &used, CR_AS_PATH, c->path, CR_ALOG_PATH_MAX, '#', l->access_log_query > 0 ? '#' : '?');
 	publish(s);
 }
 

@@ -38,7 +38,7 @@ enum cr_alog_outcome {
 enum cr_alog_dur { CR_AD_DNS, CR_AD_CONNECT, CR_AD_TLS, CR_AD_TTFB, CR_AD_TOTAL, CR_AD_QUEUE, CR_AD_N };
 
 /* Strings of a record. */
-enum cr_alog_str { CR_AS_KEY, CR_AS_METHOD, CR_AS_SCHEME, CR_AS_HOST, CR_AS_PATH, CR_AS_ERROR, CR_AS_N };
+enum cr_alog_str { CR_AS_KEY, CR_AS_METHOD, CR_AS_SCHEME, CR_AS_HOST, CR_AS_PATH, CR_AS_ERROR, CR_AS_PEER, CR_AS_N };
 
 #define CR_ALOG_PATH_MAX 256     /* bytes of url.path kept: a longer path is cut */
 #define CR_ALOG_STR 512          /* string bytes per record */
@@ -56,7 +56,7 @@ struct cr_alog_rec {
 	uint8_t kind, outcome;
 	int8_t reused, warm;      /* -1 = unknown */
 	uint8_t resends;          /* retries connroute made */
-	uint8_t peer_family;      /* AF_INET, AF_INET6, 0 = no address */
+	uint8_t peer_family;      /* AF_INET, AF_INET6, 0 = no address (or as text in STR) */
 	uint8_t peer_addr[16];
 	uint16_t str_off[CR_AS_N];/* offset in STR, CR_ALOG_NOSTR = absent */
 	char str[CR_ALOG_STR];
@@ -73,6 +73,7 @@ struct cr_alog_call {
 	int status;
 	int peer_family;          /* 0: no PEER_ADDR */
 	const void *peer_addr;    /* 4 or 16 bytes, network order */
+	const char *peer_text;    /* or the address as text (libcurl's PRIMARY_IP) */
 	int peer_port, local_port;
 	int64_t dur_ns[CR_AD_N];  /* -1 = not measured */
 	int reused, warm;         /* -1 = unknown */

@@ -87,6 +87,9 @@ static char line[LINE_MAX_];
 
 /* ------------------------------------------------------------ JSON */
 
+/* A line is built by hand (no printf: a line costs the writer about a
+ * microsecond). Past CAP nothing is written but the length still grows, so
+ * the caller sees it did not fit. */
 struct jb {
 	char *b;
 	size_t cap, len;
@@ -99,9 +102,24 @@ static void jraw(struct jb *j, const char *s, size_t n)
 	j->len += n;
 }
 
-static void jlit(struct jb *j, const char *s)
+static void jch(struct jb *j, char c)
 {
-	jraw(j, s, strlen(s));
+	if (j->len + 1 < j->cap)
+		j->b[j->len] = c;
+	j->len++;
+}
+
+/* V in decimal, at least WIDTH digits. */
+static void jdigits(struct jb *j, uint64_t v, int width)
+{
+	char t[24];
+	int n = 0;
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v || n < width);
+	while (n)
+		jch(j, t[--n]);
 }
 
 /* Length of the valid UTF-8 sequence at S (at most N bytes), 0 if invalid. */
@@ -139,78 +157,102 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 static void jstr_val(struct jb *j, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t n = strlen(s);
-	jraw(j, "\"", 1);
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0;
+	jch(j, '"');
+	while (i < n) {
+		size_t run = i;
+		while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\')
+			run++;
+		jraw(j, s + i, run - i);
+		i = run;
+		if (i == n)
+			break;
+		unsigned char c = u[i];
 		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-			jraw(j, e, 2);
+			jch(j, '\\');
+			jch(j, (char)c);
 			i++;
 		} else if (c < 0x20 || c == 0x7f) {
 			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			jraw(j, e, 6);
 			i++;
-		} else if (c < 0x80) {
-			jraw(j, (const char *)&s[i], 1);
-			i++;
 		} else {
-			size_t k = utf8_len((const unsigned char *)s + i, n - i);
+			size_t k = utf8_len(u + i, n - i);
 			if (k) {
 				jraw(j, s + i, k);
 				i += k;
 			} else {
-				jlit(j, "\\ufffd");
+				jraw(j, "\\ufffd", 6);
 				i++;
 			}
 		}
 	}
-	jraw(j, "\"", 1);
+	jch(j, '"');
 }
 
-static void jkey(struct jb *j, const char *k)
-{
-	jraw(j, j->len > 1 ? ",\"" : "\"", j->len > 1 ? 2 : 1);
-	jlit(j, k);
-	jraw(j, "\":", 2);
-}
+/* ,"K": (every field but the first, time) */
+#define JKEY(j, k) jraw((j), ",\"" k "\":", sizeof(",\"" k "\":") - 1)
 
-static void jstr(struct jb *j, const char *k, const char *v)
-{
-	jkey(j, k);
-	jstr_val(j, v);
-}
+#define JSTR(j, k, v)                                                                              \
+	do {                                                                                       \
+		JKEY(j, k);                                                                        \
+		jstr_val(j, v);                                                                    \
+	} while (0)
 
-static void jnum(struct jb *j, const char *k, long long v)
+#define JNUM(j, k, v)                                                                              \
+	do {                                                                                       \
+		JKEY(j, k);                                                                        \
+		jnum_val(j, (long long)(v));                                                       \
+	} while (0)
+
+static void jnum_val(struct jb *j, long long v)
 {
-	char b[32];
-	int n = snprintf(b, sizeof(b), "%lld", v);
-	jkey(j, k);
-	jraw(j, b, (size_t)n);
+	if (v < 0) {
+		jch(j, '-');
+		jdigits(j, (uint64_t)-(v + 1) + 1, 1);
+	} else {
+		jdigits(j, (uint64_t)v, 1);
+	}
 }
 
 /* Seconds with microseconds, from ns; null when not measured. */
-static void jdur(struct jb *j, const char *k, int64_t ns)
+static void jdur_val(struct jb *j, int64_t ns)
 {
-	char b[40];
-	jkey(j, k);
 	if (ns < 0) {
-		jlit(j, "null");
+		jraw(j, "null", 4);
 		return;
 	}
-	int64_t us = (ns + 500) / 1000;
-	int n = snprintf(b, sizeof(b), "%lld.%06lld", (long long)(us / 1000000), (long long)(us % 1000000));
-	jraw(j, b, (size_t)n);
+	uint64_t us = ((uint64_t)ns + 500) / 1000;
+	jdigits(j, us / 1000000, 1);
+	jch(j, '.');
+	jdigits(j, us % 1000000, 6);
 }
 
-static void jbool(struct jb *j, const char *k, int v)
+#define JDUR(j, k, v)                                                                              \
+	do {                                                                                       \
+		JKEY(j, k);                                                                        \
+		jdur_val(j, v);                                                                    \
+	} while (0)
+
+static void jbool_val(struct jb *j, int v)
 {
-	jkey(j, k);
-	jlit(j, v < 0 ? "null" : v ? "true" : "false");
+	if (v < 0)
+		jraw(j, "null", 4);
+	else if (v)
+		jraw(j, "true", 4);
+	else
+		jraw(j, "false", 5);
 }
 
-/* RFC 3339, UTC, microseconds; the civil date computed here (gmtime_r takes
- * a libc lock that a fork could leave held). */
+#define JBOOL(j, k, v)                                                                             \
+	do {                                                                                       \
+		JKEY(j, k);                                                                        \
+		jbool_val(j, v);                                                                   \
+	} while (0)
+
+/* {"time":"...Z": RFC 3339, UTC, microseconds; the civil date computed here
+ * (gmtime_r takes a libc lock that a fork could leave held). */
 static void jtime(struct jb *j, int64_t ns)
 {
 	int64_t s = ns / 1000000000, us = (ns % 1000000000) / 1000;
@@ -224,14 +266,21 @@ static void jtime(struct jb *j, int64_t ns)
 	int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
 	int64_t m = mp < 10 ? mp + 3 : mp - 9;
 	y += m <= 2;
-	char b[40];
-	int n = snprintf(b, sizeof(b), "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ", (long long)y,
-			 (long long)m, (long long)d, (long long)(sod / 3600), (long long)(sod / 60 % 60),
-			 (long long)(sod % 60), (long long)us);
-	jkey(j, "time");
-	jraw(j, "\"", 1);
-	jraw(j, b, (size_t)n);
-	jraw(j, "\"", 1);
+	jraw(j, "{\"time\":\"", 9);
+	jdigits(j, (uint64_t)y, 4);
+	jch(j, '-');
+	jdigits(j, (uint64_t)m, 2);
+	jch(j, '-');
+	jdigits(j, (uint64_t)d, 2);
+	jch(j, 'T');
+	jdigits(j, (uint64_t)(sod / 3600), 2);
+	jch(j, ':');
+	jdigits(j, (uint64_t)(sod / 60 % 60), 2);
+	jch(j, ':');
+	jdigits(j, (uint64_t)(sod % 60), 2);
+	jch(j, '.');
+	jdigits(j, (uint64_t)us, 6);
+	jraw(j, "Z\"", 2);
 }
 
 static const char *rstr(const struct cr_alog_rec *r, int i)
@@ -247,54 +296,53 @@ size_t cr_alog_format(const struct cr_alog_rec *r, const char *lane, long pid, c
 	struct jb j = {buf, cap, 0};
 	int http = r->kind == CR_ALOG_HTTP;
 	char peer[INET6_ADDRSTRLEN] = "";
-	const char *s;
+	const char *s, *ptext = rstr(r, CR_AS_PEER);
 
-	if (r->peer_family)
-		inet_ntop(r->peer_family, r->peer_addr, peer, sizeof(peer));
-	jraw(&j, "{", 1);
+	if (!ptext && r->peer_family && inet_ntop(r->peer_family, r->peer_addr, peer, sizeof(peer)))
+		ptext = peer;
 	jtime(&j, r->wall_ns);
-	jstr(&j, "connroute.kind", http ? "http" : "connect");
-	jstr(&j, "connroute.lane", lane);
+	JSTR(&j, "connroute.kind", http ? "http" : "connect");
+	JSTR(&j, "connroute.lane", lane);
 	if ((s = rstr(r, CR_AS_KEY)))
-		jstr(&j, "connroute.key", s);
+		JSTR(&j, "connroute.key", s);
 	if ((s = rstr(r, CR_AS_METHOD)))
-		jstr(&j, "http.request.method", s);
+		JSTR(&j, "http.request.method", s);
 	if ((s = rstr(r, CR_AS_SCHEME)))
-		jstr(&j, "url.scheme", s);
+		JSTR(&j, "url.scheme", s);
 	s = rstr(r, CR_AS_HOST);
-	if (s || peer[0])
-		jstr(&j, "server.address", s ? s : peer);
+	if (s || ptext)
+		JSTR(&j, "server.address", s ? s : ptext);
 	if (r->server_port)
-		jnum(&j, "server.port", r->server_port);
+		JNUM(&j, "server.port", r->server_port);
 	if ((s = rstr(r, CR_AS_PATH)))
-		jstr(&j, "url.path", s[0] ? s : "/");
+		JSTR(&j, "url.path", s[0] ? s : "/");
 	if (r->status)
-		jnum(&j, "http.response.status_code", r->status);
+		JNUM(&j, "http.response.status_code", r->status);
 	if ((s = rstr(r, CR_AS_ERROR)))
-		jstr(&j, "error.type", s);
-	if (peer[0])
-		jstr(&j, "network.peer.address", peer);
+		JSTR(&j, "error.type", s);
+	if (ptext)
+		JSTR(&j, "network.peer.address", ptext);
 	if (r->peer_port)
-		jnum(&j, "network.peer.port", r->peer_port);
+		JNUM(&j, "network.peer.port", r->peer_port);
 	if (r->local_port)
-		jnum(&j, "network.local.port", r->local_port);
+		JNUM(&j, "network.local.port", r->local_port);
 	if (http)
-		jdur(&j, "dns", r->dur_ns[CR_AD_DNS]);
-	jdur(&j, "connect", r->dur_ns[CR_AD_CONNECT]);
+		JDUR(&j, "dns", r->dur_ns[CR_AD_DNS]);
+	JDUR(&j, "connect", r->dur_ns[CR_AD_CONNECT]);
 	if (http) {
-		jdur(&j, "tls", r->dur_ns[CR_AD_TLS]);
-		jdur(&j, "ttfb", r->dur_ns[CR_AD_TTFB]);
+		JDUR(&j, "tls", r->dur_ns[CR_AD_TLS]);
+		JDUR(&j, "ttfb", r->dur_ns[CR_AD_TTFB]);
 	}
-	jdur(&j, "total", r->dur_ns[CR_AD_TOTAL]);
-	jdur(&j, "queue", r->dur_ns[CR_AD_QUEUE]);
+	JDUR(&j, "total", r->dur_ns[CR_AD_TOTAL]);
+	JDUR(&j, "queue", r->dur_ns[CR_AD_QUEUE]);
 	if (http)
-		jbool(&j, "reused", r->reused);
-	jbool(&j, "warm", r->warm);
+		JBOOL(&j, "reused", r->reused);
+	JBOOL(&j, "warm", r->warm);
 	if (http)
-		jnum(&j, "http.request.resend_count", r->resends);
-	jstr(&j, "outcome", r->outcome < CR_ALOG_NOUT ? outcome_txt[r->outcome] : "error");
-	jnum(&j, "pid", pid);
-	jnum(&j, "tid", r->tid);
+		JNUM(&j, "http.request.resend_count", r->resends);
+	JSTR(&j, "outcome", r->outcome < CR_ALOG_NOUT ? outcome_txt[r->outcome] : "error");
+	JNUM(&j, "pid", pid);
+	JNUM(&j, "tid", r->tid);
 	jraw(&j, "}\n", 2);
 	if (j.len >= cap)
 		return 0;

@@ -416,6 +416,9 @@ static void *bg_main(void *arg)
 			retry_at = 0;
 			fd = -1;
 		}
+		/* The access log's writer: its own thread, started as soon as
+		 * a lane logs (the first records are being made now). */
+		cr_alog_writer_kick();
 		configured(want);
 		if (strcmp(want, bound) != 0) {
 			if (fd >= 0) {
@@ -464,7 +467,7 @@ static void *bg_main(void *arg)
 			cr_engine_reload(0);
 			next_reload = cr_now_ms() + 1000;
 		}
-		cr_alog_writer_kick(); /* its own thread, once some lane logs */
+
 	}
 	return NULL;
 }

@@ -2,7 +2,6 @@
  * docs/access-log.md). Everything comes from the handle (curl_easy_getinfo
  * reads fields libcurl filled: no system call) and from the perform path;
  * nothing of the request's headers, credentials or body is ever read. */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -153,7 +152,6 @@ void cr_curl_alog_(struct cr_curl_easy *e, const struct cr_lane *lane, const cha
 {
 	const struct cr_curlfns *f = &e->lib->fns;
 	char scheme[16], host[CR_HOST_MAX], ebuf[24], sbuf[8];
-	uint8_t addr[16];
 	struct cr_alog_call c = {
 		.lane = lane,
 		.kind = CR_ALOG_HTTP,
@@ -173,36 +171,38 @@ void cr_curl_alog_(struct cr_curl_easy *e, const struct cr_lane *lane, const cha
 
 	if (!overflow) {
 		char *url = NULL, *m = NULL, *ip = NULL;
-		long status = 0, pport = 0, lport = 0, nconn = -1;
+		long status = 0, pport = 0, lport = 0, nconn = -1, redirects = 0;
 		curl_off_t tn = 0, tc = 0, ta = 0, ts = 0;
-		f->easy_getinfo(e->h, CURLINFO_EFFECTIVE_URL, &url);
-		f->easy_getinfo(e->h, CURLINFO_EFFECTIVE_METHOD, &m); /* 7.72+ */
+		/* getinfo reads fields of the handle; only those that apply */
+		f->easy_getinfo(e->h, CURLINFO_NUM_CONNECTS, &nconn);
 		f->easy_getinfo(e->h, CURLINFO_RESPONSE_CODE, &status);
+		f->easy_getinfo(e->h, CURLINFO_EFFECTIVE_URL, &url);
+		f->easy_getinfo(e->h, CURLINFO_REDIRECT_COUNT, &redirects);
 		f->easy_getinfo(e->h, CURLINFO_PRIMARY_IP, &ip);
 		f->easy_getinfo(e->h, CURLINFO_PRIMARY_PORT, &pport);
 		f->easy_getinfo(e->h, CURLINFO_LOCAL_PORT, &lport);
-		f->easy_getinfo(e->h, CURLINFO_NUM_CONNECTS, &nconn);
-		f->easy_getinfo(e->h, CURLINFO_NAMELOOKUP_TIME_T, &tn);
-		f->easy_getinfo(e->h, CURLINFO_CONNECT_TIME_T, &tc);
-		f->easy_getinfo(e->h, CURLINFO_APPCONNECT_TIME_T, &ta);
 		f->easy_getinfo(e->h, CURLINFO_STARTTRANSFER_TIME_T, &ts);
-		/* The URL libcurl used last (after redirects): its server and
-		 * path; the lane was picked by the URL the app set. */
+		if (nconn != 0 || rc != CURLE_OK) {
+			f->easy_getinfo(e->h, CURLINFO_NAMELOOKUP_TIME_T, &tn);
+			f->easy_getinfo(e->h, CURLINFO_CONNECT_TIME_T, &tc);
+			f->easy_getinfo(e->h, CURLINFO_APPCONNECT_TIME_T, &ta);
+		}
+		/* After redirects, the server, path and method libcurl used last;
+		 * the lane was picked by the URL the app set (parsed then). */
 		int port;
-		if (url && cr_curl_parse_url(url, scheme, sizeof(scheme), host, sizeof(host), &port) == 0) {
+		if (url && redirects > 0 &&
+		    cr_curl_parse_url(url, scheme, sizeof(scheme), host, sizeof(host), &port) == 0) {
 			c.scheme = scheme;
 			c.host = host;
 			c.server_port = port;
-			c.path = path_of(url);
+			f->easy_getinfo(e->h, CURLINFO_EFFECTIVE_METHOD, &m); /* 7.72+ */
+			if (m && m[0])
+				c.method = m;
 		}
-		if (m && m[0])
-			c.method = m;
+		if (url)
+			c.path = path_of(url);
 		c.status = (int)status;
-		if (ip && inet_pton(AF_INET, ip, addr) == 1)
-			c.peer_family = AF_INET;
-		else if (ip && inet_pton(AF_INET6, ip, addr) == 1)
-			c.peer_family = AF_INET6;
-		c.peer_addr = c.peer_family ? addr : NULL;
+		c.peer_text = ip && ip[0] ? ip : NULL;
 		c.peer_port = (int)pport;
 		c.local_port = (int)lport;
 		/* No new connection and an answer: a pooled one served it. */

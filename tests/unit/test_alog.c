@@ -263,7 +263,7 @@ Test(alog, the_json_line_of_a_request, .fini = empty)
 	r.peer_family = AF_INET;
 	memcpy(r.peer_addr, "\x0a\x00\x00\x05", 4);
 	const char *s[CR_AS_N] = {"pay/critical", "POST", "https", "api.example", "/v1/\"q\"\x01\xff\xc3\xa9",
-				  "503"};
+				  "503", "10.0.0.5"};
 	size_t used = 0;
 	for (int i = 0; i < CR_AS_N; i++) {
 		r.str_off[i] = (uint16_t)used;
