@@ -317,7 +317,7 @@ tsan:
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 10
-FUZZ_LIBSRC  := lib/config.c lib/config_keys.c lib/config_values.c lib/config_dump.c \
+FUZZ_LIBSRC  := lib/config.c lib/config_keys.c lib/config_values.c lib/config_dump.c lib/config_alog.c \
                 lib/lane.c lib/key.c lib/glob.c lib/sys.c
 FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib -Iinclude -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined

@@ -64,4 +64,7 @@ int cr_inspect_program(const char *prog, struct cr_inspect *in, char *err, size_
  * foreign libc) were printed. PREFIX starts each line. */
 int cr_inspect_report(const struct cr_inspect *in, FILE *out, const char *prefix);
 
+/* `connroute tail PID | PATH [--slow] [-n N] [--lane NAME]` (cli/tail.c) */
+int cr_cli_tail(int argc, char **argv);
+
 #endif

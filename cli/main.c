@@ -28,6 +28,7 @@ static void usage(FILE *f)
 	      "       connroute doctor PROGRAM | PID\n"
 	      "       connroute stats [--watch [SECS]] [--count N] [--raw | --json] [PID | ADDRESS]\n"
 	      "       connroute reload PID | ADDRESS\n"
+	      "       connroute tail [--slow] [-n N] [--lane LANE] PID | PATH\n"
 	      "       connroute --version | --help\n"
 	      "\n"
 	      "run     run CMD with libconnroute.so preloaded, so its connections are routed into\n"
@@ -37,6 +38,7 @@ static void usage(FILE *f)
 	      "doctor  what would and would not be routed in PROGRAM, or in the running process PID\n"
 	      "stats   per-lane table of a running process, from its metrics endpoint\n"
 	      "reload  make a running process re-read its config file now\n"
+	      "tail    the last requests of a process's access log (docs/access-log.md)\n"
 	      "\n"
 	      "`connroute COMMAND --help` describes each command; man connroute(1), connroute.conf(5).\n"
 	      "Environment: CONNROUTE_CONFIG, CONNROUTE_KEY, CONNROUTE_LOG, CONNROUTE_LOG_FILE,\n"
@@ -137,6 +139,8 @@ dispatch:
 		return cr_cli_stats(argc, argv);
 	if (!strcmp(c, "reload"))
 		return cr_cli_reload(argc, argv);
+	if (!strcmp(c, "tail"))
+		return cr_cli_tail(argc - 1, argv + 1);
 	fprintf(stderr, "connroute: unknown command '%s'; see connroute --help\n", c);
 	return CLI_USAGE;
 }

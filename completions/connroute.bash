@@ -40,7 +40,7 @@ _connroute()
 		prev=${COMP_WORDS[COMP_CWORD - 1]}
 		cword=$COMP_CWORD
 	fi
-	local cmds="run check doctor stats reload help"
+	local cmds="run check doctor stats reload tail help"
 	if ((COMP_CWORD == 1)); then
 		COMPREPLY=($(compgen -W "$cmds --version --help" -- "$cur"))
 		return
@@ -90,10 +90,12 @@ _connroute()
 			COMPREPLY=($(compgen -W "$(_connroute_pids)" -- "$cur") $(compgen -c -- "$cur"))
 		fi
 		;;
-	stats | reload)
+	stats | reload | tail)
 		if [[ $cur == -* ]]; then
 			if [[ $cmd == stats ]]; then
 				COMPREPLY=($(compgen -W "--watch --count --raw --json --help" -- "$cur"))
+			elif [[ $cmd == tail ]]; then
+				COMPREPLY=($(compgen -W "--slow --lane --help" -- "$cur"))
 			else
 				COMPREPLY=($(compgen -W "--help" -- "$cur"))
 			fi
@@ -102,7 +104,7 @@ _connroute()
 		fi
 		;;
 	help)
-		COMPREPLY=($(compgen -W "run check doctor stats reload" -- "$cur"))
+		COMPREPLY=($(compgen -W "run check doctor stats reload tail" -- "$cur"))
 		;;
 	esac
 }

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alog_writer.h"
 #include "base.h"
 #include "bg.h"
 #include "cfgref.h"
@@ -427,6 +428,9 @@ static void *bg_main(void *arg)
 			retry_at = 0;
 			fd = -1;
 		}
+		/* The access log's writer: its own thread, started as soon as
+		 * a lane logs (the first records are being made now). */
+		cr_alog_writer_kick();
 		configured(want);
 		if (strcmp(want, bound) != 0) {
 			if (fd >= 0) {
@@ -475,6 +479,7 @@ static void *bg_main(void *arg)
 			cr_engine_reload(0);
 			next_reload = cr_now_ms() + 1000;
 		}
+
 	}
 	return NULL;
 }
@@ -506,5 +511,6 @@ void cr_bg_atfork_child(void)
 	 * async-signal-safe, as an atfork child handler must be. */
 	drop_inherited();
 	cr_thread_atfork_child(&bg_thread);
+	cr_alog_writer_atfork_child();
 	forked = 1;
 }

@@ -28,6 +28,7 @@
  * The file is read through stdio (fdopen/fclose) and an fd not yet wrapped
  * is closed with cr_sys_close: never through the close() the shim
  * interposes. */
+#include "config_alog.h"
 #include "config_int.h"
 #include "sys.h"
 
@@ -100,6 +101,7 @@ static void config_init(struct cr_config *cfg)
 	/* only the header; the lane table is large and filled lane by lane */
 	memset(cfg, 0, offsetof(struct cr_config, lanes));
 	cfg->log_level = -1;
+	cr_cfg_alog_defaults(cfg);
 	cfg->nlanes = 0;
 	cfg->default_lane = -1;
 	cfg->nthreads = 0;
@@ -115,6 +117,7 @@ void cr_config_finish(struct cr_config *cfg)
 
 		l->index = i;
 		l->passthrough = cr_cfg_lane_passthrough(l);
+		cr_cfg_alog_finish(cfg, l);
 		if (cfg->default_lane < 0 && strcmp(l->name, "default") == 0)
 			cfg->default_lane = i;
 	}

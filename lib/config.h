@@ -22,6 +22,10 @@
 #define CR_MAX_THREADS 32       /* thread-name rules */
 #define CR_MAX_DIAG 32          /* diagnostics kept per parse */
 #define CR_DIAG_LEN 512
+#define CR_ALOG_SPEC_MAX 256    /* access_log value, NUL included */
+#define CR_ALOG_BUFFER_MIN 8     /* [global] access_log_buffer: records, a power of two */
+#define CR_ALOG_BUFFER_MAX 4096
+#define CR_ALOG_BUFFER_DEFAULT 1024
 
 
 /* A destination filter: `127.0.0.0/8:8443`, `[::1]:443`, `api.internal`,
@@ -91,8 +95,16 @@ struct cr_lane {
 	double preconnect_ratio;  /* [0 = off], at most 3 */
 	long warm_max_idle_ms;    /* [15s] */
 
+	/* outbound access log (docs/access-log.md); "" / -1 in the file: the
+	 * [global] value, resolved by cr_config_finish() */
+	char access_log[CR_ALOG_SPEC_MAX]; /* PATH | stderr | unix:PATH | off [off] */
+	double access_log_sample; /* [1] */
+	long access_log_slow_ms;  /* [0 = every request] */
+	int access_log_query;     /* [off] */
+
 	/* derived at load by cr_config_finish() */
 	int passthrough;          /* nothing to apply to a raw connect() */
+	int alog_on;              /* this lane's calls are logged (access_log names an output) */
 	int index;
 	/* set by the engine when it publishes the config */
 	int id;                   /* stable across reloads for the same lane name */
@@ -115,6 +127,13 @@ struct cr_config {
 	char path[1024];          /* "" for the built-in configuration */
 	int log_level;            /* [global] log; -1 unset (env/default decides) */
 	char metrics[256];        /* [global] metrics = 127.0.0.1:9464 | unix:PATH; "" = off */
+	/* [global] access log: the lanes' defaults, and the process-wide settings */
+	char access_log[CR_ALOG_SPEC_MAX]; /* "" = off */
+	double access_log_sample; /* [1] */
+	long access_log_slow_ms;  /* [0] */
+	int access_log_query;     /* [0] */
+	int access_log_mode;      /* [0600] files created */
+	int access_log_buffer;    /* [1024] records in the ring */
 	struct cr_lane lanes[CR_MAX_LANES];
 	int nlanes;
 	int default_lane;         /* index of lane "default", always present */

@@ -29,7 +29,7 @@
 #define CR_PID_DIGITS 7              /* pid_max <= 4194304 */
 
 #define CR_LANE_KEYS_MAX 64          /* bound of the lane key table (parse.seen) */
-#define CR_GLOBAL_KEYS_MAX 8
+#define CR_GLOBAL_KEYS_MAX 16
 
 /* ------------------------------------------------------------------------ */
 /* parse state and diagnostics (config.c) */

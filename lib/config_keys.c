@@ -6,6 +6,7 @@
  * Adding a lane key: a field in struct cr_lane (config.h), an entry here, a
  * section in docs/config.md. tests/unit/test_config.c fails when the docs
  * section or the `connroute check` line is missing. */
+#include "config_alog.h"
 #include "config_int.h"
 
 #include <string.h>
@@ -104,6 +105,18 @@ const struct cr_lane_key cr_lane_keys[] = {
 	  .dump = cr_cfg_dump_ratio, .zero_note = "off" },
 	{ .name = "warm_max_idle", .set = cr_cfg_set_dur, FIELD(warm_max_idle_ms),
 	  .example = "15s", .def = { .i = 15000 }, .dump = cr_cfg_dump_dur },
+
+	/* access log (config_alog.c): unset ("" / -1) takes the [global] value at the
+	 * end of the load; not connection settings (a reload keeps the pools) */
+	{ .name = "access_log", .set = cr_cfg_set_access_log, FIELD(access_log),
+	  .example = "/var/log/connroute/access.log", .dump = cr_cfg_dump_access_log },
+	{ .name = "access_log_sample", .set = cr_cfg_set_alog_sample, FIELD(access_log_sample),
+	  .example = "0.1", .def = { .f = -1 }, .dump = cr_cfg_dump_alog_sample },
+	{ .name = "access_log_slow", .set = cr_cfg_set_dur, FIELD(access_log_slow_ms),
+	  .example = "500ms", .def = { .i = -1 }, .dump = cr_cfg_dump_dur,
+	  .zero_note = "every call" },
+	{ .name = "access_log_query", .set = cr_cfg_set_bool, FIELD(access_log_query),
+	  .example = "on", .def = { .i = -1 }, .dump = cr_cfg_dump_bool },
 };
 const size_t cr_nlane_keys = ARRAY_SIZE(cr_lane_keys);
 
@@ -113,6 +126,19 @@ const struct cr_global_key cr_global_keys[] = {
 	{ .name = "log", .set = cr_cfg_set_log, .dump = cr_cfg_dump_log, .example = "info" },
 	{ .name = "metrics", .set = cr_cfg_set_metrics, .dump = cr_cfg_dump_metrics,
 	  .example = "127.0.0.1:9464" },
+	/* the lanes' access-log defaults, and the process-wide settings of the log */
+	{ .name = "access_log", .set = cr_cfg_set_g_access_log, .dump = cr_cfg_dump_g_access_log,
+	  .example = "/var/log/connroute/access-%p.log" },
+	{ .name = "access_log_sample", .set = cr_cfg_set_g_alog_sample,
+	  .dump = cr_cfg_dump_g_alog_sample, .example = "0.1" },
+	{ .name = "access_log_slow", .set = cr_cfg_set_g_alog_slow, .dump = cr_cfg_dump_g_alog_slow,
+	  .example = "500ms" },
+	{ .name = "access_log_query", .set = cr_cfg_set_g_alog_query,
+	  .dump = cr_cfg_dump_g_alog_query, .example = "on" },
+	{ .name = "access_log_mode", .set = cr_cfg_set_g_alog_mode, .dump = cr_cfg_dump_g_alog_mode,
+	  .example = "0640" },
+	{ .name = "access_log_buffer", .set = cr_cfg_set_g_alog_buffer,
+	  .dump = cr_cfg_dump_g_alog_buffer, .example = "4096" },
 };
 const size_t cr_nglobal_keys = ARRAY_SIZE(cr_global_keys);
 

@@ -72,6 +72,7 @@ struct lane_m {
 	_Atomic int64_t idle, queued, inflight;
 	_Atomic uint64_t outcomes[CR_OUT_N];
 	_Atomic uint64_t warm[2]; /* by warm_txt: hit, miss */
+	_Atomic uint64_t alog_dropped;
 	struct hist connect, qwait;
 	atomic_int nsets;       /* slots claimed, at most OTHER */
 	struct lset sets[SETS];
@@ -289,6 +290,13 @@ void cr_m_warm(int id, int hit)
 	struct lane_m *l = lane_of(id);
 	if (l)
 		add_u(&l->warm[hit ? 0 : 1], 1);
+}
+
+void cr_m_alog_dropped(int id, uint64_t n)
+{
+	struct lane_m *l = lane_of(id);
+	if (l)
+		add_u(&l->alog_dropped, n);
 }
 
 void cr_m_unmatched(void)
@@ -667,6 +675,10 @@ static const struct family families[] = {
 	{FAM("connroute_config_reloads_total", "counter",
 	     "Configuration reloads: ok (applied) or error (rejected, the old configuration stays).",
 	     render_global_counter), LABEL("result", reload_txt), .global = reloads},
+	{FAM("connroute_access_log_dropped_total", "counter",
+	     "Access log lines lost: the log's buffer was full (the request was never delayed) or "
+	     "its output failed.",
+	     render_lane_counter), LANE(alog_dropped)},
 };
 
 size_t cr_metrics_render(char *buf, size_t cap)

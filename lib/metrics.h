@@ -39,6 +39,9 @@ void cr_m_retry(int id, const char *key, const char *reason); /* reason: connect
 /* Warm pools (issue: warm pools). */
 void cr_m_warm(int id, int hit);
 
+/* Access log lines lost (ring full, output failing): lib/alog.c. */
+void cr_m_alog_dropped(int id, uint64_t n);
+
 /* Process-wide. */
 void cr_m_unmatched(void);                /* a key fell back to lane default */
 void cr_m_reload(int ok);                 /* a config reload: applied or rejected */

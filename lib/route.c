@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alog.h"
 #include "base.h"
 #include "cfgref.h"
 #include "fdtab.h"
@@ -317,9 +318,11 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	if (warm) {
 		int ret;
 		cr_warm_kick();
+		uint64_t tw = lane->alog_on ? cr_now_ns() : 0;
 		if (serve_warm(fd, sa->sa_family, lane, &d, ino, flags, &ret)) {
 			int e = ret == 0 ? saved : errno;
 			cr_warm_note(lane, &d, 0);
+			cr_alog_connect(lane, key, &d, 0, (int64_t)(cr_now_ns() - tw), 0, CR_ALOG_F_WARM);
 			cr_cfgref_release(cfg);
 			errno = e;
 			return ret;
@@ -327,8 +330,8 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	}
 	cr_sockopt_apply(fd, lane, sa->sa_family, 1);
 
+	uint64_t waited = 0;
 	if (lane->max_conns_per_host > 0) {
-		uint64_t waited = 0;
 		slot = cr_limit_slot(lane->id, &d);
 		/* Ready warm sockets hold units too: one that cannot serve this
 		 * connect (bound, epoll-registered, ...) gives its unit up rather
@@ -367,6 +370,7 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 			cr_notice_refused(lane, &d, nonblock);
 			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
 				  lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
+			cr_alog_connect(lane, key, &d, waited, -1, nonblock ? EAGAIN : ETIMEDOUT, CR_ALOG_F_OVERFLOW);
 			cr_cfgref_release(cfg);
 			errno = nonblock ? EAGAIN : ETIMEDOUT;
 			return -1;
@@ -422,6 +426,7 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (cr_fdtab_take(fd, &back))
 			cr_limit_release(back.slot);
 	}
+	cr_alog_connect(lane, key, &d, waited, r == 0 || !nonblock ? (int64_t)took : -1, r == 0 ? 0 : e, 0);
 	cr_cfgref_release(cfg);
 	errno = e;
 	return r;

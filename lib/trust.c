@@ -26,6 +26,8 @@ struct ctx {
 	int root;               /* running as root: ownership and mode rules apply */
 	uid_t euid;
 	int origin;             /* enum cr_trust_origin: where the path came from (the fixes) */
+	int want_dir;           /* the path names a directory (cr_dir_open_trusted) */
+	const char *setting;    /* what names the path, for messages */
 };
 
 /* The fix to suggest, by where the path came from: a path from the command line is not
@@ -41,8 +43,17 @@ static const char *const fixes[3][4] = {
 			      "put the file itself there, not a link", "set CONNROUTE_CONFIG to a file"},
 };
 
+/* A path named by another setting (access_log): the fix names that setting. */
+static const char *const setting_fixes[4] = {"check %s", "point %s at a regular file",
+					      "point %s at the file itself", "set %s"};
+
 static const char *fix(const struct ctx *c, int which)
 {
+	static __thread char buf[160];
+	if (c->setting) {
+		snprintf(buf, sizeof(buf), setting_fixes[which], c->setting);
+		return buf;
+	}
 	return fixes[c->origin >= 0 && c->origin < 3 ? c->origin : 0][which];
 }
 
@@ -156,6 +167,27 @@ static void parent(char *res)
 		*s = '\0';
 }
 
+/* The directory RES (lstat'ed as ST): checked like every directory on the path, opened
+ * without following a link, compared. */
+static int open_dir(struct ctx *c, const char *res, const struct stat *st)
+{
+	char r[TRUST_PATH_SHOWN + 4];
+	shown(r, res);
+	if (!S_ISDIR(st->st_mode))
+		return refuse(c, "refused: %s is not a directory", r);
+	if (check_dir(c, res, st) != 0)
+		return -1;
+	int fd = open(res, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return refuse(c, "cannot open %s: %s; %s", r, strerror(errno), fix(c, FIX_CHECK));
+	struct stat fst;
+	if (fstat(fd, &fst) != 0 || fst.st_dev != st->st_dev || fst.st_ino != st->st_ino) {
+		cr_sys_close(fd);
+		return refuse(c, "refused: the directory changed while it was being checked; try again");
+	}
+	return fd;
+}
+
 static int open_checked(struct ctx *c)
 {
 	char res[PATH_MAX], rest[PATH_MAX], tmp[PATH_MAX];
@@ -267,6 +299,8 @@ static int open_checked(struct ctx *c)
 			p = next;
 			continue;
 		}
+		if (c->want_dir)
+			return open_dir(c, res, &st);
 		/* the file itself: checked by lstat, then opened without following anything and
 		 * compared, so what is returned is what was checked */
 		if (check_file(c, res, &st) != 0)
@@ -294,6 +328,8 @@ static int open_checked(struct ctx *c)
 	/* the path named "/" (or a directory through "..") */
 	if (stat(res, &st) != 0)
 		return refuse(c, "cannot read the path: %s", strerror(errno));
+	if (c->want_dir)
+		return open_dir(c, res, &st);
 	return check_file(c, res, &st) == 0 ? refuse(c, "refused: not a file") : -1;
 }
 
@@ -301,6 +337,19 @@ int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *wh
 {
 	int saved = errno;
 	struct ctx c = {.path = path, .why = why, .n = n, .euid = euid, .origin = origin};
+	c.root = c.euid == 0;
+	if (why && n)
+		why[0] = '\0';
+	int fd = open_checked(&c);
+	errno = saved;
+	return fd;
+}
+
+int cr_dir_open_trusted(const char *path, const char *setting, char *why, size_t n)
+{
+	int saved = errno;
+	struct ctx c = {.path = path, .why = why, .n = n, .euid = geteuid(), .want_dir = 1,
+			.setting = setting};
 	c.root = c.euid == 0;
 	if (why && n)
 		why[0] = '\0';

@@ -65,5 +65,12 @@ int cr_config_open_trusted(const char *path, char *why, size_t n);
 int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n);
 /* The same, without keeping the descriptor: 0 or -1. */
 int cr_config_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n);
+/* The same walk for a directory that will hold files connroute writes (the access log,
+ * docs/access-log.md): every rule above for the directories on the path, the last one
+ * included; the final component must be a directory. Returns an O_RDONLY|O_DIRECTORY|
+ * O_CLOEXEC descriptor of exactly the directory checked (create files in it with openat
+ * and O_NOFOLLOW), or -1 with WHY as above. SETTING names what gave the path in messages
+ * ("access_log"). */
+int cr_dir_open_trusted(const char *path, const char *setting, char *why, size_t n);
 
 #endif

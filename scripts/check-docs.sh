@@ -26,7 +26,7 @@ if ! python3 scripts/man-conf.py docs/config.md | cmp -s - docs/man/connroute.co
 fi
 
 page=$(MANWIDTH=200 man -l "$B"/man/connroute.1 2>/dev/null)
-for cmd in run check doctor stats reload; do
+for cmd in run check doctor stats reload tail; do
   grep -q "^       $cmd " <<<"$page" || fail "connroute(1) has no entry for $cmd"
   for opt in $("$B"/connroute "$cmd" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
     [ "$opt" = --help ] && continue

@@ -12,7 +12,7 @@ layer_of() { # the layer of a lib/ file, by its base name without extension
     base|sys|log|glob|thread|fdpages|ownfd|real|hooks|elfrel) echo 0 ;;
     fdtab|sockrec) echo 1 ;;
     config|config_*|cfgref|trust|endpoint|key|lane|notice) echo 2 ;;
-    metrics) echo 3 ;;
+    metrics|alog|alog_*) echo 3 ;;
     limit) echo 4 ;;
     sockopt|deadline) echo 5 ;;
     warm) echo 6 ;;

@@ -116,6 +116,8 @@ struct cr_curl_easy {
 	int rht_fired;
 	int rht_relaxed;          /* first byte seen: deadline back to rt_ms */
 	int new_conns;            /* sockets libcurl made during this attempt */
+	int warm_used;            /* this attempt's connection came from the warm pool */
+	int resends;              /* retries of this perform (the access log) */
 };
 
 /* The record of a handle we know, or NULL. */

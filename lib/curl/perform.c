@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "alog_curl.h"
 #include "base.h"
 #include "curl_int.h"
 #include "cfgref.h"
@@ -345,6 +346,7 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 	cr_m_overflow(lane->id);
 	cr_notice_refused(lane, &(struct cr_dest){.family = AF_UNSPEC, .port = (uint16_t)e->u_port, .host = host}, 0);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_OVERFLOW);
+	cr_curl_alog(e, lane, key, CURLE_OPERATION_TIMEDOUT, t_start, *waited_ms, 1);
 	errbuf_set(e,
 		   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
 		   "(max_conns_per_host = %ld); waited %ld ms (queue_timeout)",
@@ -364,6 +366,7 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms)
 	e->rht_relaxed = 0;
 	e->rt_ms = rt_ms;
 	e->new_conns = 0;
+	e->warm_used = 0;
 	e->perform_t0_ns = cr_now_ns();
 	/* libcurl gives a new connection's connect whatever is left of the
 	 * total timeout when it starts (the happy-eyeballs timer is set before
@@ -399,6 +402,7 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 	cr_key_flags(key, &keyflags);
 	cr_curl_retry_note_request(lane->id, t0);
 	cr_m_inflight(lane->id, 1);
+	e->resends = 0;
 	CURLcode rc = perform_once(e, rt);
 	long pause;
 	for (int attempt = 0;
@@ -416,6 +420,7 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 			ov_long(e, OV_TIMEOUT, left);
 		}
 		cr_curl_retry_count(lane, key, attempt, rc);
+		e->resends = attempt + 1;
 		rc = perform_once(e, rt > 0 ? left : 0);
 	}
 	return rc;
@@ -457,6 +462,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	}
 
 	CURLcode rc = perform_with_retries(e, lane, key, rt, waited_ms);
+	cr_curl_alog(e, lane, key, rc, t_start, waited_ms, 0); /* before the share is detached */
 
 	if (s) {
 		ov_restore(e, OV_BIT(OV_MAXCONNECTS) | OV_BIT(OV_SHARE));

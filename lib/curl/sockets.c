@@ -70,6 +70,7 @@ int cr_curl_sockets_opt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 		/* Served from the warm pool: connected, with the lane's options
 		 * already. The app's callback still sees its socket. */
 		e->warm_fd = -1;
+		e->warm_used = 1;
 		if (e->app_sockopt && e->app_sockopt(e->app_sockopt_data, fd, purpose) == CURL_SOCKOPT_ERROR)
 			return CURL_SOCKOPT_ERROR;
 		/* libcurl 7.87-7.88 connect() anyway (curl issue 10626): the

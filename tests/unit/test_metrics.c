@@ -504,6 +504,7 @@ static void golden_state(void)
 	cr_m_warm(3, 1);
 	cr_m_warm(3, 0);
 	cr_m_warm(3, 0);
+	cr_m_alog_dropped(3, 5);
 	cr_m_request(9, "x", 1, CR_OUT_ERROR);
 	cr_m_unmatched();
 	cr_m_reload(1);
@@ -757,7 +758,12 @@ static const char golden_render[] =
 	"# HELP connroute_config_reloads_total Configuration reloads: ok (applied) or error (rejected, the old configuration stays).\n"
 	"# TYPE connroute_config_reloads_total counter\n"
 	"connroute_config_reloads_total{result=\"ok\"} 1\n"
-	"connroute_config_reloads_total{result=\"error\"} 2\n";
+	"connroute_config_reloads_total{result=\"error\"} 2\n"
+	"# HELP connroute_access_log_dropped_total Access log lines lost: the log's buffer was full (the request was never delayed) or its output failed.\n"
+	"# TYPE connroute_access_log_dropped_total counter\n"
+	"connroute_access_log_dropped_total{lane=\"default\"} 0\n"
+	"connroute_access_log_dropped_total{lane=\"cr\\\"it\"} 5\n"
+	"connroute_access_log_dropped_total{lane=\"id9\"} 0\n";
 
 /* The whole rendering of a known state, byte for byte: proves a change to the
  * renderer's code keeps its output (docs/metrics.md is the contract). */
