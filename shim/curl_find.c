@@ -49,6 +49,9 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	SYM(share_setopt, "curl_share_setopt");
 	SYM(share_cleanup, "curl_share_cleanup");
 	SYM(version_info, "curl_version_info");
+	SYM(easy_upkeep, "curl_easy_upkeep"); /* optional, like these two */
+	SYM(easy_header, "curl_easy_header");
+	SYM(easy_nextheader, "curl_easy_nextheader");
 #undef SYM
 	/* dlsym on a library handle searches that library and its
 	 * dependencies, in that order: for the curl_* names that is the

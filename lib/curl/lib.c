@@ -70,7 +70,7 @@ const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib)
 	return &lib->fns;
 }
 
-struct cr_curllib *cr_curl_lib_of(CURL *h)
+struct cr_curllib *cr_curl_lib_of_slow(CURL *h)
 {
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	return e ? e->lib : NULL;
@@ -95,4 +95,8 @@ void cr_curl_stats(struct cr_curl_stats *out)
 	out->pools_evicted = atomic_load(&cr_curl_ctr.pools_evicted);
 	out->limit_overflows = atomic_load(&cr_curl_ctr.limit_overflows);
 	out->retries = atomic_load(&cr_curl_ctr.retries);
+	out->shares_taken = atomic_load(&cr_curl_ctr.shares_taken);
+	out->shares_closed_idle = atomic_load(&cr_curl_ctr.shares_closed_idle);
+	out->recycled_lazy = atomic_load(&cr_curl_ctr.recycled_lazy);
+	out->twins = atomic_load(&cr_curl_ctr.twins);
 }
