@@ -164,7 +164,11 @@ struct cr_curl_easy {
 	unsigned ap_gen;
 	int ap_warm;
 	long ap_rt, ap_ct;
-	struct cr_curl_share *ap_share; /* the share of the last perform */
+	/* the share of the last perform, and the lane and config it was of */
+	struct cr_curl_share *sh_share;
+	const struct cr_lane *sh_lane;
+	const struct cr_config *sh_cfg;
+	unsigned sh_cfgen;
 	struct cr_curl_share *share; /* our share attached (parked), or NULL */
 	unsigned share_fork;      /* shares.c's fork generation when it was attached */
 	_Atomic uint64_t last_perform_ns;

@@ -991,7 +991,7 @@ void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 	int took = e ? cr_curl_pin(e) : 0;
 	if (e)
 		twin_drop(e);
-	if (e && !e->dirty && !e->app_share && !e->connect_only && perlib[lib->index].n < FREE_HANDLES_MAX) {
+	if (e && !e->dirty && !e->app_share && !e->connect_only) {
 		if (life_needs_reset(e)) {
 			lib->fns.easy_reset(h);
 			known_defaults(e);

@@ -494,15 +494,19 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	/* The share of the last perform, for the same lane of the same config
 	 * (a reload or a fork changes cr_curl_cfg_gen, a retired pool comes
 	 * with a reload): it fits. */
-	int same = s && s == e->ap_share && e->ap_lane == lane && e->ap_cfg == cfg &&
-		   e->ap_cfgen == atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed) && !e->resolve;
+	unsigned cfgen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed);
+	int same = s && s == e->sh_share && e->sh_lane == lane && e->sh_cfg == cfg && e->sh_cfgen == cfgen &&
+		   !e->resolve;
 	if (s && (!poolable || (!same && !cr_curl_shares_fits(e, lane, flavor)))) {
 		cr_curl_shares_release(lib, e);
 		s = NULL;
 	}
 	if (poolable && !s)
 		s = cr_curl_shares_checkout(lib, e, lane, flavor, t_start, 1);
-	e->ap_share = s;
+	e->sh_share = s;
+	e->sh_lane = lane;
+	e->sh_cfg = cfg;
+	e->sh_cfgen = cfgen;
 	if (s) {
 		want_long(e, OV_MAXCONNECTS, lane->max_idle_per_host);
 		atomic_fetch_add_explicit(&cr_curl_ctr.performs_pooled, 1, memory_order_relaxed);
