@@ -277,8 +277,10 @@ int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t before_ns, struct
 struct cr_share_pool;
 
 /* A share taken from an idle app handle must have been idle this long
- * (docs/INTERNALS.md, "libcurl lanes": when a share goes back, rule 4). */
+ * (docs/INTERNALS.md, "libcurl lanes": when a share goes back, rule 4);
+ * cr_curl_set_steal_idle_ms (tests) changes it. */
 #define CR_CURL_STEAL_IDLE_MS 1000
+extern _Atomic long cr_curl_steal_idle_ms;
 
 enum { CR_SH_FREE, CR_SH_HANDLE };
 

@@ -113,6 +113,11 @@ void cr_curl_unroute(struct cr_curllib *lib, CURL *h);
  * cleans up recycled handles unused for idle_timeout. Never touches a share
  * checked out or on a handle the app holds. */
 void cr_curl_idle_sweep(void);
+/* Tests: how long a handle must not have performed before another handle of
+ * its pool may take its share (default 1000 ms); the sweep's pace (default
+ * every 250 ms). */
+void cr_curl_set_steal_idle_ms(long ms);
+void cr_curl_set_sweep_every_ms(long ms);
 /* 1 if this process may pool libcurl connections (some lane pools them with
  * an idle timeout): the background thread must then run for the sweep. */
 int cr_curl_idle_wanted(void);

@@ -34,7 +34,7 @@
 #include "metrics.h"
 
 #define SHARES_PER_POOL_MAX 512
-#define SWEEP_EVERY_NS 250000000ull
+#define SWEEP_EVERY_MS 250
 #define SWEEP_HANDLES_MAX 64
 #define CR_STR_(x) #x
 #define CR_STR(x) CR_STR_(x)
@@ -57,8 +57,8 @@ struct cr_share_pool {
 	atomic_int nfree;
 	atomic_int nrecycled;     /* on handles in our free list */
 	atomic_int napp;          /* on handles the app holds, or being made for one */
-	long max_idle;            /* the lane's max_idle_per_host, as of the last checkout */
-	long idle_timeout_ms;     /* the lane's idle_timeout, likewise */
+	_Atomic long max_idle;    /* the lane's max_idle_per_host, as of the last checkout */
+	_Atomic long idle_timeout_ms; /* the lane's idle_timeout, likewise (read unlocked) */
 	uint64_t last_used_ns;    /* last checkout */
 };
 
@@ -74,6 +74,18 @@ static __thread struct cr_curl_share *tls_last_share;
 static atomic_uint fork_gen;
 static atomic_int warned_no_room;
 static _Atomic uint64_t last_sweep_ns;
+_Atomic long cr_curl_steal_idle_ms = CR_CURL_STEAL_IDLE_MS;
+static _Atomic long sweep_every_ms = SWEEP_EVERY_MS;
+
+void cr_curl_set_steal_idle_ms(long ms)
+{
+	atomic_store(&cr_curl_steal_idle_ms, ms);
+}
+
+void cr_curl_set_sweep_every_ms(long ms)
+{
+	atomic_store(&sweep_every_ms, ms);
+}
 
 /* Share structs whose handle was cleaned up, for the next share made. They
  * are never freed: another thread's tls_last_share may still point at one.
@@ -165,8 +177,8 @@ static void pool_set(struct cr_share_pool *p, const struct cr_lane *l, uint64_t 
 	atomic_store(&p->nfree, 0);
 	atomic_store(&p->nrecycled, 0);
 	atomic_store(&p->napp, 0);
-	p->max_idle = l->max_idle_per_host;
-	p->idle_timeout_ms = l->idle_timeout_ms;
+	atomic_store_explicit(&p->max_idle, l->max_idle_per_host, memory_order_relaxed);
+	atomic_store_explicit(&p->idle_timeout_ms, l->idle_timeout_ms, memory_order_relaxed);
 	p->last_used_ns = now_ns;
 	atomic_store_explicit(&p->retired, 0, memory_order_relaxed);
 }
@@ -421,7 +433,7 @@ static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_shar
  * recently used). Its holder is returned pinned (CR_PIN_TAKE). */
 static struct cr_curl_share *pool_takeable(struct cr_share_pool *p, uint64_t now_ns)
 {
-	uint64_t idle_before = now_ns - (uint64_t)CR_CURL_STEAL_IDLE_MS * 1000000ull;
+	uint64_t idle_before = now_ns - (uint64_t)atomic_load_explicit(&cr_curl_steal_idle_ms, memory_order_relaxed) * 1000000ull;
 	for (int pass = 0; pass < 2; pass++) {
 		for (int tries = 0; tries < 3; tries++) {
 			struct cr_curl_share *best = NULL;
@@ -459,8 +471,10 @@ static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_p
 				       const struct cr_lane *l, uint64_t now_ns, int may_take)
 {
 	struct cr_curl_share *s, *last = tls_last_share;
-	p->max_idle = l->max_idle_per_host;
-	p->idle_timeout_ms = l->idle_timeout_ms;
+	if (atomic_load_explicit(&p->max_idle, memory_order_relaxed) != l->max_idle_per_host)
+		atomic_store_explicit(&p->max_idle, l->max_idle_per_host, memory_order_relaxed);
+	if (atomic_load_explicit(&p->idle_timeout_ms, memory_order_relaxed) != l->idle_timeout_ms)
+		atomic_store_explicit(&p->idle_timeout_ms, l->idle_timeout_ms, memory_order_relaxed);
 	p->last_used_ns = now_ns;
 	if (last && atomic_load_explicit(&last->pool, memory_order_acquire) == p && last->state == CR_SH_FREE)
 		s = last;
@@ -555,7 +569,7 @@ static struct cr_share_pool *lock_pool_of(struct cr_curl_share *s)
 
 static inline int over_bound(struct cr_share_pool *p)
 {
-	return atomic_load(&p->nfree) + atomic_load(&p->nrecycled) >= p->max_idle;
+	return atomic_load(&p->nfree) + atomic_load(&p->nrecycled) >= atomic_load_explicit(&p->max_idle, memory_order_relaxed);
 }
 
 /* S, off its handle, becomes free or (retired pool, idle bound reached) is
@@ -685,7 +699,8 @@ void cr_curl_shares_retire(const struct cr_config *cfg)
 static int pool_sweep(struct cr_share_pool *p, uint64_t now_ns, struct cr_curl_share **dead)
 {
 	int n = 0;
-	uint64_t tmo = p->idle_timeout_ms > 0 ? (uint64_t)p->idle_timeout_ms * 1000000ull : UINT64_MAX;
+	long tmo_ms = atomic_load_explicit(&p->idle_timeout_ms, memory_order_relaxed);
+	uint64_t tmo = tmo_ms > 0 ? (uint64_t)tmo_ms * 1000000ull : UINT64_MAX;
 	/* The free list is most recent first: walk it from its oldest end. */
 	struct cr_curl_share *last = p->free_head;
 	while (last && last->next)
@@ -694,7 +709,7 @@ static int pool_sweep(struct cr_share_pool *p, uint64_t now_ns, struct cr_curl_s
 		struct cr_curl_share *prev = s->prev;
 		uint64_t since = atomic_load_explicit(&s->idle_since_ns, memory_order_relaxed);
 		int expired = tmo != UINT64_MAX && now_ns - since >= tmo;
-		if (expired || atomic_load(&p->nfree) + atomic_load(&p->nrecycled) > p->max_idle) {
+		if (expired || atomic_load(&p->nfree) + atomic_load(&p->nrecycled) > atomic_load(&p->max_idle)) {
 			pool_drop(p, s, dead);
 			n++;
 		}
@@ -706,7 +721,8 @@ static int pool_sweep(struct cr_share_pool *p, uint64_t now_ns, struct cr_curl_s
 void cr_curl_idle_sweep(void)
 {
 	uint64_t now = cr_now_ns(), last = atomic_load(&last_sweep_ns);
-	if (now - last < SWEEP_EVERY_NS || !atomic_compare_exchange_strong(&last_sweep_ns, &last, now))
+	if (now - last < (uint64_t)atomic_load(&sweep_every_ms) * 1000000ull ||
+	    !atomic_compare_exchange_strong(&last_sweep_ns, &last, now))
 		return;
 	int nl = cr_curl_lib_count();
 	for (int li = 0; li < nl; li++) {
@@ -756,9 +772,10 @@ int cr_curl_shares_expired(struct cr_curl_share *s, uint64_t now_ns)
 		return 1;
 	pthread_mutex_lock(&p->mu);
 	uint64_t since = atomic_load_explicit(&s->idle_since_ns, memory_order_relaxed);
+	long tmo = atomic_load(&p->idle_timeout_ms);
 	int r = atomic_load(&p->retired) ||
-		atomic_load(&p->nfree) + atomic_load(&p->nrecycled) > p->max_idle ||
-		(p->idle_timeout_ms > 0 && now_ns - since >= (uint64_t)p->idle_timeout_ms * 1000000ull);
+		atomic_load(&p->nfree) + atomic_load(&p->nrecycled) > atomic_load(&p->max_idle) ||
+		(tmo > 0 && now_ns - since >= (uint64_t)tmo * 1000000ull);
 	pthread_mutex_unlock(&p->mu);
 	return r;
 }
