@@ -1,19 +1,27 @@
-# connroute — see README.md. `make`, `make test`, `make demo`, `make install`.
+# connroute — see README.md. `make`, `make test`, `make demo`, `make demo-php`, `make install`.
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 BINDIR    ?= $(PREFIX)/bin
 INCDIR    ?= $(PREFIX)/include
 PCDIR     ?= $(LIBDIR)/pkgconfig
+DATADIR   ?= $(PREFIX)/share
+MANDIR    ?= $(DATADIR)/man
+DOCDIR    ?= $(DATADIR)/doc/connroute
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+SYSCONFDIR ?= /etc
+STRIP     ?= strip
 DESTDIR   ?=
 
 CC        ?= cc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 SAN       ?=
 B         ?= build$(if $(SAN),-$(SAN))
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Ilib -Iinclude \
-             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"'
+             -DCONNROUTE_VERSION='"$(VERSION)"' -DCONNROUTE_LIBDIR='"$(LIBDIR)"' \
+             -DCONNROUTE_MULTIARCH='"$(MULTIARCH)"' -DCONNROUTE_SYSCONF='"$(SYSCONFDIR)/connroute.conf"'
 ifeq ($(SAN),address)
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else ifeq ($(SAN),undefined)
@@ -47,6 +55,8 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIBT_OBJ  := $(LIB_SRC:%.c=$(B)/tobj/%.o)
 SHIM_OBJ  := $(SHIM_SRC:%.c=$(B)/obj/%.o)
 PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
+MAN_SRC   := $(wildcard docs/man/*.scd)
+MAN_PAGES := $(patsubst docs/man/%.scd,$(B)/man/%,$(MAN_SRC))
 
 LIB_HDR   := $(wildcard lib/*.h lib/curl/*.h)
 # ar keeps one member per file name: lib/ and lib/curl/ must not share one.
@@ -55,7 +65,7 @@ ifneq ($(words $(notdir $(LIB_SRC))),$(words $(sort $(notdir $(LIB_SRC)))))
 endif
 INIH_A    := $(firstword $(wildcard /usr/lib/*/libinih.a /usr/lib/libinih.a))
 
-.PHONY: all deps test unit integration demo install clean check-deps tsan bench
+.PHONY: all deps test unit integration demo demo-php install clean check-deps tsan bench
 all: $(B)/libconnroute.so $(B)/connroute
 
 # --- dependencies: install what is missing (no-op when all is there) -------
@@ -118,6 +128,50 @@ $(B)/progs/earlyprog: tests/progs/earlyprog.c $(B)/progs/libearly.so
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< $(B)/progs/libearly.so -Wl,-rpath,'$$ORIGIN'
 
+# deephost loads a plugin by bare name through its RUNPATH ($ORIGIN/plug), with
+# RTLD_DEEPBIND as PHP loads its extensions (docs/INTERNALS.md, "RTLD_DEEPBIND hosts").
+# Two builds of the plugin: full RELRO (-z now) and lazy PLT binding.
+$(B)/progs/plug/libcrplug.so: tests/progs/plug/crplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libcrplug.so -Wl,-z,relro,-z,now -o $@ $< -lpthread
+
+$(B)/progs/plug/libcrplug_lazy.so: tests/progs/plug/crplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -DPLUG_NAME='"crplug_lazy"' -shared -Wl,-soname,libcrplug_lazy.so \
+	  -Wl,-z,lazy -o $@ $< -lpthread
+
+# libcrpre.so: a NEEDED library whose constructor loads the plugin before the shim's runs.
+$(B)/progs/plug/libcrpre.so: tests/progs/plug/crpre.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -Wl,-soname,libcrpre.so -Wl,-rpath,'$$ORIGIN' -o $@ $<
+
+$(B)/progs/deephost: tests/progs/deephost.c $(B)/progs/plug/libcrplug.so $(B)/progs/plug/libcrplug_lazy.so \
+		     $(B)/progs/plug/libcrpre.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -Wl,-rpath,'$$ORIGIN/plug' -L$(B)/progs/plug -lcrpre
+
+# plughost (issue 11, item 5) links no libcurl: it dlopens two plugins built from one source,
+# one linked with libcurl.so.4 (OpenSSL), one with libcurl-gnutls.so.4 (Debian's
+# libcurl3-gnutls ships no .so link: -l: names the file itself).
+$(B)/progs/libplug_openssl.so: tests/progs/plugins/plug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -fvisibility=hidden -o $@ $< -lcurl
+
+$(B)/progs/libplug_gnutls.so: tests/progs/plugins/plug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -fvisibility=hidden -o $@ $< -l:libcurl-gnutls.so.4
+
+$(B)/progs/plughost: tests/progs/plughost.c $(B)/progs/libplug_openssl.so $(B)/progs/libplug_gnutls.so
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -ldl
+
 $(B)/upstream: $(UP_SRC) $(wildcard tests/upstream/*.h)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $(UP_SRC) -lssl -lcrypto -lpthread
@@ -130,8 +184,24 @@ $(B)/integration_tests: $(INTEG_SRC) $(wildcard tests/integration/*.h)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(TESTFLAGS) -Itests/integration -o $@ $(INTEG_SRC) -lcriterion -lpthread
 
+# The system config file of a test build of the shim is in the build tree,
+# never /etc (tests/integration/test_cli.c, cli_sysconf): only the engine is
+# compiled again; its object comes before the archive, so the archive's is
+# not used.
+$(B)/sysconf/engine.o: lib/engine.c $(LIB_HDR) $(wildcard lib/*.def) $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(LIBFLAGS) $(CURL_CFLAGS) -UCONNROUTE_SYSCONF \
+	  -DCONNROUTE_SYSCONF='"$(abspath $(B))/sysconf/connroute.conf"' -c $< -o $@
+
+$(B)/sysconf/libconnroute.so: $(SHIM_OBJ) $(B)/sysconf/engine.o $(B)/libcr.a $(B)/connroute.map
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -o $@ $(SHIM_OBJ) $(B)/sysconf/engine.o $(B)/libcr.a $(INIH_A) \
+	  -Wl,--version-script=$(B)/connroute.map -Wl,--exclude-libs,ALL \
+	  -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed -Wl,-soname,libconnroute.so $(LDFLAGS)
+
 TEST_BINS := $(B)/libconnroute.so $(B)/connroute $(B)/upstream $(PROGS) \
-             $(B)/unit_tests $(B)/integration_tests
+             $(B)/unit_tests $(B)/integration_tests $(B)/sysconf/libconnroute.so $(MAN_PAGES)
 
 check-deps:
 	@bash scripts/deps.sh
@@ -150,6 +220,10 @@ demo: check-deps
 	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS)
 	bash scripts/demo.sh $(B)
 
+demo-php: check-deps
+	@$(MAKE) --no-print-directory all $(B)/upstream
+	bash scripts/demo-php.sh $(B)
+
 # --- benchmarks: bench/run.sh runs them all and writes bench/RESULTS.md ------
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
@@ -160,16 +234,74 @@ bench: check-deps
 	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS) $(B)/bench/overhead
 	bash bench/run.sh $(B)
 
-install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
-	install -m 0755 $(B)/libconnroute.so $(DESTDIR)$(LIBDIR)/libconnroute.so
+# --- man pages: scdoc sources in docs/man; connroute.conf(5) is generated from
+# docs/config.md (scripts/man-conf.py), and `make test` checks it is current.
+$(B)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	$(call say,SCDOC,$@)
+	$(Q)scdoc < $< > $@.tmp && mv $@.tmp $@
+
+.PHONY: man man-sources uninstall deb deb-deps deb-test
+man: $(MAN_PAGES)
+
+man-sources:
+	python3 scripts/man-conf.py docs/config.md > docs/man/connroute.conf.5.scd
+
+# --- install: PREFIX and DESTDIR honoured; binaries stripped on the way (the
+# debug build stays in $(B)); ldconfig when installing into the running system.
+DOCS      := README.md docs/config.md docs/metrics.md docs/rollout.md docs/INTERNALS.md
+install: all man
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) \
+	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(BASHCOMPDIR) \
+	  $(foreach s,1 3 5 7,$(DESTDIR)$(MANDIR)/man$(s))
+	install -m 0644 $(B)/libconnroute.so $(DESTDIR)$(LIBDIR)/libconnroute.so
 	install -m 0755 $(B)/connroute $(DESTDIR)$(BINDIR)/connroute
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/libconnroute.so
+	$(STRIP) $(DESTDIR)$(BINDIR)/connroute
 	install -m 0644 include/connroute.h $(DESTDIR)$(INCDIR)/connroute.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' connroute.pc.in > $(DESTDIR)$(PCDIR)/connroute.pc
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@SYSCONF@|$(SYSCONFDIR)/connroute.conf|' \
+	    connroute.pc.in > $(DESTDIR)$(PCDIR)/connroute.pc
+	$(foreach p,$(MAN_PAGES),install -m 0644 $(p) $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)) &&) true
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 examples/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 completions/connroute.bash $(DESTDIR)$(BASHCOMPDIR)/connroute
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo ldconfig; ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libconnroute.so $(DESTDIR)$(BINDIR)/connroute \
+	  $(DESTDIR)$(INCDIR)/connroute.h $(DESTDIR)$(PCDIR)/connroute.pc \
+	  $(DESTDIR)$(BASHCOMPDIR)/connroute \
+	  $(foreach p,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo ldconfig; ldconfig; fi
+
+# --- Debian package: dpkg-buildpackage -b -us -uc on a copy of the tree (its
+# build products stay out of the work tree); the .deb lands in $(B)/.
+deb-deps:
+	@bash scripts/deps.sh --deb
+
+deb: deb-deps
+	bash scripts/deb.sh build $(B)
+
+# Installs the .deb, runs `connroute run -- curl` against a local server with a
+# lane, checks man pages, removes and purges it (root; changes the system).
+deb-test: deb
+	bash scripts/deb.sh test $(B)
 
 clean:
 	rm -rf build build-*
+
+# --- style: .clang-format is the project's C style ---------------------------
+FORMAT_SRC = $(wildcard lib/*.c lib/*.h lib/curl/*.c lib/curl/*.h shim/*.c shim/*.h cli/*.c cli/*.h)
+.PHONY: format format-check
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format: clean"
 
 # ThreadSanitizer run of the threaded engine code (Criterion cannot run under TSan).
 $(B)/stress_threads: tests/stress/threads.c $(LIB_SRC) $(LIB_HDR) tests/unit/curlpool_server.h

@@ -14,6 +14,8 @@
  *   close_unixpair   close() of both ends of fresh AF_UNIX socketpairs
  *   connect_udp      connect() of a fresh UDP socket to 127.0.0.1:9 (sends nothing);
  *                    the sockets are closed untimed
+ *   sendto_udp       sendto() of one byte from a fresh UDP socket to 127.0.0.1:9, flags 0
+ *                    (the sendto hook's fast path: no MSG_FASTOPEN); closed untimed
  * Each batch is timed twice, alternately: through the name the program links against ("close",
  * "connect": the shim's hook when it is preloaded) and through libc's own function, looked up
  * in libc.so.6 itself (never hooked). The in-process difference between the two cancels what
@@ -22,7 +24,7 @@
  *   case=NAME ns_per_call=X libc_ns_per_call=Y diff_ns=X-Y calls=N failed=N
  * Defaults: K = 256, R = 200. --hooked-only skips the libc loops (for callgrind).
  * For callgrind (noise-free instruction counts), the timed loops are the functions
- * timed_close and timed_connect: valgrind --tool=callgrind --toggle-collect=timed_close. */
+ * timed_close, timed_connect and timed_sendto: valgrind --tool=callgrind --toggle-collect=timed_close. */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -47,11 +49,13 @@ static long long now_ns(void)
 
 typedef int (*close_fn)(int);
 typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
+typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 
 /* Both loops call through a pointer, so the hooked and the libc runs differ only in the
  * function called. volatile: the compiler must not see through to a direct call. */
 static close_fn volatile hooked_close = close, libc_close;
 static connect_fn volatile hooked_connect = connect, libc_connect;
+static sendto_fn volatile hooked_sendto = sendto, libc_sendto;
 
 /* The timed loops: not inlined, so callgrind can collect exactly these. */
 __attribute__((noinline)) long timed_close(const int *fds, int n, close_fn fn)
@@ -68,6 +72,15 @@ __attribute__((noinline)) long timed_connect(const int *fds, int n, const struct
 	long bad = 0;
 	for (int i = 0; i < n; i++)
 		bad += fn(fds[i], (const struct sockaddr *)sa, sizeof *sa) != 0;
+	return bad;
+}
+
+__attribute__((noinline)) long timed_sendto(const int *fds, int n, const struct sockaddr_in *sa,
+					    sendto_fn fn)
+{
+	long bad = 0;
+	for (int i = 0; i < n; i++)
+		bad += fn(fds[i], "x", 1, 0, (const struct sockaddr *)sa, sizeof *sa) != 1;
 	return bad;
 }
 
@@ -88,7 +101,8 @@ static int make_fds(const char *name, int *fds, int k)
 				break;
 			fds[n++] = p[0];
 			fds[n++] = p[1];
-		} else if (!strcmp(name, "close_udp") || !strcmp(name, "connect_udp")) {
+		} else if (!strcmp(name, "close_udp") || !strcmp(name, "connect_udp") ||
+			   !strcmp(name, "sendto_udp")) {
 			if ((fds[n] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
 				return -1;
 			n++;
@@ -120,7 +134,7 @@ static double batch(const char *name, int k, int use_libc, long *calls, long *ba
 	int fds[KMAX];
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(9)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int is_connect = !strcmp(name, "connect_udp");
+	int is_connect = !strcmp(name, "connect_udp"), is_sendto = !strcmp(name, "sendto_udp");
 	int n = make_fds(name, fds, k);
 	if (n <= 0) {
 		fprintf(stderr, "overhead: cannot make fds for %s: %s\n", name, strerror(errno));
@@ -129,10 +143,12 @@ static double batch(const char *name, int k, int use_libc, long *calls, long *ba
 	long long t0 = now_ns();
 	if (is_connect)
 		*bad += timed_connect(fds, n, &sa, use_libc ? libc_connect : hooked_connect);
+	else if (is_sendto)
+		*bad += timed_sendto(fds, n, &sa, use_libc ? libc_sendto : hooked_sendto);
 	else
 		*bad += timed_close(fds, n, use_libc ? libc_close : hooked_close);
 	long long t1 = now_ns();
-	if (is_connect)
+	if (is_connect || is_sendto)
 		for (int i = 0; i < n; i++)
 			libc_close(fds[i]);
 	*calls += n;
@@ -171,7 +187,7 @@ static int run_case(const char *name, int k, int batches, int hooked_only)
 int main(int argc, char **argv)
 {
 	static const char *const cases[] = {"close_ebadf", "close_eventfd", "close_pipe", "close_udp", "close_tcp",
-					    "close_unixpair", "connect_udp", NULL};
+					    "close_unixpair", "connect_udp", "sendto_udp", NULL};
 	const char *which = "all";
 	int k = 256, batches = 200, hooked_only = 0;
 	for (int a = 1; a < argc; a++) {
@@ -196,7 +212,8 @@ int main(int argc, char **argv)
 	}
 	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
 	if (!libc || !(libc_close = (close_fn)dlsym(libc, "close")) ||
-	    !(libc_connect = (connect_fn)dlsym(libc, "connect"))) {
+	    !(libc_connect = (connect_fn)dlsym(libc, "connect")) ||
+	    !(libc_sendto = (sendto_fn)dlsym(libc, "sendto"))) {
 		fprintf(stderr, "overhead: cannot find libc's own close/connect: %s\n", dlerror());
 		return 1;
 	}

@@ -65,7 +65,7 @@ variant_env() { # variant_env NAME -> env assignments, one per line
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print 0 }'; }
 
 # ---- (a) timing ----
-CASES=(close_ebadf close_eventfd close_pipe close_udp close_tcp close_unixpair connect_udp)
+CASES=(close_ebadf close_eventfd close_pipe close_udp close_tcp close_unixpair connect_udp sendto_udp)
 VARIANTS=(none shim config)
 echo "bench/overhead (a): $REPS runs per variant${PIN:+, pinned to CPU 1}" >&2
 for r in $(seq 1 "$REPS"); do
@@ -94,6 +94,7 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
     for c in "${CASES[@]}"; do
       f=timed_close
       [ "$c" = connect_udp ] && f=timed_connect
+      [ "$c" = sendto_udp ] && f=timed_sendto
       env "${ev[@]}" valgrind --tool=callgrind --callgrind-out-file="$CR_DIR/cg.$v.$c" \
         --toggle-collect="$f" "$OVH" --case "$c" --batch 256 --batches 10 --hooked-only >/dev/null 2>"$CR_DIR/cg.err" ||
         { echo "overhead.sh: callgrind $v $c failed" >&2; HAVE_CG=0; break 2; }

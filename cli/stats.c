@@ -7,6 +7,7 @@
  * user running under connroute with an endpoint. */
 #include <ctype.h>
 #include <dirent.h>
+#include <getopt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include "cli.h"
 #include "config.h"
 #include "endpoint.h"
+#include "trust.h"
 
 #define SCRAPE_MAX (64u << 20)
 #define MAX_LANES 256
@@ -79,6 +81,45 @@ static const char *env_value(const char *env, size_t n, const char *name)
 	return NULL;
 }
 
+/* The value of `metrics` in [global] of a file that does not parse as a
+ * whole: 0, or -1 if there is no such line. */
+static int metrics_line(const char *path, char *out, size_t n)
+{
+	FILE *f = fopen(path, "re");
+	char line[512];
+	int global = 0, rc = -1;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+		if (*p == '[') {
+			global = !strncmp(p, "[global]", 8);
+			continue;
+		}
+		if (!global || strncmp(p, "metrics", 7))
+			continue;
+		p += 7;
+		p += strspn(p, " \t");
+		if (*p != '=' && *p != ':')
+			continue;
+		p++;
+		p += strspn(p, " \t");
+		char *end = strstr(p, " ;");
+		if (!end)
+			end = strstr(p, "\t;");
+		if (!end)
+			end = p + strcspn(p, "\r\n");
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+			end--;
+		if (end > p && (size_t)(end - p) < n) {
+			memcpy(out, p, (size_t)(end - p));
+			out[end - p] = '\0';
+			rc = 0;
+		}
+	}
+	if (f)
+		fclose(f);
+	return rc;
+}
+
 /* Fills T from process PID. QUIET: no message (scanning). 0 or -1. */
 static int target_from_pid(long pid, struct target *t, int quiet)
 {
@@ -92,11 +133,15 @@ static int target_from_pid(long pid, struct target *t, int quiet)
 				strerror(errno));
 		return -1;
 	}
-	const char *cfgpath = env_value(env, (size_t)n, "CONNROUTE_CONFIG");
-	if (!cfgpath || !cfgpath[0]) {
+	/* The file the shim read: CONNROUTE_CONFIG, else the system file. */
+	const char *env_cfg = env_value(env, (size_t)n, "CONNROUTE_CONFIG");
+	int origin;
+	const char *cfgpath = cr_cli_config_path(env_cfg, env_cfg != NULL, &origin);
+	if (!cfgpath[0]) {
 		if (!quiet)
-			fprintf(stderr, "connroute: process %ld has no CONNROUTE_CONFIG, so no metrics "
-					"endpoint; give its ADDRESS\n", pid);
+			fprintf(stderr, "connroute: process %ld has no config file (CONNROUTE_CONFIG %s, "
+					"no %s), so no metrics endpoint; give its ADDRESS\n", pid,
+				env_cfg ? "empty" : "unset", CONNROUTE_SYSCONF);
 		return -1;
 	}
 	if (cfgpath[0] == '/')
@@ -110,10 +155,15 @@ static int target_from_pid(long pid, struct target *t, int quiet)
 	if (!cfg || !diag)
 		goto out;
 	if (cr_config_load_file(t->config, cfg, diag) != 0) {
-		if (!quiet)
-			fprintf(stderr, "connroute: process %ld: %s\n(the process may still run an older, "
-					"valid version of it; give its ADDRESS)\n", pid, diag->msg[0]);
-		goto out;
+		/* The process keeps its last valid config (a reload was rejected):
+		 * its address is most likely still the file's metrics line. The
+		 * endpoint's pid is checked either way. */
+		if (metrics_line(t->config, cfg->metrics, sizeof(cfg->metrics)) != 0) {
+			if (!quiet)
+				fprintf(stderr, "connroute: process %ld: %s\n(the process may still run an "
+						"older, valid version of it; give its ADDRESS)\n", pid, diag->msg[0]);
+			goto out;
+		}
 	}
 	if (!cfg->metrics[0]) {
 		if (!quiet)
@@ -166,7 +216,7 @@ static int scan_targets(struct target *out, int max)
 		if (len <= 0)
 			continue;
 		const char *pre = env_value(env, (size_t)len, "LD_PRELOAD");
-		if (!pre || !strstr(pre, "libconnroute") || !env_value(env, (size_t)len, "CONNROUTE_CONFIG"))
+		if (!pre || !strstr(pre, "libconnroute"))
 			continue;
 		struct target t;
 		if (target_from_pid(pid, &t, 1) == 0) {
@@ -349,7 +399,7 @@ io_err:
 
 struct lanestat {
 	char name[CR_NAME_MAX];
-	double active, idle, queued, inflight, requests, overflows, retries;
+	double active, idle, queued, inflight, requests, overflows, retries, opened;
 	int nle;
 	double le[MAX_LE], cum[MAX_LE]; /* request duration buckets, summed over label sets */
 };
@@ -358,6 +408,8 @@ struct scrape {
 	struct lanestat lane[MAX_LANES];
 	int nlanes;
 	double unmatched, reload_ok, reload_err;
+	long pid;               /* connroute_build_info: whose endpoint; 0 if absent */
+	char version[32];
 };
 
 /* Value of label NAME in LABELS (the text between braces), unescaped. */
@@ -449,6 +501,13 @@ static void parse_scrape(const char *text, struct scrape *s)
 			q = end + 1;
 		}
 		double v = strtod(q, NULL);
+		if (!strcmp(name, "connroute_build_info")) {
+			char pid[24];
+			if (label(labels, "pid", pid, sizeof(pid)) == 0)
+				s->pid = strtol(pid, NULL, 10);
+			label(labels, "version", s->version, sizeof(s->version));
+			continue;
+		}
 		if (!strcmp(name, "connroute_unmatched_keys_total")) {
 			s->unmatched = v;
 			continue;
@@ -466,6 +525,8 @@ static void parse_scrape(const char *text, struct scrape *s)
 			continue;
 		if (!strcmp(name, "connroute_connections_active"))
 			l->active += v;
+		else if (!strcmp(name, "connroute_connections_opened_total"))
+			l->opened += v;
 		else if (!strcmp(name, "connroute_connections_idle"))
 			l->idle += v;
 		else if (!strcmp(name, "connroute_queued"))
@@ -602,59 +663,201 @@ static void sleep_secs(double secs)
 
 static void stats_usage(FILE *f)
 {
-	fputs("usage: connroute stats [PID | ADDRESS] [--watch [SECS]] [--count N] [--raw]\n", f);
+	fputs("usage: connroute stats [OPTIONS] [PID | ADDRESS]\n"
+	      "Per-lane table of a running process (active/idle connections, queued, in flight,\n"
+	      "requests, req/s, p50/p99 latency, overflows, retries, unmatched keys), read from its\n"
+	      "metrics endpoint ([global] metrics of its config). PID: the endpoint is found from\n"
+	      "the config the process reads (CONNROUTE_CONFIG, else " CONNROUTE_SYSCONF "; %p =\n"
+	      "PID) and must answer as that process (connroute_build_info). ADDRESS: 127.0.0.1:9464,\n"
+	      "[::1]:9464 or unix:/PATH. Neither: the one process of yours under connroute.\n"
+	      "\n"
+	      "  -w, --watch [SECS]  refresh every SECS (1) until Ctrl-C; req/s and the quantiles are\n"
+	      "                      over the interval (put PID before --watch)\n"
+	      "  -n, --count N       stop after N refreshes\n"
+	      "      --raw           the Prometheus text as served\n"
+	      "      --json          one JSON object per refresh, for scripts\n"
+	      "  -h, --help          this text\n"
+	      "\n"
+	      "Exit status: 0, 1 the endpoint cannot be read or is another process's, 2 bad usage.\n",
+	      f);
+}
+
+/* 0 when the endpoint answered as T's process; -1 (message printed) when it
+ * is another's: two processes configured with one TCP address, the second
+ * could not bind, and its PID would show the first one's figures. */
+static int check_owner(const struct target *t, const struct scrape *s)
+{
+	if (!t->pid)
+		return 0;
+	if (!s->pid) {
+		fprintf(stderr, "connroute: %s does not say which process serves it (no "
+				"connroute_build_info): not process %ld's connroute endpoint; give the "
+				"ADDRESS to read it anyway\n", t->spec, t->pid);
+		return -1;
+	}
+	if (s->pid != t->pid) {
+		fprintf(stderr, "connroute: %s is served by process %ld, not %ld: both are configured with "
+				"that address and %ld could not bind it (its log says so); give each "
+				"process its own, e.g. metrics = unix:/run/connroute/%%p.sock\n",
+			t->spec, s->pid, t->pid, t->pid);
+		return -1;
+	}
+	return 0;
+}
+
+static void json_str(const char *v)
+{
+	putchar('"');
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void json_num(const char *name, double v, int last)
+{
+	printf("\"%s\":", name);
+	if (isnan(v) || isinf(v))
+		printf("null");
+	else if (v == (double)(long long)v && fabs(v) < 1e15)
+		printf("%lld", (long long)v);
+	else
+		printf("%.6g", v);
+	if (!last)
+		putchar(',');
+}
+
+static void print_json(const struct target *t, const struct scrape *s, const struct scrape *prev, double dt)
+{
+	printf("{\"pid\":");
+	if (s->pid)
+		printf("%ld", s->pid);
+	else
+		printf("null");
+	printf(",\"version\":");
+	json_str(s->version);
+	printf(",\"endpoint\":");
+	json_str(t->spec);
+	printf(",\"interval_s\":");
+	if (prev)
+		printf("%.3f", dt);
+	else
+		printf("null");
+	printf(",\"lanes\":[");
+	for (int i = 0; i < s->nlanes; i++) {
+		const struct lanestat *l = &s->lane[i], *p = prev ? find_prev(prev, l->name) : NULL;
+		double cum[MAX_LE], rps = NAN;
+		memcpy(cum, l->cum, sizeof(cum));
+		if (prev) {
+			rps = dt > 0 ? (l->requests - (p ? p->requests : 0)) / dt : NAN;
+			for (int k = 0; p && k < l->nle; k++)
+				for (int j = 0; j < p->nle; j++)
+					if (p->le[j] == l->le[k])
+						cum[k] -= p->cum[j];
+		}
+		printf("%s{\"lane\":", i ? "," : "");
+		json_str(l->name);
+		putchar(',');
+		json_num("active", l->active, 0);
+		json_num("idle", l->idle, 0);
+		json_num("queued", l->queued, 0);
+		json_num("inflight", l->inflight, 0);
+		json_num("requests", l->requests, 0);
+		json_num("requests_per_s", rps, 0);
+		json_num("p50_ms", quantile(l->le, cum, l->nle, 0.50) * 1000, 0);
+		json_num("p99_ms", quantile(l->le, cum, l->nle, 0.99) * 1000, 0);
+		json_num("overflows", l->overflows, 0);
+		json_num("retries", l->retries, 1);
+		putchar('}');
+	}
+	printf("],");
+	json_num("unmatched_keys", s->unmatched, 0);
+	printf("\"reloads\":{");
+	json_num("ok", s->reload_ok, 0);
+	json_num("rejected", s->reload_err, 1);
+	printf("}}\n");
 }
 
 int cr_cli_stats(int argc, char **argv)
 {
+	enum { O_RAW = 256, O_JSON };
+	static const struct option longs[] = {
+		{"watch", optional_argument, 0, 'w'}, {"count", required_argument, 0, 'n'},
+		{"raw", no_argument, 0, O_RAW},       {"json", no_argument, 0, O_JSON},
+		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+	};
 	const char *arg = NULL;
 	double every = 0;
 	long count = 0;
-	int raw = 0;
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--watch") || !strcmp(a, "-w")) {
+	int raw = 0, json = 0, c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hw::n:", longs, NULL)) != -1) {
+		switch (c) {
+		case 'w': {
+			const char *v = optarg;
+			char *end;
 			every = 1;
-			char *end;
-			if (i + 1 < argc && argv[i + 1][0] != '-') {
-				double v = strtod(argv[i + 1], &end);
-				if (!*end && end != argv[i + 1]) {
-					if (!(v >= 0.1 && v <= 3600)) {
-						fprintf(stderr, "connroute stats: --watch %s: give 0.1 to 3600 "
-								"seconds\n", argv[i + 1]);
-						return 2;
-					}
-					every = v;
-					i++;
+			/* `--watch 2` as well as `--watch=2`: a number right after it */
+			if (!v && optind < argc && argv[optind][0] != '-') {
+				strtod(argv[optind], &end);
+				if (!*end && end != argv[optind] && strchr(argv[optind], '.') == NULL &&
+				    strtol(argv[optind], NULL, 10) > 3600)
+					v = NULL; /* a PID, not seconds */
+				else if (!*end && end != argv[optind])
+					v = argv[optind++];
+			}
+			if (v) {
+				double x = strtod(v, &end);
+				if (*end || end == v || !(x >= 0.1 && x <= 3600)) {
+					fprintf(stderr, "connroute stats: --watch %s: give 0.1 to 3600 seconds\n", v);
+					return CLI_USAGE;
 				}
+				every = x;
 			}
-		} else if (!strcmp(a, "--count") || !strcmp(a, "-n")) {
+			break;
+		}
+		case 'n': {
 			char *end;
-			if (i + 1 >= argc || (count = strtol(argv[i + 1], &end, 10)) < 1 || *end) {
+			count = strtol(optarg, &end, 10);
+			if (count < 1 || *end) {
 				fprintf(stderr, "connroute stats: --count needs a number of refreshes (1 or more)\n");
-				return 2;
+				return CLI_USAGE;
 			}
-			i++;
-		} else if (!strcmp(a, "--raw")) {
+			break;
+		}
+		case O_RAW:
 			raw = 1;
-		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			break;
+		case O_JSON:
+			json = 1;
+			break;
+		case 'h':
 			stats_usage(stdout);
-			return 0;
-		} else if (a[0] == '-' && a[1]) {
-			fprintf(stderr, "connroute stats: unknown option %s\n", a);
-			stats_usage(stderr);
-			return 2;
-		} else if (!arg) {
-			arg = a;
-		} else {
-			fprintf(stderr, "connroute stats: one PID or ADDRESS only\n");
-			stats_usage(stderr);
-			return 2;
+			return CLI_OK;
+		default:
+			return cr_cli_bad_option("stats", argv, optind, optopt);
 		}
 	}
+	if (raw && json) {
+		fprintf(stderr, "connroute stats: --raw or --json, not both\n");
+		return CLI_USAGE;
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "connroute stats: one PID or ADDRESS only; see connroute stats --help\n");
+		return CLI_USAGE;
+	}
+	if (optind < argc)
+		arg = argv[optind];
 	struct target t;
 	if (resolve(arg, &t) != 0)
-		return 1;
+		return CLI_FAIL;
 
 	struct sigaction sa = {0};
 	sa.sa_handler = on_sigint;
@@ -662,31 +865,37 @@ int cr_cli_stats(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: it ends the sleep */
 
 	static struct scrape s[2];
-	int cur = 0, have_prev = 0, tty = isatty(1);
+	int cur = 0, have_prev = 0, tty = isatty(1) && !json;
 	int64_t t_prev = 0;
 	for (long frame = 0; !interrupted; frame++) {
 		char *body;
 		int st = http(&t, "GET", "/metrics", &body);
 		int64_t t_now = mono_ms();
 		if (st < 0)
-			return 1;
+			return CLI_FAIL;
 		if (st != 200) {
 			fprintf(stderr, "connroute stats: %s answered %d: %.200s\n", t.spec, st, body);
 			free(body);
-			return 1;
+			return CLI_FAIL;
+		}
+		parse_scrape(body, &s[cur]);
+		if (check_owner(&t, &s[cur]) != 0) {
+			free(body);
+			return CLI_FAIL;
 		}
 		if (every > 0 && tty)
 			fputs("\033[H\033[2J", stdout);
-		else if (frame > 0)
+		else if (frame > 0 && !json)
 			putchar('\n');
-		if (raw) {
+		double dt = (double)(t_now - t_prev) / 1000.0;
+		if (raw)
 			fputs(body, stdout);
-		} else {
-			parse_scrape(body, &s[cur]);
-			print_table(&t, &s[cur], have_prev ? &s[!cur] : NULL, (double)(t_now - t_prev) / 1000.0);
-			have_prev = 1;
-			cur = !cur;
-		}
+		else if (json)
+			print_json(&t, &s[cur], have_prev ? &s[!cur] : NULL, dt);
+		else
+			print_table(&t, &s[cur], have_prev ? &s[!cur] : NULL, dt);
+		have_prev = 1;
+		cur = !cur;
 		free(body);
 		fflush(stdout);
 		t_prev = t_now;
@@ -694,30 +903,107 @@ int cr_cli_stats(int argc, char **argv)
 			break;
 		sleep_secs(every);
 	}
-	return 0;
+	return CLI_OK;
+}
+
+void cr_cli_lanes_seen(long pid, FILE *out)
+{
+	struct target t;
+	static struct scrape s;
+	char *body;
+	char spec[24];
+	snprintf(spec, sizeof(spec), "%ld", pid);
+	fflush(stdout);
+	if (resolve(spec, &t) != 0) {
+		fprintf(out, "lanes:        unknown: no metrics endpoint to ask (above)\n");
+		return;
+	}
+	int st = http(&t, "GET", "/metrics", &body);
+	if (st != 200) {
+		fprintf(out, "lanes:        unknown: %s did not answer\n", t.spec);
+		if (st >= 0)
+			free(body);
+		return;
+	}
+	parse_scrape(body, &s);
+	free(body);
+	if (check_owner(&t, &s) != 0) {
+		fprintf(out, "lanes:        unknown: the endpoint is another process's\n");
+		return;
+	}
+	int shown = 0;
+	for (int i = 0; i < s.nlanes; i++) {
+		const struct lanestat *l = &s.lane[i];
+		if (!(l->opened > 0 || l->requests > 0 || l->overflows > 0))
+			continue; /* named by the config, never used */
+		fprintf(out, "%s %s (%.0f connections open, %.0f requests, %.0f refused at the limit)\n",
+			shown++ ? "             " : "lanes used:  ", l->name, l->active, l->requests,
+			l->overflows);
+	}
+	if (!shown)
+		fprintf(out, "lanes used:   none yet\n");
+	if (s.unmatched > 0)
+		fprintf(out, "unmatched:    %.0f routing decisions used lane default for a key no lane "
+			     "matches (the keys are logged once each at info)\n", s.unmatched);
 }
 
 int cr_cli_reload(int argc, char **argv)
 {
-	if (argc != 1 || argv[0][0] == '-') {
-		fprintf(stderr, "usage: connroute reload PID | ADDRESS\n");
-		return 2;
+	static const struct option longs[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+		if (c == 'h') {
+			fputs("usage: connroute reload PID | ADDRESS\n"
+			      "Make a running process re-read its config file now (it also looks for changes\n"
+			      "every second). Prints applied, unchanged or rejected.\n"
+			      "\n"
+			      "  -h, --help   this text\n"
+			      "\n"
+			      "Exit status: 0 applied or unchanged, 1 rejected (the process keeps its current\n"
+			      "config; its log has the FILE:LINE), 2 bad usage, 3 the endpoint cannot be\n"
+			      "reached or is another process's.\n",
+			      stdout);
+			return CLI_OK;
+		}
+		return cr_cli_bad_option("reload", argv, optind, optopt);
+	}
+	if (argc - optind != 1) {
+		fprintf(stderr, "connroute reload: give one PID or ADDRESS; see connroute reload --help\n");
+		return CLI_USAGE;
 	}
 	struct target t;
-	if (resolve(argv[0], &t) != 0)
+	if (resolve(argv[optind], &t) != 0)
 		return 3;
-	char *body;
-	int st = http(&t, "POST", "/reload", &body);
+	char *body, path[64] = "/reload";
+	/* The process checks the pid itself: another process at the same
+	 * address answers 412 and does not reload. */
+	if (t.pid)
+		snprintf(path, sizeof(path), "/reload?pid=%ld", t.pid);
+	int st = http(&t, "POST", path, &body);
 	if (st < 0)
 		return 3;
-	size_t n = strlen(body);
-	while (n && (body[n - 1] == '\n' || body[n - 1] == '\r'))
-		body[--n] = '\0';
+	char word[32] = "";
+	long who = 0;
+	const char *p = strstr(body, "pid=");
+	sscanf(body, "%31[a-z-]", word);
+	if (p)
+		who = strtol(p + 4, NULL, 10);
 	int rc;
-	if (!strcmp(body, "applied") || !strcmp(body, "unchanged")) {
-		printf("%s\n", body);
+	if (st == 412 || (t.pid && who && who != t.pid)) {
+		fprintf(stderr, "connroute reload: %s is served by process %ld, not %ld: nothing was "
+				"reloaded; give each process its own metrics address (e.g. "
+				"unix:/run/connroute/%%p.sock)\n", t.spec, who, t.pid);
+		rc = 3;
+	} else if (t.pid && !who) {
+		fprintf(stderr, "connroute reload: %s did not say which process answered: not process "
+				"%ld's connroute endpoint, or an older connroute\n", t.spec, t.pid);
+		rc = 3;
+	} else if (!strcmp(word, "applied") || !strcmp(word, "unchanged")) {
+		printf("%s\n", word);
 		rc = 0;
-	} else if (!strcmp(body, "rejected")) {
+	} else if (!strcmp(word, "rejected")) {
 		printf("rejected\n");
 		fprintf(stderr, "connroute reload: the new config was rejected; the process keeps its "
 				"current one. Its log has the FILE:LINE; or run `connroute check %s`\n",

@@ -21,12 +21,15 @@ extern __thread int cr_in_shim;
 extern __thread uintptr_t cr_in_shim_frame;
 
 /* Sets the guard from the calling function's frame FRAME
- * (__builtin_frame_address(0)). */
-static inline void cr_guard_set(void *frame)
-{
-	cr_in_shim_frame = (uintptr_t)frame;
-	cr_in_shim = 1;
-}
+ * (__builtin_frame_address(0)). With MASK, also records the thread's signal
+ * mask (one syscall): a routed connect does, because a signal handler may
+ * siglongjmp out of it (docs/INTERNALS.md, "Raw connect"). */
+void cr_guard_set(void *frame, int mask);
+
+/* Records the mask now, for a guard set without one (a routed connect sets
+ * the guard cheaply and records the mask only once it is going to route:
+ * a UDP connect never pays the syscall). */
+void cr_guard_record_mask(void);
 
 static inline void cr_guard_clear(void)
 {
@@ -34,22 +37,20 @@ static inline void cr_guard_clear(void)
 	cr_in_shim_frame = 0;
 }
 
-/* Is the guard held by a call still on this thread's stack? A call left by
- * siglongjmp (an alarm() timing a connect) never clears it; the next hook
- * called from a frame no deeper than the one that set it finds it stale
- * and clears it (stacks grow down on every Linux target we build for), so
- * the thread is routed again. A signal handler running on the same stack
- * during a guarded call is deeper, and passes through. FRAME: the caller's
+/* Slow part of cr_guard_held, only when the guard is set. */
+int cr_guard_check(void *frame);
+
+/* Is the guard held by a call still running below us on this thread? A call
+ * left by siglongjmp never clears it. A handler interrupting the guarded
+ * call runs deeper on the same stack with its signal blocked (the mask
+ * differs), or on the alternate signal stack: held, the hook passes
+ * through. Anything else (a frame no deeper than the one that set it and
+ * not on the alternate stack, or deeper with the same mask) finds the guard
+ * stale and clears it, so the thread is routed again. FRAME: the caller's
  * __builtin_frame_address(0). */
 static inline int cr_guard_held(void *frame)
 {
-	if (!cr_in_shim)
-		return 0;
-	if (cr_in_shim_frame && (uintptr_t)frame >= cr_in_shim_frame) {
-		cr_in_shim = 0;
-		return 0;
-	}
-	return 1;
+	return cr_in_shim && cr_guard_check(frame);
 }
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -274,12 +274,24 @@ static void serve_metrics(int fd, struct rbuf *rb, int head_only)
 	respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", rb->p, n, head_only);
 }
 
-static void serve_reload(int fd)
+/* QUERY: the text after '?' or NULL. `pid=N` (connroute reload PID) is a
+ * precondition: another process's endpoint at the same address (the second
+ * could not bind) must not reload instead. The answer names our pid. */
+static void serve_reload(int fd, const char *query)
 {
+	char body[64];
+	long me = (long)getpid();
+	const char *p = query ? strstr(query, "pid=") : NULL;
+	if (p && (p == query || p[-1] == '&') && strtol(p + 4, NULL, 10) != me) {
+		int n = snprintf(body, sizeof(body), "not-this-process pid=%ld\n", me);
+		respond(fd, 412, "Precondition Failed", "text/plain", body, (size_t)n, 0);
+		return;
+	}
 	int r = cr_engine_reload(1);
-	const char *word = r > 0 ? "applied\n" : r == 0 ? "unchanged\n" : "rejected\n";
+	const char *word = r > 0 ? "applied" : r == 0 ? "unchanged" : "rejected";
+	int n = snprintf(body, sizeof(body), "%s pid=%ld\n", word, me);
 	/* 409: the file was not taken (its problem is in the process's log). */
-	respond(fd, r < 0 ? 409 : 200, r < 0 ? "Conflict" : "OK", "text/plain", word, strlen(word), 0);
+	respond(fd, r < 0 ? 409 : 200, r < 0 ? "Conflict" : "OK", "text/plain", body, (size_t)n, 0);
 }
 
 /* Reads the request head: stops at the blank line, a full buffer, EOF, or
@@ -319,12 +331,12 @@ static void serve_client(int fd, struct rbuf *rb)
 	}
 	char *q = strchr(target, '?');
 	if (q)
-		*q = '\0';
+		*q++ = '\0';
 	int get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
 	if ((get || head) && !strcmp(target, "/metrics"))
 		serve_metrics(fd, rb, head);
 	else if ((get || post) && !strcmp(target, "/reload"))
-		serve_reload(fd);
+		serve_reload(fd, q);
 	else
 		respond(fd, 404, "Not Found", "text/plain", "not found; try /metrics or /reload\n", 35, head);
 }

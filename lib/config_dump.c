@@ -1,11 +1,19 @@
 /* connroute: `connroute check` output. Every key of the key tables
  * (config_keys.c) is printed by its own dumper, in table order, with
  * defaults resolved; "(app)" marks a value left to the application.
- * Numbers are formatted without printf's locale-dependent decimal point. */
+ * Numbers are formatted without printf's locale-dependent decimal point.
+ *
+ * The output is valid input that means the same: a value that cannot be
+ * written (left to the application, none, the fallback) is a comment line
+ * "; key = (app)", which reads back as the key's default for a lane in the
+ * file, the same unset value; the implicit default lane is commented out
+ * whole, so it stays implicit (a written [lane default] gets the defaults
+ * of a lane in the file). */
 #include "config_int.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *fmt_dur(char *b, size_t n, long ms)
@@ -54,7 +62,7 @@ void cr_cfg_dump_int(const struct cr_lane *l, const struct cr_lane_key *k, FILE 
 	long long v = cr_cfg_field_get(l, k);
 
 	if (v < 0) {
-		fprintf(out, "%s = (app)\n", k->name);
+		fprintf(out, "; %s = (app)\n", k->name);
 		return;
 	}
 	fprintf(out, "%s = %lld", k->name, v);
@@ -78,7 +86,7 @@ void cr_cfg_dump_dursec(const struct cr_lane *l, const struct cr_lane_key *k, FI
 	char b[64];
 
 	if (s < 0)
-		fprintf(out, "%s = (app)\n", k->name);
+		fprintf(out, "; %s = (app)\n", k->name);
 	else
 		fprintf(out, "%s = %s\n", k->name, fmt_dur(b, sizeof(b), s * 1000L));
 }
@@ -88,7 +96,7 @@ void cr_cfg_dump_bool(const struct cr_lane *l, const struct cr_lane_key *k, FILE
 {
 	int v = *CR_CFIELD(l, k, int);
 
-	fprintf(out, "%s = %s\n", k->name, v < 0 ? "(app)" : v ? "on" : "off");
+	fprintf(out, "%s%s = %s\n", v < 0 ? "; " : "", k->name, v < 0 ? "(app)" : v ? "on" : "off");
 }
 
 /* A ratio (a double), as a percentage with KEY_PERCENT. */
@@ -110,7 +118,10 @@ void cr_cfg_dump_str(const struct cr_lane *l, const struct cr_lane_key *k, FILE 
 {
 	const char *s = CR_CFIELD(l, k, char);
 
-	fprintf(out, "%s = %s\n", k->name, s[0] ? s : "-");
+	if (s[0])
+		fprintf(out, "%s = %s\n", k->name, s);
+	else
+		fprintf(out, "; %s = (none)\n", k->name);
 }
 
 /* The TOS byte and the DSCP it holds (dscp = is an alias of tos). */
@@ -121,7 +132,7 @@ void cr_cfg_dump_tos(const struct cr_lane *l, const struct cr_lane_key *k, FILE 
 	if (v >= 0)
 		fprintf(out, "%s = 0x%02x  ; dscp %d\n", k->name, v, v >> 2);
 	else
-		fprintf(out, "%s = (app)\n", k->name);
+		fprintf(out, "; %s = (app)\n", k->name);
 }
 
 void cr_cfg_dump_min_tls(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out)
@@ -129,7 +140,7 @@ void cr_cfg_dump_min_tls(const struct cr_lane *l, const struct cr_lane_key *k, F
 	if (l->min_tls)
 		fprintf(out, "%s = 1.%d\n", k->name, l->min_tls - 10);
 	else
-		fprintf(out, "%s = (app)  ; libcurl's default\n", k->name);
+		fprintf(out, "; %s = (app)  ; libcurl's default\n", k->name);
 }
 
 void cr_cfg_dump_bind(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out)
@@ -146,7 +157,7 @@ void cr_cfg_dump_bind(const struct cr_lane *l, const struct cr_lane_key *k, FILE
 			inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
 		fprintf(out, "%s = %s\n", k->name, a);
 	} else {
-		fprintf(out, "%s = (app)\n", k->name);
+		fprintf(out, "; %s = (app)\n", k->name);
 	}
 }
 
@@ -154,10 +165,12 @@ void cr_cfg_dump_match(const struct cr_lane *l, const struct cr_lane_key *k, FIL
 {
 	int i;
 
+	if (l->implicit || strcmp(l->name, "default") == 0) {
+		fprintf(out, "; %s = (fallback for unmatched keys)\n", k->name);
+		return;
+	}
 	fprintf(out, "%s = ", k->name);
-	if (l->implicit || strcmp(l->name, "default") == 0)
-		fputs("(fallback for unmatched keys)", out);
-	else if (!l->nmatch)
+	if (!l->nmatch)
 		fprintf(out, "%s  ; the lane's name", l->name);
 	for (i = 0; i < l->nmatch; i++)
 		fprintf(out, "%s%s", i ? ", " : "", l->match[i]);
@@ -186,9 +199,11 @@ void cr_cfg_dump_hosts(const struct cr_lane *l, const struct cr_lane_key *k, FIL
 {
 	int i;
 
+	if (!l->nhosts) {
+		fprintf(out, "; %s = (any destination)\n", k->name);
+		return;
+	}
 	fprintf(out, "%s = ", k->name);
-	if (!l->nhosts)
-		fputs("*", out);
 	for (i = 0; i < l->nhosts; i++) {
 		if (i)
 			fputs(", ", out);
@@ -201,9 +216,11 @@ void cr_cfg_dump_prewarm(const struct cr_lane *l, const struct cr_lane_key *k, F
 {
 	int i;
 
+	if (!l->nprewarm) {
+		fprintf(out, "; %s = (none)\n", k->name);
+		return;
+	}
 	fprintf(out, "%s = ", k->name);
-	if (!l->nprewarm)
-		fputc('-', out);
 	for (i = 0; i < l->nprewarm; i++) {
 		const struct cr_prewarm *w = &l->prewarm[i];
 		int v6 = strchr(w->host, ':') != NULL;
@@ -222,19 +239,26 @@ void cr_cfg_dump_log(const struct cr_config *cfg, FILE *out)
 	if (cfg->log_level >= CR_LL_ERROR && cfg->log_level <= CR_LL_DEBUG)
 		fprintf(out, "log = %s\n", cr_cfg_log_levels[cfg->log_level]);
 	else
-		fputs("log = -  ; CONNROUTE_LOG or the built-in level\n", out);
+		fputs("; log = (CONNROUTE_LOG, else warn)\n", out);
 }
 
 void cr_cfg_dump_metrics(const struct cr_config *cfg, FILE *out)
 {
-	fprintf(out, "metrics = %s\n", cfg->metrics[0] ? cfg->metrics : "-  ; off");
+	fprintf(out, "metrics = %s\n", cfg->metrics[0] ? cfg->metrics : "off");
 }
 
 /* ------------------------------------------------------------------------ */
 
+static void dump_keys(const struct cr_lane *l, FILE *out)
+{
+	for (size_t i = 0; i < cr_nlane_keys; i++)
+		if (cr_lane_keys[i].dump) /* an alias shows in its key's line */
+			cr_lane_keys[i].dump(l, &cr_lane_keys[i], out);
+}
+
 static void dump_lane(const struct cr_lane *l, FILE *out)
 {
-	fprintf(out, "\n[lane %s]", l->name);
+	fprintf(out, "\n%s[lane %s]", l->implicit ? "; " : "", l->name);
 	if (l->implicit)
 		fputs("  ; implicit: not in the file", out);
 	else
@@ -242,9 +266,25 @@ static void dump_lane(const struct cr_lane *l, FILE *out)
 	if (l->passthrough)
 		fputs(", pass-through for connect()", out);
 	fputc('\n', out);
-	for (size_t i = 0; i < cr_nlane_keys; i++)
-		if (cr_lane_keys[i].dump) /* an alias shows in its key's line */
-			cr_lane_keys[i].dump(l, &cr_lane_keys[i], out);
+	if (!l->implicit) {
+		dump_keys(l, out);
+		return;
+	}
+	/* Every line a comment (already one, or made one). */
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	if (!m)
+		return;
+	dump_keys(l, m);
+	fclose(m);
+	for (char *line = buf; line && *line;) {
+		char *nl = strchr(line, '\n');
+		size_t n = nl ? (size_t)(nl - line) : strlen(line);
+		fprintf(out, "%s%.*s\n", line[0] == ';' ? "" : "; ", (int)n, line);
+		line = nl ? nl + 1 : NULL;
+	}
+	free(buf);
 }
 
 void cr_config_dump(const struct cr_config *cfg, FILE *out)

@@ -42,6 +42,7 @@ static struct {
 	uint64_t hash;
 } cand;
 static int cfg_strict;
+static int cfg_origin;          /* enum cr_trust_origin of cfg_path */
 
 
 static int route_raw_of(const struct cr_config *cfg)
@@ -181,7 +182,7 @@ int cr_engine_reload(int force)
 	if (have_stat)
 		cfg_stat = st; /* a broken file is reported once, not every second */
 	char why[CR_DIAG_LEN];
-	if (cr_config_trusted(cfg_path, why, sizeof(why)) != 0) {
+	if (cr_config_trusted_as(cfg_path, geteuid(), cfg_origin, why, sizeof(why)) != 0) {
 		cr_logmsg(CR_LL_ERROR, "%s (reload rejected: the previous configuration stays)", why);
 		free(cfg);
 		free(diag);
@@ -253,9 +254,24 @@ int cr_engine_init(const struct cr_env *env)
 		cr_logmsg(CR_LL_ERROR, "out of memory at init; pass-through");
 		return CR_ST_DISABLED;
 	}
-	if (env->config && env->config[0]) {
-		char why[CR_DIAG_LEN];
-		if (cr_config_trusted(env->config, why, sizeof(why)) != 0) {
+	/* Which file (docs/config.md, "Which file"): CONNROUTE_CONFIG; unset, the system
+	 * file when it exists and passes the trust rules; set but empty, none. Never the
+	 * current directory: a preload runs in every process started from anywhere. */
+	const char *path = env->config;
+	struct stat sst;
+	cfg_origin = CR_TRUST_ENV;
+	if (!path && (lstat(CONNROUTE_SYSCONF, &sst) == 0 || errno != ENOENT)) {
+		path = CONNROUTE_SYSCONF;
+		cfg_origin = CR_TRUST_SYSCONF;
+	}
+	char why[CR_DIAG_LEN];
+	if (cfg_origin == CR_TRUST_SYSCONF &&
+	    cr_config_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
+		cr_logmsg(CR_LL_WARN, "%s (not used: running without a config)", why);
+		path = NULL;
+	}
+	if (path && path[0]) {
+		if (cr_config_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
 			cr_logmsg(CR_LL_ERROR, "%s%s", why, env->strict ? "" : " (config refused: running unrouted)");
 			free(diag);
 			free(cfg);
@@ -264,9 +280,9 @@ int cr_engine_init(const struct cr_env *env)
 			return CR_ST_DISABLED;
 		}
 		struct stat st;
-		int have_stat = stat(env->config, &st) == 0;
-		if (cr_config_load_file(env->config, cfg, diag) != 0) {
-			log_diag(diag, env->config, env->strict ? "" : " (config rejected: running unrouted)");
+		int have_stat = stat(path, &st) == 0;
+		if (cr_config_load_file(path, cfg, diag) != 0) {
+			log_diag(diag, path, env->strict ? "" : " (config rejected: running unrouted)");
 			free(diag);
 			free(cfg);
 			if (env->strict)
@@ -274,7 +290,7 @@ int cr_engine_init(const struct cr_env *env)
 			return CR_ST_DISABLED;
 		}
 		cr_log_config_level(cfg->log_level);
-		set_cfg_path(env->config);
+		set_cfg_path(path);
 		if (have_stat)
 			cfg_stat = st;
 		applied_hash = file_hash(cfg_path);

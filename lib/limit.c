@@ -6,7 +6,8 @@
  *   host's allocator);
  * - an entry's identity (lane, family, addr, port) never changes once set;
  *   slot numbers are stable for the life of the process (fds store them);
- * - `inuse` and the waiter records only change under `mu`, which is held for
+ * - `inuse` changes by CAS (never past the slot's max: the same check and
+ *   increment in one step), the waiter records only under `mu`, held for
  *   a few instructions at a time with every signal blocked: a handler can
  *   neither deadlock on it (connect() is async-signal-safe, a handler may
  *   call it) nor siglongjmp out of it while held;
@@ -50,9 +51,12 @@ struct entry {
 	int family;
 	uint16_t port;
 	uint8_t addr[16];
-	long inuse;
+	/* Atomic: the uncontended paths (a unit free and nobody waiting, or an
+	 * unlimited lane that only counts) take and give back units with one
+	 * CAS and no lock; everything else happens under mu. */
+	_Atomic long inuse;
 	uint64_t tickets;        /* last ticket handed out */
-	int nwaiting;            /* records with this slot (live or expired) */
+	_Atomic int nwaiting;    /* records with this slot (live or expired) */
 };
 
 static struct {
@@ -93,6 +97,17 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t ns)
 	SAVE_ERRNO(syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0));
 }
 
+/* Takes a unit if one is free (MAX <= 0: unlimited, counted only). Lock-free;
+ * the callers decide whether waiters go first. */
+static int take_unit(struct entry *e, long max)
+{
+	long n = atomic_load(&e->inuse);
+	while (max <= 0 || n < max)
+		if (atomic_compare_exchange_weak(&e->inuse, &n, n + 1))
+			return 1;
+	return 0;
+}
+
 static void free_waiter(struct waiter *w)
 {
 	if (w->slot)
@@ -126,7 +141,7 @@ static struct waiter *head_of(uint32_t slot, uint64_t now)
 static void wake_head(uint32_t slot, long max, uint64_t now)
 {
 	struct entry *e = &L.tab[slot - 1];
-	if (!e->nwaiting || (max > 0 && e->inuse >= max))
+	if (!atomic_load(&e->nwaiting) || (max > 0 && atomic_load(&e->inuse) >= max))
 		return;
 	struct waiter *h = head_of(slot, now);
 	if (h) {
@@ -214,13 +229,19 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	if (slot == CR_SLOT_NONE)
 		return 0;
 	struct entry *e = &L.tab[slot - 1];
-	lock(&old);
-	if (max <= 0 || (e->inuse < max && !head_of(slot, cr_now_ns()))) {
-		e->inuse++;
+	/* Unlimited, or a unit free and nobody queued: no lock. (A waiter that
+	 * registers at this very moment may see this unit go first: it had
+	 * not arrived yet.) */
+	if (max <= 0 || !atomic_load(&e->nwaiting)) {
+		if (take_unit(e, max))
+			return 0;
+	} else {
+		lock(&old);
+		int took = !head_of(slot, cr_now_ns()) && take_unit(e, max);
 		unlock(&old);
-		return 0;
+		if (took)
+			return 0;
 	}
-	unlock(&old);
 
 	/* Full. Before waiting or failing, look for counts held by fds whose
 	 * close we did not see (a raw syscall, io_uring): the fd table checks
@@ -231,8 +252,13 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	pid_t me = (pid_t)syscall(SYS_gettid);
 	struct waiter *w = NULL;
 	lock(&old);
-	if (e->inuse < max && !head_of(slot, t0)) {
-		e->inuse++;
+	/* A record this thread left behind (it siglongjmp'ed out of a wait)
+	 * is gone now, before anything looks at the queue: it must not hold
+	 * back even this thread's non-blocking connect. */
+	for (int i = 0; i < MAX_WAITERS; i++)
+		if (L.w[i].slot && L.w[i].tid == me)
+			free_waiter(&L.w[i]);
+	if (!head_of(slot, t0) && take_unit(e, max)) {
 		unlock(&old);
 		return 0;
 	}
@@ -240,14 +266,9 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 		unlock(&old);
 		return -EAGAIN;
 	}
-	/* A record this thread left behind (it siglongjmp'ed out of a wait)
-	 * is gone now; take a free one. */
-	for (int i = 0; i < MAX_WAITERS; i++) {
-		if (L.w[i].slot && L.w[i].tid == me)
-			free_waiter(&L.w[i]);
-		if (!w && !L.w[i].slot)
+	for (int i = 0; i < MAX_WAITERS && !w; i++)
+		if (!L.w[i].slot)
 			w = &L.w[i];
-	}
 	if (!w) {
 		unlock(&old);
 		return -EAGAIN; /* more than MAX_WAITERS waiting: refuse, never block unbounded */
@@ -260,8 +281,7 @@ int cr_limit_acquire(uint32_t slot, long max, long wait_ms, uint64_t *waited_ns)
 	int rc = -ETIMEDOUT;
 	for (;;) {
 		uint64_t now = cr_now_ns();
-		if (head_of(slot, now) == w && e->inuse < max) {
-			e->inuse++;
+		if (head_of(slot, now) == w && take_unit(e, max)) {
 			rc = 0;
 			break;
 		}
@@ -291,25 +311,26 @@ void cr_limit_release(uint32_t slot)
 	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
 		return;
 	struct entry *e = &L.tab[slot - 1];
-	lock(&old);
-	if (e->inuse > 0)
-		e->inuse--;
-	/* The waiter whose turn it is, and only that one. It checks the
-	 * count itself (its max is its lane's), so wake it whatever max. */
-	wake_head(slot, 0, cr_now_ns());
-	unlock(&old);
+	long n = atomic_load(&e->inuse);
+	while (n > 0 && !atomic_compare_exchange_weak(&e->inuse, &n, n - 1))
+		;
+	/* Someone waits: wake the one whose turn it is, and only that one.
+	 * (A waiter registers under mu and then looks at the count; this
+	 * decrement came first or it sees nwaiting: no wake-up is lost.) It
+	 * checks the count itself (its max is its lane's): wake it whatever
+	 * max. */
+	if (atomic_load(&e->nwaiting)) {
+		lock(&old);
+		wake_head(slot, 0, cr_now_ns());
+		unlock(&old);
+	}
 }
 
 long cr_limit_inuse(uint32_t slot)
 {
-	long n;
-	sigset_t old;
 	if (slot == CR_SLOT_NONE || !L.tab || slot > L.cap)
 		return 0;
-	lock(&old);
-	n = L.tab[slot - 1].inuse;
-	unlock(&old);
-	return n;
+	return atomic_load(&L.tab[slot - 1].inuse);
 }
 
 int cr_limit_waiting(uint32_t slot)
@@ -352,5 +373,5 @@ void cr_limits_reset_child(void)
 	 * alongside (cr_fdtab_reset_child), so the parent's fds the child
 	 * inherited give nothing back when the child closes them. */
 	for (unsigned i = 0; L.tab && i < L.cap; i++)
-		L.tab[i].inuse = 0;
+		atomic_store(&L.tab[i].inuse, 0);
 }

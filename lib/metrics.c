@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "config.h"
@@ -623,11 +624,27 @@ static void render_retries(struct out *o, const struct family *f)
 	}
 }
 
+#ifndef CONNROUTE_VERSION
+#define CONNROUTE_VERSION "unknown"
+#endif
+
+/* Whose endpoint this is: two processes configured with one TCP address
+ * would otherwise be told apart by nobody (the second cannot bind), and
+ * `connroute stats PID` would show the first one's figures. The CLI refuses
+ * an answer whose pid is not the one it asked for. */
+static void render_build_info(struct out *o, const struct family *f)
+{
+	outf(o, "%s{version=\"%s\",pid=\"%ld\"} 1\n", f->name, CONNROUTE_VERSION, (long)getpid());
+}
+
 #define FAM(n, t, h, r) .name = (n), .type = (t), .help = (h), .render = (r)
 #define LANE(field) .off = offsetof(struct lane_m, field)
 #define LABEL(name, txt) .label = (name), .values = (txt), .n = (int)ARRAY_SIZE(txt)
 
 static const struct family families[] = {
+	{FAM("connroute_build_info", "gauge",
+	     "Always 1: the connroute version and the process id serving this endpoint.",
+	     render_build_info)},
 	{FAM("http_client_request_duration_seconds", "histogram",
 	     "Duration of HTTP client requests (libcurl performs), from the call to its return, "
 	     "time queued for a limit and retries included.",

@@ -2,6 +2,8 @@
  * fallbacks are the kernel's calls in libc's convention, the state every
  * pointer starts in (docs/INTERNALS.md, "State machine"). */
 #include <dlfcn.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "real.h"
 #include "sys.h"
@@ -60,6 +62,42 @@ int cr_fallback_setsockopt(int fd, int level, int name, const void *val, socklen
 int cr_fallback_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	return (int)cr_sys_ret(cr_sys_epoll_ctl(epfd, op, fd, ev));
+}
+
+/* syscall() has libc's convention already: -1 and errno on failure, errno
+ * untouched on success. */
+ssize_t cr_fallback_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+			   socklen_t len)
+{
+	return syscall(SYS_sendto, fd, buf, n, flags, sa, len);
+}
+
+ssize_t cr_fallback_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	return syscall(SYS_sendmsg, fd, msg, flags);
+}
+
+/* No syscall loads a library: until cr_real_resolve ran (another library's
+ * constructor), libc's own dlopen is looked up here. Both calls are tail
+ * calls, so glibc sees the hook's caller as the caller (it searches that
+ * object's RUNPATH and expands its $ORIGIN; docs/INTERNALS.md, "RTLD_DEEPBIND
+ * hosts"). */
+void *cr_fallback_dlopen(const char *file, int mode)
+{
+	void *(*fn)(const char *, int);
+	*(void **)&fn = dlsym(RTLD_NEXT, "dlopen");
+	if (!fn)
+		return NULL;
+	return fn(file, mode);
+}
+
+void *cr_fallback_dlmopen(Lmid_t lmid, const char *file, int mode)
+{
+	void *(*fn)(Lmid_t, const char *, int);
+	*(void **)&fn = dlsym(RTLD_NEXT, "dlmopen");
+	if (!fn)
+		return NULL;
+	return fn(lmid, file, mode);
 }
 
 #define CR_LIBC(name, ret, params) .name = cr_fallback_##name,

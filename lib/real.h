@@ -10,6 +10,7 @@
 #ifndef CR_REAL_H
 #define CR_REAL_H
 
+#include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 

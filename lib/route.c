@@ -30,6 +30,7 @@
 #include "limit.h"
 #include "log.h"
 #include "metrics.h"
+#include "notice.h"
 #include "real.h"
 #include "route.h"
 #include "deadline.h"
@@ -243,36 +244,42 @@ int cr_route_again0(int fd)
 	return 1;
 }
 
-int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
+#define KCALL() (kcall ? kcall(sctx) : cr_real.connect(fd, sa, len))
+
+/* The routed connect; KCALL, when not NULL, is the kernel call in place of
+ * connect() (a Fast Open send, which connects and sends at once: see
+ * cr_route_fastopen). */
+static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kcall)(void *),
+		  void *sctx)
 {
 	struct cr_dest d;
 	struct cr_fdinfo old;
-	int proto = 0, flags, r, saved = errno, unmatched = 0;
+	int proto = 0, flags, saved = errno, unmatched = 0;
+	long r;
 	socklen_t pl = sizeof(proto);
 	uint64_t ino;
 	uint32_t slot = CR_SLOT_NONE;
 
-	if (in_vfork_child())
-		return cr_real.connect(fd, sa, len);
 	int raw = atomic_load_explicit(&cr_route_raw, memory_order_relaxed);
 	if (raw & CR_RAW_KICK) {
 		atomic_fetch_and(&cr_route_raw, ~CR_RAW_KICK);
 		cr_kick();
 	}
 	if (!(raw & CR_RAW_WORK) || cr_dest_from_sockaddr(&d, sa, len) != 0)
-		return cr_real.connect(fd, sa, len);
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP) {
+		return KCALL();
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || proto != IPPROTO_TCP ||
+	    in_vfork_child()) {
 		errno = saved;
-		return cr_real.connect(fd, sa, len);
+		return KCALL();
 	}
 	ino = cr_fd_inode(fd);
 	if (cr_fdtab_peek(fd, &old)) {
 		if (old.ino == ino) { /* connect again on a socket we routed */
-			if (cr_route_again0(fd)) {
+			if (!kcall && cr_route_again0(fd)) {
 				errno = saved;
 				return 0;
 			}
-			return cr_real.connect(fd, sa, len);
+			return KCALL();
 		}
 		/* The fd was closed behind our back and reused: settle it. */
 		if (cr_fdtab_take(fd, &old))
@@ -284,16 +291,21 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	const struct cr_config *cfg = cr_cfgref_acquire();
 	if (!cfg) {
 		errno = saved;
-		return cr_real.connect(fd, sa, len);
+		return KCALL();
 	}
 	const char *key = cr_key_resolve(cfg);
 	const struct cr_lane *lane = cr_lane_select(cfg, key, &d, &unmatched);
+	cr_notice_lane(lane, key, unmatched);
 	if (lane->passthrough) {
 		cr_cfgref_release(cfg);
 		errno = saved;
-		return cr_real.connect(fd, sa, len);
+		return KCALL();
 	}
 	cr_kick();
+	/* From here the call may block (a limit queue, a connect): a handler may
+	 * siglongjmp out of it. The guard remembers the mask to tell that apart
+	 * from a handler's nested call (lib/base.h). */
+	cr_guard_record_mask();
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
 
@@ -301,7 +313,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (flags < 0)
 		flags = 0;
 	int nonblock = (flags & O_NONBLOCK) != 0;
-	int warm = cr_warm_lane_has_pools(lane);
+	int warm = !kcall && cr_warm_lane_has_pools(lane);
 	if (warm) {
 		int ret;
 		cr_warm_kick();
@@ -352,6 +364,7 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 			cr_m_queue_wait(lane->id, waited);
 		if (rc != 0) {
 			cr_m_overflow(lane->id);
+			cr_notice_refused(lane, &d, nonblock);
 			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
 				  lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
 			cr_cfgref_release(cfg);
@@ -368,7 +381,9 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	struct cr_fdinfo info = {.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
 	int tracked = cr_fdtab_put(fd, &info) == 0;
 	errno = saved;
-	if (!nonblock && lane->connect_timeout_ms > 0) {
+	if (kcall) {
+		r = kcall(sctx);
+	} else if (!nonblock && lane->connect_timeout_ms > 0) {
 		long h = cr_deadline_arm(fd, ino, t0 + (uint64_t)lane->connect_timeout_ms * 1000000ull);
 		if (h >= 0) {
 			/* The kernel's own blocking connect: its signal and
@@ -386,13 +401,13 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	} else {
 		r = cr_real.connect(fd, sa, len);
 	}
-	int e = r == 0 ? saved : errno; /* errno untouched on success */
+	int e = r >= 0 ? saved : errno; /* errno untouched on success */
 
 	/* EINPROGRESS/EINTR: the kernel goes on connecting; the socket holds
 	 * its unit (if any) until closed. Every routed socket is tracked, so
 	 * its close is counted. */
-	int open = r == 0 || e == EINPROGRESS || e == EINTR;
-	uint64_t took = r == 0 || !nonblock ? cr_now_ns() - t0 : 0;
+	int open = r >= 0 || e == EINPROGRESS || e == EINTR;
+	uint64_t took = r >= 0 || !nonblock ? cr_now_ns() - t0 : 0;
 	cr_m_conn_opened(lane->id, took, open);
 	if (warm && open)
 		cr_warm_note(lane, &d, took ? took : 1); /* nonzero: a cold connect */
@@ -410,6 +425,27 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	cr_cfgref_release(cfg);
 	errno = e;
 	return r;
+}
+
+#undef KCALL
+
+int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return (int)route(fd, sa, len, NULL, NULL);
+}
+
+ssize_t cr_route_fastopen(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kcall)(void *),
+			  void *ctx)
+{
+	int saved = errno;
+	/* Only a socket the kernel has never connected: on any other one the
+	 * call is a plain send (or the kernel's EISCONN/EALREADY). */
+	if (!sa || in_vfork_child() || !never_connected(fd)) {
+		errno = saved;
+		return kcall(ctx);
+	}
+	errno = saved;
+	return route(fd, sa, len, kcall, ctx);
 }
 
 void cr_route_close_begin(int fd, struct cr_closing *c)

@@ -6,6 +6,7 @@
 #define CR_ROUTE_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 
 #include "fdtab.h"
@@ -25,6 +26,16 @@ extern atomic_int cr_route_raw;
 /* connect() for a socket the engine may route: TCP over IPv4/IPv6 only,
  * everything else goes straight to cr_real.connect. */
 int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len);
+
+/* sendto/sendmsg with MSG_FASTOPEN: connects and sends in one call. On a
+ * TCP socket the kernel has never connected, the same routing as connect()
+ * (lane options, limit, metrics, fd tracking) with KCALL(CTX) as the kernel
+ * call; no warm socket (it would be connected already: EISCONN) and no
+ * connect_timeout (its shutdown would make the blocked send raise SIGPIPE).
+ * Otherwise just KCALL(CTX). Returns what KCALL returned, errno as
+ * cr_route_connect's contract. */
+ssize_t cr_route_fastopen(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kcall)(void *),
+			  void *ctx);
 
 /* A warm socket handed out for a connect that the kernel would answer
  * with 0 next time (a non-blocking caller's re-connect; libcurl's connect on

@@ -1,4 +1,5 @@
 /* connroute: background threads; see thread.h. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -13,11 +14,12 @@ static void start(struct cr_thread *t, int me)
 	sigset_t all, old;
 	pthread_attr_t attr;
 	pthread_t th;
-	int rc;
+	int rc, saved = errno; /* kicked from hooks: the host's errno is kept */
 
 	if (t->wanted && !t->wanted()) {
 		atomic_store(&t->running, 0);
 		atomic_store(&t->pid, me);
+		errno = saved;
 		return;
 	}
 	sigfillset(&all);
@@ -36,9 +38,10 @@ static void start(struct cr_thread *t, int me)
 		atomic_store(&t->running, 1);
 	} else {
 		atomic_store(&t->running, 0);
-		SAVE_ERRNO(cr_logmsg(CR_LL_WARN, "cannot start the %s thread (%s); not retried in this process",
-				     t->name, strerror(rc)));
+		cr_logmsg(CR_LL_WARN, "cannot start the %s thread (%s); not retried in this process",
+			  t->name, strerror(rc));
 	}
+	errno = saved; /* a failed pthread_create leaves its mmap's errno behind */
 	atomic_store(&t->pid, me);
 }
 

@@ -25,7 +25,26 @@ struct ctx {
 	size_t n;
 	int root;               /* running as root: ownership and mode rules apply */
 	uid_t euid;
+	int origin;             /* enum cr_trust_origin: where the path came from (the fixes) */
 };
+
+/* The fix to suggest, by where the path came from: a path from the command line is not
+ * fixed by changing CONNROUTE_CONFIG. */
+enum { FIX_CHECK, FIX_REGULAR, FIX_ITSELF, FIX_NONE_GIVEN };
+static const char *const fixes[3][4] = {
+	[CR_TRUST_ENV] = {"check CONNROUTE_CONFIG", "point CONNROUTE_CONFIG at a regular file",
+			  "point CONNROUTE_CONFIG at the file itself", "set CONNROUTE_CONFIG to a file"},
+	[CR_TRUST_ARG] = {"check the path given", "give a regular file",
+			  "give the path of the file itself", "give a config file"},
+	[CR_TRUST_SYSCONF] = {"check the file, or set CONNROUTE_CONFIG",
+			      "make it a regular file, or remove it",
+			      "put the file itself there, not a link", "set CONNROUTE_CONFIG to a file"},
+};
+
+static const char *fix(const struct ctx *c, int which)
+{
+	return fixes[c->origin >= 0 && c->origin < 3 ? c->origin : 0][which];
+}
 
 /* Copies S into OUT (at most TRUST_PATH_SHOWN bytes, "..." when cut), control bytes as '?'. */
 static void shown(char out[TRUST_PATH_SHOWN + 4], const char *s)
@@ -96,7 +115,7 @@ static int check_file(struct ctx *c, const char *file, const struct stat *st)
 				   : S_ISCHR(st->st_mode)  ? "a character device"
 				   : S_ISBLK(st->st_mode)  ? "a block device"
 							   : "not a regular file";
-		return refuse(c, "refused: %s is %s; point CONNROUTE_CONFIG at a regular file", f, what);
+		return refuse(c, "refused: %s is %s; %s", f, what, fix(c, FIX_REGULAR));
 	}
 	if (!c->root)
 		return 0;
@@ -144,7 +163,7 @@ static int open_checked(struct ctx *c)
 	int links = 0;
 
 	if (!c->path || !c->path[0])
-		return refuse(c, "no config file given; set CONNROUTE_CONFIG to a file");
+		return refuse(c, "no config file given; %s", fix(c, FIX_NONE_GIVEN));
 	size_t pl = strlen(c->path);
 	if (pl >= PATH_MAX)
 		return refuse(c, "refused: the path is longer than %d bytes", PATH_MAX - 1);
@@ -199,7 +218,7 @@ static int open_checked(struct ctx *c)
 		if (lstat(res, &st) != 0) {
 			char r[TRUST_PATH_SHOWN + 4];
 			shown(r, res);
-			return refuse(c, "cannot read %s: %s; check CONNROUTE_CONFIG", r, strerror(errno));
+			return refuse(c, "cannot read %s: %s; %s", r, strerror(errno), fix(c, FIX_CHECK));
 		}
 		if (S_ISLNK(st.st_mode)) {
 			struct stat dst;
@@ -212,8 +231,8 @@ static int open_checked(struct ctx *c)
 				return refuse(c, "refused: cannot stat %s: %s", d, strerror(errno));
 			if (dst.st_mode & S_IWOTH)
 				return refuse(c, "refused: %s is a symbolic link in the world-writable "
-					      "directory %s, where anyone could have planted it; point "
-					      "CONNROUTE_CONFIG at the file itself", r, d);
+					      "directory %s, where anyone could have planted it; %s", r, d,
+					      fix(c, FIX_ITSELF));
 			ssize_t tl = readlink(res, tmp, sizeof(tmp) - 1);
 			if (tl <= 0)
 				return refuse(c, "refused: cannot read the link %s: %s", r,
@@ -256,7 +275,7 @@ static int open_checked(struct ctx *c)
 		if (fd < 0) {
 			char r[TRUST_PATH_SHOWN + 4];
 			shown(r, res);
-			return refuse(c, "cannot open %s: %s; check CONNROUTE_CONFIG", r, strerror(errno));
+			return refuse(c, "cannot open %s: %s; %s", r, strerror(errno), fix(c, FIX_CHECK));
 		}
 		struct stat fst;
 		if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
@@ -278,16 +297,30 @@ static int open_checked(struct ctx *c)
 	return check_file(c, res, &st) == 0 ? refuse(c, "refused: not a file") : -1;
 }
 
-int cr_config_open_trusted(const char *path, char *why, size_t n)
+int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n)
 {
 	int saved = errno;
-	struct ctx c = {.path = path, .why = why, .n = n, .euid = geteuid()};
+	struct ctx c = {.path = path, .why = why, .n = n, .euid = euid, .origin = origin};
 	c.root = c.euid == 0;
 	if (why && n)
 		why[0] = '\0';
 	int fd = open_checked(&c);
 	errno = saved;
 	return fd;
+}
+
+int cr_config_open_trusted(const char *path, char *why, size_t n)
+{
+	return cr_config_open_trusted_as(path, geteuid(), CR_TRUST_ENV, why, n);
+}
+
+int cr_config_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n)
+{
+	int fd = cr_config_open_trusted_as(path, euid, origin, why, n);
+	if (fd < 0)
+		return -1;
+	cr_sys_close(fd);
+	return 0;
 }
 
 int cr_config_trusted(const char *path, char *why, size_t n)

@@ -35,6 +35,20 @@
 #define CR_TRUST_H
 
 #include <stddef.h>
+#include <sys/types.h>
+
+/* The config file used when CONNROUTE_CONFIG is unset (docs/config.md, "Which file"): only
+ * when it exists and passes these rules. The test build moves it (-DCONNROUTE_SYSCONF). */
+#ifndef CONNROUTE_SYSCONF
+#define CONNROUTE_SYSCONF "/etc/connroute.conf"
+#endif
+
+/* Where a path came from: only the fixes suggested in the message differ. */
+enum cr_trust_origin {
+	CR_TRUST_ENV,      /* CONNROUTE_CONFIG */
+	CR_TRUST_ARG,      /* a command line (connroute check FILE) */
+	CR_TRUST_SYSCONF,  /* the system default, /etc/connroute.conf */
+};
 
 /* 0: the file may be read. -1: refused; WHY (N bytes, may be NULL/0) gets one line
  * "PATH: problem; fix" without a trailing newline. */
@@ -44,5 +58,12 @@ int cr_config_trusted(const char *path, char *why, size_t n);
  * was checked (read the config from it to close the window between check and open), -1 on
  * refusal. Close it with cr_sys_close (close() is interposed by the shim). */
 int cr_config_open_trusted(const char *path, char *why, size_t n);
+
+/* The same rules as judged for a process whose effective uid is EUID (0: the root rules
+ * apply), the fixes worded for ORIGIN. `connroute check` uses it so that a file it calls
+ * fine is one the shim reads, for the user the service runs as. */
+int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n);
+/* The same, without keeping the descriptor: 0 or -1. */
+int cr_config_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n);
 
 #endif

@@ -510,10 +510,14 @@ static void sweep(void)
 		struct warm_pool *p = &pools[i];
 		for (int j = 0; p->used && j < p->n;) {
 			struct wsock *w = &p->ready[j];
-			int expired = p->retired || (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
+			/* A destination preconnect gave up on keeps no idle socket
+			 * either: the server may be blocked on it (one client at a
+			 * time), and the app's own connection waits behind it. */
+			int expired = p->retired || (p->adaptive_off && p->static_target == 0) ||
+				      (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
 			int dead = !expired && (!still_ours(w) || !alive(w->fd));
 			if (expired || dead) {
-				if (!p->retired)
+				if (!p->retired && !p->adaptive_off)
 					waste(p, 1);
 				drop[nd++] = *w;
 				p->ready[j] = p->ready[--p->n];
@@ -644,8 +648,12 @@ void cr_warm_note(const struct cr_lane *lane, const struct cr_dest *d, uint64_t 
 			double lat = (double)connect_ns / 1e9;
 			p->lat_s = p->lat_s > 0 ? 0.9 * p->lat_s + 0.1 * lat : lat;
 		}
+		/* Cold past ready warm sockets it could not use (bound,
+		 * epoll-registered...): this app's connects to this destination
+		 * are not served warm, and an idle one may already block a
+		 * one-client-at-a-time server. Enough evidence at once. */
 		if (connect_ns && p->n > 0)
-			waste(p, 1); /* cold past ready warm sockets it could not use */
+			waste(p, WASTE_LIMIT);
 		pthread_cond_signal(&cv);
 	}
 	pthread_mutex_unlock(&mu);

@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 
 layer_of() { # the layer of a lib/ file, by its base name without extension
   case "$1" in
-    base|sys|log|glob|thread|fdpages|ownfd|real|hooks) echo 0 ;;
+    base|sys|log|glob|thread|fdpages|ownfd|real|hooks|elfrel) echo 0 ;;
     fdtab|sockrec) echo 1 ;;
-    config|config_*|cfgref|trust|endpoint|key|lane) echo 2 ;;
+    config|config_*|cfgref|trust|endpoint|key|lane|notice) echo 2 ;;
     metrics) echo 3 ;;
     limit) echo 4 ;;
     sockopt|deadline) echo 5 ;;

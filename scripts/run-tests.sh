@@ -37,6 +37,7 @@ criterion() { # name binary args...
 
 header
 if bash scripts/check-layers.sh; then pass=$((pass+1)); else echo "layers: FAILED"; fail=$((fail+1)); fi
+if bash scripts/check-docs.sh "$B"; then pass=$((pass+1)); else echo "docs: FAILED"; fail=$((fail+1)); fi
 criterion unit "$B/unit_tests" --jobs 2
 criterion integration "$B/integration_tests" --jobs 2
 

@@ -12,7 +12,8 @@
 #     FORBID_REUSE), sockprog connect/get/close, sockprog forks whose child closes the
 #     routed socket (fork_close) or exits holding it (fork_hold);
 #   - config reloads: the config file is rewritten (atomic rename) every 3 s, alternating
-#     two variants; the shim picks it up within about a second;
+#     two variants, each time with 4 lane names never seen before (many distinct lane
+#     names over the process's life); the shim applies it within about two seconds;
 #   - faults through the upstream's /inject: drop, rst_accept, short_body, rst_body,
 #     hang_headers, kill_idle on the plain server; tls_garbage, rst_accept, kill_idle on TLS.
 # Sampling: /proc/PID/fd count, VmRSS and Threads of each long-running host, one table row
@@ -78,8 +79,8 @@ CERT=$T/tls/cert.pem
 ctl() { curl -s -m 2 "http://127.0.0.1:$1$2" >/dev/null 2>&1; }
 
 # ---- config and its reloads --------------------------------------------------------------
-write_config() { # variant
-  local v=$1
+write_config() { # variant [generation]
+  local v=$1 g=${2:-0} k
   cat > "$T/conf.tmp" <<EOF
 [threads]
 batch-* = reports/batch
@@ -107,6 +108,12 @@ dscp = cs1
 connect_timeout = 2s
 request_timeout = 5s
 EOF
+  # Reload-heavy phase: every generation brings 4 lane names never seen before (their keys
+  # match nothing the hosts use). The process keeps at most 256 distinct names: past that,
+  # a reload is rejected with one line and the previous config stays (docs/INTERNALS.md).
+  for k in 1 2 3 4; do
+    printf '\n[lane gen%d-%d]\nmatch = soak/gen%d-%d\nmax_conns_per_host = 2\n' "$g" "$k" "$g" "$k" >>"$T/conf.tmp"
+  done
   mv -f "$T/conf.tmp" "$T/connroute.conf"
 }
 write_config 0
@@ -129,7 +136,7 @@ BATCH=$!; PIDS+=($BATCH)
 
 # ---- churn, reloads, faults: one bounded loop in the background ----------------------------
 churn() {
-  local i=0 variant=0 next_reload=$(( $(now) + 3 )) next_fault=$(( $(now) + 2 ))
+  local i=0 variant=0 gen=0 next_reload=$(( $(now) + 3 )) next_fault=$(( $(now) + 2 ))
   local faults=(drop rst_accept short_body rst_body "hang_headers&ms=2000" kill_idle)
   while [ "$(now)" -lt "$END" ] && [ $i -lt 100000 ]; do
     i=$((i + 1))
@@ -154,7 +161,7 @@ churn() {
     fi
     local t; t=$(now)
     if [ "$t" -ge "$next_reload" ]; then
-      variant=$((1 - variant)); write_config $variant; next_reload=$((t + 3))
+      variant=$((1 - variant)); gen=$((gen + 1)); write_config $variant $gen; next_reload=$((t + 3))
     fi
     if [ "$t" -ge "$next_fault" ]; then
       local f=${faults[$((RANDOM % ${#faults[@]}))]}

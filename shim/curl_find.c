@@ -6,19 +6,46 @@
  * (OpenSSL and GnuTLS flavours) whose handles must never cross. The caller's
  * object (dladdr) and its DT_NEEDED entries decide, then RTLD_NEXT, then any
  * loaded libcurl; the answer is cached per object (docs/INTERNALS.md,
- * "libcurl lanes"). */
+ * "libcurl lanes").
+ *
+ * Objects come and go (dlopen, dlclose): a plugin loaded where an unloaded
+ * one was must never get the old one's answer, so every cached answer is
+ * dated by the loader's count of unloads (dl_iterate_phdr's dlpi_subs) and
+ * dropped once an unload happened. A libcurl we use is pinned
+ * (RTLD_NODELETE): its functions, handles and pools stay valid for the life
+ * of the process, and its address is never another object's. */
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "curl_find.h"
+#include "real.h"
 
-__thread const void *cr_curl_find_last_ret;
-__thread struct cr_curllib *cr_curl_find_last_lib;
+/* Each thread remembers its last answer: a call site always calls the same
+ * libcurl while the object it is in stays loaded. */
+static __thread const void *last_ret;
+static __thread struct cr_curllib *last_lib;
+static __thread int last_self;
+static __thread unsigned long long last_subs;
+
+static int subs_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
+		*(unsigned long long *)arg = info->dlpi_subs;
+	return 1; /* the count is the loader's, the same in every entry */
+}
+
+/* How many objects were unloaded so far: it only grows. */
+static unsigned long long unloads(void)
+{
+	unsigned long long subs = 0;
+	dl_iterate_phdr(subs_cb, &subs);
+	return subs;
+}
 
 static int is_curl_name(const char *path)
 {
@@ -32,7 +59,10 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	struct cr_curllib *lib = cr_curl_lib_find(base);
 	if (lib)
 		return lib;
-	void *dl = dlopen(path, RTLD_NOLOAD | RTLD_LAZY);
+	/* Pinned: never unloaded from now on, even once the plugin that
+	 * brought it in is gone; our handles, shares and exit handler call
+	 * into it until the process ends. Never through the dlopen hook. */
+	void *dl = cr_real.dlopen(path, RTLD_NOLOAD | RTLD_NODELETE | RTLD_LAZY);
 	if (!dl)
 		return NULL;
 	struct cr_curlfns f;
@@ -52,13 +82,20 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	SYM(easy_upkeep, "curl_easy_upkeep"); /* optional, like these two */
 	SYM(easy_header, "curl_easy_header");
 	SYM(easy_nextheader, "curl_easy_nextheader");
+	SYM(multi_init, "curl_multi_init");
+	SYM(multi_add_handle, "curl_multi_add_handle");
+	SYM(multi_remove_handle, "curl_multi_remove_handle");
+	SYM(multi_cleanup, "curl_multi_cleanup");
+	SYM(global_cleanup, "curl_global_cleanup");
 #undef SYM
 	/* dlsym on a library handle searches that library and its
 	 * dependencies, in that order: for the curl_* names that is the
 	 * library itself, never our hooks. Refuse a table that resolved to us. */
 	Dl_info self, got;
 	if (!f.easy_init || !f.easy_setopt || !f.easy_perform || !f.easy_cleanup || !f.easy_reset ||
-	    !f.easy_duphandle || !f.easy_getinfo || !f.share_init || !f.share_setopt || !f.share_cleanup)
+	    !f.easy_duphandle || !f.easy_getinfo || !f.share_init || !f.share_setopt || !f.share_cleanup ||
+	    !f.multi_init || !f.multi_add_handle || !f.multi_remove_handle || !f.multi_cleanup ||
+	    !f.global_cleanup)
 		return NULL;
 	if (dladdr((void *)register_path, &self) && dladdr(*(void **)&f.easy_init, &got) &&
 	    self.dli_fbase == got.dli_fbase)
@@ -134,27 +171,46 @@ static struct cr_curllib *lib_needed_by(struct link_map *lm)
 }
 
 #define CALLER_CACHE 16
+/* Answers per calling object (its load address), all from the time when
+ * caller_subs objects had been unloaded. */
 static struct {
 	const void *obj;
 	struct cr_curllib *lib;
+	int self;
 } caller_cache[CALLER_CACHE];
-static atomic_int caller_n;
+static int caller_n;
+static unsigned long long caller_subs;
 static pthread_mutex_t caller_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static struct cr_curllib *find_caller(const void *ret)
+/* SUBS: unloads() read before anything was looked up, so an answer is never
+ * dated later than the state it was found in. */
+static struct cr_curllib *find_caller(const void *ret, unsigned long long subs, int *self)
 {
 	Dl_info di;
 	struct link_map *lm = NULL;
 	struct cr_curllib *lib = NULL;
 	if (!dladdr1(ret, &di, (void **)&lm, RTLD_DL_LINKMAP))
 		di.dli_fbase = NULL;
-	int n = atomic_load_explicit(&caller_n, memory_order_acquire);
-	for (int i = 0; i < n; i++)
-		if (caller_cache[i].obj == di.dli_fbase)
-			return caller_cache[i].lib;
+	*self = 0;
+	pthread_mutex_lock(&caller_mu);
+	if (subs > caller_subs) {
+		caller_n = 0; /* something was unloaded: forget every answer */
+		caller_subs = subs;
+	}
+	for (int i = 0; subs == caller_subs && i < caller_n; i++)
+		if (caller_cache[i].obj == di.dli_fbase) {
+			lib = caller_cache[i].lib;
+			*self = caller_cache[i].self;
+			break;
+		}
+	pthread_mutex_unlock(&caller_mu);
+	if (lib)
+		return lib;
 
-	if (di.dli_fbase && di.dli_fname && is_curl_name(di.dli_fname))
+	if (di.dli_fbase && di.dli_fname && is_curl_name(di.dli_fname)) {
 		lib = register_path(di.dli_fname, di.dli_fbase); /* libcurl calling itself */
+		*self = lib != NULL;
+	}
 	if (!lib && lm)
 		lib = lib_needed_by(lm);
 	if (!lib) {
@@ -169,23 +225,31 @@ static struct cr_curllib *find_caller(const void *ret)
 	}
 	if (lib && di.dli_fbase) {
 		pthread_mutex_lock(&caller_mu);
-		n = atomic_load(&caller_n);
-		if (n < CALLER_CACHE) {
-			caller_cache[n].obj = di.dli_fbase;
-			caller_cache[n].lib = lib;
-			atomic_store_explicit(&caller_n, n + 1, memory_order_release);
+		if (subs == caller_subs && caller_n < CALLER_CACHE) {
+			caller_cache[caller_n].obj = di.dli_fbase;
+			caller_cache[caller_n].lib = lib;
+			caller_cache[caller_n].self = *self;
+			caller_n++;
 		}
 		pthread_mutex_unlock(&caller_mu);
 	}
 	return lib;
 }
 
-struct cr_curllib *cr_curl_find_caller_slow(const void *ret)
+struct cr_curllib *cr_curl_find_caller(const void *ret, int *self)
 {
-	struct cr_curllib *lib = find_caller(ret);
-	if (lib) {
-		cr_curl_find_last_ret = ret;
-		cr_curl_find_last_lib = lib;
+	unsigned long long subs = unloads();
+	int me = 0;
+	if (ret != last_ret || subs != last_subs || !last_lib) {
+		struct cr_curllib *lib = find_caller(ret, subs, &me);
+		if (!lib)
+			return NULL;
+		last_ret = ret;
+		last_lib = lib;
+		last_self = me;
+		last_subs = subs;
 	}
-	return lib;
+	if (self)
+		*self = last_self;
+	return last_lib;
 }

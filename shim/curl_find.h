@@ -4,20 +4,11 @@
 
 #include "curl/lanes.h"
 
-/* A call site always calls the same libcurl: each thread remembers its last
- * answer, so curl_easy_init does not pay dladdr on every call. */
-extern __thread const void *cr_curl_find_last_ret;
-extern __thread struct cr_curllib *cr_curl_find_last_lib;
-
-struct cr_curllib *cr_curl_find_caller_slow(const void *ret);
-
-/* The libcurl of the code at return address RET (registered on first
- * sight), or NULL if none is loaded. */
-static inline struct cr_curllib *cr_curl_find_caller(const void *ret)
-{
-	if (ret == cr_curl_find_last_ret && cr_curl_find_last_lib)
-		return cr_curl_find_last_lib;
-	return cr_curl_find_caller_slow(ret);
-}
+/* The libcurl of the code at return address RET (registered and pinned on
+ * first sight), or NULL if none is loaded. *SELF (SELF may be NULL) is set
+ * when that code is in the libcurl itself (libcurl calling its own API).
+ * Costs a dl_iterate_phdr call (the loader's unload count) when the calling
+ * thread asked for the same RET last. */
+struct cr_curllib *cr_curl_find_caller(const void *ret, int *self);
 
 #endif

@@ -1,5 +1,7 @@
 /* connroute: libcurl's easy interface. A known handle maps to its library
- * directly; otherwise the caller's libcurl is found by shim/curl_find.c. */
+ * directly; otherwise the caller's libcurl is found by shim/curl_find.c.
+ * The curl_multi_* hooks and curl_global_cleanup only pass through and keep
+ * records (docs/INTERNALS.md, "libcurl lanes"). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -12,7 +14,7 @@
 static inline struct cr_curllib *lib_for(CURL *h, const void *ret)
 {
 	struct cr_curllib *lib = h ? cr_curl_lib_of(h) : NULL;
-	return lib ? lib : cr_curl_find_caller(ret);
+	return lib ? lib : cr_curl_find_caller(ret, NULL);
 }
 
 /* Inlined into each hook, so the frame is the hook's (docs/INTERNALS.md,
@@ -23,14 +25,24 @@ static inline __attribute__((always_inline)) int active(void)
 	       !cr_guard_held(__builtin_frame_address(0));
 }
 
+/* The handle this thread is performing or cleaning up in our hooks, if any:
+ * libcurl's own curl_multi_* calls from there (with the handle's private
+ * multi) are none of the multi hooks' business. */
+static __thread CURL *cur_h;
+
 /* ------------------------------------------------------------------ hooks */
 
 HOOK(CURL *, curl_easy_init, (void))
 {
-	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0));
+	int self = 0;
+	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), &self);
 	if (!lib)
 		return NULL;
-	if (!active())
+	/* libcurl's own handles (a connection cache's closing handle, made by
+	 * curl_multi_init or curl_share_setopt) are libcurl's business: never a
+	 * recycled handle, never one we keep records of (libcurl frees them
+	 * without curl_easy_cleanup). */
+	if (self || !active())
 		return cr_curl_lib_fns(lib)->easy_init();
 	return cr_curl_init(lib);
 }
@@ -72,16 +84,29 @@ HOOK(CURLcode, curl_easy_setopt, (CURL *h, CURLoption opt, ...))
 HOOK(CURLcode, curl_easy_perform, (CURL *h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	CURLcode rc;
 	if (!lib)
 		return CURLE_FAILED_INIT;
-	if (!active())
-		return cr_curl_lib_fns(lib)->easy_perform(h);
-	/* libcurl's own connect() calls are the lane's business already
-	 * (socket options through the sockopt callback, limits per transfer):
-	 * the raw connect hook stays out of them. */
-	cr_guard_set(__builtin_frame_address(0));
-	CURLcode rc = cr_curl_perform(lib, h);
-	cr_guard_clear();
+	/* Every perform counts, routed or not: the pools are never closed
+	 * while one is in flight (lib.c). */
+	atomic_fetch_add_explicit(&cr_curl_performing, 1, memory_order_relaxed);
+	if (!active()) {
+		rc = cr_curl_lib_fns(lib)->easy_perform(h);
+	} else {
+		/* libcurl's own connect() calls are the lane's business already
+		 * (socket options through the sockopt callback, limits per
+		 * transfer): the raw connect hook stays out of them. */
+		CURL *outer = cur_h;
+		cur_h = h;
+		cr_guard_set(__builtin_frame_address(0), 0);
+		rc = cr_curl_perform(lib, h);
+		cr_guard_clear();
+		cur_h = outer;
+		/* After the library's first perform: libcurl's global init (and
+		 * its TLS library's exit handler) came first. */
+		cr_curl_exit_arm(lib);
+	}
+	atomic_fetch_sub_explicit(&cr_curl_performing, 1, memory_order_relaxed);
 	return rc;
 }
 
@@ -96,7 +121,10 @@ HOOK(void, curl_easy_cleanup, (CURL *h))
 		cr_curl_lib_fns(lib)->easy_cleanup(h);
 		return;
 	}
+	CURL *outer = cur_h;
+	cur_h = h;
 	cr_curl_cleanup(lib, h);
+	cur_h = outer;
 }
 
 HOOK(void, curl_easy_reset, (CURL *h))
@@ -173,4 +201,72 @@ HOOK(struct curl_header *, curl_easy_nextheader, (CURL *h, unsigned int origin, 
 		return f->easy_nextheader ? f->easy_nextheader(h, origin, request, prev) : NULL;
 	}
 	return cr_curl_nextheader(lib, h, origin, request, prev);
+}
+
+/* ------------------------------------------------------------ multi handles
+ *
+ * Multi transfers are not routed into lanes (issue 13 will): these hooks
+ * pass through to the handle's (else the caller's) libcurl and only record
+ * which multi each handle we know is attached to, so that its
+ * curl_easy_cleanup never recycles it while attached (lib/curl/handles.c).
+ * libcurl's own calls with a handle's private multi, made from inside our
+ * perform and cleanup hooks for that very handle (cur_h), keep no records. */
+
+static inline int multi_records(void)
+{
+	return atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_READY;
+}
+
+HOOK(CURLMcode, curl_multi_add_handle, (CURLM *m, CURL *h))
+{
+	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (!lib)
+		return CURLM_BAD_EASY_HANDLE;
+	/* Before libcurl takes it: the multi must see exactly the app's handle,
+	 * without a share parked on it by an earlier perform (another thread
+	 * could take that share while the multi drives a transfer on it). */
+	if (h != cur_h && active())
+		cr_curl_unroute(lib, h);
+	CURLMcode rc = cr_curl_lib_fns(lib)->multi_add_handle(m, h);
+	if (rc == CURLM_OK && h != cur_h && multi_records())
+		cr_curl_multi_added(m, h);
+	return rc;
+}
+
+HOOK(CURLMcode, curl_multi_remove_handle, (CURLM *m, CURL *h))
+{
+	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (!lib)
+		return CURLM_BAD_EASY_HANDLE;
+	CURLMcode rc = cr_curl_lib_fns(lib)->multi_remove_handle(m, h);
+	if (rc == CURLM_OK && h != cur_h && multi_records())
+		cr_curl_multi_removed(m, h);
+	return rc;
+}
+
+HOOK(CURLMcode, curl_multi_cleanup, (CURLM *m))
+{
+	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), NULL);
+	if (!lib)
+		return CURLM_BAD_HANDLE;
+	CURLMcode rc = cr_curl_lib_fns(lib)->multi_cleanup(m);
+	/* libcurl leaves the easy handles alone, detached. Inside our hooks
+	 * this is libcurl closing a private multi: no handle of ours is
+	 * recorded in one. (An app's multi cleaned up from a callback of our
+	 * perform leaves records behind: its handles are then never recycled.) */
+	if (rc == CURLM_OK && !cur_h && multi_records())
+		cr_curl_multi_gone(m);
+	return rc;
+}
+
+/* The app is done with libcurl: the pools of its libcurl are closed first,
+ * through libcurl, as the app's own cleanups would have closed them. */
+HOOK(void, curl_global_cleanup, (void))
+{
+	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), NULL);
+	if (!lib)
+		return;
+	if (active())
+		cr_curl_drain(lib);
+	cr_curl_lib_fns(lib)->global_cleanup();
 }

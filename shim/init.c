@@ -19,6 +19,7 @@
 #include "log.h"
 #include "real.h"
 #include "thread.h"
+#include "rebind.h"
 #include "shim.h"
 
 static int env_on(const char *v)
@@ -80,4 +81,6 @@ __attribute__((constructor)) static void cr_shim_init(void)
 	if (st == CR_ST_READY)
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atomic_store(&cr_state, st);
+	if (st == CR_ST_READY)
+		cr_rebind_init(); /* RTLD_DEEPBIND objects (docs/INTERNALS.md) */
 }

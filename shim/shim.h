@@ -4,6 +4,7 @@
 #define CR_SHIM_H
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -22,7 +23,7 @@
 	__attribute__((visibility("default"))) ret name params
 #define CR_API __attribute__((visibility("default")))
 
-/* The recursion guard cr_in_shim lives in lib/engine.h (the engine's own
- * background work sets it too). */
+/* The recursion guard (cr_in_shim, cr_guard_*) lives in lib/base.h. */
+
 
 #endif

@@ -5,6 +5,8 @@
  * (cr_fdtab_count), each then a tail call into libc: no locks, no
  * allocation, no syscalls of our own. */
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -31,7 +33,7 @@ __attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct so
 	}
 	/* cr_route_connect calls cr_real.connect, which is libc's connect for
 	 * both names: __connect is an alias of the same code. */
-	cr_guard_set(frame);
+	cr_guard_set(frame, 0); /* the mask: cr_route_*, once it routes */
 	int r = cr_route_connect(fd, sa, len);
 	cr_guard_clear();
 	return r;

@@ -35,6 +35,12 @@ struct cr_curllib {
 	int already_connected_ok; /* CURL_SOCKOPT_ALREADY_CONNECTED works (not 7.87-7.88) */
 };
 
+/* Before the share SH is cleaned up by the pools' closing: the wait for a
+ * server's answer to libcurl's goodbye (FTP, IMAP, POP3, SMTP) is bounded by
+ * CR_CURL_CLOSE_RESPONSE_S, not libcurl's default of minutes. */
+void cr_curl_lib_bound_close(struct cr_curllib *lib, CURLSH *sh);
+#define CR_CURL_CLOSE_RESPONSE_S 1L
+
 /* The registered libraries: index 0 .. cr_curl_lib_count()-1. */
 int cr_curl_lib_count(void);
 struct cr_curllib *cr_curl_lib_at(int i);
@@ -138,6 +144,8 @@ struct cr_curl_easy {
 	struct cr_curllib *lib;
 	struct cr_curl_easy *next;
 	atomic_int pin;           /* CR_PIN_*: see cr_curl_pin() */
+	CURLM *multi;             /* the multi the handle is attached to, or NULL:
+				     kept across a reset, never recycled while set */
 
 	/* Options that leave state surviving curl_easy_reset (cookies,
 	 * credentials, HSTS, ...) or that we do not know: not recyclable. */
@@ -221,6 +229,8 @@ static inline struct cr_curl_easy *cr_curl_handles_get(CURL *h)
 }
 void cr_curl_handles_lib_init(int index);
 void cr_curl_handles_atfork_child(void);
+/* Cleans up LIB's recycled handles (curl_global_cleanup, exit). */
+void cr_curl_handles_drain(struct cr_curllib *lib);
 
 /* The pin. Every hooked call on a handle pins it (CR_PIN_CALL) for its
  * duration; a call nested in a callback finds it pinned already (returns 0:
@@ -327,6 +337,13 @@ void cr_curl_shares_recycled(struct cr_curllib *lib, struct cr_curl_easy *e, int
 int cr_curl_shares_expired(struct cr_curl_share *s, uint64_t now_ns);
 void cr_curl_shares_lib_init(int index);
 void cr_curl_shares_atfork_child(void);
+/* Cleans up LIB's idle shares one by one, which closes their connections
+ * the way libcurl closes them (lib.c: exit, curl_global_cleanup), until
+ * DEADLINE_NS; shares lent out are left alone. 0 when every pool was
+ * emptied, -1 when some share was left (lent out, busy lock, deadline). */
+int cr_curl_shares_drain(struct cr_curllib *lib, uint64_t deadline_ns);
+/* Shares of LIB lent out now (a perform or a prewarm in flight). */
+int cr_curl_shares_lent(struct cr_curllib *lib);
 
 /* ------------------------------------------------------------- perform.c */
 

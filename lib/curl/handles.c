@@ -422,6 +422,9 @@ static struct cr_curl_easy *easy_add(struct cr_curllib *lib, CURL *h)
 	return e;
 }
 
+/* Entries with a multi set: curl_multi_cleanup looks for them only then. */
+static atomic_int easy_in_multi;
+
 static void easy_del(CURL *h)
 {
 	struct cr_curl_easy **pp, *e = NULL;
@@ -432,6 +435,8 @@ static void easy_del(CURL *h)
 		if ((*pp)->h == h) {
 			e = *pp;
 			*pp = e->next;
+			if (e->multi)
+				atomic_fetch_sub(&easy_in_multi, 1);
 			break;
 		}
 	}
@@ -819,7 +824,8 @@ CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 	struct cr_curl_easy *e = d ? easy_add(lib, d) : NULL;
 	if (e && src) {
 		/* The duplicate has the app's options, never the lane's, and no
-		 * share (libcurl does not copy it); its own life starts here. */
+		 * share (libcurl does not copy it); its own life starts here, in
+		 * no multi (`multi` is past `h`: a new record's NULL). */
 		cr_curl_put_back(src, d);
 		memcpy(e, src, offsetof(struct cr_curl_easy, h));
 		for (int i = 0; i < OV_N; i++)
@@ -991,7 +997,10 @@ void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 	int took = e ? cr_curl_pin(e) : 0;
 	if (e)
 		twin_drop(e);
-	if (e && !e->dirty && !e->app_share && !e->connect_only) {
+	/* A handle attached to a multi is really cleaned up: libcurl detaches
+	 * it (ending its transfer there); a reset would leave it attached and
+	 * the multi driving a transfer on the next curl_easy_init's handle. */
+	if (e && !e->dirty && !e->app_share && !e->connect_only && !e->multi) {
 		if (life_needs_reset(e)) {
 			lib->fns.easy_reset(h);
 			known_defaults(e);
@@ -1065,6 +1074,89 @@ int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t now_ns, struct cr
 	}
 	pthread_mutex_unlock(&pl->mu);
 	return k;
+}
+
+/* ------------------------------------------------------------ multi handles */
+
+/* The shim's curl_multi_* hooks pass through and tell us here. A multi and
+ * its easy handles are used by one thread at a time (libcurl's rule); the
+ * bucket lock orders the records against curl_multi_cleanup's scan. */
+static void multi_set(CURL *h, CURLM *from, CURLM *to)
+{
+	unsigned b = easy_bucket(h);
+	pthread_mutex_t *mu = easy_lock(b);
+	pthread_mutex_lock(mu);
+	for (struct cr_curl_easy *e = easy_tab[b]; e; e = e->next) {
+		if (e->h != h)
+			continue;
+		if (from && e->multi != from)
+			break;
+		if (!e->multi && to)
+			atomic_fetch_add(&easy_in_multi, 1);
+		else if (e->multi && !to)
+			atomic_fetch_sub(&easy_in_multi, 1);
+		e->multi = to;
+		break;
+	}
+	pthread_mutex_unlock(mu);
+}
+
+void cr_curl_multi_added(CURLM *m, CURL *h)
+{
+	multi_set(h, NULL, m);
+}
+
+void cr_curl_multi_removed(CURLM *m, CURL *h)
+{
+	multi_set(h, m, NULL);
+}
+
+void cr_curl_multi_gone(CURLM *m)
+{
+	if (atomic_load(&easy_in_multi) == 0)
+		return;
+	for (unsigned b = 0; b < EASY_BUCKETS; b++) {
+		pthread_mutex_t *mu = easy_lock(b);
+		pthread_mutex_lock(mu);
+		for (struct cr_curl_easy *e = easy_tab[b]; e; e = e->next)
+			if (e->multi == m) {
+				e->multi = NULL;
+				atomic_fetch_sub(&easy_in_multi, 1);
+			}
+		pthread_mutex_unlock(mu);
+	}
+}
+
+/* At curl_global_cleanup (lib.c), after the pools were closed: the app is
+ * done with libcurl, and our recycled handles are cleaned up as its own
+ * would have been. A share still parked on one (the drain ran out of time,
+ * or curl_easy_init was handing the handle out) goes back to its pool
+ * first, as at the handle's cleanup. */
+void cr_curl_handles_drain(struct cr_curllib *lib)
+{
+	struct perlib *pl = &perlib[lib->index];
+	for (;;) {
+		CURL *h = NULL;
+		pthread_mutex_lock(&pl->mu);
+		if (pl->n > 0)
+			h = pl->h[--pl->n];
+		pthread_mutex_unlock(&pl->mu);
+		if (!h)
+			return;
+		struct cr_curl_easy *e = cr_curl_handles_get(h);
+		if (!e) {
+			lib->fns.easy_cleanup(h);
+			continue;
+		}
+		int took = cr_curl_pin(e);
+		atomic_store_explicit(&e->in_freelist, 0, memory_order_relaxed);
+		if (e->share) {
+			cr_curl_shares_recycled(lib, e, 0, 0);
+			cr_curl_shares_release(lib, e);
+		}
+		cr_curl_unpin(e, took);
+		cr_curl_handles_destroy(e);
+	}
 }
 
 /* ------------------------------------------------------------------- URLs */

@@ -58,6 +58,13 @@ struct cr_curlfns {
 	CURLcode (*easy_upkeep)(CURL *);
 	CURLHcode (*easy_header)(CURL *, const char *, size_t, unsigned int, int, struct curl_header **);
 	struct curl_header *(*easy_nextheader)(CURL *, unsigned int, int, struct curl_header *);
+	/* The hooks below only pass through (and keep records): optional for
+	 * lib/ (unit tests leave them NULL), always found by the shim. */
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_cleanup)(CURLM *);
+	void (*global_cleanup)(void);
 };
 
 struct cr_curllib; /* one per loaded libcurl */
@@ -85,6 +92,29 @@ static inline struct cr_curllib *cr_curl_lib_of(CURL *h)
 /* fork: the child must never use the parent's pooled connections (the
  * sockets are shared with the parent). Abandons every pool and free list. */
 void cr_curl_atfork_child(void);
+
+/* handles.c: multi membership, recorded by the shim's pass-through
+ * curl_multi_* hooks for the handles we know (docs/INTERNALS.md, "libcurl
+ * lanes", handle recycling): a handle attached to a multi is never recycled.
+ * Multi transfers are not routed into lanes (yet): these only keep records. */
+void cr_curl_multi_added(CURLM *m, CURL *h);
+void cr_curl_multi_removed(CURLM *m, CURL *h);
+/* M is gone (curl_multi_cleanup): libcurl left its easy handles alone,
+ * detached. */
+void cr_curl_multi_gone(CURLM *m);
+
+/* lib.c. Pooled connections are closed by libcurl, as the app's own
+ * curl_easy_cleanup would have closed them (docs/INTERNALS.md, "libcurl
+ * lanes", closing the pools): at exit (armed once per library by its first
+ * perform, so the handler runs before the TLS library's own exit handlers),
+ * and at the app's curl_global_cleanup (LIB's pools). Never while a perform is
+ * in flight anywhere (cr_curl_performing), nor in a vfork child; bounded in
+ * time. */
+void cr_curl_exit_arm(struct cr_curllib *lib);
+void cr_curl_drain(struct cr_curllib *lib);
+/* Performs in flight in the process, routed or not (the shim's perform hook
+ * counts them). */
+extern atomic_int cr_curl_performing;
 
 /* handles.c and perform.c: the easy calls, engine side. Each does what the
  * real call does, plus the lane's work. */

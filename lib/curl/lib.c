@@ -3,17 +3,33 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "base.h"
 #include "curl_int.h"
 #include "log.h"
 #include "warm.h"
+
+/* Closing the pools at exit takes at most this long; what is left then is
+ * closed by the kernel (docs/INTERNALS.md, "libcurl lanes", closing the
+ * pools). */
+#define CR_CURL_DRAIN_NS (1000ull * 1000 * 1000)
 
 static struct cr_curllib libs[CR_CURL_LIBS_MAX];
 static atomic_int nlibs;
 static pthread_mutex_t libs_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct cr_curl_counters cr_curl_ctr;
+atomic_int cr_curl_performing;
+
+/* Per library: its exit handler is registered (lib.c, cr_curl_exit_arm). */
+static atomic_int exit_armed[CR_CURL_LIBS_MAX];
+static atomic_int exit_drained;
+/* The process whose pools these are: a vfork child shares our memory (and
+ * runs atexit handlers if it calls exit()), but not our sockets. */
+static _Atomic pid_t pools_pid;
 
 int cr_curl_lib_count(void)
 {
@@ -82,6 +98,95 @@ void cr_curl_atfork_child(void)
 	 * down) connections the parent is still using. */
 	cr_curl_shares_atfork_child();
 	cr_curl_handles_atfork_child();
+	atomic_store(&cr_curl_performing, 0); /* the other threads' stayed behind */
+	atomic_store(&pools_pid, getpid());
+}
+
+/* ------------------------------------------------------ closing the pools */
+
+/* Closes the pools of LIB (NULL: of every library) through libcurl, when
+ * that is allowed: in the process that owns them, with no perform in flight
+ * anywhere (another thread still in libcurl at exit, or this thread inside a
+ * libcurl callback, where libcurl forbids these calls) and no share lent out
+ * (a prewarm on the warm thread, or an app's call on a handle with a
+ * share parked on it). Shares parked on handles the app holds are left to
+ * the kernel (shares.c). Within CR_CURL_DRAIN_NS. */
+static void drain(struct cr_curllib *only, int handles)
+{
+	int n = cr_curl_lib_count();
+	if (atomic_load(&cr_curl_performing) > 0 || atomic_load(&pools_pid) != getpid())
+		return;
+	for (int i = 0; i < n; i++)
+		if (cr_curl_shares_lent(&libs[i]) > 0)
+			return;
+	uint64_t deadline = cr_now_ns() + CR_CURL_DRAIN_NS;
+	for (int i = 0; i < n; i++) {
+		if (only && only != &libs[i])
+			continue;
+		if (cr_curl_shares_drain(&libs[i], deadline) != 0)
+			cr_logmsg(CR_LL_DEBUG, "libcurl lanes: %s: pooled connections left to the kernel", libs[i].name);
+		if (handles)
+			cr_curl_handles_drain(&libs[i]);
+	}
+}
+
+void cr_curl_lib_bound_close(struct cr_curllib *lib, CURLSH *sh)
+{
+	/* The share's connections are closed by an easy handle libcurl keeps
+	 * for it, which takes the timeouts of the last handle added to a multi
+	 * with that share (libcurl 7.x's curl_multi_add_handle copies them; a
+	 * perform adds the app's handle, whose response timeout is libcurl's
+	 * 120 s default). A handle of ours with a short one is added last, and
+	 * removed again at once: nothing is transferred. */
+	const struct cr_curlfns *f = &lib->fns;
+	if (!f->multi_init || !f->multi_add_handle || !f->multi_remove_handle || !f->multi_cleanup)
+		return;
+	CURL *d = f->easy_init();
+	CURLM *m = f->multi_init();
+	if (d && m) {
+		f->easy_setopt(d, CURLOPT_SERVER_RESPONSE_TIMEOUT, CR_CURL_CLOSE_RESPONSE_S);
+		f->easy_setopt(d, CURLOPT_SHARE, sh);
+		if (f->multi_add_handle(m, d) == CURLM_OK)
+			f->multi_remove_handle(m, d);
+		f->easy_setopt(d, CURLOPT_SHARE, (CURLSH *)NULL);
+	}
+	if (m)
+		f->multi_cleanup(m);
+	if (d)
+		f->easy_cleanup(d);
+}
+
+/* Recycled handles hold no connection of their own (they only ever
+ * performed pooled): at exit the shares parked on them are closed by the
+ * shares' drain and the handles are left as they are. */
+static void drain_at_exit(void)
+{
+	/* A vfork child that calls exit() must not use up the parent's turn. */
+	if (atomic_load(&pools_pid) != getpid() || atomic_exchange(&exit_drained, 1))
+		return;
+	drain(NULL, 0);
+}
+
+void cr_curl_exit_arm(struct cr_curllib *lib)
+{
+	/* Registered after the library's first perform, so after libcurl's
+	 * global init registered the TLS library's own exit handler (OpenSSL's
+	 * OPENSSL_cleanup): atexit handlers run last registered first, so ours
+	 * closes the connections while the TLS library still works. Once per
+	 * library: a library loaded later may bring a TLS library initialised
+	 * after our first registration. */
+	if (atomic_load_explicit(&exit_armed[lib->index], memory_order_relaxed) ||
+	    atomic_exchange(&exit_armed[lib->index], 1))
+		return;
+	pid_t zero = 0;
+	atomic_compare_exchange_strong(&pools_pid, &zero, getpid());
+	if (atexit(drain_at_exit) != 0)
+		cr_logmsg(CR_LL_DEBUG, "libcurl lanes: no exit handler: pooled connections end with the process");
+}
+
+void cr_curl_drain(struct cr_curllib *lib)
+{
+	drain(lib, 1);
 }
 
 void cr_curl_stats(struct cr_curl_stats *out)

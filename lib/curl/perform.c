@@ -29,6 +29,7 @@
 #include "lane.h"
 #include "limit.h"
 #include "metrics.h"
+#include "notice.h"
 #include "warm.h"
 
 /* ---------------------------------------------------- apply and restore */
@@ -333,6 +334,9 @@ static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_cu
 		memcpy(d.addr, e->u_addr, 16);
 		unmatched = 0;
 		lane = cr_lane_select(cfg, *key, &d, &unmatched);
+		/* Once per lane and unmatched key: a remembered lane was noticed
+		 * when it was picked. */
+		cr_notice_lane(lane, *key, unmatched);
 		unmatched = unmatched && strcmp(*key, "default") != 0;
 		size_t n = strlen(*key);
 		e->lc_lane = NULL;
@@ -385,6 +389,7 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 		return 0;
 	atomic_fetch_add(&cr_curl_ctr.limit_overflows, 1);
 	cr_m_overflow(lane->id);
+	cr_notice_refused(lane, &(struct cr_dest){.family = AF_UNSPEC, .port = (uint16_t)e->u_port, .host = host}, 0);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_OVERFLOW);
 	errbuf_set(e,
 		   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
@@ -487,8 +492,12 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 
 	/* The share: the one parked on the handle if it is of this lane's pool
 	 * (a persistent handle: no lock, no setopt), else another. */
-	int poolable = !e->app_share && !e->forbid_reuse && !e->connect_only && !e->upkeep_set &&
-		       lane->max_idle_per_host > 0;
+	/* A handle with its own closesocket callback is never pooled: libcurl
+	 * runs the callback inside curl_easy_cleanup of the handle that made the
+	 * connection, and the app may free its data right after; a pooled
+	 * connection would outlive both. */
+	int poolable = !e->app_share && !e->forbid_reuse && !e->app_closesocket_fn && !e->connect_only &&
+		       !e->upkeep_set && lane->max_idle_per_host > 0;
 	uint64_t flavor = e->resolve ? cr_curl_shares_flavor(e->resolve) : 0;
 	struct cr_curl_share *s = e->share;
 	/* The share of the last perform, for the same lane of the same config
@@ -584,7 +593,9 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 	CURLcode rc;
 	/* Held for the whole perform: a reload must not free the lane under a
 	 * transfer (nor cancel its dial). */
-	const struct cr_config *cfg = e->url_ok ? cr_cfgref_acquire() : NULL;
+	/* A handle attached to a multi is the multi's: libcurl refuses to
+	 * perform it, and a share parked on it would be the multi's transfer's. */
+	const struct cr_config *cfg = e->url_ok && !e->multi ? cr_cfgref_acquire() : NULL;
 	if (cfg) {
 		rc = perform_routed(lib, e, cfg);
 		cr_cfgref_release(cfg);

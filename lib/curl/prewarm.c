@@ -70,7 +70,7 @@ static int prewarm_one(struct cr_curllib *lib, const struct cr_lane *l, struct c
 	f->easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, cr_curl_sockets_close);
 	f->easy_setopt(h, CURLOPT_CLOSESOCKETDATA, (void *)(intptr_t)(l->id + 1));
 	f->easy_setopt(h, CURLOPT_MAXCONNECTS, l->max_idle_per_host);
-	cr_guard_set(__builtin_frame_address(0)); /* libcurl's connect is the lane's business here */
+	cr_guard_set(__builtin_frame_address(0), 0); /* libcurl's connect is the lane's business here */
 	CURLcode rc = f->easy_perform(h);
 	cr_guard_clear();
 	cr_curl_sockets_count(e);

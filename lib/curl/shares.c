@@ -790,3 +790,87 @@ int cr_curl_idle_wanted(void)
 		cr_cfgref_release(cfg);
 	return want;
 }
+
+/* ------------------------------------------------------ closing the pools */
+
+/* Closing the pools (docs/INTERNALS.md, "libcurl lanes", closing the pools):
+ * one idle share at a time leaves its pool under the pool's lock, exactly as
+ * an eviction takes it, and is cleaned up unlocked: libcurl closes its
+ * connections as it would have in the app's own curl_easy_cleanup (FTP QUIT,
+ * TLS close_notify). Idle shares are the free ones and those parked on
+ * recycled handles (in our free list: nobody holds them; detached under a
+ * taker's pin, which fails while curl_easy_init is handing the handle out).
+ * A share parked on a handle the app holds is lent to that handle: the app
+ * may still perform on it from another thread, so it is never cleaned up
+ * here (its connection ends with the process, or goes back to the pool at
+ * the handle's cleanup). Never waits for a lock. */
+int cr_curl_shares_drain(struct cr_curllib *lib, uint64_t deadline_ns)
+{
+	struct lib_pools *lp = &pools[lib->index];
+	int np = atomic_load_explicit(&lp->n, memory_order_acquire), left = 0;
+	for (int i = 0; i < np; i++) {
+		struct cr_share_pool *p = &lp->pool[i];
+		for (;;) {
+			if (cr_now_ns() >= deadline_ns)
+				return -1;
+			if (pthread_mutex_trylock(&p->mu) != 0) {
+				left = -1;
+				break;
+			}
+			int lane = pool_lane(p), idle = 0;
+			struct cr_curl_share *s = p->free_head, *dead = NULL;
+			if (s) {
+				pool_drop(p, s, &dead);
+				idle = 1;
+			} else {
+				for (s = p->on_handles; s; s = s->next) {
+					if (!atomic_load(&s->recycled))
+						continue; /* lent to a handle the app holds */
+					if (!cr_curl_pin_take(s->holder))
+						continue; /* being handed out right now */
+					struct cr_curl_easy *v = s->holder;
+					detach(lib, v);
+					pool_drop(p, s, &dead);
+					cr_curl_unpin(v, 1);
+					idle = 1;
+					break;
+				}
+			}
+			if (!dead && p->on_handles)
+				left = -1;
+			pthread_mutex_unlock(&p->mu);
+			if (!dead)
+				break;
+			if (idle)
+				cr_m_idle(lane, -1);
+			cr_curl_lib_bound_close(lib, dead->sh);
+			share_destroy(lib, dead);
+		}
+	}
+	return left;
+}
+
+/* Shares of LIB in use by a call right now: on a handle pinned for a call
+ * (a perform, a prewarm, an upkeep or getinfo of the connection). A share
+ * merely parked on an app's handle is not counted: the drain leaves it
+ * alone anyway. */
+int cr_curl_shares_lent(struct cr_curllib *lib)
+{
+	struct lib_pools *lp = &pools[lib->index];
+	int np = atomic_load_explicit(&lp->n, memory_order_acquire), n = 0;
+	for (int i = 0; i < np; i++) {
+		struct cr_share_pool *p = &lp->pool[i];
+		if (pthread_mutex_trylock(&p->mu) != 0) {
+			n++; /* someone is lending or returning one right now */
+			continue;
+		}
+		/* Under the pool's lock a holder stays valid: a handle's share
+		 * leaves it under this lock before its record is freed. */
+		for (struct cr_curl_share *s = p->on_handles; s; s = s->next)
+			if (!atomic_load(&s->recycled) &&
+			    atomic_load_explicit(&s->holder->pin, memory_order_relaxed) == CR_PIN_CALL)
+				n++;
+		pthread_mutex_unlock(&p->mu);
+	}
+	return n;
+}

@@ -37,6 +37,16 @@
  *                                    CLOSE_RANGE_UNSHARE): it closes only that thread's new
  *                                    private fd table. Prints thread_unshare S ok|err ERRNO
  *                                    closed_there=0|1 (S is gone in the thread's table)
+ * Steps for long-running scenarios (live reload, resource limits):
+ *   rename=SRC:DST                   rename(2) a file (swap a config in place); prints
+ *                                    rename ok|err ERRNO
+ *   await_opt=LEVEL:NAME:VAL@HOST:PORT
+ *                                    every 50 ms for at most 5 s: a new TCP socket, a blocking
+ *                                    connect, getsockopt(LEVEL, NAME), close; until it reads
+ *                                    VAL (the lane changed by a reload). Prints await_opt ok
+ *                                    tries=N | await_opt timeout last=V
+ *   nproc=N                          setrlimit(RLIMIT_NPROC, N): no thread can be created
+ *                                    beyond it (not for root); prints nproc ok|err ERRNO
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -49,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -490,6 +501,51 @@ int main(int argc, char **argv)
 		} else if (!strcmp(op, "sys_closeabove")) {
 			long r = syscall(SYS_close_range, (unsigned)fd_of(arg) + 1, ~0u, 0u);
 			printf("sys_closeabove %s %s\n", arg, r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "rename")) {
+			char src[512];
+			const char *colon = strchr(arg, ':');
+			if (!colon || (size_t)(colon - arg) >= sizeof(src)) {
+				fprintf(stderr, "sockprog: rename needs SRC:DST\n");
+				return 2;
+			}
+			memcpy(src, arg, (size_t)(colon - arg));
+			src[colon - arg] = '\0';
+			int r = rename(src, colon + 1);
+			printf("rename %s\n", r == 0 ? "ok" : errname(errno));
+		} else if (!strcmp(op, "await_opt")) {
+			const char *at = strchr(arg, '@');
+			int level = atoi(arg), name = -1, want = 0, last = -1, tries = 0, ok = 0;
+			const char *c2 = strchr(arg, ':');
+			if (!at || !c2 || c2 > at) {
+				fprintf(stderr, "sockprog: await_opt needs LEVEL:NAME:VAL@HOST:PORT\n");
+				return 2;
+			}
+			name = atoi(c2 + 1);
+			const char *c3 = strchr(c2 + 1, ':');
+			want = c3 && c3 < at ? atoi(c3 + 1) : 0;
+			struct sockaddr_storage ss;
+			socklen_t sl = make_addr(&ss, AF_INET, at + 1);
+			double deadline = now_ms() + 5000;
+			while (!ok && now_ms() < deadline) {
+				int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+				tries++;
+				if (fd >= 0 && connect(fd, (struct sockaddr *)&ss, sl) == 0) {
+					last = geti(fd, level, name);
+					ok = last == want;
+				}
+				if (fd >= 0)
+					close(fd);
+				if (!ok)
+					usleep(50000);
+			}
+			if (ok)
+				printf("await_opt ok tries=%d\n", tries);
+			else
+				printf("await_opt timeout last=%d\n", last);
+		} else if (!strcmp(op, "nproc")) {
+			struct rlimit rl = {.rlim_cur = (rlim_t)atol(arg), .rlim_max = (rlim_t)atol(arg)};
+			int r = setrlimit(RLIMIT_NPROC, &rl);
+			printf("nproc %s\n", r == 0 ? "ok" : errname(errno));
 		} else {
 			fprintf(stderr, "sockprog: unknown step '%s'\n", a);
 			return 2;

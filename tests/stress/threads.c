@@ -208,7 +208,9 @@ int main(void)
 	struct cr_curlfns f = {curl_easy_init, curl_easy_setopt, curl_easy_perform, curl_easy_cleanup,
 			       curl_easy_reset, curl_easy_duphandle, curl_easy_getinfo, curl_share_init,
 			       curl_share_setopt, curl_share_cleanup, curl_version_info,
-			       curl_easy_upkeep, curl_easy_header, curl_easy_nextheader};
+			       curl_easy_upkeep, curl_easy_header, curl_easy_nextheader, curl_multi_init,
+			       curl_multi_add_handle, curl_multi_remove_handle, curl_multi_cleanup,
+			       curl_global_cleanup};
 	struct cr_config *cfg = calloc(1, sizeof(*cfg));
 	struct cr_diag d;
 	pthread_t t[8];
