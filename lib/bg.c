@@ -9,7 +9,9 @@
  *     the next scrape;
  *   - rebinds when the configured address changed (a reload);
  *   - once a second, asks the engine to reload the config file if it
- *     changed (the check itself is the engine's).
+ *     changed (the check itself is the engine's);
+ *   - runs the periodic job registered at init (thread.h: the libcurl idle
+ *     sweep), which also makes the thread start without a config file.
  *
  * Its sockets are made with raw calls (socket/bind/listen/accept4 are not
  * hooked; connect and close go to the kernel directly), so they are never
@@ -479,20 +481,21 @@ static void *bg_main(void *arg)
 			cr_engine_reload(0);
 			next_reload = cr_now_ms() + 1000;
 		}
-
+		cr_periodic_run();
 	}
 	return NULL;
 }
 
 /* The built-in config (no CONNROUTE_CONFIG) has no file to watch and no
- * endpoint, now or ever: no thread. */
+ * endpoint, now or ever: no thread, unless the periodic job has work (the
+ * process pools libcurl connections, which must be closed when idle). */
 static int bg_wanted(void)
 {
 	const struct cr_config *cfg = cr_cfgref_acquire();
 	int idle = cfg && !cfg->path[0] && !cfg->metrics[0];
 	if (cfg)
 		cr_cfgref_release(cfg);
-	return !idle;
+	return !idle || cr_periodic_wanted();
 }
 
 static struct cr_thread bg_thread = {.name = "connroute-bg", .main = bg_main, .wanted = bg_wanted};

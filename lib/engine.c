@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "route.h"
 #include "sys.h"
+#include "thread.h"
 #include "trust.h"
 #include "warm.h"
 
@@ -303,6 +304,7 @@ int cr_engine_init(const struct cr_env *env)
 	cr_route_set_owner();
 	cr_fdtab_set_release(cr_route_release_fd);
 	cr_warm_set_curl_prewarm(cr_curl_prewarm);
+	cr_periodic_register(cr_curl_idle_sweep, cr_curl_idle_wanted);
 	if (cr_limits_init(4096, cr_route_reap, NULL) != 0) {
 		cr_logmsg(CR_LL_ERROR, "cannot allocate the limit table (%s); pass-through", strerror(errno));
 		free(cfg);

@@ -262,6 +262,15 @@ void cr_m_inflight(int id, int delta)
 		add_i(&l->inflight, delta);
 }
 
+/* The label set of the last request this thread recorded: a client sends
+ * its requests with one key, and find_set splits and hashes it each time.
+ * A set, once claimed, keeps its labels for the life of the process. */
+static __thread struct lset *tls_set;
+static __thread const struct lane_m *tls_set_lane;
+static __thread unsigned tls_set_gen;
+static __thread char tls_set_key[128];
+static atomic_uint sets_gen; /* cr_metrics_reset forgets every set */
+
 void cr_m_request(int id, const char *key, uint64_t ns, int outcome)
 {
 	struct lane_m *l = lane_of(id);
@@ -270,7 +279,23 @@ void cr_m_request(int id, const char *key, uint64_t ns, int outcome)
 	if (outcome < 0 || outcome >= CR_OUT_N)
 		outcome = CR_OUT_ERROR;
 	add_u(&l->outcomes[outcome], 1);
-	observe(&find_set(l, key)->dur, ns);
+	const char *k = key ? key : "";
+	struct lset *s;
+	unsigned gen = atomic_load_explicit(&sets_gen, memory_order_relaxed);
+	if (tls_set_lane == l && tls_set_gen == gen && strcmp(k, tls_set_key) == 0) {
+		s = tls_set;
+	} else {
+		s = find_set(l, key);
+		size_t n = strlen(k);
+		tls_set_lane = NULL;
+		if (n < sizeof(tls_set_key) && s != &l->sets[OTHER]) {
+			memcpy(tls_set_key, k, n + 1);
+			tls_set = s;
+			tls_set_lane = l;
+			tls_set_gen = gen;
+		}
+	}
+	observe(&s->dur, ns);
 }
 
 void cr_m_retry(int id, const char *key, const char *reason)
@@ -312,6 +337,7 @@ void cr_m_reload(int ok)
 void cr_metrics_reset(void)
 {
 	memset(lanes, 0, sizeof(lanes));
+	atomic_fetch_add(&sets_gen, 1);
 	atomic_store(&unmatched, 0);
 	atomic_store(&reloads[0], 0);
 	atomic_store(&reloads[1], 0);

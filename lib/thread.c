@@ -93,3 +93,25 @@ void cr_kick(void)
 		fn();
 	}
 }
+
+static void (*_Atomic periodic_run)(void);
+static int (*_Atomic periodic_wanted)(void);
+
+void cr_periodic_register(void (*run)(void), int (*wanted)(void))
+{
+	atomic_store(&periodic_wanted, wanted);
+	atomic_store(&periodic_run, run);
+}
+
+void cr_periodic_run(void)
+{
+	void (*fn)(void) = atomic_load_explicit(&periodic_run, memory_order_acquire);
+	if (fn)
+		fn();
+}
+
+int cr_periodic_wanted(void)
+{
+	int (*fn)(void) = atomic_load_explicit(&periodic_wanted, memory_order_acquire);
+	return fn && fn();
+}

@@ -42,4 +42,13 @@ void cr_thread_atfork_child(struct cr_thread *t);
 void cr_kick_register(void (*fn)(void));
 void cr_kick(void);
 
+/* A periodic job of a layer the background thread (bg.c, the top layer)
+ * does not depend on, registered at init (cr_engine_init): bg.c runs it
+ * once a turn of its loop (at most a second apart), and starts even without
+ * a config file when WANTED says the job has work in this process. One job
+ * (the libcurl idle sweep); a second registration replaces the first. */
+void cr_periodic_register(void (*run)(void), int (*wanted)(void));
+void cr_periodic_run(void);
+int cr_periodic_wanted(void);
+
 #endif

@@ -79,6 +79,9 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	SYM(share_setopt, "curl_share_setopt");
 	SYM(share_cleanup, "curl_share_cleanup");
 	SYM(version_info, "curl_version_info");
+	SYM(easy_upkeep, "curl_easy_upkeep"); /* optional, like these two */
+	SYM(easy_header, "curl_easy_header");
+	SYM(easy_nextheader, "curl_easy_nextheader");
 	SYM(multi_init, "curl_multi_init");
 	SYM(multi_add_handle, "curl_multi_add_handle");
 	SYM(multi_remove_handle, "curl_multi_remove_handle");

@@ -67,7 +67,10 @@ HOOK(CURLcode, curl_easy_setopt, (CURL *h, CURLoption opt, ...))
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
 		return CURLE_FAILED_INIT;
-	if (!active()) {
+	/* Recorded inside our perform too (an app's callback setting an
+	 * option): not the recursion guard's business, and what libcurl holds
+	 * must stay known. */
+	if (atomic_load_explicit(&cr_state, memory_order_relaxed) != CR_ST_READY) {
 		const struct cr_curlfns *f = cr_curl_lib_fns(lib);
 		if (opt < CURLOPTTYPE_OBJECTPOINT)
 			return f->easy_setopt(h, opt, l);
@@ -146,6 +149,60 @@ HOOK(CURL *, curl_easy_duphandle, (CURL *h))
 	return cr_curl_duphandle(lib, h);
 }
 
+/* The calls that observe a handle: a recycled handle's last life is never
+ * seen, and a handle's parked share is never taken during them
+ * (docs/INTERNALS.md, "libcurl lanes"). */
+HOOK(CURLcode, curl_easy_getinfo, (CURL *h, CURLINFO info, ...))
+{
+	va_list ap;
+	va_start(ap, info);
+	void *arg = va_arg(ap, void *); /* every CURLINFO_* takes one pointer */
+	va_end(ap);
+	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (!lib)
+		return CURLE_FAILED_INIT;
+	if (!active())
+		return cr_curl_lib_fns(lib)->easy_getinfo(h, info, arg);
+	return cr_curl_getinfo(lib, h, info, arg);
+}
+
+HOOK(CURLcode, curl_easy_upkeep, (CURL *h))
+{
+	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (!lib)
+		return CURLE_FAILED_INIT;
+	if (!active()) {
+		const struct cr_curlfns *f = cr_curl_lib_fns(lib);
+		return f->easy_upkeep ? f->easy_upkeep(h) : CURLE_NOT_BUILT_IN;
+	}
+	return cr_curl_upkeep(lib, h);
+}
+
+HOOK(CURLHcode, curl_easy_header,
+     (CURL *h, const char *name, size_t index, unsigned int origin, int request, struct curl_header **hout))
+{
+	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (!lib)
+		return CURLHE_NOT_BUILT_IN;
+	if (!active()) {
+		const struct cr_curlfns *f = cr_curl_lib_fns(lib);
+		return f->easy_header ? f->easy_header(h, name, index, origin, request, hout) : CURLHE_NOT_BUILT_IN;
+	}
+	return cr_curl_header(lib, h, name, index, origin, request, hout);
+}
+
+HOOK(struct curl_header *, curl_easy_nextheader, (CURL *h, unsigned int origin, int request, struct curl_header *prev))
+{
+	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (!lib)
+		return NULL;
+	if (!active()) {
+		const struct cr_curlfns *f = cr_curl_lib_fns(lib);
+		return f->easy_nextheader ? f->easy_nextheader(h, origin, request, prev) : NULL;
+	}
+	return cr_curl_nextheader(lib, h, origin, request, prev);
+}
+
 /* ------------------------------------------------------------ multi handles
  *
  * Multi transfers are not routed into lanes (issue 13 will): these hooks
@@ -165,6 +222,11 @@ HOOK(CURLMcode, curl_multi_add_handle, (CURLM *m, CURL *h))
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
+	/* Before libcurl takes it: the multi must see exactly the app's handle,
+	 * without a share parked on it by an earlier perform (another thread
+	 * could take that share while the multi drives a transfer on it). */
+	if (h != cur_h && active())
+		cr_curl_unroute(lib, h);
 	CURLMcode rc = cr_curl_lib_fns(lib)->multi_add_handle(m, h);
 	if (rc == CURLM_OK && h != cur_h && multi_records())
 		cr_curl_multi_added(m, h);

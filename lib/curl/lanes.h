@@ -3,16 +3,21 @@
  * lib/ and shim/ use; lib/curl/curl_int.h is the module's own.
  *
  * Design (see docs/INTERNALS.md, "libcurl lanes"):
- * - a lane owns share handles (CONNECT | DNS | SSL_SESSION); a perform checks
- *   one out EXCLUSIVELY (LIFO, preferring the share this thread used last),
- *   attaches it, performs, detaches it and returns it, so a share is never
- *   used by two threads at once (libcurl does not support that) while its
- *   connections outlive curl_easy_cleanup() and the thread that made them;
- * - the lane's knobs are applied for the duration of the perform and the
- *   app's own values put back afterwards; a lane never loosens what the app
- *   asked (the smaller timeout wins);
- * - handles whose state is provably clean are recycled on cleanup (reset +
- *   free list), anything else is really cleaned up;
+ * - a lane owns share handles (CONNECT | SSL_SESSION); a perform checks
+ *   one out EXCLUSIVELY and leaves it attached to the handle afterwards
+ *   (parked), so the handle keeps its connection exactly as without the
+ *   shim; it goes back at cleanup, when the handle's next perform needs
+ *   another pool, or when another handle of the pool needs it and the
+ *   handle has been idle for a second; a share is attached to one handle
+ *   at a time, so never used by two threads at once;
+ * - the lane's knobs are applied when they differ from what the handle
+ *   holds, and stay between performs where the app cannot observe them; a
+ *   lane never loosens what the app asked (the smaller timeout wins);
+ * - handles whose state is provably clean are recycled on cleanup (with
+ *   their share, by undoing what the app set, or by a reset), anything
+ *   else is really cleaned up;
+ * - idle pooled connections are bounded per pool (max_idle_per_host) and
+ *   closed after idle_timeout by the background thread's periodic sweep;
  * - every libcurl copy loaded in the process (OpenSSL and GnuTLS flavours,
  *   a privately loaded one) has its own function table, pools and lists.
  *
@@ -49,6 +54,10 @@ struct cr_curlfns {
 	CURLSHcode (*share_setopt)(CURLSH *, CURLSHoption, ...);
 	CURLSHcode (*share_cleanup)(CURLSH *);
 	curl_version_info_data *(*version_info)(CURLversion);
+	/* Optional (NULL in a libcurl without them). */
+	CURLcode (*easy_upkeep)(CURL *);
+	CURLHcode (*easy_header)(CURL *, const char *, size_t, unsigned int, int, struct curl_header **);
+	struct curl_header *(*easy_nextheader)(CURL *, unsigned int, int, struct curl_header *);
 	/* The hooks below only pass through (and keep records): optional for
 	 * lib/ (unit tests leave them NULL), always found by the shim. */
 	CURLM *(*multi_init)(void);
@@ -65,8 +74,20 @@ struct cr_curllib; /* one per loaded libcurl */
 struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns, const char *name);
 struct cr_curllib *cr_curl_lib_find(const void *id);
 const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib);
-/* The library a known handle belongs to, or NULL. */
-struct cr_curllib *cr_curl_lib_of(CURL *h);
+/* The library a known handle belongs to, or NULL. Inline for the hooks:
+ * the handle this thread looked up last is remembered (handles.c), valid
+ * while no handle record was freed since (cr_curl_easy_gen). */
+struct cr_curllib *cr_curl_lib_of_slow(CURL *h);
+extern __thread CURL *cr_curl_tls_h;
+extern __thread struct cr_curllib *cr_curl_tls_lib;
+extern __thread unsigned long cr_curl_tls_gen;
+extern atomic_ulong cr_curl_easy_gen;
+static inline struct cr_curllib *cr_curl_lib_of(CURL *h)
+{
+	if (h == cr_curl_tls_h && cr_curl_tls_gen == atomic_load_explicit(&cr_curl_easy_gen, memory_order_acquire))
+		return cr_curl_tls_lib;
+	return cr_curl_lib_of_slow(h);
+}
 
 /* fork: the child must never use the parent's pooled connections (the
  * sockets are shared with the parent). Abandons every pool and free list. */
@@ -104,6 +125,32 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h);
 void cr_curl_cleanup(struct cr_curllib *lib, CURL *h);
 void cr_curl_reset(struct cr_curllib *lib, CURL *h);
 CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h);
+CURLcode cr_curl_getinfo(struct cr_curllib *lib, CURL *h, CURLINFO info, void *arg);
+CURLcode cr_curl_upkeep(struct cr_curllib *lib, CURL *h);
+CURLHcode cr_curl_header(struct cr_curllib *lib, CURL *h, const char *name, size_t index, unsigned int origin,
+			 int request, struct curl_header **hout);
+struct curl_header *cr_curl_nextheader(struct cr_curllib *lib, CURL *h, unsigned int origin, int request,
+				       struct curl_header *prev);
+
+/* A handle leaves the easy interface (curl_multi_add_handle): the app's
+ * values of every option the lane set go back on it and its share goes
+ * back to its pool, so the multi interface sees exactly the app's handle. */
+void cr_curl_unroute(struct cr_curllib *lib, CURL *h);
+
+/* shares.c. The background thread's periodic job (registered at init with
+ * cr_periodic_register): closes pooled connections idle for the lane's
+ * idle_timeout, keeps every pool within max_idle_per_host idle shares,
+ * cleans up recycled handles unused for idle_timeout. Never touches a share
+ * checked out or on a handle the app holds. */
+void cr_curl_idle_sweep(void);
+/* Tests: how long a handle must not have performed before another handle of
+ * its pool may take its share (default 1000 ms); the sweep's pace (default
+ * every 250 ms). */
+void cr_curl_set_steal_idle_ms(long ms);
+void cr_curl_set_sweep_every_ms(long ms);
+/* 1 if this process may pool libcurl connections (some lane pools them with
+ * an idle timeout): the background thread must then run for the sweep. */
+int cr_curl_idle_wanted(void);
 
 /* handles.c. Parses scheme://[user@]host[:port]/... into lowercase host and
  * a port (default 80/443 by scheme). 0 or -1. Exposed for tests. */
@@ -125,6 +172,10 @@ struct cr_curl_stats {
 	long pools_evicted;       /* idle pools closed to make room for another */
 	long limit_overflows;
 	long retries;
+	long shares_taken;        /* from idle handles for another handle of the pool */
+	long shares_closed_idle;  /* closed by the idle bound or the idle_timeout sweep */
+	long recycled_lazy;       /* recycled by undoing what the app set (no reset) */
+	long twins;               /* stale handles answered by a twin */
 };
 void cr_curl_stats(struct cr_curl_stats *out);
 

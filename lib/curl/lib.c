@@ -86,7 +86,7 @@ const struct cr_curlfns *cr_curl_lib_fns(const struct cr_curllib *lib)
 	return &lib->fns;
 }
 
-struct cr_curllib *cr_curl_lib_of(CURL *h)
+struct cr_curllib *cr_curl_lib_of_slow(CURL *h)
 {
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	return e ? e->lib : NULL;
@@ -108,7 +108,9 @@ void cr_curl_atfork_child(void)
  * that is allowed: in the process that owns them, with no perform in flight
  * anywhere (another thread still in libcurl at exit, or this thread inside a
  * libcurl callback, where libcurl forbids these calls) and no share lent out
- * (a prewarm on the warm thread). Within CR_CURL_DRAIN_NS. */
+ * (a prewarm on the warm thread, or an app's call on a handle with a
+ * share parked on it). Shares parked on handles the app holds are left to
+ * the kernel (shares.c). Within CR_CURL_DRAIN_NS. */
 static void drain(struct cr_curllib *only, int handles)
 {
 	int n = cr_curl_lib_count();
@@ -154,8 +156,9 @@ void cr_curl_lib_bound_close(struct cr_curllib *lib, CURLSH *sh)
 		f->easy_cleanup(d);
 }
 
-/* Recycled handles hold no connection (they only ever performed pooled):
- * at exit they are left as they are. */
+/* Recycled handles hold no connection of their own (they only ever
+ * performed pooled): at exit the shares parked on them are closed by the
+ * shares' drain and the handles are left as they are. */
 static void drain_at_exit(void)
 {
 	/* A vfork child that calls exit() must not use up the parent's turn. */
@@ -197,4 +200,8 @@ void cr_curl_stats(struct cr_curl_stats *out)
 	out->pools_evicted = atomic_load(&cr_curl_ctr.pools_evicted);
 	out->limit_overflows = atomic_load(&cr_curl_ctr.limit_overflows);
 	out->retries = atomic_load(&cr_curl_ctr.retries);
+	out->shares_taken = atomic_load(&cr_curl_ctr.shares_taken);
+	out->shares_closed_idle = atomic_load(&cr_curl_ctr.shares_closed_idle);
+	out->recycled_lazy = atomic_load(&cr_curl_ctr.recycled_lazy);
+	out->twins = atomic_load(&cr_curl_ctr.twins);
 }

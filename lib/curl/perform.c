@@ -1,15 +1,17 @@
 /* connroute: libcurl lanes — the perform path (docs/INTERNALS.md, "libcurl
  * lanes"):
  *
- *   pick the lane -> limit -> apply the lane's overrides -> check out a
- *   share -> perform, with retries -> check the share in -> restore the
- *   app's values -> count.
+ *   pick the lane -> limit -> bring the handle's settings to the lane's ->
+ *   make sure the handle holds a share of the lane's pool -> perform, with
+ *   retries -> count.
  *
- * Every option the lane sets on an app's handle goes through one struct,
- * cr_curl_override: applying marks the option changed; restoring puts back,
- * in reverse order, exactly the marked ones, each from the app's own value
- * recorded by its setopt calls (struct cr_curl_easy). Nothing else sets an
- * option on an app's handle, so what a perform changed is always put back. */
+ * Every option the lane sets on an app's handle is one entry of ov_opts.
+ * For each, the handle's record keeps the app's own value (its setopt
+ * calls) and the value libcurl holds (`held`); the lane's value is set only
+ * when it differs from `held`, and nothing is put back when the perform
+ * returns: the app cannot observe these options (docs/INTERNALS.md, "the
+ * lane's settings"), and cr_curl_put_back gives them back where a handle or
+ * a duplicate of it leaves our hands. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,42 +35,8 @@
 
 /* ---------------------------------------------------- apply and restore */
 
-/* The options a lane may change for one perform, in the order they are
- * applied; they are put back in reverse (XFERINFOFUNCTION before
- * PROGRESSFUNCTION: setting the former, even to NULL, decides whether
- * libcurl calls the latter). */
-enum ov {
-	OV_CONNECTTIMEOUT,
-	OV_TIMEOUT,
-	OV_MAXAGE,
-	OV_MAXLIFETIME,
-	OV_SSLVERSION,
-	OV_SOCKOPTFUNCTION,
-	OV_SOCKOPTDATA,
-	OV_CLOSESOCKETFUNCTION,
-	OV_CLOSESOCKETDATA,
-	OV_OPENSOCKETFUNCTION,
-	OV_OPENSOCKETDATA,
-	OV_PROGRESSFUNCTION,
-	OV_XFERINFOFUNCTION,
-	OV_XFERINFODATA,
-	OV_NOPROGRESS,
-	OV_MAXCONNECTS,           /* these two with the share: */
-	OV_SHARE,                 /* put back before it is checked in */
-	OV_N
-};
-#define OV_BIT(i) (1u << (i))
-
-typedef void (*ov_func_t)(void);
-union ov_val {
-	long l;
-	void *p;
-	ov_func_t f;
-};
-
 enum { OV_LONG, OV_PTR, OV_FUNC };
 #define OV_APP(field) offsetof(struct cr_curl_easy, field)
-#define OV_APP_NONE SIZE_MAX /* set only when the app has none: put back NULL */
 
 static const struct {
 	CURLoption opt;
@@ -82,10 +50,10 @@ static const struct {
 	[OV_SSLVERSION] = {CURLOPT_SSLVERSION, OV_LONG, OV_APP(app_sslversion)},
 	[OV_SOCKOPTFUNCTION] = {CURLOPT_SOCKOPTFUNCTION, OV_FUNC, OV_APP(app_sockopt)},
 	[OV_SOCKOPTDATA] = {CURLOPT_SOCKOPTDATA, OV_PTR, OV_APP(app_sockopt_data)},
-	[OV_CLOSESOCKETFUNCTION] = {CURLOPT_CLOSESOCKETFUNCTION, OV_FUNC, OV_APP_NONE},
-	[OV_CLOSESOCKETDATA] = {CURLOPT_CLOSESOCKETDATA, OV_PTR, OV_APP_NONE},
-	[OV_OPENSOCKETFUNCTION] = {CURLOPT_OPENSOCKETFUNCTION, OV_FUNC, OV_APP_NONE},
-	[OV_OPENSOCKETDATA] = {CURLOPT_OPENSOCKETDATA, OV_PTR, OV_APP_NONE},
+	[OV_CLOSESOCKETFUNCTION] = {CURLOPT_CLOSESOCKETFUNCTION, OV_FUNC, OV_APP(app_closesocket_fn)},
+	[OV_CLOSESOCKETDATA] = {CURLOPT_CLOSESOCKETDATA, OV_PTR, OV_APP(app_closesocket_data)},
+	[OV_OPENSOCKETFUNCTION] = {CURLOPT_OPENSOCKETFUNCTION, OV_FUNC, OV_APP(app_opensocket_fn)},
+	[OV_OPENSOCKETDATA] = {CURLOPT_OPENSOCKETDATA, OV_PTR, OV_APP(app_opensocket_data)},
 	[OV_PROGRESSFUNCTION] = {CURLOPT_PROGRESSFUNCTION, OV_FUNC, OV_APP(app_progress)},
 	[OV_XFERINFOFUNCTION] = {CURLOPT_XFERINFOFUNCTION, OV_FUNC, OV_APP(app_xferinfo)},
 	[OV_XFERINFODATA] = {CURLOPT_XFERINFODATA, OV_PTR, OV_APP(app_xferinfo_data)},
@@ -94,85 +62,106 @@ static const struct {
 	[OV_SHARE] = {CURLOPT_SHARE, OV_PTR, OV_APP(app_share)},
 };
 
-/* What one perform changed on the app's handle: bit i of CHANGED means
- * option ov_opts[i] holds VAL[i], the lane's value, and the app's own value
- * goes back when the perform ends. */
-struct cr_curl_override {
-	uint32_t changed;
-	union ov_val val[OV_N];
-};
-
-/* Marks option I changed to the lane's value V (the caller sets it). */
-static inline void ov_mark(struct cr_curl_easy *e, enum ov i, union ov_val v)
+/* The app's value of option I (every kind fits the union's bytes). */
+static inline union cr_ov_val app_val(const struct cr_curl_easy *e, int i)
 {
-	e->ov->changed |= OV_BIT(i);
-	e->ov->val[i] = v;
+	union cr_ov_val v = {.l = 0};
+	memcpy(&v, (const char *)e + ov_opts[i].app, sizeof(long));
+	return v;
 }
 
-static void ov_long(struct cr_curl_easy *e, enum ov i, long v)
+static inline int same(union cr_ov_val a, union cr_ov_val b)
 {
-	ov_mark(e, i, (union ov_val){.l = v});
-	e->lib->fns.easy_setopt(e->h, ov_opts[i].opt, v);
+	return memcmp(&a, &b, sizeof(a)) == 0;
 }
 
-static void ov_ptr(struct cr_curl_easy *e, enum ov i, void *v)
-{
-	ov_mark(e, i, (union ov_val){.p = v});
-	e->lib->fns.easy_setopt(e->h, ov_opts[i].opt, v);
-}
-
-static void ov_func(struct cr_curl_easy *e, enum ov i, ov_func_t v)
-{
-	ov_mark(e, i, (union ov_val){.f = v});
-	e->lib->fns.easy_setopt(e->h, ov_opts[i].opt, v);
-}
-
-/* The lane's value V, unless it is the app's own already. */
-static void ov_long_unless_app(struct cr_curl_easy *e, enum ov i, long v)
-{
-	long app;
-	memcpy(&app, (const char *)e + ov_opts[i].app, sizeof(app));
-	if (v != app)
-		ov_long(e, i, v);
-}
-
-/* Puts back the app's values of the changed options among WHICH, last
- * changed first. Unrolled and inlined: with the table and WHICH constant,
- * each entry is a bit test and, if set, one setopt of the app's field. */
-static inline __attribute__((always_inline)) void ov_restore(struct cr_curl_easy *e, uint32_t which)
+static void set_on(const struct cr_curl_easy *e, CURL *t, int i, union cr_ov_val v)
 {
 	CURLcode (*setopt)(CURL *, CURLoption, ...) = e->lib->fns.easy_setopt;
-	uint32_t m = e->ov->changed & which;
-	e->ov->changed &= ~m;
-#pragma GCC unroll 32
-	for (int i = OV_N - 1; i >= 0; i--) {
-		if (!(m & OV_BIT(i)))
+	if (ov_opts[i].type == OV_LONG)
+		setopt(t, ov_opts[i].opt, v.l);
+	else if (ov_opts[i].type == OV_PTR)
+		setopt(t, ov_opts[i].opt, v.p);
+	else
+		setopt(t, ov_opts[i].opt, v.f);
+}
+
+void cr_curl_hold(struct cr_curl_easy *e, enum cr_ov i, union cr_ov_val v)
+{
+	set_on(e, e->h, i, v);
+	e->held[i] = v;
+	e->ov_gen++;
+}
+
+/* The value of option I should be V: one setopt if libcurl holds another. */
+static inline void want(struct cr_curl_easy *e, enum cr_ov i, union cr_ov_val v)
+{
+	if (!same(e->held[i], v))
+		cr_curl_hold(e, i, v);
+}
+
+static inline void want_long(struct cr_curl_easy *e, enum cr_ov i, long v)
+{
+	if (e->held[i].l != v)
+		cr_curl_hold(e, i, (union cr_ov_val){.l = v});
+}
+
+/* PROGRESSFUNCTION and XFERINFOFUNCTION: libcurl calls a progress callback
+ * if the last of the two set was not NULL, so when either must change both
+ * are set, in the order that leaves that as ON says. */
+static void progress_pair(struct cr_curl_easy *e, CURL *t, const union cr_ov_val *from, union cr_ov_val p,
+			  union cr_ov_val x, int on)
+{
+	if (same(from[OV_PROGRESSFUNCTION], p) && same(from[OV_XFERINFOFUNCTION], x))
+		return;
+	int p_last = on ? p.f != NULL : p.f == NULL;
+	if (p_last) {
+		set_on(e, t, OV_XFERINFOFUNCTION, x);
+		set_on(e, t, OV_PROGRESSFUNCTION, p);
+	} else {
+		set_on(e, t, OV_PROGRESSFUNCTION, p);
+		set_on(e, t, OV_XFERINFOFUNCTION, x);
+	}
+	if (t == e->h) {
+		e->held[OV_PROGRESSFUNCTION] = p;
+		e->held[OV_XFERINFOFUNCTION] = x;
+		e->ov_gen++;
+	}
+}
+
+void cr_curl_put_back(struct cr_curl_easy *e, CURL *t)
+{
+	union cr_ov_val held[OV_N];
+	memcpy(held, e->held, sizeof(held));
+	for (int i = 0; i < OV_N; i++) {
+		if (i == OV_PROGRESSFUNCTION || i == OV_XFERINFOFUNCTION)
 			continue;
-		size_t off = ov_opts[i].app;
-		if (ov_opts[i].type == OV_LONG) {
-			long v;
-			memcpy(&v, (const char *)e + off, sizeof(v));
-			setopt(e->h, ov_opts[i].opt, v);
-		} else if (ov_opts[i].type == OV_PTR) {
-			void *v = NULL;
-			if (off != OV_APP_NONE)
-				memcpy(&v, (const char *)e + off, sizeof(v));
-			setopt(e->h, ov_opts[i].opt, v);
-		} else {
-			ov_func_t v = NULL;
-			if (off != OV_APP_NONE)
-				memcpy(&v, (const char *)e + off, sizeof(v));
-			setopt(e->h, ov_opts[i].opt, v);
+		union cr_ov_val a = app_val(e, i);
+		/* A duplicate holds no share whatever the original holds. */
+		if (i == OV_SHARE && t != e->h)
+			continue;
+		if (!same(held[i], a)) {
+			set_on(e, t, i, a);
+			if (t == e->h) {
+				e->held[i] = a;
+				e->ov_gen++;
+			}
 		}
 	}
+	progress_pair(e, t, held, app_val(e, OV_PROGRESSFUNCTION), app_val(e, OV_XFERINFOFUNCTION),
+		      e->app_progress_on);
+}
+
+void cr_curl_held_app(struct cr_curl_easy *e)
+{
+	for (int i = 0; i < OV_N; i++)
+		e->held[i] = app_val(e, i);
+	e->ov_gen++;
 }
 
 void cr_curl_perform_set_timeout(struct cr_curl_easy *e, long ms)
 {
-	if (e->ov)
-		ov_long(e, OV_TIMEOUT, ms);
-	else
-		e->lib->fns.easy_setopt(e->h, CURLOPT_TIMEOUT_MS, ms);
+	want_long(e, OV_TIMEOUT, ms);
 }
 
 /* response_header_timeout: from the moment the request is sent (connection
@@ -188,7 +177,8 @@ static int xferinfo_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
 		       curl_off_t ulnow)
 {
 	struct cr_curl_easy *e = clientp;
-	if (e->rht_ms > 0 && !e->rht_fired && !e->rht_relaxed) {
+	/* Outside a perform of ours (a multi transfer): the app's part only. */
+	if (e->lane && e->rht_ms > 0 && !e->rht_fired && !e->rht_relaxed) {
 		const struct cr_curlfns *f = &e->lib->fns;
 		curl_off_t pre = 0, start = 0;
 		f->easy_getinfo(e->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
@@ -218,12 +208,26 @@ static int xferinfo_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
 	return 0;
 }
 
-/* The lane's settings for this perform, applied through E's override
- * struct. Returns the request deadline in ms (0 = none). A lane never
- * loosens what the app asked: the smaller non-zero timeout wins, and the
- * time queued for a limit (WAITED_MS) counts against request_timeout. */
-static long apply_lane(struct cr_curl_easy *e, const struct cr_lane *lane, long waited_ms)
+/* The lane's settings for this perform: each option is set only if libcurl
+ * holds another value (a persistent handle in the same lane: none). Options
+ * the lane leaves alone get the app's value back. Returns the request
+ * deadline in ms (0 = none). A lane never loosens what the app asked: the
+ * smaller non-zero timeout wins, and the time queued for a limit
+ * (WAITED_MS) counts against request_timeout. */
+static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg, const struct cr_lane *lane,
+		       long waited_ms)
 {
+	/* The same lane of the same config as the last perform, and nothing
+	 * held or set by the app since: libcurl holds the lane's values. */
+	unsigned cfgen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed);
+	int warm = cr_warm_lane_has_pools(lane) && !e->app_opensocket_fn;
+	e->warm_fd = -1;
+	if (e->ap_lane == lane && e->ap_cfg == cfg && e->ap_cfgen == cfgen && e->ap_gen == e->ov_gen &&
+	    e->ap_warm == warm && waited_ms == 0 && lane->response_header_timeout_ms <= 0) {
+		e->rht_ms = 0;
+		e->ct_ms = e->ap_ct;
+		return e->ap_rt;
+	}
 	long ct = cr_curl_min_nonzero(e->app_connect_timeout_ms, lane->connect_timeout_ms);
 	long rt = lane->request_timeout_ms > 0 ? lane->request_timeout_ms - waited_ms : 0;
 	if (lane->request_timeout_ms > 0 && rt < 1)
@@ -242,44 +246,57 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_lane *lane, long 
 	}
 	long sslv = e->app_sslversion;
 	if (lane->min_tls > 0) {
-		long want = lane->min_tls == 10 ? CURL_SSLVERSION_TLSv1_0
-			    : lane->min_tls == 11 ? CURL_SSLVERSION_TLSv1_1
-			    : lane->min_tls == 12 ? CURL_SSLVERSION_TLSv1_2
-						  : CURL_SSLVERSION_TLSv1_3;
+		long w = lane->min_tls == 10 ? CURL_SSLVERSION_TLSv1_0
+			 : lane->min_tls == 11 ? CURL_SSLVERSION_TLSv1_1
+			 : lane->min_tls == 12 ? CURL_SSLVERSION_TLSv1_2
+					       : CURL_SSLVERSION_TLSv1_3;
 		long app_min = sslv & 0xffff, app_max = sslv & ~0xffffL;
-		if (app_min < want || app_min == CURL_SSLVERSION_DEFAULT)
-			sslv = app_max | want;
+		if (app_min < w || app_min == CURL_SSLVERSION_DEFAULT)
+			sslv = app_max | w;
 	}
 	e->rht_ms = lane->response_header_timeout_ms;
 	e->ct_ms = ct;
 
-	ov_long_unless_app(e, OV_CONNECTTIMEOUT, ct);
-	if (rt != e->app_timeout_ms || e->rht_ms > 0)
-		ov_long(e, OV_TIMEOUT, rt);
-	ov_long_unless_app(e, OV_MAXAGE, maxage);
+	want_long(e, OV_CONNECTTIMEOUT, ct);
+	want_long(e, OV_TIMEOUT, rt);
+	want_long(e, OV_MAXAGE, maxage);
 	if (e->lib->has_maxlifetime)
-		ov_long_unless_app(e, OV_MAXLIFETIME, life);
-	ov_long_unless_app(e, OV_SSLVERSION, sslv);
-	/* Always: new connections are counted there, and get the lane's options. */
-	ov_func(e, OV_SOCKOPTFUNCTION, (ov_func_t)cr_curl_sockets_opt);
-	ov_ptr(e, OV_SOCKOPTDATA, e);
-	if (!e->app_closesocket) {
-		ov_func(e, OV_CLOSESOCKETFUNCTION, (ov_func_t)cr_curl_sockets_close);
-		ov_ptr(e, OV_CLOSESOCKETDATA, (void *)(intptr_t)(lane->id + 1));
+		want_long(e, OV_MAXLIFETIME, life);
+	want_long(e, OV_SSLVERSION, sslv);
+	/* Always ours: new connections are counted there, and get the lane's
+	 * options (the app's callback is chained). */
+	want(e, OV_SOCKOPTFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_opt});
+	want(e, OV_SOCKOPTDATA, (union cr_ov_val){.p = e});
+	if (!e->app_closesocket_fn) {
+		want(e, OV_CLOSESOCKETFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_close});
+		want(e, OV_CLOSESOCKETDATA, (union cr_ov_val){.p = (void *)(intptr_t)(lane->id + 1)});
 	}
-	e->warm_fd = -1;
-	if (cr_warm_lane_has_pools(lane) && !e->app_opensocket) {
-		ov_func(e, OV_OPENSOCKETFUNCTION, (ov_func_t)cr_curl_sockets_open);
-		ov_ptr(e, OV_OPENSOCKETDATA, e);
+	if (warm) {
+		want(e, OV_OPENSOCKETFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_open});
+		want(e, OV_OPENSOCKETDATA, (union cr_ov_val){.p = e});
+	} else {
+		want(e, OV_OPENSOCKETFUNCTION, (union cr_ov_val){.f = e->app_opensocket_fn});
+		want(e, OV_OPENSOCKETDATA, (union cr_ov_val){.p = e->app_opensocket_data});
 	}
 	if (e->rht_ms > 0) {
 		/* Our callback chains the app's, whichever kind it set. */
-		if (e->app_progress && !e->app_xferinfo)
-			ov_func(e, OV_PROGRESSFUNCTION, (ov_func_t)NULL);
-		ov_func(e, OV_XFERINFOFUNCTION, (ov_func_t)xferinfo_cb);
-		ov_ptr(e, OV_XFERINFODATA, e);
-		ov_long(e, OV_NOPROGRESS, 0L);
+		union cr_ov_val p = {.f = (cr_ov_func)(e->app_progress && !e->app_xferinfo ? NULL : e->app_progress)};
+		progress_pair(e, e->h, e->held, p, (union cr_ov_val){.f = (cr_ov_func)xferinfo_cb}, 1);
+		want(e, OV_XFERINFODATA, (union cr_ov_val){.p = e});
+		want_long(e, OV_NOPROGRESS, 0L);
+	} else {
+		progress_pair(e, e->h, e->held, (union cr_ov_val){.f = (cr_ov_func)e->app_progress},
+			      (union cr_ov_val){.f = (cr_ov_func)e->app_xferinfo}, e->app_progress_on);
+		want(e, OV_XFERINFODATA, (union cr_ov_val){.p = e->app_xferinfo_data});
+		want_long(e, OV_NOPROGRESS, e->app_noprogress);
 	}
+	e->ap_cfg = cfg;
+	e->ap_cfgen = cfgen;
+	e->ap_lane = lane;
+	e->ap_gen = e->ov_gen;
+	e->ap_warm = warm;
+	e->ap_rt = rt;
+	e->ap_ct = ct;
 	return rt;
 }
 
@@ -296,21 +313,50 @@ static void errbuf_set(struct cr_curl_easy *e, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Bumped at every re-publish of the config (cr_curl_shares_retire): a
+ * handle's remembered lane is for one config, and a later config may be
+ * allocated where an old one was. */
+atomic_uint cr_curl_cfg_gen;
+
 /* Which lane: the thread's key and the destination (a literal address also
- * matches CIDR rules). */
-static const struct cr_lane *pick_lane(const struct cr_config *cfg, const struct cr_curl_easy *e,
-				       const char **key)
+ * matches CIDR rules). Remembered by the handle for the same config, key
+ * and URL: a persistent handle does not match rules again. */
+static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_curl_easy *e, const char **key)
 {
-	struct cr_dest d = {.family = e->u_family, .port = (uint16_t)e->u_port, .host = e->u_host};
-	memcpy(d.addr, e->u_addr, 16);
-	int unmatched = 0;
 	*key = cr_key_resolve(cfg);
-	const struct cr_lane *lane = cr_lane_select(cfg, *key, &d, &unmatched);
-	cr_notice_lane(lane, *key, unmatched);
-	cr_kick();
+	unsigned gen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_acquire);
+	const struct cr_lane *lane;
+	int unmatched;
+	if (e->lc_cfg == cfg && e->lc_gen == gen && e->lc_url_gen == e->url_gen && strcmp(*key, e->lc_key) == 0) {
+		lane = e->lc_lane;
+		unmatched = e->lc_unmatched;
+	} else {
+		struct cr_dest d = {.family = e->u_family, .port = (uint16_t)e->u_port, .host = e->u_host};
+		memcpy(d.addr, e->u_addr, 16);
+		unmatched = 0;
+		lane = cr_lane_select(cfg, *key, &d, &unmatched);
+		/* Once per lane and unmatched key: a remembered lane was noticed
+		 * when it was picked. */
+		cr_notice_lane(lane, *key, unmatched);
+		unmatched = unmatched && strcmp(*key, "default") != 0;
+		size_t n = strlen(*key);
+		e->lc_lane = NULL;
+		if (n < sizeof(e->lc_key)) {
+			memcpy(e->lc_key, *key, n + 1);
+			e->lc_cfg = cfg;
+			e->lc_gen = gen;
+			e->lc_url_gen = e->url_gen;
+			e->lc_lane = lane;
+			e->lc_unmatched = unmatched;
+		}
+		/* The background thread starts at a process's first routed
+		 * perform; once a handle remembers its lane, it has been kicked
+		 * in this process (a fork child forgets every remembered lane). */
+		cr_kick();
+	}
 	if (atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
 		cr_warm_kick();
-	if (unmatched && strcmp(*key, "default") != 0)
+	if (unmatched)
 		cr_m_unmatched();
 	return lane;
 }
@@ -355,10 +401,11 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 	return -1;
 }
 
-/* One perform with deadline RT_MS (0 = none). A response_header_timeout
- * expiry, whether our callback aborted or libcurl's timer fired first,
- * reads as the timeout it is and is flagged for the message. */
-static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms)
+/* One perform with deadline RT_MS (0 = none), started at T0_NS. A
+ * response_header_timeout expiry, whether our callback aborted or
+ * libcurl's timer fired first, reads as the timeout it is and is flagged
+ * for the message. */
+static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns)
 {
 	const struct cr_curlfns *f = &e->lib->fns;
 	e->rht_ref_ns = 0;
@@ -367,16 +414,20 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms)
 	e->rt_ms = rt_ms;
 	e->new_conns = 0;
 	e->warm_used = 0;
-	e->perform_t0_ns = cr_now_ns();
+	e->perform_t0_ns = t0_ns;
 	/* libcurl gives a new connection's connect whatever is left of the
 	 * total timeout when it starts (the happy-eyeballs timer is set before
 	 * the socket exists), so the first deadline must leave the connect its
 	 * own time: connect + rht; it is tightened once the request is sent. */
 	if (e->rht_ms > 0)
-		ov_long(e, OV_TIMEOUT, cr_curl_min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
+		want_long(e, OV_TIMEOUT, cr_curl_min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
 	CURLcode rc = f->easy_perform(e->h);
-	if (e->new_conns)
+	if (e->new_conns) {
+		/* libcurl's "connection died, retrying" counter only goes back
+		 * to 0 with a reset: this life ends with one. */
+		e->life_reset = 1;
 		cr_curl_sockets_count(e);
+	}
 	if (e->rht_fired && rc == CURLE_ABORTED_BY_CALLBACK)
 		rc = CURLE_OPERATION_TIMEDOUT;
 	if (e->rht_ms > 0 && rc == CURLE_OPERATION_TIMEDOUT && !e->rht_fired) {
@@ -395,15 +446,17 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms)
 /* The first attempt, then retries while retry.c allows them, each within
  * what is left of the deadline RT_MS. */
 static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
-				     long rt, long waited_ms)
+				     long rt, long waited_ms, uint64_t t0)
 {
-	uint64_t t0 = cr_now_ns();
 	unsigned keyflags = 0;
-	cr_key_flags(key, &keyflags);
-	cr_curl_retry_note_request(lane->id, t0);
+	/* The retry budget counts requests; a lane without retries needs none. */
+	if (lane->retries > 0) {
+		cr_key_flags(key, &keyflags);
+		cr_curl_retry_note_request(lane->id, t0);
+	}
 	cr_m_inflight(lane->id, 1);
 	e->resends = 0;
-	CURLcode rc = perform_once(e, rt);
+	CURLcode rc = perform_once(e, rt, t0);
 	long pause;
 	for (int attempt = 0;
 	     rc != CURLE_OK && (pause = cr_curl_retry_next(e, lane, keyflags, attempt, rc, rt, t0, waited_ms)) >= 0;
@@ -412,16 +465,17 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 			struct timespec ts = {.tv_sec = pause / 1000, .tv_nsec = (pause % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
 		}
+		uint64_t t = cr_now_ns();
 		long left = 0;
 		if (rt > 0) {
-			left = rt - (long)((cr_now_ns() - t0) / 1000000ull) - waited_ms;
+			left = rt - (long)((t - t0) / 1000000ull) - waited_ms;
 			if (left < 1)
 				left = 1;
-			ov_long(e, OV_TIMEOUT, left);
+			want_long(e, OV_TIMEOUT, left);
 		}
 		cr_curl_retry_count(lane, key, attempt, rc);
 		e->resends = attempt + 1;
-		rc = perform_once(e, rt > 0 ? left : 0);
+		rc = perform_once(e, rt > 0 ? left : 0, t);
 	}
 	return rc;
 }
@@ -439,44 +493,76 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 		e->lane = NULL;
 		return CURLE_OPERATION_TIMEDOUT;
 	}
+	long rt = apply_lane(e, cfg, lane, waited_ms);
 
-	struct cr_curl_override ov;
-	ov.changed = 0;
-	e->ov = &ov;
-	long rt = apply_lane(e, lane, waited_ms);
-
+	/* The share: the one parked on the handle if it is of this lane's pool
+	 * (a persistent handle: no lock, no setopt), else another. */
 	/* A handle with its own closesocket callback is never pooled: libcurl
 	 * runs the callback inside curl_easy_cleanup of the handle that made the
 	 * connection, and the app may free its data right after; a pooled
 	 * connection would outlive both. */
-	struct cr_curl_share *s = NULL;
-	if (!e->app_share && !e->forbid_reuse && !e->app_closesocket && lane->max_idle_per_host > 0)
-		s = cr_curl_shares_checkout(lib, lane, e->resolve ? cr_curl_shares_flavor(e->resolve) : 0, t_start);
+	int poolable = !e->app_share && !e->forbid_reuse && !e->app_closesocket_fn && !e->connect_only &&
+		       !e->upkeep_set && lane->max_idle_per_host > 0;
+	uint64_t flavor = e->resolve ? cr_curl_shares_flavor(e->resolve) : 0;
+	struct cr_curl_share *s = e->share;
+	/* The share of the last perform, for the same lane of the same config
+	 * (a reload or a fork changes cr_curl_cfg_gen, a retired pool comes
+	 * with a reload): it fits. */
+	unsigned cfgen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed);
+	int same = s && s == e->sh_share && e->sh_lane == lane && e->sh_cfg == cfg && e->sh_cfgen == cfgen &&
+		   !e->resolve;
+	if (s && (!poolable || (!same && !cr_curl_shares_fits(e, lane, flavor)))) {
+		cr_curl_shares_release(lib, e);
+		s = NULL;
+	}
+	if (poolable && !s)
+		s = cr_curl_shares_checkout(lib, e, lane, flavor, t_start, 1);
+	e->sh_share = s;
+	e->sh_lane = lane;
+	e->sh_cfg = cfg;
+	e->sh_cfgen = cfgen;
 	if (s) {
-		ov_long_unless_app(e, OV_MAXCONNECTS, lane->max_idle_per_host);
-		ov_ptr(e, OV_SHARE, s->sh);
-		atomic_fetch_add(&cr_curl_ctr.performs_pooled, 1);
+		want_long(e, OV_MAXCONNECTS, lane->max_idle_per_host);
+		atomic_fetch_add_explicit(&cr_curl_ctr.performs_pooled, 1, memory_order_relaxed);
 	} else {
-		atomic_fetch_add(&cr_curl_ctr.performs_unpooled, 1);
+		want_long(e, OV_MAXCONNECTS, e->app_maxconnects);
+		atomic_fetch_add_explicit(&cr_curl_ctr.performs_unpooled, 1, memory_order_relaxed);
 		e->dirty = 1; /* the handle's own cache may now hold a connection */
 	}
 
-	CURLcode rc = perform_with_retries(e, lane, key, rt, waited_ms);
+	e->performed = 1;
+	e->stale = 0; /* the perform starts from clean results (Curl_pretransfer) */
+	unsigned long closes = cr_curl_tls_closes;
+	CURLcode rc = perform_with_retries(e, lane, key, rt, waited_ms, t_start);
 	cr_curl_alog(e, lane, key, rc, t_start, waited_ms, 0); /* before the share is detached */
+	if (cr_curl_tls_closes != closes)
+		e->life_reset = 1; /* a connection died under it: see perform_once */
 
-	if (s) {
-		ov_restore(e, OV_BIT(OV_MAXCONNECTS) | OV_BIT(OV_SHARE));
-		cr_curl_shares_checkin(lib, s);
-	}
-	ov_restore(e, ~0u);
-	e->ov = NULL;
 	e->warm_fd = -1; /* one taken but never used was closed by libcurl */
 	if (e->rht_ms > 0 && e->rht_fired && rc == CURLE_OPERATION_TIMEDOUT)
 		errbuf_set(e, "connroute: lane '%s': no response headers within %ld ms (response_header_timeout)",
 			   lane->name, e->rht_ms);
 
+	/* Does libcurl's current URL read as the one the app set? Then setting
+	 * the same one again can be skipped (handles.c). */
+	e->last_code_known = 0;
+	if (e->url_text[0]) {
+		/* The same URL with no redirect possible (FOLLOWLOCATION known off,
+		 * no unknown option) ends as it ended last time: asked once per URL. */
+		if (e->url_norm_gen == e->url_gen && !e->dirty && cr_curl_no_follow(e)) {
+			e->url_in_state = e->url_norm_same;
+		} else {
+			char *eu = NULL;
+			lib->fns.easy_getinfo(e->h, CURLINFO_EFFECTIVE_URL, &eu);
+			e->url_in_state = e->url_norm_same = eu && strcmp(eu, e->url_text) == 0;
+			e->url_norm_gen = e->url_gen;
+		}
+	}
+
+	uint64_t t_end = cr_now_ns();
+	atomic_store_explicit(&e->last_perform_ns, t_end, memory_order_relaxed);
 	cr_m_inflight(lane->id, -1);
-	cr_m_request(lane->id, key, cr_now_ns() - t_start,
+	cr_m_request(lane->id, key, t_end - t_start,
 		     rc == CURLE_OK ? CR_OUT_OK : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT : CR_OUT_ERROR);
 	e->lane = NULL;
 	if (slot != CR_SLOT_NONE)
@@ -484,22 +570,44 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	return rc;
 }
 
+/* A perform we do not route: the handle as the app made it, without our
+ * share (libcurl's private cache). */
+static CURLcode perform_unrouted(struct cr_curllib *lib, struct cr_curl_easy *e)
+{
+	atomic_fetch_add(&cr_curl_ctr.performs_unpooled, 1);
+	if (e->share)
+		cr_curl_shares_release(lib, e);
+	cr_curl_put_back(e, e->h);
+	e->dirty = 1; /* its private cache may now hold a connection */
+	e->performed = 1;
+	e->stale = 0;
+	e->life_reset = 1;
+	e->url_in_state = 0;
+	return lib->fns.easy_perform(e->h);
+}
+
 CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 {
-	const struct cr_curlfns *f = &lib->fns;
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
-	if (!e || !e->url_ok) {
+	if (!e) {
 		atomic_fetch_add(&cr_curl_ctr.performs_unpooled, 1);
-		if (e)
-			e->dirty = 1; /* its private cache may now hold a connection */
-		return f->easy_perform(h);
+		return lib->fns.easy_perform(h);
 	}
+	int took = cr_curl_pin(e);
+	if (e->twin || (e->set_prev[0] | e->set_prev[1]))
+		cr_curl_settle(e);
+	CURLcode rc;
 	/* Held for the whole perform: a reload must not free the lane under a
 	 * transfer (nor cancel its dial). */
-	const struct cr_config *cfg = cr_cfgref_acquire();
-	if (!cfg)
-		return f->easy_perform(h);
-	CURLcode rc = perform_routed(lib, e, cfg);
-	cr_cfgref_release(cfg);
+	/* A handle attached to a multi is the multi's: libcurl refuses to
+	 * perform it, and a share parked on it would be the multi's transfer's. */
+	const struct cr_config *cfg = e->url_ok && !e->multi ? cr_cfgref_acquire() : NULL;
+	if (cfg) {
+		rc = perform_routed(lib, e, cfg);
+		cr_cfgref_release(cfg);
+	} else {
+		rc = perform_unrouted(lib, e);
+	}
+	cr_curl_unpin(e, took);
 	return rc;
 }

@@ -28,7 +28,9 @@ curl_socket_t cr_curl_sockets_open(void *clientp, curlsocktype purpose, struct c
 {
 	struct cr_curl_easy *e = clientp;
 	struct cr_dest d;
-	if (purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM &&
+	/* e->lane is NULL outside a perform of ours (a multi transfer of a
+	 * handle nobody gave back): libcurl's default socket. */
+	if (e->lane && purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM &&
 	    (a->protocol == 0 || a->protocol == IPPROTO_TCP) &&
 	    cr_dest_from_sockaddr(&d, &a->addr, a->addrlen) == 0) {
 		uint32_t slot;
@@ -51,9 +53,12 @@ curl_socket_t cr_curl_sockets_open(void *clientp, curlsocktype purpose, struct c
 /* Counts libcurl's connection closes for the lane's active gauge. libcurl
  * copies the callback and its data into each connection when it is made,
  * so the data is the lane id, never a pointer that could go stale. */
+__thread unsigned long cr_curl_tls_closes;
+
 int cr_curl_sockets_close(void *clientp, curl_socket_t fd)
 {
 	struct cr_fdinfo info;
+	cr_curl_tls_closes++;
 	if (!cr_fdtab_any() || !cr_fdtab_peek(fd, &info))
 		cr_m_conn_closed((int)(intptr_t)clientp - 1);
 	return cr_route_close_fd(fd);
@@ -64,6 +69,8 @@ int cr_curl_sockets_opt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	struct cr_curl_easy *e = clientp;
 	int r = CURL_SOCKOPT_OK;
+	if (!e->lane) /* outside a perform of ours: the app's part only */
+		return e->app_sockopt ? e->app_sockopt(e->app_sockopt_data, fd, purpose) : CURL_SOCKOPT_OK;
 	if (purpose == CURLSOCKTYPE_IPCXN)
 		e->new_conns++; /* before the app's callback: libcurl closes a refused one */
 	if (purpose == CURLSOCKTYPE_IPCXN && fd == e->warm_fd) {

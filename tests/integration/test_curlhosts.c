@@ -165,6 +165,40 @@ Test(curlhosts_multi, multi_cleanup_leaves_its_handles_usable, .init = start_pla
 	h_run_free(&b);
 }
 
+/* A handle that performed through the easy interface (its share stays parked on it under
+ * the shim) and is then added to a multi: the multi must see exactly the app's handle, so
+ * its transfer uses the multi's own connection cache (a new connection, req=1) as without
+ * the shim, never the lane's pooled one (req=2), which another thread could take from the
+ * handle while the multi drives it. */
+static void permulti_case(const char *const *env)
+{
+	struct h_run a, b;
+	const char *argv[] = {"curlhosts", "permulti", path_url("/conn"), NULL};
+	run(&a, argv, env, 0);
+	cr_assert_eq(a.status, 0, "%s", a.err);
+	cr_assert(strstr(a.out, "perform1 rc=0\n") && strstr(a.out, "multi running=0 rc=0\n"), "%s", a.out);
+	cr_assert_eq(count_substr(a.out, "req=1\n"), 2, "without the shim:\n%s", a.out);
+	run(&b, argv, env, 1);
+	cr_expect_eq(b.status, 0, "%s", b.err);
+	cr_expect(strstr(b.out, "perform1 rc=0\n") && strstr(b.out, "multi running=0 rc=0\n"), "%s", b.out);
+	cr_expect_eq(count_substr(b.out, "req=1\n"), 2, "the multi's transfer used the lane's connection:\n%s",
+		     b.out);
+	h_run_free(&a);
+	h_run_free(&b);
+}
+
+Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections, .init = start_plain, .fini = stop)
+{
+	permulti_case(NULL);
+}
+
+Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections_with_a_config, .init = start_plain,
+     .fini = stop)
+{
+	const char *env[] = {config("[lane default]\nmax_idle_per_host = 4\nconnect_timeout = 2s\n"), NULL};
+	permulti_case(env);
+}
+
 /* ---------------------------------------------- item 5: plugins with different libcurls */
 
 /* A host dlopens a plugin linked with libcurl.so.4 (OpenSSL), uses it, dlcloses it, then

@@ -334,7 +334,7 @@ Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = st
  * finish on the old lanes; no request fails; afterwards at most one request at a time
  * reaches the server. RETIRE: the new config also changes a setting pooled connections
  * carry (keepalive), so the old pools must drain and close: then the server never again
- * sees more than one connection open. Without it the lane keeps its pooled connections
+ * sees more than one connection per thread open. Without it the lane keeps its pooled connections
  * (limits apply per request), and only the pace shows the limit. */
 static void reload_case(int retire)
 {
@@ -381,8 +381,13 @@ static void reload_case(int retire)
 	long done = h_stat(&up, "path_delay") - before;
 	cr_expect_leq(done, 10, "%ld requests of 150 ms in 1.2 s: more than one at a time", done);
 	cr_expect_geq(done, 3, "the lane stalled after the reload");
+	/* libcurl lanes v2: a thread's next handle gets the share its last one
+	 * returned (docs/INTERNALS.md, "libcurl lanes"), so each of the four
+	 * threads keeps one connection of the new pool, used one at a time (the
+	 * limit counts transfers); never a fifth beside them. */
 	if (retire)
-		cr_expect_leq(h_stat(&up, "max_open"), 1, "a new connection beside the one the limit allows");
+		cr_expect_leq(h_stat(&up, "max_open"), 4, "more connections than threads after the reload: %ld",
+			      h_stat(&up, "max_open"));
 
 	char *t = scrape(spec);
 	cr_expect_geq(mval(t, "connroute_config_reloads_total{result=\"ok\"}"), 1, "%s", t);

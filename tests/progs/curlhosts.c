@@ -20,6 +20,11 @@
  *       curl_multi_cleanup with a handle still attached (libcurl leaves the easy handle
  *       alone), then that handle performs URL with curl_easy_perform and is cleaned up;
  *       then a new handle performs URL. Prints "perform1 rc=N", "perform2 rc=N".
+ *   curlhosts permulti URL
+ *       One handle performs URL with curl_easy_perform ("t1 body: ..."), then is added to a
+ *       multi that performs URL again ("t2 body: ...", "multi rc=N"). The multi has its own
+ *       connection cache: libcurl opens a new connection for the second transfer (its
+ *       body says req=1), as the handle's first connection stays in the easy interface's.
  *   curlhosts ftp BASE_URL N [global] [inflight=URL]
  *       A handle per file: N FTP downloads BASE_URL/file<i>.txt, each handle cleaned up
  *       right after its transfer, as an app that knows nothing of pooling does. "global":
@@ -196,6 +201,34 @@ static int run_multicleanup(int argc, char **argv)
 	return 0;
 }
 
+static int run_permulti(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	CURL *h = curl_easy_init();
+	CURLM *m = curl_multi_init();
+	if (!m || !h)
+		return 3;
+	curl_easy_setopt(h, CURLOPT_URL, argv[2]);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, print_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)"t1");
+	CURLcode rc = curl_easy_perform(h);
+	printf("perform1 rc=%d\n", (int)rc);
+	fflush(stdout);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)"t2");
+	if (curl_multi_add_handle(m, h) != CURLM_OK)
+		return 4;
+	int running = drive(m, 5000);
+	int left = 0;
+	CURLMsg *msg = curl_multi_info_read(m, &left);
+	printf("multi running=%d rc=%d\n", running, msg && msg->msg == CURLMSG_DONE ? (int)msg->data.result : -1);
+	curl_multi_remove_handle(m, h);
+	curl_easy_cleanup(h);
+	curl_multi_cleanup(m);
+	printf("exit\n");
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- ftp */
 
 static void *inflight_main(void *arg)
@@ -250,7 +283,7 @@ static int run_ftp(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: curlhosts closecb|multi|multicleanup|ftp ...\n");
+		fprintf(stderr, "usage: curlhosts closecb|multi|multicleanup|permulti|ftp ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "closecb"))
@@ -259,6 +292,8 @@ int main(int argc, char **argv)
 		return run_multi(argc, argv);
 	if (!strcmp(argv[1], "multicleanup"))
 		return run_multicleanup(argc, argv);
+	if (!strcmp(argv[1], "permulti"))
+		return run_permulti(argc, argv);
 	if (!strcmp(argv[1], "ftp"))
 		return run_ftp(argc, argv);
 	fprintf(stderr, "curlhosts: unknown mode %s\n", argv[1]);

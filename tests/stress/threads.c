@@ -1,8 +1,10 @@
 /* Threaded stress of the engine for ThreadSanitizer (Criterion does not run
  * under TSan): libcurl lanes from 8 threads in 2 lanes against an in-process
  * server (half of them with more resolve flavours than pool slots) while the
- * config is reloaded, limits with waiters, and the fd table with racing
- * closers.
+ * config is reloaded; parked shares (persistent handles moving between
+ * threads, shares taken from idle handles, reset, duphandle, getinfo,
+ * recycled handles, the idle sweep); limits with waiters, and the fd table
+ * with racing closers.
  * `make tsan` builds it with -fsanitize=thread and runs it; exit 0 = clean. */
 #include <pthread.h>
 #include <sched.h>
@@ -70,6 +72,96 @@ static void *flavour_worker(void *arg)
 		curl_slist_free_all(rl);
 		if (rc != CURLE_OK)
 			return (void *)1;
+	}
+	return NULL;
+}
+
+/* Parked shares (docs/INTERNALS.md, "libcurl lanes"): 12 persistent handles in a common
+ * rack, taken in turn by 4 threads (a handle moves between threads, one at a time), each
+ * performing, resetting, duplicating or asking getinfo; shares may be taken from idle
+ * handles at once (steal idle 0), and a sweeper closes idle ones every few ms. */
+#define RACK 12
+static CURL *rack[RACK];
+static int rack_busy[RACK];
+static pthread_mutex_t rack_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int stop_sweep;
+
+static void *rack_worker(void *arg)
+{
+	char url[128];
+	unsigned seed = (unsigned)(intptr_t)arg * 7919u + 1;
+	cr_key_set((intptr_t)arg % 2 ? "w/b" : "w/a");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ts_port());
+	for (int i = 0; i < 300; i++) {
+		int k;
+		pthread_mutex_lock(&rack_mu);
+		do
+			k = (int)(rand_r(&seed) % RACK);
+		while (rack_busy[k]);
+		rack_busy[k] = 1;
+		pthread_mutex_unlock(&rack_mu);
+		CURL *h = rack[k];
+		switch (rand_r(&seed) % 8) {
+		case 0:
+			cr_curl_reset(lib, h);
+			cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+			cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+			cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+			break;
+		case 1: {
+			CURL *d = cr_curl_duphandle(lib, h);
+			if (d && cr_curl_perform(lib, d) != CURLE_OK)
+				return (void *)1;
+			cr_curl_cleanup(lib, d);
+			break;
+		}
+		case 2: {
+			long code = 0;
+			curl_socket_t fd;
+			cr_curl_getinfo(lib, h, CURLINFO_RESPONSE_CODE, &code);
+			cr_curl_getinfo(lib, h, CURLINFO_ACTIVESOCKET, &fd);
+			break;
+		}
+		default:
+			break;
+		}
+		if (cr_curl_perform(lib, h) != CURLE_OK)
+			return (void *)1;
+		pthread_mutex_lock(&rack_mu);
+		rack_busy[k] = 0;
+		pthread_mutex_unlock(&rack_mu);
+	}
+	return NULL;
+}
+
+/* New handles per request, some left idle a moment: recycled handles with their shares. */
+static void *fresh_worker(void *arg)
+{
+	char url[128];
+	(void)arg;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ts_port());
+	for (int i = 0; i < 300; i++) {
+		CURL *h = cr_curl_init(lib);
+		long code = 0;
+		cr_curl_getinfo(lib, h, CURLINFO_RESPONSE_CODE, &code); /* a stale handle's twin */
+		cr_curl_setopt(lib, h, CURLOPT_URL, url, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+		cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+		if (cr_curl_perform(lib, h) != CURLE_OK)
+			return (void *)1;
+		cr_curl_cleanup(lib, h);
+		if (i % 50 == 0)
+			usleep(3000);
+	}
+	return NULL;
+}
+
+static void *sweeper(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_sweep)) {
+		cr_curl_idle_sweep();
+		usleep(1000);
 	}
 	return NULL;
 }
@@ -223,7 +315,8 @@ int main(void)
 {
 	struct cr_curlfns f = {curl_easy_init, curl_easy_setopt, curl_easy_perform, curl_easy_cleanup,
 			       curl_easy_reset, curl_easy_duphandle, curl_easy_getinfo, curl_share_init,
-			       curl_share_setopt, curl_share_cleanup, curl_version_info, curl_multi_init,
+			       curl_share_setopt, curl_share_cleanup, curl_version_info,
+			       curl_easy_upkeep, curl_easy_header, curl_easy_nextheader, curl_multi_init,
 			       curl_multi_add_handle, curl_multi_remove_handle, curl_multi_cleanup,
 			       curl_global_cleanup};
 	struct cr_config *cfg = calloc(1, sizeof(*cfg));
@@ -255,6 +348,39 @@ int main(void)
 		pthread_join(rl, &r);
 		bad += r != NULL;
 	}
+	/* Parked shares: taken at once from idle handles, swept every few ms. */
+	{
+		struct cr_config *c = calloc(1, sizeof(*c));
+		if (cr_config_load_string("[lane a]\nmatch = */a\nidle_timeout = 5ms\n[lane b]\nmatch = */b\n"
+					  "max_idle_per_host = 2\nidle_timeout = 5ms\n",
+					  "parked.conf", c, &d) != 0)
+			return 2;
+		cr_engine_publish(c);
+		cr_curl_set_steal_idle_ms(0);
+		cr_curl_set_sweep_every_ms(1);
+		char url[128];
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ts_port());
+		for (int k = 0; k < RACK; k++) {
+			rack[k] = cr_curl_init(lib);
+			cr_curl_setopt(lib, rack[k], CURLOPT_URL, url, 0, 0);
+			cr_curl_setopt(lib, rack[k], CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+			cr_curl_setopt(lib, rack[k], CURLOPT_NOSIGNAL, NULL, 1, 0);
+		}
+		pthread_t sw;
+		pthread_create(&sw, NULL, sweeper, NULL);
+		for (intptr_t i = 0; i < 6; i++)
+			pthread_create(&t[i], NULL, i < 4 ? rack_worker : fresh_worker, (void *)i);
+		for (int i = 0; i < 6; i++) {
+			void *r;
+			pthread_join(t[i], &r);
+			bad += r != NULL;
+		}
+		atomic_store(&stop_sweep, 1);
+		pthread_join(sw, NULL);
+		for (int k = 0; k < RACK; k++)
+			cr_curl_cleanup(lib, rack[k]);
+	}
+
 	struct cr_dest dst = {.family = AF_INET, .port = 1};
 	slot = cr_limit_slot(0, &dst);
 	for (int i = 0; i < 8; i++)
@@ -273,7 +399,8 @@ int main(void)
 	struct cr_curl_stats st;
 	cr_curl_stats(&st);
 	printf("stress: %d failures; %ld pooled performs, %ld shares, %ld pools evicted, %ld handles reused, "
-	       "%d connections\n",
-	       bad, st.performs_pooled, st.shares_created, st.pools_evicted, st.handles_reused, ts_accepted());
+	       "%ld shares taken, %ld closed idle, %ld twins, %d connections\n",
+	       bad, st.performs_pooled, st.shares_created, st.pools_evicted, st.handles_reused, st.shares_taken,
+	       st.shares_closed_idle, st.twins, ts_accepted());
 	return bad ? 1 : 0;
 }

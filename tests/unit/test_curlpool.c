@@ -41,6 +41,9 @@ static void setup(void)
 		.share_setopt = curl_share_setopt,
 		.share_cleanup = curl_share_cleanup,
 		.version_info = curl_version_info,
+		.easy_upkeep = curl_easy_upkeep,
+		.easy_header = curl_easy_header,
+		.easy_nextheader = curl_easy_nextheader,
 	};
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl (test)");
@@ -155,7 +158,8 @@ Test(curlpool, threads_share_pools_safely, .init = setup, .fini = ts_stop, .time
 }
 
 /* Two requests with URL http://HOST:PORT/ and a CURLOPT_RESOLVE entry for HOST: its own
- * pool flavour (resolve entries land in the shared DNS cache). */
+ * pool flavour (a connection made to a resolve entry's address is reused only by handles
+ * that resolve the name the same way). */
 static void two_requests_resolved(const char *host)
 {
 	char url[128], entry[128];
@@ -253,4 +257,149 @@ Test(curlpool, no_room_is_counted, .init = setup, .fini = ts_stop, .timeout = 60
 	cr_expect_eq(st.performs_pooled, CR_CURL_SHARE_POOLS_MAX, "pooled %ld", st.performs_pooled);
 	cr_expect_eq(st.performs_unpooled, 4, "unpooled %ld", st.performs_unpooled);
 	cr_expect_eq(st.unpooled_no_room, 4, "counted %ld", st.unpooled_no_room);
+}
+
+/* ------------------------------------------------------------ parked shares */
+
+static CURL *handle_for(const char *path)
+{
+	static char url[4][128];
+	static int k;
+	char *u = url[k++ % 4];
+	snprintf(u, 128, "http://127.0.0.1:%d%s", ts_port(), path);
+	CURL *h = cr_curl_init(lib);
+	cr_curl_setopt(lib, h, CURLOPT_URL, u, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+	cr_curl_setopt(lib, h, CURLOPT_NOSIGNAL, NULL, 1, 0);
+	return h;
+}
+
+/* A persistent handle keeps its share between performs: one share, no hand-over. */
+Test(curlpool, persistent_handle_keeps_its_share, .init = setup, .fini = ts_stop)
+{
+	load(NULL);
+	CURL *h = handle_for("/");
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(cr_curl_perform(lib, h), CURLE_OK);
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	cr_curl_getinfo(lib, h, CURLINFO_ACTIVESOCKET, &fd);
+	cr_expect_neq(fd, CURL_SOCKET_BAD, "the handle still has its connection after the perform");
+	cr_curl_cleanup(lib, h);
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.shares_created, 1);
+	cr_expect_eq(st.shares_taken, 0);
+	cr_expect_eq(ts_accepted(), 1);
+}
+
+/* A handle idle long enough gives its share to another handle of the pool that needs one;
+ * it gets one back (taken from the other, idle by then) at its next perform: two handles
+ * used in turn share one connection. */
+Test(curlpool, idle_handle_share_is_taken, .init = setup, .fini = ts_stop)
+{
+	load(NULL);
+	cr_curl_set_steal_idle_ms(0);
+	CURL *a = handle_for("/"), *b = handle_for("/");
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(cr_curl_perform(lib, a), CURLE_OK);
+		cr_assert_eq(cr_curl_perform(lib, b), CURLE_OK);
+	}
+	curl_socket_t fd = 0;
+	cr_curl_getinfo(lib, a, CURLINFO_ACTIVESOCKET, &fd);
+	cr_expect_eq(fd, CURL_SOCKET_BAD, "a's share was taken: its connection is gone from it");
+	cr_curl_cleanup(lib, a);
+	cr_curl_cleanup(lib, b);
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.shares_created, 1, "shares %ld", st.shares_created);
+	cr_expect_eq(st.shares_taken, 9, "taken %ld", st.shares_taken);
+	cr_expect_eq(ts_accepted(), 1);
+}
+
+/* ... but never before CR_CURL_STEAL_IDLE_MS (1 s) of idleness: a second share then. */
+Test(curlpool, busy_handle_keeps_its_share, .init = setup, .fini = ts_stop)
+{
+	load(NULL);
+	CURL *a = handle_for("/"), *b = handle_for("/");
+	cr_assert_eq(cr_curl_perform(lib, a), CURLE_OK);
+	cr_assert_eq(cr_curl_perform(lib, b), CURLE_OK);
+	cr_assert_eq(cr_curl_perform(lib, a), CURLE_OK);
+	cr_curl_cleanup(lib, a);
+	cr_curl_cleanup(lib, b);
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.shares_created, 2);
+	cr_expect_eq(st.shares_taken, 0);
+}
+
+/* The idle bound holds across shares: 5 handles with a connection each, cleaned up, leave
+ * max_idle_per_host (2) idle shares; the others are closed. */
+Test(curlpool, idle_bound_across_shares, .init = setup, .fini = ts_stop)
+{
+	load("[lane default]\nmax_idle_per_host = 2\n");
+	CURL *h[5];
+	for (int i = 0; i < 5; i++) {
+		h[i] = handle_for("/");
+		cr_assert_eq(cr_curl_perform(lib, h[i]), CURLE_OK);
+	}
+	for (int i = 0; i < 5; i++)
+		cr_curl_cleanup(lib, h[i]);
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.shares_created, 5);
+	cr_expect_eq(st.shares_closed_idle, 3, "closed %ld", st.shares_closed_idle);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(one_request("/"), CURLE_OK);
+	cr_expect_eq(ts_accepted(), 5, "the 2 kept ones are reused: %d", ts_accepted());
+}
+
+/* The sweep closes a recycled handle's share once idle for idle_timeout; the next request
+ * connects anew. */
+Test(curlpool, sweep_closes_idle_shares, .init = setup, .fini = ts_stop)
+{
+	load("[lane default]\nidle_timeout = 50ms\n");
+	cr_curl_set_sweep_every_ms(0);
+	cr_assert_eq(one_request("/"), CURLE_OK);
+	cr_curl_idle_sweep();
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.shares_closed_idle, 0, "not idle long enough yet");
+	usleep(120000);
+	cr_curl_idle_sweep();
+	cr_curl_stats(&st);
+	cr_expect_eq(st.shares_closed_idle, 1);
+	cr_assert_eq(one_request("/"), CURLE_OK);
+	cr_expect_eq(ts_accepted(), 2);
+}
+
+/* What a life set and the next does not set again is put back: PRIVATE of a recycled
+ * handle reads NULL before and after its perform. */
+Test(curlpool, recycled_handle_forgets_the_last_life, .init = setup, .fini = ts_stop)
+{
+	load(NULL);
+	static int tag;
+	cr_assert_eq(one_request("/"), CURLE_OK); /* the connection is made (that life ends with a reset) */
+	struct cr_curl_stats st0;
+	cr_curl_stats(&st0);
+	CURL *h = handle_for("/");
+	cr_curl_setopt(lib, h, CURLOPT_PRIVATE, &tag, 0, 0);
+	cr_assert_eq(cr_curl_perform(lib, h), CURLE_OK);
+	cr_curl_cleanup(lib, h);
+	CURL *h2 = handle_for("/");
+	cr_assert_eq(h2, h, "recycled");
+	void *p = &tag;
+	long code = -1;
+	cr_curl_getinfo(lib, h2, CURLINFO_PRIVATE, &p);
+	cr_curl_getinfo(lib, h2, CURLINFO_RESPONSE_CODE, &code);
+	cr_expect_null(p);
+	cr_expect_eq(code, 0, "a fresh handle has no response code");
+	cr_assert_eq(cr_curl_perform(lib, h2), CURLE_OK);
+	p = &tag;
+	cr_curl_getinfo(lib, h2, CURLINFO_PRIVATE, &p);
+	cr_expect_null(p);
+	cr_curl_cleanup(lib, h2);
+	struct cr_curl_stats st;
+	cr_curl_stats(&st);
+	cr_expect_eq(st.recycled_lazy - st0.recycled_lazy, 2, "both lives recycled without a reset");
+	cr_expect_geq(st.twins, 1, "the stale handle's getinfo answered by a twin");
 }

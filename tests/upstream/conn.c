@@ -76,6 +76,11 @@ static ssize_t conn_read(struct conn *c, void *p, size_t n)
     return -1;
 }
 
+ssize_t up_read(struct conn *c, void *p, size_t n)
+{
+    return conn_read(c, p, n);
+}
+
 ssize_t up_write(struct conn *c, const void *p, size_t n)
 {
     const char *s = p;

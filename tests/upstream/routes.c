@@ -9,6 +9,8 @@
  * through /inject (faults.c) run in place of the handler, on any path of the main port. */
 #include "upstream.h"
 
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +308,107 @@ static int h_peers(struct conn *c, struct req *r, const char *arg)
     return send_sbuf(c, r, &b);
 }
 
+/* The value of header NAME (case-insensitive) in R's raw header lines, into OUT. */
+static bool header_value(const struct req *r, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    const char *p = r->hdrs, *end = r->hdrs + r->hdrs_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            size_t k = (size_t)(eol - v);
+            while (k && (v[k - 1] == '\r' || v[k - 1] == ' '))
+                k--;
+            if (k >= n)
+                return false;
+            memcpy(out, v, k);
+            out[k] = '\0';
+            return true;
+        }
+        p = eol + 1;
+    }
+    return false;
+}
+
+static bool read_full(struct conn *c, unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = up_read(c, p, n);
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* /ws: a minimal WebSocket echo (RFC 6455): the opening handshake, then each frame the
+ * client sends (masked, at most 64 KiB, no fragmentation) comes back unmasked with the
+ * same opcode; a close frame is echoed and ends the connection. For clients that use
+ * CURLOPT_CONNECT_ONLY and curl_easy_send/recv, or curl_ws_* where libcurl has them. */
+static int h_ws(struct conn *c, struct req *r, const char *arg)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    char key[128], up_hdr[64], buf[256];
+    unsigned char digest[SHA_DIGEST_LENGTH], acc[64];
+    if (!header_value(r, "Upgrade", up_hdr, sizeof up_hdr) || strcasecmp(up_hdr, "websocket") ||
+        !header_value(r, "Sec-WebSocket-Key", key, sizeof key - sizeof guid))
+        return bad(c, r, "not a websocket handshake\n");
+    strcat(key, guid);
+    SHA1((const unsigned char *)key, strlen(key), digest);
+    EVP_EncodeBlock(acc, digest, SHA_DIGEST_LENGTH);
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\nX-Conn-Id: %llu\r\n\r\n",
+                     (const char *)acc, (unsigned long long)c->id);
+    if (up_write(c, buf, (size_t)n) < 0)
+        return -1;
+    for (;;) {
+        unsigned char h[14], mask[4];
+        if (!read_full(c, h, 2))
+            return -1;
+        unsigned op = h[0] & 0x0f;
+        uint64_t len = h[1] & 0x7f;
+        if (len == 126) {
+            if (!read_full(c, h + 2, 2))
+                return -1;
+            len = (uint64_t)h[2] << 8 | h[3];
+        } else if (len == 127) {
+            return -1; /* larger than we echo */
+        }
+        if (!(h[1] & 0x80) || len > 65536 || !read_full(c, mask, 4))
+            return -1;
+        unsigned char *payload = malloc(len + 4);
+        if (!payload || (len && !read_full(c, payload + 4, len))) {
+            free(payload);
+            return -1;
+        }
+        for (uint64_t i = 0; i < len; i++)
+            payload[4 + i] ^= mask[i & 3];
+        size_t hl = 2;
+        unsigned char oh[4] = {(unsigned char)(0x80 | op)};
+        if (len < 126) {
+            oh[1] = (unsigned char)len;
+        } else {
+            oh[1] = 126;
+            oh[2] = (unsigned char)(len >> 8);
+            oh[3] = (unsigned char)len;
+            hl = 4;
+        }
+        bool ok = up_write(c, oh, hl) >= 0 && (!len || up_write(c, payload + 4, len) >= 0);
+        free(payload);
+        if (!ok || op == 8) {
+            r->keep_alive = false;
+            return ok ? 0 : -1;
+        }
+    }
+}
+
 /* Order matters only between a prefix and an exact route of the same stem. */
 static const struct up_route routes[] = {
     {"/stats", true, h_stats},
@@ -318,6 +421,7 @@ static const struct up_route routes[] = {
     {"/delay/", false, h_delay},
     {"/size/", false, h_size},
     {"/fault/drop", false, h_fault_drop},
+    {"/ws", false, h_ws},
 };
 static const struct up_route fallback = {"/", false, h_ok};
 

@@ -168,6 +168,7 @@ extern struct upstream up;
 /* conn.c */
 void *up_conn_main(void *arg);
 ssize_t up_write(struct conn *c, const void *p, size_t n);   /* all of it, or -1 */
+ssize_t up_read(struct conn *c, void *p, size_t n);          /* >0, 0 EOF, -1 error */
 int up_respond_head(struct conn *c, struct req *r, int status, const char *extra_hdrs,
                     long long content_length);
 int up_respond(struct conn *c, struct req *r, int status, const char *extra_hdrs,
