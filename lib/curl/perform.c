@@ -555,8 +555,15 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	cr_m_request(lane->id, key, t_end - t_start,
 		     rc == CURLE_OK ? CR_OUT_OK : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT : CR_OUT_ERROR);
 	e->lane = NULL;
-	if (slot != CR_SLOT_NONE)
+	if (slot != CR_SLOT_NONE) {
+		/* A lane with a per-host limit: transfers wait for one another,
+		 * and the next one (another handle, another thread) must find this
+		 * connection free rather than open one beside it while this handle
+		 * sits idle: the share goes back before the unit does. */
+		if (e->share)
+			cr_curl_shares_release(lib, e);
 		cr_limit_release(slot);
+	}
 	return rc;
 }
 
