@@ -4,14 +4,15 @@
 #
 #   bench/run.sh [BUILD_DIR] [--quick]
 #
-# In order: bench/reuse.sh, bench/isolation.sh, bench/overhead.sh, bench/sidecar.sh,
+# In order: bench/reuse.sh, bench/percost.sh, bench/idle.sh, bench/isolation.sh,
+# bench/overhead.sh, bench/sidecar.sh,
 # bench/latency.sh (delayproxy at 1 and 10 ms, reuse-style and isolation), bench/prewarm.sh
 # (when it and build/progs/connlat exist). Each one's
 # markdown goes to bench/RESULTS.md (through bench/RESULTS.tmp, renamed at the end), its
 # progress and raw per-run lines to BUILD_DIR/bench/run.log. Each is bounded by `timeout`;
 # a benchmark that fails or times out leaves a note in its section and the others still run
 # (exit status 1 then). --quick: shorter runs, for trying the runner itself.
-# About 8 minutes on 2 CPUs. Loopback only.
+# About 12 minutes on 2 CPUs. Loopback only.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -27,7 +28,7 @@ done
 case "$B" in /*) ;; *) B=$ROOT/$B ;; esac
 export B
 for f in "$B/libconnroute.so" "$B/connroute" "$B/upstream" "$B/progs/curlprog" "$B/progs/payments" \
-         "$B/progs/delayproxy" "$B/bench/overhead"; do
+         "$B/progs/delayproxy" "$B/progs/curlconn" "$B/bench/overhead"; do
   [ -e "$f" ] || { echo "bench/run.sh: $f missing (make bench builds it)" >&2; exit 1; }
 done
 mkdir -p "$B/bench"
@@ -38,10 +39,10 @@ OUT=$ROOT/bench/RESULTS.md
 : >"$TMP"
 
 if [ "$QUICK" = 1 ]; then
-  REUSE=(--duration 2); ISO=(--duration 3); OVH=(--reps 3 --duration 1); SIDE=(--duration 3)
+  REUSE=(--duration 2); ISO=(--duration 3); OVH=(--reps 3 --duration 1); SIDE=(--duration 3); PC=(--reps 1)
   LAT=(--duration 2 --iso-duration 3); PRE=(--n 60)
 else
-  REUSE=(--duration 4 --rounds 3); ISO=(--duration 10); OVH=(); SIDE=(--duration 8); LAT=(); PRE=()
+  REUSE=(--duration 4 --rounds 3); ISO=(--duration 10); OVH=(); SIDE=(--duration 8); LAT=(); PRE=(); PC=()
 fi
 
 versions() {
@@ -91,6 +92,8 @@ section() { # section NAME TIMEOUT_S CMD...
 }
 
 section reuse 240 bash bench/reuse.sh --no-build "${REUSE[@]}"
+section percost 600 bash bench/percost.sh --no-build "${PC[@]}"
+section idle 120 bash bench/idle.sh --no-build
 section isolation 240 bash bench/isolation.sh --no-build "${ISO[@]}"
 section overhead 360 bash bench/overhead.sh --no-build "${OVH[@]}"
 section sidecar 180 bash bench/sidecar.sh --no-build "${SIDE[@]}"

@@ -203,6 +203,8 @@ struct cr_curl_easy {
 	unsigned lc_gen;          /* cr_curl_cfg_gen */
 	unsigned lc_url_gen;
 	int lc_unmatched;
+	const char *lc_key_ptr;   /* where the key was read */
+	int lc_key_const;         /* ... the process default: a constant string */
 	char lc_key[CR_KEY_MAX];
 
 	/* during a perform */

@@ -42,7 +42,7 @@
  * real curl_easy_reset. Aliases (options writing the same field) share a
  * slot. */
 enum { K_LONG, K_PTR, K_FUNC, K_OFFT };
-enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32 };
+enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32, F_STR = 64 };
 
 #define SLOTS(X)                                                                            \
 	X(URL, CURLOPT_URL, K_PTR, F_S | F_L | F_X, 0)                                      \
@@ -58,11 +58,11 @@ enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32 };
 	X(FOLLOWLOCATION, CURLOPT_FOLLOWLOCATION, K_LONG, F_S | F_L | F_P, 0)                     \
 	X(MAXREDIRS, CURLOPT_MAXREDIRS, K_LONG, F_S | F_P, 0)                                     \
 	X(VERBOSE, CURLOPT_VERBOSE, K_LONG, F_S | F_L | F_P, 0)                                   \
-	X(CAINFO, CURLOPT_CAINFO, K_PTR, F_S | F_L | F_P, 0)                                      \
-	X(CAPATH, CURLOPT_CAPATH, K_PTR, F_S | F_L | F_P, 0)                                      \
+	X(CAINFO, CURLOPT_CAINFO, K_PTR, F_S | F_L | F_P | F_STR, 0)                                      \
+	X(CAPATH, CURLOPT_CAPATH, K_PTR, F_S | F_L | F_P | F_STR, 0)                                      \
 	X(SSL_VERIFYPEER, CURLOPT_SSL_VERIFYPEER, K_LONG, F_S | F_L | F_P, 1)                     \
 	X(SSL_VERIFYHOST, CURLOPT_SSL_VERIFYHOST, K_LONG, F_S | F_L | F_P, 2)                     \
-	X(USERAGENT, CURLOPT_USERAGENT, K_PTR, F_S | F_L | F_P, 0)                                \
+	X(USERAGENT, CURLOPT_USERAGENT, K_PTR, F_S | F_L | F_P | F_STR, 0)                                \
 	X(ACCEPT_ENCODING, CURLOPT_ACCEPT_ENCODING, K_PTR, F_S | F_L, 0)                    \
 	X(HTTP_VERSION, CURLOPT_HTTP_VERSION, K_LONG, F_S, 0)                               \
 	X(ERRORBUFFER, CURLOPT_ERRORBUFFER, K_PTR, F_S | F_L | F_X | F_P, 0)                      \
@@ -205,15 +205,21 @@ static inline int bit_get(const uint64_t *w, int i)
 }
 
 /* The slots with a flag, as a bit set (built once). */
-static uint64_t mask_of[F_P << 1][CR_CURL_OPT_WORDS];
+static uint64_t mask_of[F_STR << 1][CR_CURL_OPT_WORDS];
 static pthread_once_t masks_once = PTHREAD_ONCE_INIT;
+
+/* What a life may set without ending with a reset (put back lazily, at
+ * cleanup, or held). */
+static uint64_t undoable[CR_CURL_OPT_WORDS];
 
 static void masks_init(void)
 {
 	for (int i = 0; i < SL_N; i++)
-		for (int f = 1; f <= F_P; f <<= 1)
+		for (int f = 1; f <= F_STR; f <<= 1)
 			if (slots[i].flags & f)
 				bit_set(mask_of[f], i);
+	for (int w = 0; w < CR_CURL_OPT_WORDS; w++)
+		undoable[w] = mask_of[F_L][w] | mask_of[F_M][w] | mask_of[F_O][w];
 }
 
 /* ------------------------------------------- per library: the free list */
@@ -221,7 +227,7 @@ static void masks_init(void)
 /* Reset handles waiting for the next curl_easy_init, with their shares;
  * libcurl's own defaults of CAINFO/CAPATH (what a fresh handle has). */
 static struct perlib {
-	pthread_mutex_t mu;
+	atomic_flag mu;           /* a spin lock: held for a few instructions (a push, a pop) */
 	CURL *h[FREE_HANDLES_MAX];
 	int n;
 	pthread_once_t dflt_once;
@@ -230,6 +236,18 @@ static struct perlib {
 } perlib[CR_CURL_LIBS_MAX];
 
 static __thread CURL *tls_last_freed[CR_CURL_LIBS_MAX];
+
+static void fl_lock(struct perlib *pl)
+{
+	for (unsigned spins = 0; atomic_flag_test_and_set_explicit(&pl->mu, memory_order_acquire); spins++)
+		if (spins > 64)
+			sched_yield();
+}
+
+static void fl_unlock(struct perlib *pl)
+{
+	atomic_flag_clear_explicit(&pl->mu, memory_order_release);
+}
 
 /* Striped: setopt looks its handle up on every call, from every thread. */
 #define EASY_STRIPES 64
@@ -252,7 +270,7 @@ static pthread_mutex_t *easy_lock(unsigned bucket)
 void cr_curl_handles_lib_init(int index)
 {
 	struct perlib *pl = &perlib[index];
-	pthread_mutex_init(&pl->mu, NULL);
+	atomic_flag_clear(&pl->mu);
 	pl->n = 0;
 	pl->dflt_once = (pthread_once_t)PTHREAD_ONCE_INIT;
 	pthread_once(&masks_once, masks_init);
@@ -262,7 +280,7 @@ void cr_curl_handles_atfork_child(void)
 {
 	int n = cr_curl_lib_count();
 	for (int i = 0; i < n; i++) {
-		pthread_mutex_init(&perlib[i].mu, NULL);
+		atomic_flag_clear(&perlib[i].mu);
 		perlib[i].n = 0;
 	}
 	for (int i = 0; i < CR_CURL_LIBS_MAX; i++)
@@ -328,11 +346,15 @@ static unsigned easy_bucket(const CURL *h)
 /* The app's settings of a new life: libcurl's defaults. */
 static void life_defaults(struct cr_curl_easy *e)
 {
+	/* The app's values of what lanes override change only if it set one
+	 * (the remembered apply stays valid otherwise). */
+	int ov_set = ((e->set_now[0] & mask_of[F_O][0]) | (e->set_now[1] & mask_of[F_O][1])) != 0 || e->app_share;
 	memset(e, 0, offsetof(struct cr_curl_easy, h));
 	e->app_maxage_s = 118;
 	e->app_maxconnects = 5;
 	e->app_noprogress = 1;
-	e->ov_gen++; /* the app's values of what lanes override changed */
+	if (ov_set)
+		e->ov_gen++;
 }
 
 /* After curl_easy_init or a reset, libcurl holds the defaults of the pure
@@ -556,7 +578,7 @@ static CURL *freelist_pop(struct cr_curllib *lib)
 {
 	struct perlib *pl = &perlib[lib->index];
 	CURL *want = tls_last_freed[lib->index], *h = NULL;
-	pthread_mutex_lock(&pl->mu);
+	fl_lock(pl);
 	int n = pl->n;
 	if (n > 0) {
 		int k = n - 1;
@@ -571,7 +593,7 @@ static CURL *freelist_pop(struct cr_curllib *lib)
 		pl->h[k] = pl->h[n - 1];
 		pl->n = n - 1;
 	}
-	pthread_mutex_unlock(&pl->mu);
+	fl_unlock(pl);
 	return h;
 }
 
@@ -601,12 +623,42 @@ CURL *cr_curl_init(struct cr_curllib *lib)
 
 /* The app's setopt, recorded. Fast: one table lookup and a bit for most
  * options; the switch only for those marked X. */
+static CURLcode setopt_slow(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
+			    curl_off_t oval) __attribute__((noinline));
+
+/* The app sets again what libcurl holds (a persistent handle's URL, a
+ * recycled handle's callbacks and CA file): only the bit of this life is
+ * recorded. No pin: a taker never touches what this reads and writes. */
 CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
 			curl_off_t oval)
 {
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
-	int took = e ? cr_curl_pin(e) : 0;
 	int sl = opt_slot(opt);
+	if (e && sl >= 0 && !e->twin) {
+		uint8_t fl = slots[sl].flags;
+		if ((fl & (F_P | F_X)) == F_P && bit_get(e->lib_known, sl)) {
+			int same = !(fl & F_STR) ? e->lib_val[sl].l == (slots[sl].kind == K_LONG ? lval : (long)ptr)
+						 : ptr && strcmp(ptr, e->lib_str[str_index(sl)]) == 0;
+			if (same) {
+				bit_set(e->set_now, sl);
+				return CURLE_OK;
+			}
+		} else if (sl == SL_URL && ptr && e->url_in_state && strcmp(ptr, e->url_text) == 0) {
+			/* The same URL again, and libcurl's current one is it (no
+			 * redirect, nothing normalised by the last transfer). */
+			bit_set(e->set_now, SL_URL);
+			return CURLE_OK;
+		}
+	}
+	return setopt_slow(lib, h, opt, ptr, lval, oval); /* a jump: same arguments */
+}
+
+static CURLcode setopt_slow(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
+			    curl_off_t oval)
+{
+	struct cr_curl_easy *e = cr_curl_handles_get(h);
+	int sl = opt_slot(opt);
+	int took = e ? cr_curl_pin(e) : 0;
 	CURLcode rc;
 	if (e && e->twin)
 		twin_drop(e); /* its answers were for the options before this one */
@@ -615,13 +667,6 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	 * finds a pooled connection. */
 	if (e && sl == SL_CONNECT_ONLY && lval && e->share)
 		cr_curl_shares_release(lib, e);
-	/* The same URL again, and libcurl's current one is it (no redirect,
-	 * nothing normalised by the last transfer): nothing to do. */
-	if (e && sl == SL_URL && ptr && e->url_in_state && strcmp(ptr, e->url_text) == 0) {
-		bit_set(e->set_now, SL_URL);
-		cr_curl_unpin(e, took);
-		return CURLE_OK;
-	}
 	int pure = e && sl >= 0 && (slots[sl].flags & F_P);
 	union cr_ov_val v = {.l = 0};
 	if (pure) {
@@ -935,14 +980,8 @@ void cr_curl_unroute(struct cr_curllib *lib, CURL *h)
 /* Does this life need a real curl_easy_reset before the next one? */
 static int life_needs_reset(struct cr_curl_easy *e)
 {
-	uint64_t lazy[CR_CURL_OPT_WORDS];
-	if (e->life_reset)
+	if (e->life_reset || (e->set_now[0] & ~undoable[0]) || (e->set_now[1] & ~undoable[1]))
 		return 1;
-	for (int w = 0; w < CR_CURL_OPT_WORDS; w++) {
-		lazy[w] = mask_of[F_L][w] | mask_of[F_M][w] | mask_of[F_O][w];
-		if (e->set_now[w] & ~lazy[w])
-			return 1;
-	}
 	if ((bit_get(e->set_now, SL_CAINFO) || bit_get(e->set_now, SL_CAPATH)) && !dflt_known(e->lib))
 		return 1;
 	if (e->performed) {
@@ -960,10 +999,7 @@ static int life_needs_reset(struct cr_curl_easy *e)
 static void methods_undo(struct cr_curl_easy *e)
 {
 	CURLcode (*setopt)(CURL *, CURLoption, ...) = e->lib->fns.easy_setopt;
-	int any = 0;
-	for (int w = 0; w < CR_CURL_OPT_WORDS; w++)
-		any |= (e->set_now[w] & mask_of[F_M][w]) != 0;
-	if (!any)
+	if (!((e->set_now[0] & mask_of[F_M][0]) | (e->set_now[1] & mask_of[F_M][1])))
 		return;
 	if (bit_get(e->set_now, SL_POSTFIELDS) || bit_get(e->set_now, SL_COPYPOSTFIELDS))
 		setopt(e->h, CURLOPT_POSTFIELDS, (void *)NULL); /* also frees a copy */
@@ -980,12 +1016,12 @@ static int freelist_push(struct cr_curllib *lib, CURL *h)
 {
 	struct perlib *pl = &perlib[lib->index];
 	int kept = 0;
-	pthread_mutex_lock(&pl->mu);
+	fl_lock(pl);
 	if (pl->n < FREE_HANDLES_MAX) {
 		pl->h[pl->n++] = h;
 		kept = 1;
 	}
-	pthread_mutex_unlock(&pl->mu);
+	fl_unlock(pl);
 	if (kept)
 		tls_last_freed[lib->index] = h;
 	return kept;
@@ -1054,7 +1090,7 @@ int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t now_ns, struct cr
 {
 	struct perlib *pl = &perlib[lib->index];
 	int k = 0;
-	pthread_mutex_lock(&pl->mu);
+	fl_lock(pl);
 	for (int i = 0; i < pl->n && k < max;) {
 		struct cr_curl_easy *e = cr_curl_handles_get(pl->h[i]);
 		int expired = 0;
@@ -1072,7 +1108,7 @@ int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t now_ns, struct cr
 		out[k++] = e;
 		pl->h[i] = pl->h[--pl->n];
 	}
-	pthread_mutex_unlock(&pl->mu);
+	fl_unlock(pl);
 	return k;
 }
 
@@ -1137,10 +1173,10 @@ void cr_curl_handles_drain(struct cr_curllib *lib)
 	struct perlib *pl = &perlib[lib->index];
 	for (;;) {
 		CURL *h = NULL;
-		pthread_mutex_lock(&pl->mu);
+		fl_lock(pl);
 		if (pl->n > 0)
 			h = pl->h[--pl->n];
-		pthread_mutex_unlock(&pl->mu);
+		fl_unlock(pl);
 		if (!h)
 			return;
 		struct cr_curl_easy *e = cr_curl_handles_get(h);

@@ -327,7 +327,10 @@ static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_cu
 	unsigned gen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_acquire);
 	const struct cr_lane *lane;
 	int unmatched;
-	if (e->lc_cfg == cfg && e->lc_gen == gen && e->lc_url_gen == e->url_gen && strcmp(*key, e->lc_key) == 0) {
+	/* The process default key (no API key, no thread rule) is one string
+	 * for the life of the process: the same pointer is the same key. */
+	if (e->lc_cfg == cfg && e->lc_gen == gen && e->lc_url_gen == e->url_gen &&
+	    ((*key == e->lc_key_ptr && e->lc_key_const) || strcmp(*key, e->lc_key) == 0)) {
 		lane = e->lc_lane;
 		unmatched = e->lc_unmatched;
 	} else {
@@ -348,6 +351,8 @@ static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_cu
 			e->lc_url_gen = e->url_gen;
 			e->lc_lane = lane;
 			e->lc_unmatched = unmatched;
+			e->lc_key_ptr = *key;
+			e->lc_key_const = *key == cr_key_default();
 		}
 		/* The background thread starts at a process's first routed
 		 * perform; once a handle remembers its lane, it has been kicked
@@ -565,8 +570,15 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	cr_m_request(lane->id, key, t_end - t_start,
 		     rc == CURLE_OK ? CR_OUT_OK : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT : CR_OUT_ERROR);
 	e->lane = NULL;
-	if (slot != CR_SLOT_NONE)
+	if (slot != CR_SLOT_NONE) {
+		/* A lane with a per-host limit: transfers wait for one another,
+		 * and the next one (another handle, another thread) must find this
+		 * connection free rather than open one beside it while this handle
+		 * sits idle: the share goes back before the unit does. */
+		if (e->share)
+			cr_curl_shares_release(lib, e);
 		cr_limit_release(slot);
+	}
 	return rc;
 }
 
@@ -594,8 +606,10 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		return lib->fns.easy_perform(h);
 	}
 	int took = cr_curl_pin(e);
-	if (e->twin || (e->set_prev[0] | e->set_prev[1]))
+	if (e->twin || (e->set_prev[0] & ~e->set_now[0]) || (e->set_prev[1] & ~e->set_now[1]))
 		cr_curl_settle(e);
+	else
+		e->set_prev[0] = e->set_prev[1] = 0; /* set again in this life: nothing to put back */
 	CURLcode rc;
 	/* Held for the whole perform: a reload must not free the lane under a
 	 * transfer (nor cancel its dial). */
