@@ -29,8 +29,8 @@ static void check_usage(FILE *f)
 	      "Validate connroute config files with the shim's own parser and trust rules, and\n"
 	      "print each one's effective lanes (valid input: feed it back, it means the same).\n"
 	      "FILE '-' reads standard input (no trust rules: a file is judged where it is).\n"
-	      "No FILE: the file a program started here would read: $CONNROUTE_CONFIG, else\n"
-	      CONNROUTE_SYSCONF " if it exists.\n"
+	      "No FILE: the file a program started here would read: $CONNROUTE_CONFIG, "
+	      "else\n" CONNROUTE_SYSCONF " if it exists.\n"
 	      "\n"
 	      "  --as-root           judge the trust rules for a service that runs as root\n"
 	      "  --as-user           judge them for a user other than root (the default unless\n"
@@ -129,15 +129,21 @@ static int warn_shadowed(const struct cr_config *cfg, const char *name)
 			if (!all)
 				continue;
 			if (j == cfg->default_lane)
-				fprintf(stderr, "%s:%d: warning: [lane default] is never selected: [lane %s] "
-						"(line %d) takes every key; narrow its match\n",
+				fprintf(stderr,
+					"%s:%d: warning: [lane default] is never selected: [lane "
+					"%s] "
+					"(line %d) takes every key; narrow its match\n",
 					name, b->line, a->name, a->line);
 			else
-				fprintf(stderr, "%s:%d: warning: [lane %s] is never selected: [lane %s] (line "
-						"%d) comes first and takes every key it matches%s; move [lane %s] "
-						"before it, or narrow [lane %s]'s match\n",
+				fprintf(stderr,
+					"%s:%d: warning: [lane %s] is never selected: [lane %s] "
+					"(line "
+					"%d) comes first and takes every key it matches%s; move "
+					"[lane %s] "
+					"before it, or narrow [lane %s]'s match\n",
 					name, b->line, b->name, a->name, a->line,
-					a->nhosts ? ", for every destination" : "", b->name, a->name);
+					a->nhosts ? ", for every destination" : "", b->name,
+					a->name);
 			n++;
 			break;
 		}
@@ -166,8 +172,9 @@ static int warn_thread_keys(const struct cr_config *cfg, const char *name)
 		}
 		if (maybe)
 			continue;
-		fprintf(stderr, "%s:%d: warning: [threads] %s = %s: no lane matches this key, so these "
-				"threads use lane default; check the lanes' match =\n",
+		fprintf(stderr,
+			"%s:%d: warning: [threads] %s = %s: no lane matches this key, so these "
+			"threads use lane default; check the lanes' match =\n",
 			name, cfg->threads[i].line, cfg->threads[i].glob, cfg->threads[i].key);
 		n++;
 	}
@@ -199,8 +206,8 @@ static void print_rule(const struct cr_hostrule *r)
 		printf("%s", r->name[0] ? r->name : "*");
 	} else {
 		inet_ntop(r->family, r->addr, a, sizeof(a));
-		printf("%s%s%s/%d", r->family == AF_INET6 ? "[" : "", a, r->family == AF_INET6 ? "]" : "",
-		       r->prefix);
+		printf("%s%s%s/%d", r->family == AF_INET6 ? "[" : "", a,
+		       r->family == AF_INET6 ? "]" : "", r->prefix);
 	}
 	if (r->port)
 		printf(":%d", r->port);
@@ -256,7 +263,9 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 	char host[CR_HOST_MAX];
 	if (o->host) {
 		if (parse_dest(o->host, &d, host, sizeof(host)) != 0) {
-			fprintf(stderr, "connroute check: --host %s: use HOST:PORT, IP:PORT or [IPv6]:PORT\n",
+			fprintf(stderr,
+				"connroute check: --host %s: use HOST:PORT, IP:PORT or "
+				"[IPv6]:PORT\n",
 				o->host);
 			return CLI_USAGE;
 		}
@@ -285,11 +294,12 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 		why = "--key";
 	} else if (rule >= 0) {
 		snprintf(whybuf, sizeof(whybuf), "[threads] %s = %s, line %d, for thread '%s'",
-			 cfg->threads[rule].glob, cfg->threads[rule].key, cfg->threads[rule].line, o->thread);
+			 cfg->threads[rule].glob, cfg->threads[rule].key, cfg->threads[rule].line,
+			 o->thread);
 		why = whybuf;
 	} else {
-		why = o->thread ? "no [threads] rule matches the thread: the process default" :
-				  "the process default";
+		why = o->thread ? "no [threads] rule matches the thread: the process default"
+				: "the process default";
 	}
 	int unmatched = 0;
 	const struct cr_lane *sel = cr_lane_select(cfg, key, dp, &unmatched);
@@ -299,7 +309,8 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 		printf(", destination %s", o->host);
 	printf("\n");
 	if (o->key && rule >= 0)
-		printf("  note: a key set by connroute_set_key wins over [threads] %s = %s (line %d); "
+		printf("  note: a key set by connroute_set_key wins over [threads] %s = %s (line "
+		       "%d); "
 		       "from CONNROUTE_KEY it would not\n",
 		       cfg->threads[rule].glob, cfg->threads[rule].key, cfg->threads[rule].line);
 	size_t klen = cr_key_flags(key, NULL);
@@ -310,7 +321,8 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 		printf("  [lane %s] line %d: ", l->name, l->line);
 		const char *hit = NULL;
 		if (l->nmatch == 0)
-			hit = strlen(l->name) == klen && !memcmp(l->name, key, klen) ? l->name : NULL;
+			hit = strlen(l->name) == klen && !memcmp(l->name, key, klen) ? l->name
+										     : NULL;
 		for (int g = 0; g < l->nmatch && !hit; g++)
 			if (cr_glob_match_n(l->match[g], key, klen, 0))
 				hit = l->match[g];
@@ -326,7 +338,8 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 				hrule = h;
 		if (l->nhosts && hrule < 0) {
 			printf("no: the key matches '%s', but %s", hit,
-			       dp ? "the destination matches no hosts = rule (" : "no --host given for hosts = (");
+			       dp ? "the destination matches no hosts = rule ("
+				  : "no --host given for hosts = (");
 			for (int h = 0; h < l->nhosts; h++) {
 				printf("%s", h ? ", " : "");
 				print_rule(&l->hosts[h]);
@@ -344,7 +357,8 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 		}
 		printf("\n");
 		if (l != sel) /* not reached: the same code chose */
-			fprintf(stderr, "connroute check: internal: explanation and selection differ\n");
+			fprintf(stderr,
+				"connroute check: internal: explanation and selection differ\n");
 		break;
 	}
 	if (unmatched) {
@@ -352,7 +366,8 @@ static int explain(const struct cr_config *cfg, const char *name, const struct o
 		printf("  [lane default]%s: YES: no other lane takes the key%s\n",
 		       def->implicit ? " (implicit)" : "",
 		       strcmp(key, "default") ? " (counted in connroute_unmatched_keys_total, "
-						"and logged once at info)" : "");
+						"and logged once at info)"
+					      : "");
 	}
 	printf("lane: %s%s\n", sel->name, sel->passthrough ? " (pass-through for connect())" : "");
 	return CLI_OK;
@@ -409,7 +424,8 @@ static int check_one(const char *file, int origin, const struct opts *o)
 		char *text;
 		name = "<stdin>";
 		if (read_stdin(&text) != 0) {
-			fprintf(stderr, "%s: larger than %u KiB or unreadable\n", name, STDIN_MAX / 1024);
+			fprintf(stderr, "%s: larger than %u KiB or unreadable\n", name,
+				STDIN_MAX / 1024);
 			goto out;
 		}
 		loaded = cr_config_load_string(text, name, cfg, diag);
@@ -419,8 +435,8 @@ static int check_one(const char *file, int origin, const struct opts *o)
 		int fd = cr_config_open_trusted_as(file, o->as, origin, why, sizeof(why));
 		if (fd < 0) {
 			fprintf(stderr, "%s\n", why);
-			fprintf(stderr, "%s: refused (judged %s); a program would run unrouted\n", file,
-				judged_for(o->as));
+			fprintf(stderr, "%s: refused (judged %s); a program would run unrouted\n",
+				file, judged_for(o->as));
 			goto out;
 		}
 		close(fd);
@@ -432,7 +448,8 @@ static int check_one(const char *file, int origin, const struct opts *o)
 			fprintf(stderr, "%s\n", diag->msg[i]);
 		if (diag->n > shown)
 			fprintf(stderr, "... and %d more\n", diag->n - shown);
-		fprintf(stderr, "%s: %d problem%s; a program run with this file would run unrouted\n", name,
+		fprintf(stderr,
+			"%s: %d problem%s; a program run with this file would run unrouted\n", name,
 			diag->n, diag->n == 1 ? "" : "s");
 		goto out;
 	}
@@ -444,8 +461,10 @@ static int check_one(const char *file, int origin, const struct opts *o)
 	}
 	int warnings = 0;
 	if (is_empty(cfg)) {
-		fprintf(stderr, "%s: warning: the file sets nothing: every connection passes through "
-				"unchanged (one built-in lane, default)\n", name);
+		fprintf(stderr,
+			"%s: warning: the file sets nothing: every connection passes through "
+			"unchanged (one built-in lane, default)\n",
+			name);
 		warnings++;
 	}
 	warnings += warn_shadowed(cfg, name);
@@ -460,7 +479,9 @@ static int check_one(const char *file, int origin, const struct opts *o)
 	if (strcmp(file, "-"))
 		fprintf(stderr, "%s: OK (judged %s)%s%s\n", name, judged_for(o->as),
 			warnings ? "; warnings above" : "",
-			o->as != 0 && !o->as_set ? "; --as-root judges it for a service that runs as root" : "");
+			o->as != 0 && !o->as_set
+				? "; --as-root judges it for a service that runs as root"
+				: "");
 	else
 		fprintf(stderr, "%s: OK%s\n", name, warnings ? "; warnings above" : "");
 out:
@@ -477,8 +498,7 @@ int cr_cli_check(int argc, char **argv)
 		{"quiet", no_argument, 0, 'q'},         {"key", required_argument, 0, 'k'},
 		{"host", required_argument, 0, O_HOST}, {"thread", required_argument, 0, O_THREAD},
 		{"lanes", no_argument, 0, O_LANES},     {"help", no_argument, 0, 'h'},
-		{"config", required_argument, 0, 'c'},
-		{0, 0, 0, 0},
+		{"config", required_argument, 0, 'c'},  {0, 0, 0, 0},
 	};
 	struct opts o = {.as = geteuid()};
 	int c;
@@ -492,16 +512,15 @@ int cr_cli_check(int argc, char **argv)
 			if (nfiles < 64)
 				files[nfiles++] = optarg;
 			break;
-		case 'h':
-			check_usage(stdout);
-			return CLI_OK;
-		case 'q':
-			o.quiet = 1;
-			break;
+		case 'h': check_usage(stdout); return CLI_OK;
+		case 'q': o.quiet = 1; break;
 		case 'k':
 			if (cr_key_check(optarg) != 0) {
-				fprintf(stderr, "connroute check: --key '%s' is not a valid key; use 1-127 "
-						"characters of A-Za-z0-9._~:/@=- (e.g. payments/critical)\n", optarg);
+				fprintf(stderr,
+					"connroute check: --key '%s' is not a valid key; use 1-127 "
+					"characters of A-Za-z0-9._~:/@=- (e.g. "
+					"payments/critical)\n",
+					optarg);
 				return CLI_USAGE;
 			}
 			o.key = optarg;
@@ -511,20 +530,14 @@ int cr_cli_check(int argc, char **argv)
 			o.as_set = 1;
 			break;
 		case O_AS_USER:
-			o.as = geteuid() ? geteuid() : 65534; /* nobody: only the rules for everyone */
+			o.as = geteuid() ? geteuid()
+					 : 65534; /* nobody: only the rules for everyone */
 			o.as_set = 1;
 			break;
-		case O_HOST:
-			o.host = optarg;
-			break;
-		case O_THREAD:
-			o.thread = optarg;
-			break;
-		case O_LANES:
-			o.lanes = 1;
-			break;
-		default:
-			return cr_cli_bad_option("check", argv, optind, optopt);
+		case O_HOST: o.host = optarg; break;
+		case O_THREAD: o.thread = optarg; break;
+		case O_LANES: o.lanes = 1; break;
+		default: return cr_cli_bad_option("check", argv, optind, optopt);
 		}
 	}
 	if (o.host && !o.key && !o.thread) {
@@ -538,9 +551,11 @@ int cr_cli_check(int argc, char **argv)
 		const char *env = getenv("CONNROUTE_CONFIG");
 		const char *path = cr_cli_config_path(env, env != NULL, &origin);
 		if (!path[0]) {
-			fprintf(stderr, "connroute check: no FILE, CONNROUTE_CONFIG is %s and %s does not "
-					"exist: a program started here runs with the built-in pass-through "
-					"lane; give a FILE\n", env ? "empty" : "unset", CONNROUTE_SYSCONF);
+			fprintf(stderr,
+				"connroute check: no FILE, CONNROUTE_CONFIG is %s and %s does not "
+				"exist: a program started here runs with the built-in pass-through "
+				"lane; give a FILE\n",
+				env ? "empty" : "unset", CONNROUTE_SYSCONF);
 			return CLI_USAGE;
 		}
 		fprintf(stderr, "connroute check: %s (from %s)\n", path,

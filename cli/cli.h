@@ -8,8 +8,8 @@
 #include <sys/types.h>
 
 /* Exit statuses shared by the subcommands. */
-#define CLI_OK 0
-#define CLI_FAIL 1
+#define CLI_OK    0
+#define CLI_FAIL  1
 #define CLI_USAGE 2
 
 int cr_cli_run(int argc, char **argv);
@@ -36,23 +36,23 @@ const char *cr_cli_config_path(const char *env_value, int env_set, int *origin);
 
 /* ELF inspection of a program before exec (cli/inspect.c). */
 struct cr_inspect {
-	char path[4096];        /* the file inspected (after #! interpreters) */
-	char script[4096];      /* the script, when PATH is its interpreter */
-	int elf;                /* an ELF file we could read */
-	int wrong_class;        /* 32-bit (the shim is 64-bit) or another machine */
-	int is_static;          /* no program interpreter */
-	char interp[256];       /* PT_INTERP */
-	int foreign_libc;       /* an interpreter that is not glibc's (musl...) */
-	int libc;               /* libc.so.6 in its needed list (or a dependency's) */
-	int go;                 /* a Go build id / buildinfo */
-	int secure;             /* setuid/setgid/capabilities that start secure execution */
+	char path[4096];   /* the file inspected (after #! interpreters) */
+	char script[4096]; /* the script, when PATH is its interpreter */
+	int elf;           /* an ELF file we could read */
+	int wrong_class;   /* 32-bit (the shim is 64-bit) or another machine */
+	int is_static;     /* no program interpreter */
+	char interp[256];  /* PT_INTERP */
+	int foreign_libc;  /* an interpreter that is not glibc's (musl...) */
+	int libc;          /* libc.so.6 in its needed list (or a dependency's) */
+	int go;            /* a Go build id / buildinfo */
+	int secure;        /* setuid/setgid/capabilities that start secure execution */
 	char secure_why[160];
-	int curl;               /* 0: no libcurl found, 1: needed directly, 2: by a library */
-	char curl_lib[4096];    /* the libcurl file */
-	char curl_via[4096];    /* the object that needs it (curl == 2) */
-	int php;                /* PHP: loads extensions with RTLD_DEEPBIND */
-	int nobjects;           /* objects in the needed graph that were found */
-	char missing[256];      /* a needed library that was not found, "" if none */
+	int curl;            /* 0: no libcurl found, 1: needed directly, 2: by a library */
+	char curl_lib[4096]; /* the libcurl file */
+	char curl_via[4096]; /* the object that needs it (curl == 2) */
+	int php;             /* PHP: loads extensions with RTLD_DEEPBIND */
+	int nobjects;        /* objects in the needed graph that were found */
+	char missing[256];   /* a needed library that was not found, "" if none */
 };
 
 /* Inspects PROG (a path, or a name looked up in $PATH as execvp does).

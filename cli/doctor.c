@@ -17,7 +17,8 @@
 static void doctor_usage(FILE *f)
 {
 	fputs("usage: connroute doctor PROGRAM | PID\n"
-	      "Say what connroute would and would not route in PROGRAM (a path or a name in PATH),\n"
+	      "Say what connroute would and would not route in PROGRAM (a path or a name in "
+	      "PATH),\n"
 	      "or in the running process PID: raw sockets, libcurl (found and how), objects that\n"
 	      "bind around the preload (RTLD_DEEPBIND), static and Go programs, secure execution;\n"
 	      "for a PID also whether the shim is loaded and which lanes saw traffic.\n"
@@ -44,31 +45,42 @@ static void report_program(const struct cr_inspect *in)
 		printf("script:       %s, run by %s\n", in->script, in->path);
 	printf("program:      %s", in->path);
 	if (in->elf && !in->wrong_class)
-		printf(" (%s%s%s)", in->is_static ? "statically linked" : "dynamically linked, interpreter ",
+		printf(" (%s%s%s)",
+		       in->is_static ? "statically linked" : "dynamically linked, interpreter ",
 		       in->is_static ? "" : in->interp, in->go ? ", Go" : "");
 	printf("\n");
 	if (!in->elf || in->wrong_class || in->is_static || in->go || in->foreign_libc)
 		return;
-	printf("raw sockets:  %s\n", in->libc ? "routed: connect() and close() go through libc, where the shim "
-						 "interposes them" :
-						 "libc.so.6 is not in its needed list: connect() may not go through "
-						 "glibc");
+	printf("raw sockets:  %s\n",
+	       in->libc ? "routed: connect() and close() go through libc, where the shim "
+			  "interposes them"
+			: "libc.so.6 is not in its needed list: connect() may not go through "
+			  "glibc");
 	if (in->curl == 1)
-		printf("libcurl:      %s, needed by the program itself: its easy calls get the lanes' pools, "
-		       "timeouts and limits\n", in->curl_lib);
+		printf("libcurl:      %s, needed by the program itself: its easy calls get the "
+		       "lanes' pools, "
+		       "timeouts and limits\n",
+		       in->curl_lib);
 	else if (in->curl == 2)
-		printf("libcurl:      %s, needed by %s: its easy calls get the lanes' pools, timeouts and "
-		       "limits\n", in->curl_lib, in->curl_via);
+		printf("libcurl:      %s, needed by %s: its easy calls get the lanes' pools, "
+		       "timeouts and "
+		       "limits\n",
+		       in->curl_lib, in->curl_via);
 	else
-		printf("libcurl:      not in its needed libraries; one loaded later (dlopen: pycurl, "
+		printf("libcurl:      not in its needed libraries; one loaded later (dlopen: "
+		       "pycurl, "
 		       "plugins) is found at its first call\n");
 	if (in->php)
-		printf("DEEPBIND:     PHP loads its extensions with RTLD_DEEPBIND: connroute rebinds their "
-		       "references to the interposed names as they are loaded (glibc 2.35 or later), so "
-		       "PHP's curl_* transfers get the lanes; connections an extension makes from its own "
+		printf("DEEPBIND:     PHP loads its extensions with RTLD_DEEPBIND: connroute "
+		       "rebinds their "
+		       "references to the interposed names as they are loaded (glibc 2.35 or "
+		       "later), so "
+		       "PHP's curl_* transfers get the lanes; connections an extension makes from "
+		       "its own "
 		       "constructor are not routed (docs/INTERNALS.md, \"RTLD_DEEPBIND hosts\")\n");
 	if (in->missing[0])
-		printf("note:         %s was not found where the loader looks: the program may not start\n",
+		printf("note:         %s was not found where the loader looks: the program may not "
+		       "start\n",
 		       in->missing);
 }
 
@@ -82,8 +94,8 @@ static int doctor_program(const char *prog)
 	}
 	report_program(&in);
 	int bad = cr_inspect_report(&in, stdout, "NOT ROUTED:   ");
-	printf("verdict:      %s\n", bad ? "connroute cannot route this program" :
-					   "connroute can route this program");
+	printf("verdict:      %s\n",
+	       bad ? "connroute cannot route this program" : "connroute can route this program");
 	return bad ? CLI_FAIL : CLI_OK;
 }
 
@@ -145,16 +157,21 @@ static int doctor_pid(long pid)
 	if (m)
 		fclose(m);
 	long sec = auxv_secure(pid);
-	printf("shim:         %s\n", shim ? "loaded (libconnroute.so is mapped)" :
-				     !m ? "unknown (cannot read its maps: run as its user or root)" :
-					  "NOT loaded: the process was not started under connroute (LD_PRELOAD)");
+	printf("shim:         %s\n",
+	       shim ? "loaded (libconnroute.so is mapped)"
+	       : !m ? "unknown (cannot read its maps: run as its user or root)"
+		    : "NOT loaded: the process was not started under connroute (LD_PRELOAD)");
 	if (sec == 1)
-		printf("NOT ROUTED:   the process runs with secure execution (AT_SECURE): connroute "
+		printf("NOT ROUTED:   the process runs with secure execution (AT_SECURE): "
+		       "connroute "
 		       "ignores CONNROUTE_* and passes everything through\n");
-	printf("libcurl:      %s%s\n", curl ? "mapped: " : "not mapped (no libcurl in use yet)", curlpath);
+	printf("libcurl:      %s%s\n", curl ? "mapped: " : "not mapped (no libcurl in use yet)",
+	       curlpath);
 	if (phpext)
-		printf("DEEPBIND:     PHP extensions are mapped: they were loaded with RTLD_DEEPBIND; the "
-		       "shim rebinds their calls to the interposed names at load (glibc 2.35 or later)\n");
+		printf("DEEPBIND:     PHP extensions are mapped: they were loaded with "
+		       "RTLD_DEEPBIND; the "
+		       "shim rebinds their calls to the interposed names at load (glibc 2.35 or "
+		       "later)\n");
 	if (shim)
 		cr_cli_lanes_seen(pid, stdout);
 	int ok = shim && !bad && sec != 1;
@@ -176,7 +193,8 @@ int cr_cli_doctor(int argc, char **argv)
 		return cr_cli_bad_option("doctor", argv, optind, optopt);
 	}
 	if (argc - optind != 1) {
-		fprintf(stderr, "connroute doctor: give one PROGRAM or PID; see connroute doctor --help\n");
+		fprintf(stderr,
+			"connroute doctor: give one PROGRAM or PID; see connroute doctor --help\n");
 		return CLI_USAGE;
 	}
 	const char *a = argv[optind];

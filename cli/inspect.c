@@ -51,7 +51,8 @@ static int in_file(const struct elfview *v, uint64_t off, uint64_t len)
 
 static const Elf64_Ehdr *ehdr(const struct elfview *v)
 {
-	if (v->n < sizeof(Elf64_Ehdr) || memcmp(v->p, ELFMAG, SELFMAG) || v->p[EI_CLASS] != ELFCLASS64)
+	if (v->n < sizeof(Elf64_Ehdr) || memcmp(v->p, ELFMAG, SELFMAG) ||
+	    v->p[EI_CLASS] != ELFCLASS64)
 		return NULL;
 	const Elf64_Ehdr *e = (const Elf64_Ehdr *)(const void *)v->p;
 	if (e->e_phentsize != sizeof(Elf64_Phdr) ||
@@ -63,7 +64,8 @@ static const Elf64_Ehdr *ehdr(const struct elfview *v)
 static const Elf64_Phdr *phdr(const struct elfview *v, int i)
 {
 	const Elf64_Ehdr *e = (const Elf64_Ehdr *)(const void *)v->p;
-	return (const Elf64_Phdr *)(const void *)(v->p + e->e_phoff + (size_t)i * sizeof(Elf64_Phdr));
+	return (const Elf64_Phdr *)(const void *)(v->p + e->e_phoff +
+						  (size_t)i * sizeof(Elf64_Phdr));
 }
 
 /* A virtual address to a file offset, through the PT_LOAD segments. */
@@ -131,8 +133,8 @@ static void read_dynamic(const struct elfview *v, struct dyn *d)
 			else if (dy[k].d_tag == DT_STRSZ)
 				strsz = dy[k].d_un.d_val;
 		}
-		if (!strtab || vaddr_off(v, strtab, &off) != 0 || !in_file(v, off, strsz) || !strsz ||
-		    v->p[off + strsz - 1] != '\0')
+		if (!strtab || vaddr_off(v, strtab, &off) != 0 || !in_file(v, off, strsz) ||
+		    !strsz || v->p[off + strsz - 1] != '\0')
 			return;
 		const char *s = (const char *)v->p + off;
 		for (size_t k = 0; k < n && dy[k].d_tag != DT_NULL; k++) {
@@ -161,12 +163,14 @@ static int is_go(const struct elfview *v)
 			continue;
 		size_t o = 0;
 		while (o + 12 <= ph->p_filesz) {
-			const uint32_t *nh = (const uint32_t *)(const void *)(v->p + ph->p_offset + o);
+			const uint32_t *nh = (const uint32_t *)(const void *)(v->p + ph->p_offset +
+									      o);
 			uint32_t nsz = nh[0], dsz = nh[1], type = nh[2];
 			size_t next = 12 + ((nsz + 3u) & ~3u) + ((dsz + 3u) & ~3u);
 			if (next > ph->p_filesz - o)
 				break;
-			if (nsz == 4 && type == 4 && !memcmp(v->p + ph->p_offset + o + 12, "Go\0\0", 4))
+			if (nsz == 4 && type == 4 &&
+			    !memcmp(v->p + ph->p_offset + o + 12, "Go\0\0", 4))
 				return 1;
 			o += next;
 		}
@@ -184,7 +188,8 @@ static int is_go(const struct elfview *v)
 			continue;
 		const char *name = (const char *)v->p + ss->sh_offset + nm;
 		size_t left = ss->sh_size - nm;
-		if (!strncmp(name, ".go.buildinfo", left) || !strncmp(name, ".note.go.buildid", left))
+		if (!strncmp(name, ".go.buildinfo", left) ||
+		    !strncmp(name, ".note.go.buildid", left))
 			return 1;
 	}
 	return 0;
@@ -203,10 +208,12 @@ static void add_dir(struct dirs *ds, const char *s, size_t n, const char *origin
 	if (n == 0 || ds->n >= MAX_DIRS || n >= sizeof(buf))
 		return;
 	if (n >= 7 && !strncmp(s, "$ORIGIN", 7)) {
-		if (snprintf(buf, sizeof(buf), "%s%.*s", origin, (int)(n - 7), s + 7) >= (int)sizeof(buf))
+		if (snprintf(buf, sizeof(buf), "%s%.*s", origin, (int)(n - 7), s + 7) >=
+		    (int)sizeof(buf))
 			return;
 	} else if (n >= 9 && !strncmp(s, "${ORIGIN}", 9)) {
-		if (snprintf(buf, sizeof(buf), "%s%.*s", origin, (int)(n - 9), s + 9) >= (int)sizeof(buf))
+		if (snprintf(buf, sizeof(buf), "%s%.*s", origin, (int)(n - 9), s + 9) >=
+		    (int)sizeof(buf))
 			return;
 	} else {
 		memcpy(buf, s, n);
@@ -256,7 +263,8 @@ static void add_conf(struct dirs *ds, const char *file, int depth)
 					size_t l = strlen(ents[i]->d_name);
 					char inc[PATH_MAX];
 					if (l > 5 && !strcmp(ents[i]->d_name + l - 5, ".conf") &&
-					    snprintf(inc, sizeof(inc), "%s/%s", pat, ents[i]->d_name) < (int)sizeof(inc))
+					    snprintf(inc, sizeof(inc), "%s/%s", pat,
+						     ents[i]->d_name) < (int)sizeof(inc))
 						add_conf(ds, inc, depth + 1);
 					free(ents[i]);
 				}
@@ -290,7 +298,9 @@ static int find_lib(const char *name, const struct dyn *d, const char *origin, c
 	add_list(&ds, getenv("LD_LIBRARY_PATH"), origin);
 	add_list(&ds, d->runpath, origin);
 	add_conf(&ds, "/etc/ld.so.conf", 0);
-	add_list(&ds, "/lib/" CONNROUTE_MULTIARCH ":/usr/lib/" CONNROUTE_MULTIARCH ":/lib64:/usr/lib64:/lib:/usr/lib",
+	add_list(&ds,
+		 "/lib/" CONNROUTE_MULTIARCH ":/usr/lib/" CONNROUTE_MULTIARCH
+		 ":/lib64:/usr/lib64:/lib:/usr/lib",
 		 "");
 	int rc = -1;
 	for (int i = 0; i < ds.n && rc != 0; i++)
@@ -330,13 +340,16 @@ static void secure_of(const char *file, const struct stat *st, struct cr_inspect
 {
 	if ((st->st_mode & S_ISUID) && st->st_uid != getuid()) {
 		in->secure = 1;
-		snprintf(in->secure_why, sizeof(in->secure_why), "setuid (owner uid %u)", (unsigned)st->st_uid);
+		snprintf(in->secure_why, sizeof(in->secure_why), "setuid (owner uid %u)",
+			 (unsigned)st->st_uid);
 	} else if ((st->st_mode & S_ISGID) && st->st_gid != getgid()) {
 		in->secure = 1;
-		snprintf(in->secure_why, sizeof(in->secure_why), "setgid (group %u)", (unsigned)st->st_gid);
+		snprintf(in->secure_why, sizeof(in->secure_why), "setgid (group %u)",
+			 (unsigned)st->st_gid);
 	} else if (getuid() != 0 && getxattr(file, "security.capability", NULL, 0) > 0) {
 		in->secure = 1;
-		snprintf(in->secure_why, sizeof(in->secure_why), "file capabilities (getcap shows them)");
+		snprintf(in->secure_why, sizeof(in->secure_why),
+			 "file capabilities (getcap shows them)");
 	}
 }
 
@@ -464,10 +477,12 @@ int cr_inspect_program(const char *prog, struct cr_inspect *in, char *err, size_
 			in->is_static = 1;
 			for (int i = 0; i < e->e_phnum; i++) {
 				const Elf64_Phdr *ph = phdr(&v, i);
-				if (ph->p_type == PT_INTERP && in_file(&v, ph->p_offset, ph->p_filesz) &&
-				    ph->p_filesz > 1) {
+				if (ph->p_type == PT_INTERP &&
+				    in_file(&v, ph->p_offset, ph->p_filesz) && ph->p_filesz > 1) {
 					in->is_static = 0;
-					size_t l = ph->p_filesz < sizeof(in->interp) ? ph->p_filesz : sizeof(in->interp) - 1;
+					size_t l = ph->p_filesz < sizeof(in->interp)
+							   ? ph->p_filesz
+							   : sizeof(in->interp) - 1;
 					memcpy(in->interp, v.p + ph->p_offset, l);
 					in->interp[l] = '\0';
 				}
@@ -486,31 +501,41 @@ int cr_inspect_report(const struct cr_inspect *in, FILE *out, const char *pre)
 {
 	int bad = 0;
 	if (!in->elf) {
-		fprintf(out, "%s%s is not an ELF program: cannot tell what it links\n", pre, in->path);
+		fprintf(out, "%s%s is not an ELF program: cannot tell what it links\n", pre,
+			in->path);
 		return 0;
 	}
 	if (in->wrong_class) {
-		fprintf(out, "%s%s is not a 64-bit program of this machine: the shim cannot be loaded "
-			     "into it (the loader ignores it), nothing is routed\n", pre, in->path);
+		fprintf(out,
+			"%s%s is not a 64-bit program of this machine: the shim cannot be loaded "
+			"into it (the loader ignores it), nothing is routed\n",
+			pre, in->path);
 		return 1;
 	}
 	if (in->secure) {
-		fprintf(out, "%s%s runs with secure execution for you (%s): the loader drops a preload "
-			     "given by path and connroute ignores CONNROUTE_*: nothing is routed\n",
+		fprintf(out,
+			"%s%s runs with secure execution for you (%s): the loader drops a preload "
+			"given by path and connroute ignores CONNROUTE_*: nothing is routed\n",
 			pre, in->path, in->secure_why);
 		bad++;
 	}
 	if (in->go) {
-		fprintf(out, "%s%s is a Go program: Go makes its own system calls, LD_PRELOAD reaches "
-			     "none of them: nothing is routed\n", pre, in->path);
+		fprintf(out,
+			"%s%s is a Go program: Go makes its own system calls, LD_PRELOAD reaches "
+			"none of them: nothing is routed\n",
+			pre, in->path);
 		bad++;
 	} else if (in->is_static) {
-		fprintf(out, "%s%s is statically linked: there is no dynamic loader to preload into: "
-			     "nothing is routed\n", pre, in->path);
+		fprintf(out,
+			"%s%s is statically linked: there is no dynamic loader to preload into: "
+			"nothing is routed\n",
+			pre, in->path);
 		bad++;
 	} else if (in->foreign_libc) {
-		fprintf(out, "%s%s uses the program interpreter %s, not glibc's: the shim (built for "
-			     "glibc) does not load: nothing is routed\n", pre, in->path, in->interp);
+		fprintf(out,
+			"%s%s uses the program interpreter %s, not glibc's: the shim (built for "
+			"glibc) does not load: nothing is routed\n",
+			pre, in->path, in->interp);
 		bad++;
 	}
 	return bad;

@@ -23,24 +23,30 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: connroute run [--key KEY] [--config FILE] [--log LEVEL] [--strict] [--] CMD [ARGS...]\n"
-	      "       connroute check [--as-root] [--quiet] [--key KEY [--host HOST:PORT] [--thread NAME]] [FILE...]\n"
+	fputs("usage: connroute run [--key KEY] [--config FILE] [--log LEVEL] [--strict] [--] CMD "
+	      "[ARGS...]\n"
+	      "       connroute check [--as-root] [--quiet] [--key KEY [--host HOST:PORT] "
+	      "[--thread NAME]] [FILE...]\n"
 	      "       connroute doctor PROGRAM | PID\n"
-	      "       connroute stats [--watch [SECS]] [--count N] [--raw | --json] [PID | ADDRESS]\n"
+	      "       connroute stats [--watch [SECS]] [--count N] [--raw | --json] [PID | "
+	      "ADDRESS]\n"
 	      "       connroute reload PID | ADDRESS\n"
 	      "       connroute tail [--slow] [-n N] [--lane LANE] PID | PATH\n"
 	      "       connroute --version | --help\n"
 	      "\n"
 	      "run     run CMD with libconnroute.so preloaded, so its connections are routed into\n"
 	      "        lanes; the program is inspected first (static, Go, setuid: not routable)\n"
-	      "check   validate config files with the shim's own parser and trust rules, print the\n"
+	      "check   validate config files with the shim's own parser and trust rules, print "
+	      "the\n"
 	      "        effective lanes; --key explains which lane a key selects and why\n"
-	      "doctor  what would and would not be routed in PROGRAM, or in the running process PID\n"
+	      "doctor  what would and would not be routed in PROGRAM, or in the running process "
+	      "PID\n"
 	      "stats   per-lane table of a running process, from its metrics endpoint\n"
 	      "reload  make a running process re-read its config file now\n"
 	      "tail    the last requests of a process's access log (docs/access-log.md)\n"
 	      "\n"
-	      "`connroute COMMAND --help` describes each command; man connroute(1), connroute.conf(5).\n"
+	      "`connroute COMMAND --help` describes each command; man connroute(1), "
+	      "connroute.conf(5).\n"
 	      "Environment: CONNROUTE_CONFIG, CONNROUTE_KEY, CONNROUTE_LOG, CONNROUTE_LOG_FILE,\n"
 	      "CONNROUTE_STRICT, CONNROUTE_DISABLE (connroute(7)).\n",
 	      f);
@@ -52,10 +58,14 @@ int cr_cli_bad_option(const char *cmd, char **argv, int optind_after, int optopt
 	 * and the character in optopt for a short one. */
 	const char *word = optind_after > 0 ? argv[optind_after - 1] : "?";
 	if (optopt_c && optopt_c != '?' && !(word[0] == '-' && word[1] == '-'))
-		fprintf(stderr, "connroute %s: option '-%c' is unknown or needs a value; see connroute %s --help\n",
+		fprintf(stderr,
+			"connroute %s: option '-%c' is unknown or needs a value; see connroute %s "
+			"--help\n",
 			cmd, optopt_c, cmd);
 	else
-		fprintf(stderr, "connroute %s: option '%s' is unknown or needs a value; see connroute %s --help\n",
+		fprintf(stderr,
+			"connroute %s: option '%s' is unknown or needs a value; see connroute %s "
+			"--help\n",
 			cmd, word, cmd);
 	return CLI_USAGE;
 }
@@ -74,11 +84,13 @@ int cr_cli_find_library(char *out, size_t n)
 		char *slash = strrchr(self, '/');
 		if (slash) {
 			*slash = '\0';
-			static const char *const rel[] = {"", "/../lib", "/../lib/" CONNROUTE_MULTIARCH};
+			static const char *const rel[] = {"", "/../lib",
+							  "/../lib/" CONNROUTE_MULTIARCH};
 			for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
 				char cand[PATH_MAX], real[PATH_MAX];
-				if (snprintf(cand, sizeof(cand), "%s%s/libconnroute.so", self, rel[i]) >=
-				    (int)sizeof(cand) || !file_exists(cand))
+				if (snprintf(cand, sizeof(cand), "%s%s/libconnroute.so", self,
+					     rel[i]) >= (int)sizeof(cand) ||
+				    !file_exists(cand))
 					continue;
 				snprintf(out, n, "%s", realpath(cand, real) ? real : cand);
 				return 0;

@@ -23,16 +23,22 @@ static void run_usage(FILE *f)
 	      "into the lanes of its config file.\n"
 	      "\n"
 	      "  -k, --key KEY       the process's default routing key (CONNROUTE_KEY)\n"
-	      "  -c, --config FILE   the config file (CONNROUTE_CONFIG; made absolute). Without it:\n"
-	      "                      CONNROUTE_CONFIG if set, else " CONNROUTE_SYSCONF " if it exists\n"
-	      "      --no-config     no config file at all (CONNROUTE_CONFIG=): one pass-through lane\n"
+	      "  -c, --config FILE   the config file (CONNROUTE_CONFIG; made absolute). Without "
+	      "it:\n"
+	      "                      CONNROUTE_CONFIG if set, else " CONNROUTE_SYSCONF
+	      " if it exists\n"
+	      "      --no-config     no config file at all (CONNROUTE_CONFIG=): one pass-through "
+	      "lane\n"
 	      "  -l, --log LEVEL     error, warn, info or debug (CONNROUTE_LOG)\n"
-	      "      --strict        CONNROUTE_STRICT=1: a bad config or key stops the program (exit\n"
-	      "                      78); and a program connroute cannot route is not run (exit 126)\n"
+	      "      --strict        CONNROUTE_STRICT=1: a bad config or key stops the program "
+	      "(exit\n"
+	      "                      78); and a program connroute cannot route is not run (exit "
+	      "126)\n"
 	      "  -q, --quiet         no warning about a program connroute cannot route\n"
 	      "  -h, --help          this text\n"
 	      "\n"
-	      "Exit status: CMD's own; 2 bad usage; 126 CMD cannot be run (or, with --strict, cannot\n"
+	      "Exit status: CMD's own; 2 bad usage; 126 CMD cannot be run (or, with --strict, "
+	      "cannot\n"
 	      "be routed); 127 CMD or libconnroute.so not found.\n",
 	      f);
 }
@@ -41,10 +47,14 @@ int cr_cli_run(int argc, char **argv)
 {
 	enum { O_STRICT = 256, O_NO_CONFIG };
 	static const struct option longs[] = {
-		{"key", required_argument, 0, 'k'},  {"config", required_argument, 0, 'c'},
-		{"log", required_argument, 0, 'l'},  {"strict", no_argument, 0, O_STRICT},
-		{"no-config", no_argument, 0, O_NO_CONFIG}, {"quiet", no_argument, 0, 'q'},
-		{"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
+		{"key", required_argument, 0, 'k'},
+		{"config", required_argument, 0, 'c'},
+		{"log", required_argument, 0, 'l'},
+		{"strict", no_argument, 0, O_STRICT},
+		{"no-config", no_argument, 0, O_NO_CONFIG},
+		{"quiet", no_argument, 0, 'q'},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
 	};
 	char lib[PATH_MAX], abs_cfg[PATH_MAX];
 	int c, strict = 0, quiet = 0;
@@ -53,16 +63,15 @@ int cr_cli_run(int argc, char **argv)
 	/* "+": stop at the command, its own options are its own. */
 	while ((c = getopt_long(argc, argv, "+hqk:c:l:", longs, NULL)) != -1) {
 		switch (c) {
-		case 'h':
-			run_usage(stdout);
-			return CLI_OK;
-		case 'q':
-			quiet = 1;
-			break;
+		case 'h': run_usage(stdout); return CLI_OK;
+		case 'q': quiet = 1; break;
 		case 'k':
 			if (cr_key_check(optarg) != 0) {
-				fprintf(stderr, "connroute run: '%s' is not a valid key; use 1-127 characters of "
-						"A-Za-z0-9._~:/@=- (e.g. payments/critical)\n", optarg);
+				fprintf(stderr,
+					"connroute run: '%s' is not a valid key; use 1-127 "
+					"characters of "
+					"A-Za-z0-9._~:/@=- (e.g. payments/critical)\n",
+					optarg);
 				return CLI_USAGE;
 			}
 			setenv("CONNROUTE_KEY", optarg, 1);
@@ -70,18 +79,20 @@ int cr_cli_run(int argc, char **argv)
 		case 'c':
 			/* The program may chdir: pass an absolute path. */
 			if (!realpath(optarg, abs_cfg)) {
-				fprintf(stderr, "connroute run: --config %s: %s; give an existing config file\n",
+				fprintf(stderr,
+					"connroute run: --config %s: %s; give an existing config "
+					"file\n",
 					optarg, strerror(errno));
 				return CLI_USAGE;
 			}
 			setenv("CONNROUTE_CONFIG", abs_cfg, 1);
 			break;
-		case O_NO_CONFIG:
-			setenv("CONNROUTE_CONFIG", "", 1);
-			break;
+		case O_NO_CONFIG: setenv("CONNROUTE_CONFIG", "", 1); break;
 		case 'l':
 			if (cr_log_parse_level(optarg) < 0) {
-				fprintf(stderr, "connroute run: --log %s: use error, warn, info or debug\n", optarg);
+				fprintf(stderr,
+					"connroute run: --log %s: use error, warn, info or debug\n",
+					optarg);
 				return CLI_USAGE;
 			}
 			setenv("CONNROUTE_LOG", optarg, 1);
@@ -90,8 +101,7 @@ int cr_cli_run(int argc, char **argv)
 			strict = 1;
 			setenv("CONNROUTE_STRICT", "1", 1);
 			break;
-		default:
-			return cr_cli_bad_option("run", argv, optind, optopt);
+		default: return cr_cli_bad_option("run", argv, optind, optopt);
 		}
 	}
 	if (optind >= argc) {
@@ -100,8 +110,10 @@ int cr_cli_run(int argc, char **argv)
 	}
 	char **cmd = argv + optind;
 	if (cr_cli_find_library(lib, sizeof(lib)) != 0) {
-		fprintf(stderr, "connroute run: libconnroute.so not found next to connroute nor in %s; "
-				"run `make` or `make install`\n", CONNROUTE_LIBDIR);
+		fprintf(stderr,
+			"connroute run: libconnroute.so not found next to connroute nor in %s; "
+			"run `make` or `make install`\n",
+			CONNROUTE_LIBDIR);
 		return 127;
 	}
 	struct cr_inspect in;
@@ -111,10 +123,14 @@ int cr_cli_run(int argc, char **argv)
 		return errno == ENOENT ? 127 : 126;
 	}
 	if (!quiet || strict) {
-		int bad = cr_inspect_report(&in, stderr, strict ? "connroute run: error: " : "connroute run: warning: ");
+		int bad = cr_inspect_report(&in, stderr,
+					    strict ? "connroute run: error: "
+						   : "connroute run: warning: ");
 		if (bad && strict) {
-			fprintf(stderr, "connroute run: --strict: not running %s (drop --strict to run it "
-					"unrouted)\n", cmd[0]);
+			fprintf(stderr,
+				"connroute run: --strict: not running %s (drop --strict to run it "
+				"unrouted)\n",
+				cmd[0]);
 			return 126;
 		}
 	}

@@ -27,8 +27,8 @@
 #include "trust.h"
 
 #define SCRAPE_MAX (64u << 20)
-#define MAX_LANES 256
-#define MAX_LE 32
+#define MAX_LANES  256
+#define MAX_LE     32
 
 /* --------------------------------------------------------------- targets */
 
@@ -107,7 +107,8 @@ static int metrics_line(const char *path, char *out, size_t n)
 			end = strstr(p, "\t;");
 		if (!end)
 			end = p + strcspn(p, "\r\n");
-		while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+		while (end > p &&
+		       (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
 			end--;
 		if (end > p && (size_t)(end - p) < n) {
 			memcpy(out, p, (size_t)(end - p));
@@ -129,7 +130,8 @@ static int target_from_pid(long pid, struct target *t, int quiet)
 	t->pid = pid;
 	if (n < 0) {
 		if (!quiet)
-			fprintf(stderr, "connroute: cannot read the environment of process %ld: %s\n", pid,
+			fprintf(stderr,
+				"connroute: cannot read the environment of process %ld: %s\n", pid,
 				strerror(errno));
 		return -1;
 	}
@@ -139,9 +141,10 @@ static int target_from_pid(long pid, struct target *t, int quiet)
 	const char *cfgpath = cr_cli_config_path(env_cfg, env_cfg != NULL, &origin);
 	if (!cfgpath[0]) {
 		if (!quiet)
-			fprintf(stderr, "connroute: process %ld has no config file (CONNROUTE_CONFIG %s, "
-					"no %s), so no metrics endpoint; give its ADDRESS\n", pid,
-				env_cfg ? "empty" : "unset", CONNROUTE_SYSCONF);
+			fprintf(stderr,
+				"connroute: process %ld has no config file (CONNROUTE_CONFIG %s, "
+				"no %s), so no metrics endpoint; give its ADDRESS\n",
+				pid, env_cfg ? "empty" : "unset", CONNROUTE_SYSCONF);
 		return -1;
 	}
 	if (cfgpath[0] == '/')
@@ -160,21 +163,26 @@ static int target_from_pid(long pid, struct target *t, int quiet)
 		 * endpoint's pid is checked either way. */
 		if (metrics_line(t->config, cfg->metrics, sizeof(cfg->metrics)) != 0) {
 			if (!quiet)
-				fprintf(stderr, "connroute: process %ld: %s\n(the process may still run an "
-						"older, valid version of it; give its ADDRESS)\n", pid, diag->msg[0]);
+				fprintf(stderr,
+					"connroute: process %ld: %s\n(the process may still run an "
+					"older, valid version of it; give its ADDRESS)\n",
+					pid, diag->msg[0]);
 			goto out;
 		}
 	}
 	if (!cfg->metrics[0]) {
 		if (!quiet)
-			fprintf(stderr, "connroute: process %ld: %s sets no [global] metrics; add e.g. "
-					"`metrics = unix:/run/connroute/%%p.sock` and `connroute reload %ld`\n",
+			fprintf(stderr,
+				"connroute: process %ld: %s sets no [global] metrics; add e.g. "
+				"`metrics = unix:/run/connroute/%%p.sock` and `connroute reload "
+				"%ld`\n",
 				pid, t->config, pid);
 		goto out;
 	}
 	if (cr_endpoint_parse(cfg->metrics, pid, &t->ss, &t->len, NULL, 0) != 0) {
 		if (!quiet)
-			fprintf(stderr, "connroute: process %ld: bad metrics address '%s'\n", pid, cfg->metrics);
+			fprintf(stderr, "connroute: process %ld: bad metrics address '%s'\n", pid,
+				cfg->metrics);
 		goto out;
 	}
 	/* Shown to the user with %p expanded. */
@@ -255,13 +263,17 @@ static int resolve(const char *arg, struct target *t)
 	if (arg) {
 		memset(t, 0, sizeof(*t));
 		if (strstr(arg, "%p")) {
-			fprintf(stderr, "connroute: '%s': give the PID instead, or the path with %%p "
-					"replaced by it\n", arg);
+			fprintf(stderr,
+				"connroute: '%s': give the PID instead, or the path with %%p "
+				"replaced by it\n",
+				arg);
 			return -1;
 		}
 		if (cr_endpoint_parse(arg, 0, &t->ss, &t->len, NULL, 0) != 0) {
-			fprintf(stderr, "connroute: '%s' is neither a PID nor an address; use e.g. 1234, "
-					"127.0.0.1:9464, [::1]:9464 or unix:/run/connroute/1234.sock\n", arg);
+			fprintf(stderr,
+				"connroute: '%s' is neither a PID nor an address; use e.g. 1234, "
+				"127.0.0.1:9464, [::1]:9464 or unix:/run/connroute/1234.sock\n",
+				arg);
 			return -1;
 		}
 		snprintf(t->spec, sizeof(t->spec), "%s", arg);
@@ -274,8 +286,9 @@ static int resolve(const char *arg, struct target *t)
 		return 0;
 	}
 	if (n == 0) {
-		fprintf(stderr, "connroute: no process of yours runs under connroute with a metrics "
-				"endpoint ([global] metrics); give a PID or an ADDRESS\n");
+		fprintf(stderr,
+			"connroute: no process of yours runs under connroute with a metrics "
+			"endpoint ([global] metrics); give a PID or an ADDRESS\n");
 		return -1;
 	}
 	fprintf(stderr, "connroute: %d processes run under connroute; pick one:\n", n);
@@ -326,8 +339,9 @@ static int http(const struct target *t, const char *method, const char *path, ch
 		}
 	}
 	char req[256];
-	int rl = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: connroute\r\nContent-Length: 0\r\n\r\n",
-			  method, path);
+	int rl = snprintf(req, sizeof(req),
+			  "%s %s HTTP/1.0\r\nHost: connroute\r\nContent-Length: 0\r\n\r\n", method,
+			  path);
 	for (size_t off = 0; off < (size_t)rl;) {
 		struct pollfd p = {fd, POLLOUT, 0};
 		if (poll(&p, 1, (int)(deadline - mono_ms())) != 1)
@@ -385,7 +399,8 @@ static int http(const struct target *t, const char *method, const char *path, ch
 conn_err:
 	fprintf(stderr, "connroute: cannot connect to %s: %s%s\n", t->spec, strerror(errno),
 		t->pid ? " (is the process routing yet? the endpoint starts with its first routed "
-			 "connection)" : "");
+			 "connection)"
+		       : "");
 	close(fd);
 	return -1;
 io_err:
@@ -408,7 +423,7 @@ struct scrape {
 	struct lanestat lane[MAX_LANES];
 	int nlanes;
 	double unmatched, reload_ok, reload_err;
-	long pid;               /* connroute_build_info: whose endpoint; 0 if absent */
+	long pid; /* connroute_build_info: whose endpoint; 0 if absent */
 	char version[32];
 };
 
@@ -605,8 +620,9 @@ static void print_table(const struct target *t, const struct scrape *s, const st
 	else
 		snprintf(head, sizeof(head), "connroute stats: %s", t->spec);
 	printf("%s; latency %s\n", head, prev ? "over the last interval" : "since start");
-	printf("%-16s %7s %6s %7s %9s %10s %8s %9s %9s %9s %8s %9s\n", "LANE", "ACTIVE", "IDLE", "QUEUED",
-	       "INFLIGHT", "REQUESTS", "REQ/S", "P50(ms)", "P99(ms)", "OVERFLOWS", "RETRIES", "UNMATCHED");
+	printf("%-16s %7s %6s %7s %9s %10s %8s %9s %9s %9s %8s %9s\n", "LANE", "ACTIVE", "IDLE",
+	       "QUEUED", "INFLIGHT", "REQUESTS", "REQ/S", "P50(ms)", "P99(ms)", "OVERFLOWS",
+	       "RETRIES", "UNMATCHED");
 	for (int i = 0; i < s->nlanes; i++) {
 		const struct lanestat *l = &s->lane[i], *p = prev ? find_prev(prev, l->name) : NULL;
 		double cum[MAX_LE], rps = NAN;
@@ -619,7 +635,8 @@ static void print_table(const struct target *t, const struct scrape *s, const st
 					if (p->le[j] == l->le[k])
 						cum[k] -= p->cum[j];
 		}
-		char a[16], id[16], qu[16], in[16], rq[24], rs[16], p50[16], p99[16], ov[16], re[16], um[16];
+		char a[16], id[16], qu[16], in[16], rq[24], rs[16], p50[16], p99[16], ov[16],
+			re[16], um[16];
 		fmt_num(a, sizeof(a), l->active);
 		fmt_num(id, sizeof(id), l->idle);
 		fmt_num(qu, sizeof(qu), l->queued);
@@ -635,8 +652,8 @@ static void print_table(const struct target *t, const struct scrape *s, const st
 		fmt_num(re, sizeof(re), l->retries);
 		/* Unmatched keys fall back to lane default: shown on its row. */
 		fmt_num(um, sizeof(um), strcmp(l->name, "default") ? NAN : s->unmatched);
-		printf("%-16s %7s %6s %7s %9s %10s %8s %9s %9s %9s %8s %9s\n", l->name, a, id, qu, in, rq, rs,
-		       p50, p99, ov, re, um);
+		printf("%-16s %7s %6s %7s %9s %10s %8s %9s %9s %9s %8s %9s\n", l->name, a, id, qu,
+		       in, rq, rs, p50, p99, ov, re, um);
 	}
 	if (s->nlanes == 0)
 		printf("(no lane has seen traffic yet)\n");
@@ -665,20 +682,24 @@ static void stats_usage(FILE *f)
 {
 	fputs("usage: connroute stats [OPTIONS] [PID | ADDRESS]\n"
 	      "Per-lane table of a running process (active/idle connections, queued, in flight,\n"
-	      "requests, req/s, p50/p99 latency, overflows, retries, unmatched keys), read from its\n"
+	      "requests, req/s, p50/p99 latency, overflows, retries, unmatched keys), read from "
+	      "its\n"
 	      "metrics endpoint ([global] metrics of its config). PID: the endpoint is found from\n"
 	      "the config the process reads (CONNROUTE_CONFIG, else " CONNROUTE_SYSCONF "; %p =\n"
-	      "PID) and must answer as that process (connroute_build_info). ADDRESS: 127.0.0.1:9464,\n"
+	      "PID) and must answer as that process (connroute_build_info). ADDRESS: "
+	      "127.0.0.1:9464,\n"
 	      "[::1]:9464 or unix:/PATH. Neither: the one process of yours under connroute.\n"
 	      "\n"
-	      "  -w, --watch [SECS]  refresh every SECS (1) until Ctrl-C; req/s and the quantiles are\n"
+	      "  -w, --watch [SECS]  refresh every SECS (1) until Ctrl-C; req/s and the quantiles "
+	      "are\n"
 	      "                      over the interval (put PID before --watch)\n"
 	      "  -n, --count N       stop after N refreshes\n"
 	      "      --raw           the Prometheus text as served\n"
 	      "      --json          one JSON object per refresh, for scripts\n"
 	      "  -h, --help          this text\n"
 	      "\n"
-	      "Exit status: 0, 1 the endpoint cannot be read or is another process's, 2 bad usage.\n",
+	      "Exit status: 0, 1 the endpoint cannot be read or is another process's, 2 bad "
+	      "usage.\n",
 	      f);
 }
 
@@ -690,15 +711,18 @@ static int check_owner(const struct target *t, const struct scrape *s)
 	if (!t->pid)
 		return 0;
 	if (!s->pid) {
-		fprintf(stderr, "connroute: %s does not say which process serves it (no "
-				"connroute_build_info): not process %ld's connroute endpoint; give the "
-				"ADDRESS to read it anyway\n", t->spec, t->pid);
+		fprintf(stderr,
+			"connroute: %s does not say which process serves it (no "
+			"connroute_build_info): not process %ld's connroute endpoint; give the "
+			"ADDRESS to read it anyway\n",
+			t->spec, t->pid);
 		return -1;
 	}
 	if (s->pid != t->pid) {
-		fprintf(stderr, "connroute: %s is served by process %ld, not %ld: both are configured with "
-				"that address and %ld could not bind it (its log says so); give each "
-				"process its own, e.g. metrics = unix:/run/connroute/%%p.sock\n",
+		fprintf(stderr,
+			"connroute: %s is served by process %ld, not %ld: both are configured with "
+			"that address and %ld could not bind it (its log says so); give each "
+			"process its own, e.g. metrics = unix:/run/connroute/%%p.sock\n",
 			t->spec, s->pid, t->pid, t->pid);
 		return -1;
 	}
@@ -733,7 +757,8 @@ static void json_num(const char *name, double v, int last)
 		putchar(',');
 }
 
-static void print_json(const struct target *t, const struct scrape *s, const struct scrape *prev, double dt)
+static void print_json(const struct target *t, const struct scrape *s, const struct scrape *prev,
+		       double dt)
 {
 	printf("{\"pid\":");
 	if (s->pid)
@@ -807,7 +832,8 @@ int cr_cli_stats(int argc, char **argv)
 			/* `--watch 2` as well as `--watch=2`: a number right after it */
 			if (!v && optind < argc && argv[optind][0] != '-') {
 				strtod(argv[optind], &end);
-				if (!*end && end != argv[optind] && strchr(argv[optind], '.') == NULL &&
+				if (!*end && end != argv[optind] &&
+				    strchr(argv[optind], '.') == NULL &&
 				    strtol(argv[optind], NULL, 10) > 3600)
 					v = NULL; /* a PID, not seconds */
 				else if (!*end && end != argv[optind])
@@ -816,7 +842,10 @@ int cr_cli_stats(int argc, char **argv)
 			if (v) {
 				double x = strtod(v, &end);
 				if (*end || end == v || !(x >= 0.1 && x <= 3600)) {
-					fprintf(stderr, "connroute stats: --watch %s: give 0.1 to 3600 seconds\n", v);
+					fprintf(stderr,
+						"connroute stats: --watch %s: give 0.1 to 3600 "
+						"seconds\n",
+						v);
 					return CLI_USAGE;
 				}
 				every = x;
@@ -827,22 +856,16 @@ int cr_cli_stats(int argc, char **argv)
 			char *end;
 			count = strtol(optarg, &end, 10);
 			if (count < 1 || *end) {
-				fprintf(stderr, "connroute stats: --count needs a number of refreshes (1 or more)\n");
+				fprintf(stderr, "connroute stats: --count needs a number of "
+						"refreshes (1 or more)\n");
 				return CLI_USAGE;
 			}
 			break;
 		}
-		case O_RAW:
-			raw = 1;
-			break;
-		case O_JSON:
-			json = 1;
-			break;
-		case 'h':
-			stats_usage(stdout);
-			return CLI_OK;
-		default:
-			return cr_cli_bad_option("stats", argv, optind, optopt);
+		case O_RAW: raw = 1; break;
+		case O_JSON: json = 1; break;
+		case 'h': stats_usage(stdout); return CLI_OK;
+		default: return cr_cli_bad_option("stats", argv, optind, optopt);
 		}
 	}
 	if (raw && json) {
@@ -850,7 +873,8 @@ int cr_cli_stats(int argc, char **argv)
 		return CLI_USAGE;
 	}
 	if (argc - optind > 1) {
-		fprintf(stderr, "connroute stats: one PID or ADDRESS only; see connroute stats --help\n");
+		fprintf(stderr,
+			"connroute stats: one PID or ADDRESS only; see connroute stats --help\n");
 		return CLI_USAGE;
 	}
 	if (optind < argc)
@@ -874,7 +898,8 @@ int cr_cli_stats(int argc, char **argv)
 		if (st < 0)
 			return CLI_FAIL;
 		if (st != 200) {
-			fprintf(stderr, "connroute stats: %s answered %d: %.200s\n", t.spec, st, body);
+			fprintf(stderr, "connroute stats: %s answered %d: %.200s\n", t.spec, st,
+				body);
 			free(body);
 			return CLI_FAIL;
 		}
@@ -936,15 +961,18 @@ void cr_cli_lanes_seen(long pid, FILE *out)
 		const struct lanestat *l = &s.lane[i];
 		if (!(l->opened > 0 || l->requests > 0 || l->overflows > 0))
 			continue; /* named by the config, never used */
-		fprintf(out, "%s %s (%.0f connections open, %.0f requests, %.0f refused at the limit)\n",
-			shown++ ? "             " : "lanes used:  ", l->name, l->active, l->requests,
-			l->overflows);
+		fprintf(out,
+			"%s %s (%.0f connections open, %.0f requests, %.0f refused at the limit)\n",
+			shown++ ? "             " : "lanes used:  ", l->name, l->active,
+			l->requests, l->overflows);
 	}
 	if (!shown)
 		fprintf(out, "lanes used:   none yet\n");
 	if (s.unmatched > 0)
-		fprintf(out, "unmatched:    %.0f routing decisions used lane default for a key no lane "
-			     "matches (the keys are logged once each at info)\n", s.unmatched);
+		fprintf(out,
+			"unmatched:    %.0f routing decisions used lane default for a key no lane "
+			"matches (the keys are logged once each at info)\n",
+			s.unmatched);
 }
 
 int cr_cli_reload(int argc, char **argv)
@@ -956,13 +984,16 @@ int cr_cli_reload(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
 		if (c == 'h') {
 			fputs("usage: connroute reload PID | ADDRESS\n"
-			      "Make a running process re-read its config file now (it also looks for changes\n"
+			      "Make a running process re-read its config file now (it also looks "
+			      "for changes\n"
 			      "every second). Prints applied, unchanged or rejected.\n"
 			      "\n"
 			      "  -h, --help   this text\n"
 			      "\n"
-			      "Exit status: 0 applied or unchanged, 1 rejected (the process keeps its current\n"
-			      "config; its log has the FILE:LINE), 2 bad usage, 3 the endpoint cannot be\n"
+			      "Exit status: 0 applied or unchanged, 1 rejected (the process keeps "
+			      "its current\n"
+			      "config; its log has the FILE:LINE), 2 bad usage, 3 the endpoint "
+			      "cannot be\n"
 			      "reached or is another process's.\n",
 			      stdout);
 			return CLI_OK;
@@ -970,7 +1001,8 @@ int cr_cli_reload(int argc, char **argv)
 		return cr_cli_bad_option("reload", argv, optind, optopt);
 	}
 	if (argc - optind != 1) {
-		fprintf(stderr, "connroute reload: give one PID or ADDRESS; see connroute reload --help\n");
+		fprintf(stderr,
+			"connroute reload: give one PID or ADDRESS; see connroute reload --help\n");
 		return CLI_USAGE;
 	}
 	struct target t;
@@ -992,21 +1024,26 @@ int cr_cli_reload(int argc, char **argv)
 		who = strtol(p + 4, NULL, 10);
 	int rc;
 	if (st == 412 || (t.pid && who && who != t.pid)) {
-		fprintf(stderr, "connroute reload: %s is served by process %ld, not %ld: nothing was "
-				"reloaded; give each process its own metrics address (e.g. "
-				"unix:/run/connroute/%%p.sock)\n", t.spec, who, t.pid);
+		fprintf(stderr,
+			"connroute reload: %s is served by process %ld, not %ld: nothing was "
+			"reloaded; give each process its own metrics address (e.g. "
+			"unix:/run/connroute/%%p.sock)\n",
+			t.spec, who, t.pid);
 		rc = 3;
 	} else if (t.pid && !who) {
-		fprintf(stderr, "connroute reload: %s did not say which process answered: not process "
-				"%ld's connroute endpoint, or an older connroute\n", t.spec, t.pid);
+		fprintf(stderr,
+			"connroute reload: %s did not say which process answered: not process "
+			"%ld's connroute endpoint, or an older connroute\n",
+			t.spec, t.pid);
 		rc = 3;
 	} else if (!strcmp(word, "applied") || !strcmp(word, "unchanged")) {
 		printf("%s\n", word);
 		rc = 0;
 	} else if (!strcmp(word, "rejected")) {
 		printf("rejected\n");
-		fprintf(stderr, "connroute reload: the new config was rejected; the process keeps its "
-				"current one. Its log has the FILE:LINE; or run `connroute check %s`\n",
+		fprintf(stderr,
+			"connroute reload: the new config was rejected; the process keeps its "
+			"current one. Its log has the FILE:LINE; or run `connroute check %s`\n",
 			t.config[0] ? t.config : "FILE");
 		rc = 1;
 	} else {

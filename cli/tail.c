@@ -23,7 +23,7 @@
 #include "config.h"
 
 #define TAIL_BYTES (4u << 20)
-#define FILES_MAX (CR_MAX_LANES + 1)
+#define FILES_MAX  (CR_MAX_LANES + 1)
 
 struct row {
 	char time[32];
@@ -35,10 +35,10 @@ struct row {
 	char outcome[12];
 	char error[32];
 	int status;
-	double dur[6];            /* dns connect tls ttfb total queue; < 0: null */
-	int reused, warm;         /* -1: absent */
+	double dur[6];    /* dns connect tls ttfb total queue; < 0: null */
+	int reused, warm; /* -1: absent */
 	int resends;
-	long seq;                 /* order read */
+	long seq; /* order read */
 };
 
 static const char *const dur_keys[6] = {"dns", "connect", "tls", "ttfb", "total", "queue"};
@@ -60,24 +60,26 @@ static const char *parse_str(const char *p, char *out, size_t cap)
 		if (c == '\\') {
 			char e = *p++;
 			switch (e) {
-			case 'n': case 't': case 'r': case 'b': case 'f':
-				c = '?';
-				break;
+			case 'n':
+			case 't':
+			case 'r':
+			case 'b':
+			case 'f': c = '?'; break;
 			case 'u': {
 				unsigned v = 0;
 				for (int i = 0; i < 4; i++) {
 					char h = *p++;
 					if (!isxdigit((unsigned char)h))
 						return NULL;
-					v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+					v = v * 16 + (unsigned)(isdigit((unsigned char)h)
+									? h - '0'
+									: (tolower(h) - 'a' + 10));
 				}
 				c = v < 0x20 || v == 0x7f ? '?' : v < 0x80 ? v : '?';
 				break;
 			}
-			case '\0':
-				return NULL;
-			default:
-				c = (unsigned char)e;
+			case '\0': return NULL;
+			default: c = (unsigned char)e;
 			}
 		} else if (c < 0x20 || c == 0x7f) {
 			c = '?';
@@ -190,7 +192,8 @@ static int add_file(struct rows *rs, const char *path, const char *lane)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "connroute tail: %s: %s\n", path, fd < 0 ? strerror(errno) : "not a file");
+		fprintf(stderr, "connroute tail: %s: %s\n", path,
+			fd < 0 ? strerror(errno) : "not a file");
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -254,8 +257,8 @@ static int add_pid(struct rows *rs, long pid, const char *lane)
 	snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, "connroute tail: cannot read the environment of process %ld: %s\n", pid,
-			strerror(errno));
+		fprintf(stderr, "connroute tail: cannot read the environment of process %ld: %s\n",
+			pid, strerror(errno));
 		return -1;
 	}
 	ssize_t n = read(fd, env, sizeof(env) - 1);
@@ -268,8 +271,10 @@ static int add_pid(struct rows *rs, long pid, const char *lane)
 		if (!strncmp(p, "CONNROUTE_CONFIG=", 17))
 			cfgv = p + 17;
 	if (!cfgv || !cfgv[0]) {
-		fprintf(stderr, "connroute tail: process %ld has no CONNROUTE_CONFIG, so no access log; "
-				"give the log's PATH\n", pid);
+		fprintf(stderr,
+			"connroute tail: process %ld has no CONNROUTE_CONFIG, so no access log; "
+			"give the log's PATH\n",
+			pid);
 		return -1;
 	}
 	if (cfgv[0] == '/')
@@ -297,7 +302,8 @@ static int add_pid(struct rows *rs, long pid, const char *lane)
 			continue;
 		snprintf(seen[files++], CR_ALOG_SPEC_MAX, "%s", l->access_log);
 		if (l->access_log[0] != '/') {
-			fprintf(stderr, "connroute tail: lane %s logs to %s, which cannot be read back\n",
+			fprintf(stderr,
+				"connroute tail: lane %s logs to %s, which cannot be read back\n",
 				l->name, l->access_log);
 			continue;
 		}
@@ -316,8 +322,8 @@ static int add_pid(struct rows *rs, long pid, const char *lane)
 			rc = 0;
 	}
 	if (!files)
-		fprintf(stderr, "connroute tail: process %ld: %s sets no access_log%s%s\n", pid, cfgpath,
-			lane ? " for lane " : "", lane ? lane : "");
+		fprintf(stderr, "connroute tail: process %ld: %s sets no access_log%s%s\n", pid,
+			cfgpath, lane ? " for lane " : "", lane ? lane : "");
 out:
 	free(cfg);
 	free(diag);
@@ -365,18 +371,25 @@ static void print_row(const struct row *r)
 	else
 		snprintf(st, sizeof(st), "-");
 	const char *what = r->method[0] ? r->method : r->kind;
-	printf("%-12s %-12.12s %-10s %-4s %-7s %-24.24s %-24.24s", tm, r->lane, r->outcome, st, what,
-	       r->dest, r->path[0] ? r->path : "-");
+	printf("%-12s %-12.12s %-10s %-4s %-7s %-24.24s %-24.24s", tm, r->lane, r->outcome, st,
+	       what, r->dest, r->path[0] ? r->path : "-");
 	for (int i = 0; i < 6; i++)
 		printf(" %7s", ms(d[i], sizeof(d[i]), r->dur[i]));
-	printf(" %-3s %-3s %2d %s\n", r->reused < 0 ? "-" : r->reused ? "yes" : "no",
-	       r->warm < 0 ? "-" : r->warm ? "yes" : "no", r->resends, r->error);
+	printf(" %-3s %-3s %2d %s\n",
+	       r->reused < 0 ? "-"
+	       : r->reused   ? "yes"
+			     : "no",
+	       r->warm < 0 ? "-"
+	       : r->warm   ? "yes"
+			   : "no",
+	       r->resends, r->error);
 }
 
 static void tail_usage(FILE *f)
 {
 	fputs("usage: connroute tail PID | PATH [--slow] [-n N] [--lane NAME]\n"
-	      "  the last N [20] requests of an access log, oldest first; --slow: the N slowest of\n"
+	      "  the last N [20] requests of an access log, oldest first; --slow: the N slowest "
+	      "of\n"
 	      "  the last 4 MiB of the log, slowest first. PID: the files the process logs to\n"
 	      "  (its CONNROUTE_CONFIG's access_log, %p = PID). Durations in ms.\n",
 	      f);
@@ -433,9 +446,9 @@ int cr_cli_tail(int argc, char **argv)
 		from = 0;
 		cnt = rs.n < (size_t)n ? rs.n : (size_t)n;
 	}
-	printf("%-12s %-12s %-10s %-4s %-7s %-24s %-24s %7s %7s %7s %7s %7s %7s %-3s %-3s %2s %s\n", "TIME",
-	       "LANE", "OUTCOME", "CODE", "METHOD", "SERVER", "PATH", "DNS", "CONNECT", "TLS", "TTFB",
-	       "TOTAL", "QUEUE", "RE", "WRM", "RT", "ERROR");
+	printf("%-12s %-12s %-10s %-4s %-7s %-24s %-24s %7s %7s %7s %7s %7s %7s %-3s %-3s %2s %s\n",
+	       "TIME", "LANE", "OUTCOME", "CODE", "METHOD", "SERVER", "PATH", "DNS", "CONNECT",
+	       "TLS", "TTFB", "TOTAL", "QUEUE", "RE", "WRM", "RT", "ERROR");
 	for (size_t i = 0; i < cnt; i++)
 		print_row(&v[from + i]);
 	free(rs.v);

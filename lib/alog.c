@@ -34,7 +34,7 @@
 
 struct slot {
 	_Alignas(64) _Atomic uint64_t seq;
-	uint64_t pos;             /* the claimed position, for the publish */
+	uint64_t pos; /* the claimed position, for the publish */
 	struct cr_alog_rec rec;
 };
 
@@ -43,13 +43,13 @@ static struct slot ring[CR_ALOG_BUFFER_MAX];
 #define RLX memory_order_relaxed
 
 static struct {
-	_Alignas(64) _Atomic uint64_t tail;  /* next position to claim */
-	_Alignas(64) _Atomic uint64_t head;  /* next position to take */
-	_Alignas(64) atomic_int state;       /* 0 empty, 1 being set up, 2 ready */
+	_Alignas(64) _Atomic uint64_t tail; /* next position to claim */
+	_Alignas(64) _Atomic uint64_t head; /* next position to take */
+	_Alignas(64) atomic_int state;      /* 0 empty, 1 being set up, 2 ready */
 	uint64_t cap, mask;
-	int forced_cap;                      /* tests */
-	atomic_uint wake_word;               /* futex: the writer sleeps on it */
-	atomic_int wake_pending;             /* a wake was sent since the last take */
+	int forced_cap;          /* tests */
+	atomic_uint wake_word;   /* futex: the writer sleeps on it */
+	atomic_int wake_pending; /* a wake was sent since the last take */
 } R;
 
 static _Atomic uint64_t dropped[CR_MAX_LANE_IDS];
@@ -103,7 +103,8 @@ static struct slot *claim(void)
 		uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
 		int64_t dif = (int64_t)(seq - pos);
 		if (dif == 0) {
-			if (atomic_compare_exchange_weak_explicit(&R.tail, &pos, pos + 1, RLX, RLX)) {
+			if (atomic_compare_exchange_weak_explicit(&R.tail, &pos, pos + 1, RLX,
+								  RLX)) {
 				s->pos = pos;
 				return s;
 			}
@@ -164,7 +165,8 @@ size_t cr_alog_pending(void)
 void cr_alog_wait(int ms)
 {
 	unsigned w = atomic_load(&R.wake_word);
-	if (atomic_load_explicit(&R.state, memory_order_acquire) == 2 && cr_alog_pending() >= R.cap / 2)
+	if (atomic_load_explicit(&R.state, memory_order_acquire) == 2 &&
+	    cr_alog_pending() >= R.cap / 2)
 		return;
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 	SAVE_ERRNO(syscall(SYS_futex, &R.wake_word, FUTEX_WAIT_PRIVATE, w, &ts, NULL, 0));
@@ -273,7 +275,8 @@ void cr_alog_put(const struct cr_alog_call *c)
 {
 	const struct cr_lane *l = c->lane;
 	int id = l->id;
-	if (!l->alog_on || id < 0 || id >= CR_MAX_LANE_IDS || atomic_load_explicit(&lane_off[id], RLX))
+	if (!l->alog_on || id < 0 || id >= CR_MAX_LANE_IDS ||
+	    atomic_load_explicit(&lane_off[id], RLX))
 		return;
 	int64_t total = c->dur_ns[CR_AD_TOTAL];
 	if (l->access_log_slow_ms > 0 && total < (int64_t)l->access_log_slow_ms * 1000000)
@@ -317,7 +320,8 @@ void cr_alog_put(const struct cr_alog_call *c)
 	put_str(r, &used, CR_AS_ERROR, c->error, 31, 0, 0);
 	put_str(r, &used, CR_AS_PEER, c->peer_text, 45, 0, 0);
 	put_str(r, &used, CR_AS_HOST, c->host, CR_HOST_MAX - 1, 0, 0);
-	put_str(r, &used, CR_AS_PATH, c->path, CR_ALOG_PATH_MAX, '#', l->access_log_query > 0 ? '#' : '?');
+	put_str(r, &used, CR_AS_PATH, c->path, CR_ALOG_PATH_MAX, '#',
+		l->access_log_query > 0 ? '#' : '?');
 	publish(s);
 }
 
@@ -325,13 +329,15 @@ void cr_alog_put(const struct cr_alog_call *c)
 
 #define E(x) [x] = #x
 static const char *const errno_names[] = {
-	E(EPERM), E(ENOENT), E(EINTR), E(EIO), E(EBADF), E(EAGAIN), E(ENOMEM), E(EACCES),
-	E(EFAULT), E(EBUSY), E(EINVAL), E(ENFILE), E(EMFILE), E(ENOSPC), E(EPIPE), E(ENOSYS),
-	E(ENOTSOCK), E(EDESTADDRREQ), E(EPROTOTYPE), E(ENOPROTOOPT), E(EPROTONOSUPPORT),
-	E(EOPNOTSUPP), E(EAFNOSUPPORT), E(EADDRINUSE), E(EADDRNOTAVAIL), E(ENETDOWN),
-	E(ENETUNREACH), E(ENETRESET), E(ECONNABORTED), E(ECONNRESET), E(ENOBUFS), E(EISCONN),
-	E(ENOTCONN), E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTDOWN), E(EHOSTUNREACH), E(EALREADY),
-	E(EINPROGRESS), E(ELOOP), E(ENAMETOOLONG), E(ENXIO), E(EROFS), E(EDQUOT), E(EFBIG),
+	E(EPERM),           E(ENOENT),       E(EINTR),        E(EIO),          E(EBADF),
+	E(EAGAIN),          E(ENOMEM),       E(EACCES),       E(EFAULT),       E(EBUSY),
+	E(EINVAL),          E(ENFILE),       E(EMFILE),       E(ENOSPC),       E(EPIPE),
+	E(ENOSYS),          E(ENOTSOCK),     E(EDESTADDRREQ), E(EPROTOTYPE),   E(ENOPROTOOPT),
+	E(EPROTONOSUPPORT), E(EOPNOTSUPP),   E(EAFNOSUPPORT), E(EADDRINUSE),   E(EADDRNOTAVAIL),
+	E(ENETDOWN),        E(ENETUNREACH),  E(ENETRESET),    E(ECONNABORTED), E(ECONNRESET),
+	E(ENOBUFS),         E(EISCONN),      E(ENOTCONN),     E(ETIMEDOUT),    E(ECONNREFUSED),
+	E(EHOSTDOWN),       E(EHOSTUNREACH), E(EALREADY),     E(EINPROGRESS),  E(ELOOP),
+	E(ENAMETOOLONG),    E(ENXIO),        E(EROFS),        E(EDQUOT),       E(EFBIG),
 };
 #undef E
 

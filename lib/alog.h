@@ -27,38 +27,55 @@ enum cr_alog_kind { CR_ALOG_HTTP = 1, CR_ALOG_CONNECT = 2 };
 /* The "outcome" field. */
 enum cr_alog_outcome {
 	CR_ALOG_OK = 0,
-	CR_ALOG_HTTP_ERROR,   /* a response with status >= 400 */
+	CR_ALOG_HTTP_ERROR, /* a response with status >= 400 */
 	CR_ALOG_TIMEOUT,
-	CR_ALOG_OVERFLOW,     /* refused at the lane's max_conns_per_host */
+	CR_ALOG_OVERFLOW, /* refused at the lane's max_conns_per_host */
 	CR_ALOG_ERROR,
 	CR_ALOG_NOUT
 };
 
 /* Durations, in this order in a line. */
-enum cr_alog_dur { CR_AD_DNS, CR_AD_CONNECT, CR_AD_TLS, CR_AD_TTFB, CR_AD_TOTAL, CR_AD_QUEUE, CR_AD_N };
+enum cr_alog_dur {
+	CR_AD_DNS,
+	CR_AD_CONNECT,
+	CR_AD_TLS,
+	CR_AD_TTFB,
+	CR_AD_TOTAL,
+	CR_AD_QUEUE,
+	CR_AD_N
+};
 
 /* Strings of a record. */
-enum cr_alog_str { CR_AS_KEY, CR_AS_METHOD, CR_AS_SCHEME, CR_AS_HOST, CR_AS_PATH, CR_AS_ERROR, CR_AS_PEER, CR_AS_N };
+enum cr_alog_str {
+	CR_AS_KEY,
+	CR_AS_METHOD,
+	CR_AS_SCHEME,
+	CR_AS_HOST,
+	CR_AS_PATH,
+	CR_AS_ERROR,
+	CR_AS_PEER,
+	CR_AS_N
+};
 
-#define CR_ALOG_PATH_MAX 256     /* bytes of url.path kept: a longer path is cut */
-#define CR_ALOG_STR 512          /* string bytes per record */
-#define CR_ALOG_NOSTR 0xffff
+#define CR_ALOG_PATH_MAX 256 /* bytes of url.path kept: a longer path is cut */
+#define CR_ALOG_STR      512 /* string bytes per record */
+#define CR_ALOG_NOSTR    0xffff
 
 /* One call, as the writer receives it. Durations in ns, -1 = not measured
  * (a reused connection has no connect); strings NUL-terminated in STR. */
 struct cr_alog_rec {
-	int64_t wall_ns;          /* CLOCK_REALTIME at the start of the call */
+	int64_t wall_ns; /* CLOCK_REALTIME at the start of the call */
 	int64_t dur_ns[CR_AD_N];
-	int32_t status;           /* HTTP status, 0 = no response */
+	int32_t status; /* HTTP status, 0 = no response */
 	int32_t tid;
-	uint16_t lane;            /* stable lane id */
+	uint16_t lane;                               /* stable lane id */
 	uint16_t server_port, peer_port, local_port; /* 0 = unknown */
 	uint8_t kind, outcome;
-	int8_t reused, warm;      /* -1 = unknown */
-	uint8_t resends;          /* retries connroute made */
-	uint8_t peer_family;      /* AF_INET, AF_INET6, 0 = no address (or as text in STR) */
+	int8_t reused, warm; /* -1 = unknown */
+	uint8_t resends;     /* retries connroute made */
+	uint8_t peer_family; /* AF_INET, AF_INET6, 0 = no address (or as text in STR) */
 	uint8_t peer_addr[16];
-	uint16_t str_off[CR_AS_N];/* offset in STR, CR_ALOG_NOSTR = absent */
+	uint16_t str_off[CR_AS_N]; /* offset in STR, CR_ALOG_NOSTR = absent */
 	char str[CR_ALOG_STR];
 };
 
@@ -71,12 +88,12 @@ struct cr_alog_call {
 	const char *key, *method, *scheme, *host, *path, *error;
 	int server_port;
 	int status;
-	int peer_family;          /* 0: no PEER_ADDR */
-	const void *peer_addr;    /* 4 or 16 bytes, network order */
-	const char *peer_text;    /* or the address as text (libcurl's PRIMARY_IP) */
+	int peer_family;       /* 0: no PEER_ADDR */
+	const void *peer_addr; /* 4 or 16 bytes, network order */
+	const char *peer_text; /* or the address as text (libcurl's PRIMARY_IP) */
 	int peer_port, local_port;
-	int64_t dur_ns[CR_AD_N];  /* -1 = not measured */
-	int reused, warm;         /* -1 = unknown */
+	int64_t dur_ns[CR_AD_N]; /* -1 = not measured */
+	int reused, warm;        /* -1 = unknown */
 	int resends;
 };
 
@@ -88,8 +105,8 @@ void cr_alog_put(const struct cr_alog_call *c);
  * limit unit, CONNECT_NS in connect (-1: not measured: a non-blocking
  * connect still in progress, a refused one), ERR the errno the app gets (0,
  * EINPROGRESS: fine). FLAGS: */
-#define CR_ALOG_F_WARM 1      /* served from the warm pool */
-#define CR_ALOG_F_OVERFLOW 2  /* refused at the limit */
+#define CR_ALOG_F_WARM     1 /* served from the warm pool */
+#define CR_ALOG_F_OVERFLOW 2 /* refused at the limit */
 void cr_alog_connect_(const struct cr_lane *lane, const char *key, const struct cr_dest *d,
 		      uint64_t queue_ns, int64_t connect_ns, int err, int flags);
 static inline void cr_alog_connect(const struct cr_lane *lane, const char *key,

@@ -34,33 +34,33 @@
 #include "thread.h"
 #include "trust.h"
 
-#define WAKE_MS 250              /* idle wake-ups: a line is written within ~0.25 s */
-#define CHECK_MS 1000            /* rotation and reconnect checks */
+#define WAKE_MS      250  /* idle wake-ups: a line is written within ~0.25 s */
+#define CHECK_MS     1000 /* rotation and reconnect checks */
 #define RECONNECT_MS 5000
-#define REPORT_MS 10000          /* drop reports, at most this often */
-#define BUF_CAP (64 * 1024)      /* pending bytes per output */
-#define BUF_LINES 1024           /* pending lines per output */
-#define LINE_MAX_ 8192
-#define BATCH 64
-#define OUT_MAX (CR_MAX_LANES + 1)
-#define LINKS_MAX 8
+#define REPORT_MS    10000       /* drop reports, at most this often */
+#define BUF_CAP      (64 * 1024) /* pending bytes per output */
+#define BUF_LINES    1024        /* pending lines per output */
+#define LINE_MAX_    8192
+#define BATCH        64
+#define OUT_MAX      (CR_MAX_LANES + 1)
+#define LINKS_MAX    8
 
 enum { O_FILE, O_STDERR, O_UNIX };
 
 struct output {
 	int used;
-	int orphan;                /* inherited over fork: reset at the next turn */
+	int orphan; /* inherited over fork: reset at the next turn */
 	char spec[CR_ALOG_SPEC_MAX];
-	char path[PATH_MAX];       /* %p expanded */
+	char path[PATH_MAX]; /* %p expanded */
 	int kind, sotype;
-	int fd;                    /* -1: not open */
-	uint64_t ino;              /* of FD: still ours? */
-	dev_t fdev;                /* the file's identity at open: renamed away? */
+	int fd;       /* -1: not open */
+	uint64_t ino; /* of FD: still ours? */
+	dev_t fdev;   /* the file's identity at open: renamed away? */
 	ino_t fino;
-	int failed;                /* cannot be opened: its lanes log nothing (files) */
-	int64_t retry_at;          /* sockets: connect again at */
+	int failed;       /* cannot be opened: its lanes log nothing (files) */
+	int64_t retry_at; /* sockets: connect again at */
 	int warned;
-	int cont;                  /* stream: the first pending line was partly sent */
+	int cont; /* stream: the first pending line was partly sent */
 	char *buf;
 	size_t len;
 	int nlines;
@@ -70,11 +70,11 @@ struct output {
 
 static struct output outs[OUT_MAX];
 static int nouts;
-static atomic_int any_output;              /* some output was made: the exit flush has work */
-static int16_t lane_out[CR_MAX_LANE_IDS];   /* output of a lane id; -1 none, -2 not in the config */
+static atomic_int any_output;             /* some output was made: the exit flush has work */
+static int16_t lane_out[CR_MAX_LANE_IDS]; /* output of a lane id; -1 none, -2 not in the config */
 static char lane_names[CR_MAX_LANE_IDS][CR_NAME_MAX];
-static int fallback = -1;                  /* [global] access_log: lanes gone since */
-static const struct cr_config *mapped;     /* counted reference: the config LANE_OUT is from */
+static int fallback = -1;              /* [global] access_log: lanes gone since */
+static const struct cr_config *mapped; /* counted reference: the config LANE_OUT is from */
 static int remap;
 static atomic_int busy;
 static atomic_int exiting;
@@ -146,7 +146,8 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 			return 0;
 		cp = (cp << 6) | (s[i] & 0x3f);
 	}
-	if ((k == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+	if ((k == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (k == 4 && (cp < 0x10000 || cp > 0x10ffff)))
 		return 0;
 	return k;
 }
@@ -162,7 +163,8 @@ static void jstr_val(struct jb *j, const char *s)
 	jch(j, '"');
 	while (i < n) {
 		size_t run = i;
-		while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\')
+		while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' &&
+		       u[run] != '\\')
 			run++;
 		jraw(j, s + i, run - i);
 		i = run;
@@ -194,23 +196,23 @@ static void jstr_val(struct jb *j, const char *s)
 /* ,"K": (every field but the first, time) */
 #define JKEY(j, k) jraw((j), ",\"" k "\":", sizeof(",\"" k "\":") - 1)
 
-#define JSTR(j, k, v)                                                                              \
-	do {                                                                                       \
-		JKEY(j, k);                                                                        \
-		jstr_val(j, v);                                                                    \
+#define JSTR(j, k, v)           \
+	do {                    \
+		JKEY(j, k);     \
+		jstr_val(j, v); \
 	} while (0)
 
-#define JNUM(j, k, v)                                                                              \
-	do {                                                                                       \
-		JKEY(j, k);                                                                        \
-		jnum_val(j, (long long)(v));                                                       \
+#define JNUM(j, k, v)                        \
+	do {                                 \
+		JKEY(j, k);                  \
+		jnum_val(j, (long long)(v)); \
 	} while (0)
 
 static void jnum_val(struct jb *j, long long v)
 {
 	if (v < 0) {
 		jch(j, '-');
-		jdigits(j, (uint64_t)-(v + 1) + 1, 1);
+		jdigits(j, (uint64_t) - (v + 1) + 1, 1);
 	} else {
 		jdigits(j, (uint64_t)v, 1);
 	}
@@ -229,10 +231,10 @@ static void jdur_val(struct jb *j, int64_t ns)
 	jdigits(j, us % 1000000, 6);
 }
 
-#define JDUR(j, k, v)                                                                              \
-	do {                                                                                       \
-		JKEY(j, k);                                                                        \
-		jdur_val(j, v);                                                                    \
+#define JDUR(j, k, v)           \
+	do {                    \
+		JKEY(j, k);     \
+		jdur_val(j, v); \
 	} while (0)
 
 static void jbool_val(struct jb *j, int v)
@@ -245,10 +247,10 @@ static void jbool_val(struct jb *j, int v)
 		jraw(j, "false", 5);
 }
 
-#define JBOOL(j, k, v)                                                                             \
-	do {                                                                                       \
-		JKEY(j, k);                                                                        \
-		jbool_val(j, v);                                                                   \
+#define JBOOL(j, k, v)           \
+	do {                     \
+		JKEY(j, k);      \
+		jbool_val(j, v); \
 	} while (0)
 
 /* {"time":"...Z": RFC 3339, UTC, microseconds; the civil date computed here
@@ -289,9 +291,11 @@ static const char *rstr(const struct cr_alog_rec *r, int i)
 	return o == CR_ALOG_NOSTR || o >= CR_ALOG_STR ? NULL : r->str + o;
 }
 
-static const char *const outcome_txt[CR_ALOG_NOUT] = {"ok", "http_error", "timeout", "overflow", "error"};
+static const char *const outcome_txt[CR_ALOG_NOUT] = {"ok", "http_error", "timeout", "overflow",
+						      "error"};
 
-size_t cr_alog_format(const struct cr_alog_rec *r, const char *lane, long pid, char *buf, size_t cap)
+size_t cr_alog_format(const struct cr_alog_rec *r, const char *lane, long pid, char *buf,
+		      size_t cap)
 {
 	struct jb j = {buf, cap, 0};
 	int http = r->kind == CR_ALOG_HTTP;
@@ -414,19 +418,26 @@ static int open_file(const char *path, int mode, char *why, size_t wn, struct st
 				tl = readlinkat(dfd, base, tgt, sizeof(tgt) - 1);
 			cr_sys_close(dfd);
 			if (tl <= 0) {
-				snprintf(why, wn, "%.200s: refused: a symbolic link in the world-writable directory "
-					 "%.200s, where anyone could have planted it; point access_log at the file "
-					 "itself", cur, dir);
+				snprintf(why, wn,
+					 "%.200s: refused: a symbolic link in the world-writable "
+					 "directory "
+					 "%.200s, where anyone could have planted it; point "
+					 "access_log at the file "
+					 "itself",
+					 cur, dir);
 				return -1;
 			}
 			tgt[tl] = '\0';
 			if (tgt[0] == '/')
 				snprintf(cur, sizeof(cur), "%s", tgt);
-			else if ((size_t)snprintf(cur, sizeof(cur), "%s/%s", dl ? dir : "", tgt) >= sizeof(cur))
+			else if ((size_t)snprintf(cur, sizeof(cur), "%s/%s", dl ? dir : "", tgt) >=
+				 sizeof(cur))
 				break;
 			continue;
 		}
-		int fd = openat(dfd, base, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+		int fd = openat(dfd, base,
+				O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+					O_NONBLOCK,
 				(mode_t)mode);
 		int err = errno;
 		cr_sys_close(dfd);
@@ -436,14 +447,19 @@ static int open_file(const char *path, int mode, char *why, size_t wn, struct st
 		}
 		if (fstat(fd, st) != 0 || !(S_ISREG(st->st_mode) || S_ISCHR(st->st_mode))) {
 			cr_sys_close(fd);
-			snprintf(why, wn, "%.200s: refused: not a regular file (a FIFO would block the log)", cur);
+			snprintf(why, wn,
+				 "%.200s: refused: not a regular file (a FIFO would block the log)",
+				 cur);
 			return -1;
 		}
-		if (geteuid() == 0 && S_ISREG(st->st_mode) && (st->st_nlink != 1 || st->st_uid != 0)) {
+		if (geteuid() == 0 && S_ISREG(st->st_mode) &&
+		    (st->st_nlink != 1 || st->st_uid != 0)) {
 			cr_sys_close(fd);
-			snprintf(why, wn, "%.200s: refused (running as root): the file has %lu links or is owned "
-				 "by uid %u; let root create it", cur, (unsigned long)st->st_nlink,
-				 (unsigned)st->st_uid);
+			snprintf(why, wn,
+				 "%.200s: refused (running as root): the file has %lu links or is "
+				 "owned "
+				 "by uid %u; let root create it",
+				 cur, (unsigned long)st->st_nlink, (unsigned)st->st_uid);
 			return -1;
 		}
 		int fl = fcntl(fd, F_GETFL);
@@ -467,7 +483,8 @@ static int open_unix(struct output *o, char *why, size_t wn)
 	memcpy(sa.sun_path, p, n);
 	if (p[0] == '@')
 		sa.sun_path[0] = '\0';
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (p[0] == '@' ? 0 : 1));
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+				    (p[0] == '@' ? 0 : 1));
 	static const int types[2] = {SOCK_DGRAM, SOCK_STREAM};
 	long r = -ENOENT;
 	for (int i = 0; i < 2; i++) {
@@ -534,9 +551,11 @@ static int open_output(struct output *o)
 		return 0;
 	}
 	if (!o->warned)
-		cr_logmsg(CR_LL_WARN, "access log: %s; %s", why,
-			  o->kind == O_UNIX ? "lines are dropped until it can be connected (tried every 5 s)"
-					    : "its lanes log nothing until it can be opened (tried every 5 s)");
+		cr_logmsg(
+			CR_LL_WARN, "access log: %s; %s", why,
+			o->kind == O_UNIX
+				? "lines are dropped until it can be connected (tried every 5 s)"
+				: "its lanes log nothing until it can be opened (tried every 5 s)");
 	o->warned = 1;
 	o->failed = o->kind == O_FILE;
 	o->retry_at = cr_now_ms() + RECONNECT_MS;
@@ -575,7 +594,8 @@ static void flush(struct output *o)
 	int stream = o->kind == O_UNIX;
 	size_t done = 0;
 	while (o->fd >= 0 && done < o->len) {
-		ssize_t w = stream ? send(o->fd, o->buf + done, o->len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+		ssize_t w = stream ? send(o->fd, o->buf + done, o->len - done,
+					  MSG_DONTWAIT | MSG_NOSIGNAL)
 				   : write(o->fd, o->buf + done, o->len - done);
 		if (w > 0) {
 			done += (size_t)w;
@@ -782,13 +802,16 @@ static void report(int final)
 	for (int id = 0; id < CR_MAX_LANE_IDS; id++) {
 		uint64_t d = cr_alog_dropped(id);
 		if (final && d)
-			cr_logmsg(CR_LL_WARN, "access log: lane '%s': %llu line(s) dropped in all "
+			cr_logmsg(CR_LL_WARN,
+				  "access log: lane '%s': %llu line(s) dropped in all "
 				  "(connroute_access_log_dropped_total)",
 				  lane_names[id][0] ? lane_names[id] : "?", (unsigned long long)d);
 		else if (d > reported[id])
-			cr_logmsg(CR_LL_WARN, "access log: lane '%s': %llu line(s) dropped (buffer full or "
+			cr_logmsg(CR_LL_WARN,
+				  "access log: lane '%s': %llu line(s) dropped (buffer full or "
 				  "output failing; connroute_access_log_dropped_total)",
-				  lane_names[id][0] ? lane_names[id] : "?", (unsigned long long)(d - reported[id]));
+				  lane_names[id][0] ? lane_names[id] : "?",
+				  (unsigned long long)(d - reported[id]));
 		reported[id] = d;
 	}
 }
@@ -871,7 +894,8 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static struct cr_thread writer = {.name = "connroute-alog", .main = writer_main, .stack = 256 * 1024};
+static struct cr_thread writer = {
+	.name = "connroute-alog", .main = writer_main, .stack = 256 * 1024};
 
 void cr_alog_writer_kick(void)
 {

@@ -57,11 +57,11 @@ static inline int cr_guard_held(void *frame)
 
 /* Keeps errno across a statement: the host only ever sees errno changed by
  * the real call it made (docs/INTERNALS.md, "errno"). */
-#define SAVE_ERRNO(stmt)                                                                           \
-	do {                                                                                       \
-		int cr_saved_errno_ = errno;                                                       \
-		stmt;                                                                              \
-		errno = cr_saved_errno_;                                                           \
+#define SAVE_ERRNO(stmt)                     \
+	do {                                 \
+		int cr_saved_errno_ = errno; \
+		stmt;                        \
+		errno = cr_saved_errno_;     \
 	} while (0)
 
 /* Monotonic clock. vDSO: no syscall, no errno change on Linux. */

@@ -48,21 +48,20 @@
 #include "sys.h"
 #include "thread.h"
 
-#define METRICS_MAX sizeof(((struct cr_config *)0)->metrics)
-#define REQ_MAX 2048           /* request line + headers we read */
+#define METRICS_MAX      sizeof(((struct cr_config *)0)->metrics)
+#define REQ_MAX          2048 /* request line + headers we read */
 #define CLIENTS_PER_TURN 8
-#define BIND_RETRY_MS 10000
-
+#define BIND_RETRY_MS    10000
 
 /* The listener, as the running thread left it: for the exit-time unlink and
  * for a fork child to drop its parent's. Written by the thread only. */
 static struct {
-	atomic_int fd;          /* -1 none */
-	dev_t dev;              /* the socket's identity (fstat) */
+	atomic_int fd; /* -1 none */
+	dev_t dev;     /* the socket's identity (fstat) */
 	ino_t ino;
-	atomic_int pid;         /* process that made it */
+	atomic_int pid;                                         /* process that made it */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* file to unlink, "" none */
-	dev_t fdev;             /* the file's identity (stat) */
+	dev_t fdev;                                             /* the file's identity (stat) */
 	ino_t fino;
 } lst = {.fd = -1};
 
@@ -84,8 +83,8 @@ static int fd_is(int fd, dev_t dev, ino_t ino)
 static void unlink_ours(void)
 {
 	struct stat st;
-	if (lst.path[0] && stat(lst.path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == lst.fdev &&
-	    st.st_ino == lst.fino)
+	if (lst.path[0] && stat(lst.path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == lst.fdev && st.st_ino == lst.fino)
 		unlink(lst.path);
 	lst.path[0] = '\0';
 }
@@ -262,14 +261,16 @@ static void serve_metrics(int fd, struct rbuf *rb, int head_only)
 		size_t want = n + n / 4 + 4096;
 		char *q = realloc(rb->p, want);
 		if (!q) {
-			respond(fd, 500, "Internal Server Error", "text/plain", "out of memory\n", 14, 0);
+			respond(fd, 500, "Internal Server Error", "text/plain", "out of memory\n",
+				14, 0);
 			return;
 		}
 		rb->p = q;
 		rb->cap = want;
 	}
 	if (!rb->p || n >= rb->cap) {
-		respond(fd, 500, "Internal Server Error", "text/plain", "metrics grew while rendering\n", 29, 0);
+		respond(fd, 500, "Internal Server Error", "text/plain",
+			"metrics grew while rendering\n", 29, 0);
 		return;
 	}
 	respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", rb->p, n, head_only);
@@ -333,13 +334,15 @@ static void serve_client(int fd, struct rbuf *rb)
 	char *q = strchr(target, '?');
 	if (q)
 		*q++ = '\0';
-	int get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+	int get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD"),
+	    post = !strcmp(method, "POST");
 	if ((get || head) && !strcmp(target, "/metrics"))
 		serve_metrics(fd, rb, head);
 	else if ((get || post) && !strcmp(target, "/reload"))
 		serve_reload(fd, q);
 	else
-		respond(fd, 404, "Not Found", "text/plain", "not found; try /metrics or /reload\n", 35, head);
+		respond(fd, 404, "Not Found", "text/plain", "not found; try /metrics or /reload\n",
+			35, head);
 }
 
 /* Serves the clients waiting. -1 when accept fails for want of resources
@@ -422,8 +425,10 @@ static void *bg_main(void *arg)
 
 		/* The host closed our listener (closefrom...): forget it. */
 		if (fd >= 0 && !fd_is(fd, lst.dev, lst.ino)) {
-			cr_logmsg(CR_LL_WARN, "metrics listener fd %d was closed by the program; listening again",
-				  fd);
+			cr_logmsg(
+				CR_LL_WARN,
+				"metrics listener fd %d was closed by the program; listening again",
+				fd);
 			atomic_store(&lst.fd, -1);
 			unlink_ours();
 			bound[0] = '\0';
@@ -442,14 +447,16 @@ static void *bg_main(void *arg)
 			}
 			if (strcmp(want, tried) != 0) {
 				memcpy(tried, want, sizeof(tried));
-				retry_at = 0; /* a new address: try it now, and say so if it fails */
+				retry_at =
+					0; /* a new address: try it now, and say so if it fails */
 				if (want[0] && open_listener(want) == 0) {
 					memcpy(bound, want, sizeof(bound));
 					fd = atomic_load(&lst.fd);
 					announce(want);
 				} else if (want[0]) {
 					cr_logmsg(CR_LL_WARN,
-						  "cannot serve metrics on %s: %s; retrying every %d s, routing "
+						  "cannot serve metrics on %s: %s; retrying every "
+						  "%d s, routing "
 						  "goes on",
 						  want, strerror(errno), BIND_RETRY_MS / 1000);
 					retry_at = now + BIND_RETRY_MS;

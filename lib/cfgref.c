@@ -8,9 +8,9 @@
 
 struct cfgref {
 	struct cr_config *cfg;
-	atomic_long refs;        /* +1 while published */
-	uint64_t retired_ns;     /* 0 while published */
-	struct cfgref *next;     /* retired list */
+	atomic_long refs;    /* +1 while published */
+	uint64_t retired_ns; /* 0 while published */
+	struct cfgref *next; /* retired list */
 };
 
 static struct cfgref *_Atomic published;
@@ -19,7 +19,7 @@ static struct cfgref *_Atomic published;
 static pthread_mutex_t pub_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct cfgref *retired;
 
-#define GRACE_NS 5000000000ull
+#define GRACE_NS   5000000000ull
 #define FAST_TRIES 8
 
 const struct cr_config *cr_cfgref_current(void)

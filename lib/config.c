@@ -41,7 +41,7 @@
 
 #include <ini.h>
 
-#define CR_FILE_MAX (1 << 20)        /* a config is a few KB; more is a wrong path */
+#define CR_FILE_MAX (1 << 20) /* a config is a few KB; more is a wrong path */
 
 /* ------------------------------------------------------------------------ */
 /* diagnostics */
@@ -150,18 +150,20 @@ static void unknown_key(struct parse *p, const char *name, const char *where, in
 	const char *s;
 
 	if (in_lane && cr_cfg_global_key(name)) {
-		cr_cfg_diag(p, p->line, "'%s' in %s belongs in [global]; move it there", name, where);
+		cr_cfg_diag(p, p->line, "'%s' in %s belongs in [global]; move it there", name,
+			    where);
 		return;
 	}
 	if (!in_lane && cr_cfg_lane_key(name)) {
-		cr_cfg_diag(p, p->line, "'%s' in %s is a lane setting; put it in a [lane NAME] section",
-			    name, where);
+		cr_cfg_diag(p, p->line,
+			    "'%s' in %s is a lane setting; put it in a [lane NAME] section", name,
+			    where);
 		return;
 	}
 	s = in_lane ? cr_cfg_closest_lane_key(name) : cr_cfg_closest_global_key(name);
 	if (s)
-		cr_cfg_diag(p, p->line, "unknown key '%s' in %s; did you mean '%s'?", cr_cfg_q(qb, name),
-			    where, s);
+		cr_cfg_diag(p, p->line, "unknown key '%s' in %s; did you mean '%s'?",
+			    cr_cfg_q(qb, name), where, s);
 	else
 		cr_cfg_diag(p, p->line, "unknown key '%s' in %s; see docs/config.md for the keys",
 			    cr_cfg_q(qb, name), where);
@@ -210,15 +212,18 @@ static void lane_begin(struct parse *p, const char *name)
 	}
 	i = cr_config_find_lane(cfg, name);
 	if (i >= 0) {
-		cr_cfg_diag(p, p->line, "duplicate [lane %s] (first on line %d); rename or merge them",
-			    name, cfg->lanes[i].line);
+		cr_cfg_diag(p, p->line,
+			    "duplicate [lane %s] (first on line %d); rename or merge them", name,
+			    cfg->lanes[i].line);
 		return;
 	}
 	/* keep a slot for the implicit default lane */
 	if (cfg->nlanes == CR_MAX_LANES ||
 	    (cfg->nlanes == CR_MAX_LANES - 1 && !p->have_default && strcmp(name, "default"))) {
-		cr_cfg_diag(p, p->line, "too many lanes (at most %d, [lane default] included); merge "
-			    "lanes with match globs", CR_MAX_LANES);
+		cr_cfg_diag(p, p->line,
+			    "too many lanes (at most %d, [lane default] included); merge "
+			    "lanes with match globs",
+			    CR_MAX_LANES);
 		return;
 	}
 	l = &cfg->lanes[cfg->nlanes++];
@@ -235,7 +240,7 @@ static void lane_begin(struct parse *p, const char *name)
 /* INNER is the header between the brackets, trimmed. */
 static void section_begin(struct parse *p, char *inner)
 {
-	static const char *const names[] = { "global", "threads", "lane" };
+	static const char *const names[] = {"global", "threads", "lane"};
 	char qb[QMAX + 4], qb2[QMAX + 4];
 	const char *s;
 	char *rest;
@@ -259,18 +264,22 @@ static void section_begin(struct parse *p, char *inner)
 	}
 	if ((strcmp(inner, "global") == 0 || strcmp(inner, "threads") == 0)) {
 		if (*rest)
-			cr_cfg_diag(p, p->line, "[%s] takes no name; remove '%s'", inner, cr_cfg_q(qb, rest));
+			cr_cfg_diag(p, p->line, "[%s] takes no name; remove '%s'", inner,
+				    cr_cfg_q(qb, rest));
 		else
 			p->sec = inner[0] == 'g' ? SEC_GLOBAL : SEC_THREADS;
 		return;
 	}
 	s = cr_cfg_closest(inner, names, ARRAY_SIZE(names), sizeof(names[0]));
 	if (s)
-		cr_cfg_diag(p, p->line, "unknown section [%s%s%s]; did you mean [%s%s%s]?", cr_cfg_q(qb, inner),
-			    *rest ? " " : "", cr_cfg_q(qb2, rest), s, *rest ? " " : "", cr_cfg_q(qb2, rest));
+		cr_cfg_diag(p, p->line, "unknown section [%s%s%s]; did you mean [%s%s%s]?",
+			    cr_cfg_q(qb, inner), *rest ? " " : "", cr_cfg_q(qb2, rest), s,
+			    *rest ? " " : "", cr_cfg_q(qb2, rest));
 	else
-		cr_cfg_diag(p, p->line, "unknown section [%s%s%s]; use [global], [threads] or "
-			    "[lane NAME]", cr_cfg_q(qb, inner), *rest ? " " : "", cr_cfg_q(qb2, rest));
+		cr_cfg_diag(p, p->line,
+			    "unknown section [%s%s%s]; use [global], [threads] or "
+			    "[lane NAME]",
+			    cr_cfg_q(qb, inner), *rest ? " " : "", cr_cfg_q(qb2, rest));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -300,16 +309,16 @@ static void lane_pair(struct parse *p, const char *name, const char *v)
 	}
 	id = (int)(k - cr_lane_keys);
 	if (!(k->flags & KEY_LIST) && p->seen[id]) {
-		cr_cfg_diag(p, p->line, "%s set twice in %s (first on line %d); keep one", name, where,
-			    p->seen[id]);
+		cr_cfg_diag(p, p->line, "%s set twice in %s (first on line %d); keep one", name,
+			    where, p->seen[id]);
 		return;
 	}
 	if (!p->seen[id])
 		p->seen[id] = p->line;
 	other = alias_partner(k);
 	if (other && p->seen[other - cr_lane_keys]) {
-		cr_cfg_diag(p, p->line, "%s and %s both set; keep one", k->alias ? other->name : name,
-			    k->alias ? name : other->name);
+		cr_cfg_diag(p, p->line, "%s and %s both set; keep one",
+			    k->alias ? other->name : name, k->alias ? name : other->name);
 		return;
 	}
 	if (!*v && !(k->flags & KEY_LIST)) {
@@ -330,8 +339,8 @@ static void global_pair(struct parse *p, const char *name, const char *v)
 	}
 	id = (int)(g - cr_global_keys);
 	if (p->gseen[id]) {
-		cr_cfg_diag(p, p->line, "%s set twice in [global] (first on line %d); keep one", name,
-			    p->gseen[id]);
+		cr_cfg_diag(p, p->line, "%s set twice in [global] (first on line %d); keep one",
+			    name, p->gseen[id]);
 		return;
 	}
 	p->gseen[id] = p->line;
@@ -347,27 +356,33 @@ static void thread_pair(struct parse *p, const char *name, const char *v)
 	int j;
 
 	if (n >= sizeof(t->glob)) {
-		cr_cfg_diag(p, p->line, "thread-name glob '%s' is %zu characters; thread names have at "
-			    "most 15, shorten it", cr_cfg_q(qb, name), n);
+		cr_cfg_diag(p, p->line,
+			    "thread-name glob '%s' is %zu characters; thread names have at "
+			    "most 15, shorten it",
+			    cr_cfg_q(qb, name), n);
 		return;
 	}
 	for (i = 0; i < n; i++) {
 		if (name[i] < 0x20 || name[i] >= 0x7f) {
-			cr_cfg_diag(p, p->line, "thread-name glob '%s' has a control or non-ASCII byte",
+			cr_cfg_diag(p, p->line,
+				    "thread-name glob '%s' has a control or non-ASCII byte",
 				    cr_cfg_q(qb, name));
 			return;
 		}
 	}
 	if (!cr_cfg_routing_key_ok(v)) {
-		cr_cfg_diag(p, p->line, "bad routing key '%s' for thread rule '%s'; use 1 to %d of "
-			    "A-Z a-z 0-9 . _ ~ : / @ = - (e.g. reports/batch), optionally +idempotent",
-			    cr_cfg_q(qb, v), cr_cfg_q(qb2, name), CR_KEY_MAX - 1);
+		cr_cfg_diag(
+			p, p->line,
+			"bad routing key '%s' for thread rule '%s'; use 1 to %d of "
+			"A-Z a-z 0-9 . _ ~ : / @ = - (e.g. reports/batch), optionally +idempotent",
+			cr_cfg_q(qb, v), cr_cfg_q(qb2, name), CR_KEY_MAX - 1);
 		return;
 	}
 	for (j = 0; j < cfg->nthreads; j++) {
 		if (strcmp(cfg->threads[j].glob, name) == 0) {
-			cr_cfg_diag(p, p->line, "thread rule '%s' repeated (first on line %d); keep one",
-				    name, cfg->threads[j].line);
+			cr_cfg_diag(p, p->line,
+				    "thread rule '%s' repeated (first on line %d); keep one", name,
+				    cfg->threads[j].line);
 			return;
 		}
 	}
@@ -396,20 +411,15 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	}
 	switch (p->sec) {
 	case SEC_NONE:
-		cr_cfg_diag(p, p->line, "key '%s' is outside any section; put it under [global], "
-			    "[threads] or [lane NAME]", cr_cfg_q(qb, name));
+		cr_cfg_diag(p, p->line,
+			    "key '%s' is outside any section; put it under [global], "
+			    "[threads] or [lane NAME]",
+			    cr_cfg_q(qb, name));
 		break;
-	case SEC_GLOBAL:
-		global_pair(p, name, value);
-		break;
-	case SEC_THREADS:
-		thread_pair(p, name, value);
-		break;
-	case SEC_LANE:
-		lane_pair(p, name, value);
-		break;
-	case SEC_SKIP:
-		break;
+	case SEC_GLOBAL: global_pair(p, name, value); break;
+	case SEC_THREADS: thread_pair(p, name, value); break;
+	case SEC_LANE: lane_pair(p, name, value); break;
+	case SEC_SKIP: break;
 	}
 	/* errors are in *diag; a 0 here would only change inih's return value */
 	return 1;
@@ -443,7 +453,8 @@ static void header_line(struct parse *p, const char *s, size_t n)
 	if (i == n || s[i] != ']') {
 		section_end(p);
 		p->sec = SEC_SKIP;
-		cr_cfg_diag(p, p->line, "section header without ']'; write [global], [threads] or "
+		cr_cfg_diag(p, p->line,
+			    "section header without ']'; write [global], [threads] or "
 			    "[lane NAME]");
 		return;
 	}
@@ -454,8 +465,10 @@ static void header_line(struct parse *p, const char *s, size_t n)
 		p->sec = SEC_SKIP;
 		memcpy(inner, s + j, n - j < sizeof(inner) ? n - j : sizeof(inner) - 1);
 		inner[n - j < sizeof(inner) ? n - j : sizeof(inner) - 1] = '\0';
-		cr_cfg_diag(p, p->line, "unexpected '%s' after the section header; remove it or make it "
-			    "a comment with ';'", cr_cfg_q(qb, inner));
+		cr_cfg_diag(p, p->line,
+			    "unexpected '%s' after the section header; remove it or make it "
+			    "a comment with ';'",
+			    cr_cfg_q(qb, inner));
 		return;
 	}
 	for (b = 1; b < i && cr_cfg_isspace(s[b]); b++)
@@ -465,8 +478,10 @@ static void header_line(struct parse *p, const char *s, size_t n)
 	if (e - b >= sizeof(inner)) {
 		section_end(p);
 		p->sec = SEC_SKIP;
-		cr_cfg_diag(p, p->line, "section header is too long; lane names have at most %d "
-			    "characters", CR_NAME_MAX - 1);
+		cr_cfg_diag(p, p->line,
+			    "section header is too long; lane names have at most %d "
+			    "characters",
+			    CR_NAME_MAX - 1);
 		return;
 	}
 	memcpy(inner, s + b, e - b);
@@ -504,8 +519,10 @@ static char *read_line(char *buf, int num, void *stream)
 		return buf;
 	n = content_len(s, (size_t)(e - s));
 	if (n > (size_t)num - 1) {
-		cr_cfg_diag(p, p->line, "line is too long (%zu characters before any comment, at most "
-			    "%d); split a long list over several lines with the same key", n, num - 1);
+		cr_cfg_diag(p, p->line,
+			    "line is too long (%zu characters before any comment, at most "
+			    "%d); split a long list over several lines with the same key",
+			    n, num - 1);
 		if (*s == '[') {
 			section_end(p);
 			p->sec = SEC_SKIP;
@@ -546,13 +563,15 @@ static int parse_text(struct parse *p, const char *text, size_t len)
 	if (rc == -2)
 		cr_cfg_diag(p, 0, "out of memory while parsing");
 	else if (rc != 0 && p->diag->n == errors_before)
-		cr_cfg_diag(p, rc > 0 ? rc : 0, "syntax error"); /* not expected: read_line pre-checks */
+		cr_cfg_diag(p, rc > 0 ? rc : 0,
+			    "syntax error"); /* not expected: read_line pre-checks */
 
 	if (!p->have_default) {
 		if (cfg->nlanes < CR_MAX_LANES) {
 			lane_implicit(&cfg->lanes[cfg->nlanes++]);
 		} else {
-			cr_cfg_diag(p, 0, "no room for the implicit [lane default] (at most %d lanes)",
+			cr_cfg_diag(p, 0,
+				    "no room for the implicit [lane default] (at most %d lanes)",
 				    CR_MAX_LANES);
 		}
 	}
@@ -630,8 +649,10 @@ int cr_config_load_file(const char *path, struct cr_config *cfg, struct cr_diag 
 			if (len == cap) {
 				fclose(f);
 				free(buf);
-				cr_cfg_diag(&p, 0, "larger than %d KiB; a connroute config is a few KB, "
-					    "check the path", CR_FILE_MAX / 1024);
+				cr_cfg_diag(&p, 0,
+					    "larger than %d KiB; a connroute config is a few KB, "
+					    "check the path",
+					    CR_FILE_MAX / 1024);
 				return -1;
 			}
 			nb = realloc(buf, cap);

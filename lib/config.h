@@ -12,30 +12,29 @@
 
 #include "log.h"
 
-#define CR_KEY_MAX 128          /* routing key, NUL included */
-#define CR_NAME_MAX 64          /* lane name, NUL included */
-#define CR_HOST_MAX 256         /* host name, NUL included */
-#define CR_MAX_LANES 64
-#define CR_MAX_MATCH 16         /* key globs per lane */
-#define CR_MAX_HOSTS 16         /* destination rules per lane */
-#define CR_MAX_PREWARM 16       /* prewarm targets per lane */
-#define CR_MAX_THREADS 32       /* thread-name rules */
-#define CR_MAX_DIAG 32          /* diagnostics kept per parse */
-#define CR_DIAG_LEN 512
-#define CR_ALOG_SPEC_MAX 256    /* access_log value, NUL included */
-#define CR_ALOG_BUFFER_MIN 8     /* [global] access_log_buffer: records, a power of two */
-#define CR_ALOG_BUFFER_MAX 4096
+#define CR_KEY_MAX             128 /* routing key, NUL included */
+#define CR_NAME_MAX            64  /* lane name, NUL included */
+#define CR_HOST_MAX            256 /* host name, NUL included */
+#define CR_MAX_LANES           64
+#define CR_MAX_MATCH           16 /* key globs per lane */
+#define CR_MAX_HOSTS           16 /* destination rules per lane */
+#define CR_MAX_PREWARM         16 /* prewarm targets per lane */
+#define CR_MAX_THREADS         32 /* thread-name rules */
+#define CR_MAX_DIAG            32 /* diagnostics kept per parse */
+#define CR_DIAG_LEN            512
+#define CR_ALOG_SPEC_MAX       256 /* access_log value, NUL included */
+#define CR_ALOG_BUFFER_MIN     8   /* [global] access_log_buffer: records, a power of two */
+#define CR_ALOG_BUFFER_MAX     4096
 #define CR_ALOG_BUFFER_DEFAULT 1024
-
 
 /* A destination filter: `127.0.0.0/8:8443`, `[::1]:443`, `api.internal`,
  * `*.internal:443`, `*:5432`. */
 struct cr_hostrule {
-	int family;               /* AF_INET, AF_INET6, or AF_UNSPEC for a name glob / any */
-	uint8_t addr[16];         /* network byte order */
-	int prefix;               /* CIDR length in bits */
-	char name[CR_HOST_MAX];   /* host glob when family == AF_UNSPEC; "*" = any */
-	int port;                 /* 0 = any */
+	int family;             /* AF_INET, AF_INET6, or AF_UNSPEC for a name glob / any */
+	uint8_t addr[16];       /* network byte order */
+	int prefix;             /* CIDR length in bits */
+	char name[CR_HOST_MAX]; /* host glob when family == AF_UNSPEC; "*" = any */
+	int port;               /* 0 = any */
 };
 
 struct cr_prewarm {
@@ -51,92 +50,92 @@ struct cr_prewarm {
  * bracketed defaults below are a reader's summary of it. */
 struct cr_lane {
 	char name[CR_NAME_MAX];
-	int line;                 /* line of the [lane NAME] header, 0 if implicit */
-	int implicit;             /* the built-in default lane (no section in the file) */
+	int line;     /* line of the [lane NAME] header, 0 if implicit */
+	int implicit; /* the built-in default lane (no section in the file) */
 
 	char match[CR_MAX_MATCH][CR_KEY_MAX];
-	int nmatch;               /* 0: the lane matches the key equal to its name */
+	int nmatch; /* 0: the lane matches the key equal to its name */
 	struct cr_hostrule hosts[CR_MAX_HOSTS];
-	int nhosts;               /* 0: any destination */
+	int nhosts; /* 0: any destination */
 
 	/* limits and timeouts, milliseconds */
-	long max_conns_per_host;  /* [0 = unlimited] */
-	long max_idle_per_host;   /* [8] */
-	long idle_timeout_ms;     /* [90s] */
-	long max_lifetime_ms;     /* [0 = none] */
-	long connect_timeout_ms;  /* [5s]; curl: covers TLS */
+	long max_conns_per_host;         /* [0 = unlimited] */
+	long max_idle_per_host;          /* [8] */
+	long idle_timeout_ms;            /* [90s] */
+	long max_lifetime_ms;            /* [0 = none] */
+	long connect_timeout_ms;         /* [5s]; curl: covers TLS */
 	long response_header_timeout_ms; /* [0 = none] */
-	long request_timeout_ms;  /* [0 = none] */
-	long queue_timeout_ms;    /* [= connect_timeout] */
+	long request_timeout_ms;         /* [0 = none] */
+	long queue_timeout_ms;           /* [= connect_timeout] */
 
 	/* socket options; -1 = leave the socket as the app made it */
-	int keepalive_idle_s;     /* keepalive = 30s -> SO_KEEPALIVE + TCP_KEEPIDLE */
+	int keepalive_idle_s; /* keepalive = 30s -> SO_KEEPALIVE + TCP_KEEPIDLE */
 	int keepalive_interval_s;
 	int keepalive_count;
-	int nodelay;              /* [on] for lanes in the file */
-	int tos;                  /* IP_TOS / IPV6_TCLASS byte; dscp = ef sets tos = 0xb8 */
-	long priority;            /* SO_PRIORITY */
-	long long mark;           /* SO_MARK (uint32) */
+	int nodelay;    /* [on] for lanes in the file */
+	int tos;        /* IP_TOS / IPV6_TCLASS byte; dscp = ef sets tos = 0xb8 */
+	long priority;  /* SO_PRIORITY */
+	long long mark; /* SO_MARK (uint32) */
 	int bind_set;
 	struct sockaddr_storage bind_addr;
 	socklen_t bind_len;
 
 	/* TLS and retries (curl lanes) */
-	int min_tls;              /* 10, 11, 12, 13 = TLS 1.0 .. 1.3 [12] */
-	int retries;              /* [0] */
-	double retry_budget_ratio;/* [0.20] of the lane's requests */
+	int min_tls;                /* 10, 11, 12, 13 = TLS 1.0 .. 1.3 [12] */
+	int retries;                /* [0] */
+	double retry_budget_ratio;  /* [0.20] of the lane's requests */
 	int retry_budget_min_per_s; /* [3] */
 
 	/* warm pools */
 	struct cr_prewarm prewarm[CR_MAX_PREWARM];
 	int nprewarm;
-	char prewarm_url[512];    /* "" = none */
-	char prewarm_method[16];  /* [HEAD] */
-	double preconnect_ratio;  /* [0 = off], at most 3 */
-	long warm_max_idle_ms;    /* [15s] */
+	char prewarm_url[512];   /* "" = none */
+	char prewarm_method[16]; /* [HEAD] */
+	double preconnect_ratio; /* [0 = off], at most 3 */
+	long warm_max_idle_ms;   /* [15s] */
 
 	/* outbound access log (docs/access-log.md); "" / -1 in the file: the
 	 * [global] value, resolved by cr_config_finish() */
 	char access_log[CR_ALOG_SPEC_MAX]; /* PATH | stderr | unix:PATH | off [off] */
-	double access_log_sample; /* [1] */
-	long access_log_slow_ms;  /* [0 = every request] */
-	int access_log_query;     /* [off] */
+	double access_log_sample;          /* [1] */
+	long access_log_slow_ms;           /* [0 = every request] */
+	int access_log_query;              /* [off] */
 
 	/* derived at load by cr_config_finish() */
-	int passthrough;          /* nothing to apply to a raw connect() */
-	int alog_on;              /* this lane's calls are logged (access_log names an output) */
+	int passthrough; /* nothing to apply to a raw connect() */
+	int alog_on;     /* this lane's calls are logged (access_log names an output) */
 	int index;
 	/* set by the engine when it publishes the config */
-	int id;                   /* stable across reloads for the same lane name */
-	uint64_t conn_hash;       /* settings a pooled connection carries: a change
+	int id;             /* stable across reloads for the same lane name */
+	uint64_t conn_hash; /* settings a pooled connection carries: a change
 				   * retires the lane's old pools on reload */
 };
 
 struct cr_threadrule {
-	char glob[16];            /* thread names are at most 15 bytes */
+	char glob[16]; /* thread names are at most 15 bytes */
 	char key[CR_KEY_MAX];
 	int line;
 };
 
 struct cr_diag {
-	int n;                    /* errors recorded (may exceed CR_MAX_DIAG; the rest are counted) */
+	int n; /* errors recorded (may exceed CR_MAX_DIAG; the rest are counted) */
 	char msg[CR_MAX_DIAG][CR_DIAG_LEN]; /* "FILE:LINE: message; fix" */
 };
 
 struct cr_config {
-	char path[1024];          /* "" for the built-in configuration */
-	int log_level;            /* [global] log; -1 unset (env/default decides) */
-	char metrics[256];        /* [global] metrics = 127.0.0.1:9464 | unix:PATH; "" = off */
+	char path[1024];   /* "" for the built-in configuration */
+	int log_level;     /* [global] log; -1 unset (env/default decides) */
+	char metrics[256]; /* [global] metrics = 127.0.0.1:9464 | unix:PATH; "" = off */
 	/* [global] access log: the lanes' defaults, and the process-wide settings */
 	char access_log[CR_ALOG_SPEC_MAX]; /* "" = off */
-	double access_log_sample; /* [1] */
-	long access_log_slow_ms;  /* [0] */
-	int access_log_query;     /* [0] */
-	int access_log_mode;      /* [0600] files created */
-	int access_log_buffer;    /* [1024] records in the ring */
+	double access_log_sample;          /* [1] */
+	long access_log_slow_ms;           /* [0] */
+	int access_log_query;              /* [0] */
+	int access_log_mode;               /* [0600] files created */
+	int access_log_buffer;             /* [1024] records in the ring */
 	struct cr_lane lanes[CR_MAX_LANES];
 	int nlanes;
-	int default_lane;         /* index of lane "default", always present */
+	int default_lane; /* index of lane "default", always present */
 	struct cr_threadrule threads[CR_MAX_THREADS];
 	int nthreads;
 };

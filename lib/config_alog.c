@@ -36,15 +36,17 @@ static int spec_check(struct parse *p, const char *name, const char *v)
 	for (const char *c = path; *c; c++) {
 		unsigned char u = (unsigned char)*c;
 		if (u < 0x20 || u == 0x7f) {
-			cr_cfg_diag(p, p->line, "%s '%s' contains a control character; remove it", name,
-				    cr_cfg_q(qb, v));
+			cr_cfg_diag(p, p->line, "%s '%s' contains a control character; remove it",
+				    name, cr_cfg_q(qb, v));
 			return -1;
 		}
 		if (*c != '%')
 			continue;
 		if (c[1] != 'p') {
-			cr_cfg_diag(p, p->line, "%s path '%s': only %%p (the process id) is expanded; "
-				       "remove the other '%%'", name, cr_cfg_q(qb, path));
+			cr_cfg_diag(p, p->line,
+				    "%s path '%s': only %%p (the process id) is expanded; "
+				    "remove the other '%%'",
+				    name, cr_cfg_q(qb, path));
 			return -1;
 		}
 		grow += CR_PID_DIGITS - 2;
@@ -52,26 +54,33 @@ static int spec_check(struct parse *p, const char *name, const char *v)
 	}
 	if (unix_sock) {
 		if (path[0] != '/' && path[0] != '@') {
-			cr_cfg_diag(p, p->line, "%s socket '%s' is not an absolute path; use "
-				       "unix:/run/collector.sock", name, cr_cfg_q(qb, path));
+			cr_cfg_diag(p, p->line,
+				    "%s socket '%s' is not an absolute path; use "
+				    "unix:/run/collector.sock",
+				    name, cr_cfg_q(qb, path));
 			return -1;
 		}
 		if (strlen(path) + grow > CR_SUN_PATH_MAX || !path[1]) {
-			cr_cfg_diag(p, p->line, "%s socket path is too long for a unix socket (at most "
-				       "%d bytes with %%p expanded); use a shorter path", name,
-				    CR_SUN_PATH_MAX);
+			cr_cfg_diag(p, p->line,
+				    "%s socket path is too long for a unix socket (at most "
+				    "%d bytes with %%p expanded); use a shorter path",
+				    name, CR_SUN_PATH_MAX);
 			return -1;
 		}
 		return 0;
 	}
 	if (path[0] != '/') {
-		cr_cfg_diag(p, p->line, "%s '%s' is not an absolute path; use /var/log/connroute/"
-			       "access.log, stderr, unix:/PATH or off", name, cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line,
+			    "%s '%s' is not an absolute path; use /var/log/connroute/"
+			    "access.log, stderr, unix:/PATH or off",
+			    name, cr_cfg_q(qb, v));
 		return -1;
 	}
 	if (path[len - 1] == '/') {
-		cr_cfg_diag(p, p->line, "%s '%s' names a directory; add a file name (e.g. "
-			       "%saccess.log)", name, cr_cfg_q(qb, v), cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line,
+			    "%s '%s' names a directory; add a file name (e.g. "
+			    "%saccess.log)",
+			    name, cr_cfg_q(qb, v), cr_cfg_q(qb, v));
 		return -1;
 	}
 	return 0;
@@ -114,8 +123,10 @@ static int sample_check(struct parse *p, const char *name, const char *v, double
 
 	if (parse_fraction(v, out) == 0)
 		return 0;
-	cr_cfg_diag(p, p->line, "bad value '%s' for %s; use a fraction from 0 to 1 (0.1 logs one "
-		       "call in ten) or a percentage (10%%)", cr_cfg_q(qb, v), name);
+	cr_cfg_diag(p, p->line,
+		    "bad value '%s' for %s; use a fraction from 0 to 1 (0.1 logs one "
+		    "call in ten) or a percentage (10%%)",
+		    cr_cfg_q(qb, v), name);
 	return -1;
 }
 
@@ -222,8 +233,9 @@ int cr_cfg_set_g_alog_mode(struct parse *p, const char *v)
 	for (; *c >= '0' && *c <= '7' && m <= 07777; c++)
 		m = m * 8 + (*c - '0');
 	if (c == v || *c || (m & ~0666L) || !(m & 0600)) {
-		cr_cfg_diag(p, p->line, "bad value '%s' for access_log_mode; use octal permissions "
-			       "for a file the owner can read and write, at most 0666 (e.g. 0640)",
+		cr_cfg_diag(p, p->line,
+			    "bad value '%s' for access_log_mode; use octal permissions "
+			    "for a file the owner can read and write, at most 0666 (e.g. 0640)",
 			    cr_cfg_q(qb, v));
 		return -1;
 	}
@@ -240,9 +252,10 @@ int cr_cfg_set_g_alog_buffer(struct parse *p, const char *v)
 	for (; cr_isdigit((unsigned char)*c) && n <= CR_ALOG_BUFFER_MAX; c++)
 		n = n * 10 + (*c - '0');
 	if (c == v || *c || n < CR_ALOG_BUFFER_MIN || n > CR_ALOG_BUFFER_MAX || (n & (n - 1))) {
-		cr_cfg_diag(p, p->line, "bad value '%s' for access_log_buffer; use a power of two "
-			       "from %d to %d (records)", cr_cfg_q(qb, v), CR_ALOG_BUFFER_MIN,
-			    CR_ALOG_BUFFER_MAX);
+		cr_cfg_diag(p, p->line,
+			    "bad value '%s' for access_log_buffer; use a power of two "
+			    "from %d to %d (records)",
+			    cr_cfg_q(qb, v), CR_ALOG_BUFFER_MIN, CR_ALOG_BUFFER_MAX);
 		return -1;
 	}
 	p->cfg->access_log_buffer = (int)n;

@@ -21,14 +21,14 @@
 #include "base.h"
 #include "config.h"
 
-#define CR_DUR_MAX_MS INT_MAX        /* poll() and friends take int milliseconds */
-#define CR_KEEPALIVE_MAX_S 32767     /* MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL */
-#define CR_KEEPCNT_MAX 127           /* MAX_TCP_KEEPCNT */
+#define CR_DUR_MAX_MS        INT_MAX /* poll() and friends take int milliseconds */
+#define CR_KEEPALIVE_MAX_S   32767   /* MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL */
+#define CR_KEEPCNT_MAX       127     /* MAX_TCP_KEEPCNT */
 #define CR_PREWARM_COUNT_MAX 1024
-#define CR_SUN_PATH_MAX 107          /* sizeof(sun_path) - NUL */
-#define CR_PID_DIGITS 7              /* pid_max <= 4194304 */
+#define CR_SUN_PATH_MAX      107 /* sizeof(sun_path) - NUL */
+#define CR_PID_DIGITS        7   /* pid_max <= 4194304 */
 
-#define CR_LANE_KEYS_MAX 64          /* bound of the lane key table (parse.seen) */
+#define CR_LANE_KEYS_MAX   64 /* bound of the lane key table (parse.seen) */
 #define CR_GLOBAL_KEYS_MAX 16
 
 /* ------------------------------------------------------------------------ */
@@ -39,19 +39,19 @@ enum cr_sec { SEC_NONE, SEC_GLOBAL, SEC_THREADS, SEC_LANE, SEC_SKIP };
 struct parse {
 	struct cr_config *cfg;
 	struct cr_diag *diag;
-	const char *file;          /* name used in messages */
-	const char *p, *end;       /* unread input */
-	int line;                  /* physical line last handed to inih */
+	const char *file;    /* name used in messages */
+	const char *p, *end; /* unread input */
+	int line;            /* physical line last handed to inih */
 	enum cr_sec sec;
-	struct cr_lane *lane;      /* SEC_LANE */
-	int seen[CR_LANE_KEYS_MAX];   /* line each key was set on in this lane, 0 = not yet */
+	struct cr_lane *lane;       /* SEC_LANE */
+	int seen[CR_LANE_KEYS_MAX]; /* line each key was set on in this lane, 0 = not yet */
 	int gseen[CR_GLOBAL_KEYS_MAX];
 	int have_default;
 };
 
 /* Records "FILE:LINE: message" (LINE 0: "FILE: message"). */
-__attribute__((format(printf, 3, 4))) void cr_cfg_diag(struct parse *p, int line,
-						       const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void cr_cfg_diag(struct parse *p, int line, const char *fmt,
+						       ...);
 
 #define QMAX 64
 /* A value as it may appear inside a message: bounded, control bytes masked,
@@ -75,36 +75,38 @@ enum cr_field { F_NONE, F_INT, F_LONG, F_LLONG, F_DOUBLE, F_STR };
 
 /* A default, in the field's own unit (ms for durations, s for keepalive). */
 struct cr_kval {
-	long long i;       /* F_INT, F_LONG, F_LLONG */
-	double f;          /* F_DOUBLE */
-	const char *s;     /* F_STR; NULL = "" */
+	long long i;   /* F_INT, F_LONG, F_LLONG */
+	double f;      /* F_DOUBLE */
+	const char *s; /* F_STR; NULL = "" */
 };
 
-#define KEY_LIST 1u       /* may be repeated; each line appends */
-#define KEY_HEX 2u        /* integer may be written 0x.. */
-#define KEY_CONN 4u       /* carried by a pooled connection: a change on reload
+#define KEY_LIST 1u /* may be repeated; each line appends */
+#define KEY_HEX  2u /* integer may be written 0x.. */
+#define KEY_CONN \
+	4u /* carried by a pooled connection: a change on reload
 			   * retires the lane's pools (cr_config_lane_conn_hash) */
-#define KEY_RAW 8u        /* applies to a raw connect(): a lane that leaves every
+#define KEY_RAW \
+	8u               /* applies to a raw connect(): a lane that leaves every
 			   * such key at its implicit value is pass-through */
-#define KEY_IMPLICIT 16u  /* the implicit default lane uses .implicit, not .def */
-#define KEY_PERCENT 32u   /* a ratio dumped as a percentage */
+#define KEY_IMPLICIT 16u /* the implicit default lane uses .implicit, not .def */
+#define KEY_PERCENT  32u /* a ratio dumped as a percentage */
 
 struct cr_lane_key {
 	const char *name;
-	cr_lane_setter set;        /* parses and validates a value (config_values.c) */
+	cr_lane_setter set; /* parses and validates a value (config_values.c) */
 	enum cr_field type;
-	size_t off, size;          /* the field in struct cr_lane (F_NONE: none) */
-	long long min, max;        /* range of a whole number (set_int, set_dursec) */
+	size_t off, size;   /* the field in struct cr_lane (F_NONE: none) */
+	long long min, max; /* range of a whole number (set_int, set_dursec) */
 	unsigned flags;
-	const char *example;       /* a valid value, used in messages */
-	struct cr_kval def;        /* a lane written in the file */
-	struct cr_kval implicit;   /* the implicit default lane, with KEY_IMPLICIT */
-	cr_lane_dumper dump;       /* NULL only for an alias */
-	const char *zero_note;     /* dump comment when the value is 0 ("none") */
-	const char *note;          /* dump comment always ("per second") */
-	const char *alias;         /* writes this other key's field, and is shown in
+	const char *example;     /* a valid value, used in messages */
+	struct cr_kval def;      /* a lane written in the file */
+	struct cr_kval implicit; /* the implicit default lane, with KEY_IMPLICIT */
+	cr_lane_dumper dump;     /* NULL only for an alias */
+	const char *zero_note;   /* dump comment when the value is 0 ("none") */
+	const char *note;        /* dump comment always ("per second") */
+	const char *alias;       /* writes this other key's field, and is shown in
 				    * its line: they exclude each other */
-	cr_lane_hasher hash;       /* KEY_CONN without a plain field */
+	cr_lane_hasher hash;     /* KEY_CONN without a plain field */
 };
 
 struct cr_global_key {
@@ -135,7 +137,7 @@ void cr_cfg_lane_defaults(struct cr_lane *l, int implicit);
 int cr_cfg_lane_passthrough(const struct cr_lane *l);
 
 /* Field access. */
-#define CR_FIELD(l, k, T) ((T *)(void *)((char *)(l) + (k)->off))
+#define CR_FIELD(l, k, T)  ((T *)(void *)((char *)(l) + (k)->off))
 #define CR_CFIELD(l, k, T) ((const T *)(const void *)((const char *)(l) + (k)->off))
 /* The value of a whole-number field (F_INT, F_LONG, F_LLONG), and a store. */
 long long cr_cfg_field_get(const struct cr_lane *l, const struct cr_lane_key *k);
@@ -173,7 +175,6 @@ int cr_cfg_set_metrics(struct parse *p, const char *v);
 
 /* A routing key: [A-Za-z0-9._~:/@=-] and optional "+idempotent" (key.h). */
 int cr_cfg_routing_key_ok(const char *k);
-
 
 /* Copies N bytes of SRC and a NUL into DST; -1 if that does not fit SIZE. */
 int cr_cfg_str_copy(char *dst, size_t size, const char *src, size_t n);

@@ -161,12 +161,13 @@ int cr_cfg_set_int(struct parse *p, struct cr_lane *l, const struct cr_lane_key 
 	if (rc == 0 && n < (unsigned long long)k->min)
 		rc = -ERANGE;
 	if (rc == -ERANGE) {
-		cr_cfg_diag(p, p->line, "%s = %s is out of range; use %lld to %lld", k->name, cr_cfg_q(qb, v),
-			    k->min, k->max);
+		cr_cfg_diag(p, p->line, "%s = %s is out of range; use %lld to %lld", k->name,
+			    cr_cfg_q(qb, v), k->min, k->max);
 		return -1;
 	}
 	if (rc < 0) {
-		cr_cfg_diag(p, p->line, "bad value '%s' for %s; use a whole number from %lld to %lld%s",
+		cr_cfg_diag(p, p->line,
+			    "bad value '%s' for %s; use a whole number from %lld to %lld%s",
 			    cr_cfg_q(qb, v), k->name, k->min, k->max,
 			    (k->flags & KEY_HEX) ? " (decimal or 0x hex)" : "");
 		return -1;
@@ -180,29 +181,31 @@ static int dur_check(struct parse *p, const struct cr_lane_key *k, const char *v
 	char qb[QMAX + 4];
 
 	switch (duration_ms(v, ms)) {
-	case 0:
-		return 0;
+	case 0: return 0;
 	case -ENOMSG:
 		cr_cfg_q(qb, v);
 		if (strchr(v, '.')) /* 0.5ms would be rejected: do not suggest it */
 			cr_cfg_diag(p, p->line, "duration '%s' for %s has no unit; write %ss", qb,
 				    k->name, qb);
 		else
-			cr_cfg_diag(p, p->line, "duration '%s' for %s has no unit; write %ss or %sms",
-				    qb, k->name, qb, qb);
+			cr_cfg_diag(p, p->line,
+				    "duration '%s' for %s has no unit; write %ss or %sms", qb,
+				    k->name, qb, qb);
 		break;
 	case -ERANGE:
 		cr_cfg_diag(p, p->line, "duration '%s' for %s is too long; the maximum is %dm",
 			    cr_cfg_q(qb, v), k->name, CR_DUR_MAX_MS / 60000);
 		break;
 	case -EDOM:
-		cr_cfg_diag(p, p->line, "duration '%s' for %s is finer than 1ms; round it to whole ms",
+		cr_cfg_diag(p, p->line,
+			    "duration '%s' for %s is finer than 1ms; round it to whole ms",
 			    cr_cfg_q(qb, v), k->name);
 		break;
 	default:
-		cr_cfg_diag(p, p->line,
-			    "bad duration '%s' for %s; use a number with ms, s or m (e.g. 500ms, 5s)",
-			    cr_cfg_q(qb, v), k->name);
+		cr_cfg_diag(
+			p, p->line,
+			"bad duration '%s' for %s; use a number with ms, s or m (e.g. 500ms, 5s)",
+			cr_cfg_q(qb, v), k->name);
 		break;
 	}
 	return -1;
@@ -220,7 +223,8 @@ int cr_cfg_set_dur(struct parse *p, struct cr_lane *l, const struct cr_lane_key 
 
 /* TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds, at least one; silently
  * rounding 1500ms would apply something the file does not say. */
-int cr_cfg_set_dursec(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k, const char *v)
+int cr_cfg_set_dursec(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+		      const char *v)
 {
 	char qb[QMAX + 4];
 	long ms;
@@ -228,11 +232,13 @@ int cr_cfg_set_dursec(struct parse *p, struct cr_lane *l, const struct cr_lane_k
 	if (dur_check(p, k, v, &ms) < 0)
 		return -1;
 	if (ms % 1000 || ms / 1000 < k->min || ms / 1000 > k->max) {
-		cr_cfg_diag(p, p->line,
-			       "%s = %s: it sets TCP_%s, whole seconds from %llds to %llds; e.g. %s = %s",
-			       k->name, cr_cfg_q(qb, v),
-			       k->off == offsetof(struct cr_lane, keepalive_idle_s) ? "KEEPIDLE" : "KEEPINTVL",
-			       k->min, k->max, k->name, k->example);
+		cr_cfg_diag(
+			p, p->line,
+			"%s = %s: it sets TCP_%s, whole seconds from %llds to %llds; e.g. %s = %s",
+			k->name, cr_cfg_q(qb, v),
+			k->off == offsetof(struct cr_lane, keepalive_idle_s) ? "KEEPIDLE"
+									     : "KEEPINTVL",
+			k->min, k->max, k->name, k->example);
 		return -1;
 	}
 	*CR_FIELD(l, k, int) = (int)(ms / 1000);
@@ -241,8 +247,8 @@ int cr_cfg_set_dursec(struct parse *p, struct cr_lane *l, const struct cr_lane_k
 
 static int parse_bool(const char *v)
 {
-	static const char *const yes[] = { "on", "yes", "true", "1" };
-	static const char *const no[] = { "off", "no", "false", "0" };
+	static const char *const yes[] = {"on", "yes", "true", "1"};
+	static const char *const no[] = {"off", "no", "false", "0"};
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(yes); i++) {
@@ -260,7 +266,8 @@ int cr_cfg_set_bool(struct parse *p, struct cr_lane *l, const struct cr_lane_key
 	int b = parse_bool(v);
 
 	if (b < 0) {
-		cr_cfg_diag(p, p->line, "bad value '%s' for %s; use on or off", cr_cfg_q(qb, v), k->name);
+		cr_cfg_diag(p, p->line, "bad value '%s' for %s; use on or off", cr_cfg_q(qb, v),
+			    k->name);
 		return -1;
 	}
 	*CR_FIELD(l, k, int) = b;
@@ -278,7 +285,8 @@ int cr_cfg_set_dscp(struct parse *p, struct cr_lane *l, const struct cr_lane_key
 	else if (cr_lower(v[0]) == 'a' && cr_lower(v[1]) == 'f' && v[2] >= '1' && v[2] <= '4' &&
 		 v[3] >= '1' && v[3] <= '3' && !v[4])
 		dscp = 8 * (v[2] - '0') + 2 * (v[3] - '0');
-	else if (cr_lower(v[0]) == 'c' && cr_lower(v[1]) == 's' && v[2] >= '0' && v[2] <= '7' && !v[3])
+	else if (cr_lower(v[0]) == 'c' && cr_lower(v[1]) == 's' && v[2] >= '0' && v[2] <= '7' &&
+		 !v[3])
 		dscp = 8 * (v[2] - '0');
 	else if (parse_uint(v, 1, 63, &n) == 0)
 		dscp = (int)n;
@@ -319,7 +327,8 @@ int cr_cfg_set_bind(struct parse *p, struct cr_lane *l, const struct cr_lane_key
 	}
 	cr_cfg_diag(p, p->line,
 		    "bad bind address '%s'; use an IPv4 or IPv6 address without a port "
-		    "(e.g. 127.0.0.2 or ::1)", cr_cfg_q(qb, v));
+		    "(e.g. 127.0.0.2 or ::1)",
+		    cr_cfg_q(qb, v));
 	return -1;
 }
 
@@ -364,13 +373,18 @@ int cr_cfg_set_retry_budget(struct parse *p, struct cr_lane *l, const struct cr_
 	int rc = parse_ratio(v, 1, 1.0, &l->retry_budget_ratio);
 
 	if (rc == -ERANGE && !strchr(v, '%'))
-		cr_cfg_diag(p, p->line, "retry_budget %s is above 1; write a percentage (%s%%) "
-			    "or a fraction of 1 (e.g. 0.2)", cr_cfg_q(qb, v), v);
+		cr_cfg_diag(p, p->line,
+			    "retry_budget %s is above 1; write a percentage (%s%%) "
+			    "or a fraction of 1 (e.g. 0.2)",
+			    cr_cfg_q(qb, v), v);
 	else if (rc == -ERANGE)
-		cr_cfg_diag(p, p->line, "retry_budget %s is above 100%%; use 0%% to 100%%", cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line, "retry_budget %s is above 100%%; use 0%% to 100%%",
+			    cr_cfg_q(qb, v));
 	else if (rc < 0)
-		cr_cfg_diag(p, p->line, "bad retry_budget '%s'; use a percentage or a fraction "
-			    "(e.g. 20%% or 0.2)", cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line,
+			    "bad retry_budget '%s'; use a percentage or a fraction "
+			    "(e.g. 20%% or 0.2)",
+			    cr_cfg_q(qb, v));
 	return rc < 0 ? -1 : 0;
 }
 
@@ -380,8 +394,10 @@ int cr_cfg_set_preconnect(struct parse *p, struct cr_lane *l, const struct cr_la
 	char qb[QMAX + 4];
 
 	if (parse_ratio(v, 0, 3.0, &l->preconnect_ratio) < 0) {
-		cr_cfg_diag(p, p->line, "bad preconnect_ratio '%s'; use a number from 0 (off) to 3 "
-			    "(e.g. 0.5)", cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line,
+			    "bad preconnect_ratio '%s'; use a number from 0 (off) to 3 "
+			    "(e.g. 0.5)",
+			    cr_cfg_q(qb, v));
 		return -1;
 	}
 	return 0;
@@ -404,8 +420,10 @@ int cr_cfg_set_prewarm_url(struct parse *p, struct cr_lane *l, const struct cr_l
 		if (s[n] <= 0x20 || s[n] >= 0x7f)
 			s = NULL;
 	if (!s || !*s || s[0] == '/') {
-		cr_cfg_diag(p, p->line, "bad prewarm_url '%s'; use an http:// or https:// URL "
-			    "without spaces (e.g. https://api.internal/healthz)", cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line,
+			    "bad prewarm_url '%s'; use an http:// or https:// URL "
+			    "without spaces (e.g. https://api.internal/healthz)",
+			    cr_cfg_q(qb, v));
 		return -1;
 	}
 	if (cr_cfg_str_copy(l->prewarm_url, sizeof(l->prewarm_url), v, strlen(v)) < 0) {
@@ -419,7 +437,7 @@ int cr_cfg_set_prewarm_url(struct parse *p, struct cr_lane *l, const struct cr_l
 int cr_cfg_set_prewarm_method(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 			      const char *v)
 {
-	static const char *const methods[] = { "HEAD", "GET", "OPTIONS" };
+	static const char *const methods[] = {"HEAD", "GET", "OPTIONS"};
 	char qb[QMAX + 4];
 	size_t i;
 
@@ -429,7 +447,8 @@ int cr_cfg_set_prewarm_method(struct parse *p, struct cr_lane *l, const struct c
 			return 0;
 		}
 	}
-	cr_cfg_diag(p, p->line, "bad prewarm_method '%s'; use HEAD, GET or OPTIONS", cr_cfg_q(qb, v));
+	cr_cfg_diag(p, p->line, "bad prewarm_method '%s'; use HEAD, GET or OPTIONS",
+		    cr_cfg_q(qb, v));
 	return -1;
 }
 
@@ -458,7 +477,8 @@ static int each_item(struct parse *p, struct cr_lane *l, const struct cr_lane_ke
 			t--;
 		if (t == s) {
 			if (*e || items) {
-				cr_cfg_diag(p, p->line, "empty entry in %s list '%s'; check the commas",
+				cr_cfg_diag(p, p->line,
+					    "empty entry in %s list '%s'; check the commas",
 					    k->name, cr_cfg_q(qb, v));
 				return errors + 1;
 			}
@@ -467,7 +487,8 @@ static int each_item(struct parse *p, struct cr_lane *l, const struct cr_lane_ke
 		} else if (cr_cfg_str_copy(item, sizeof(item), s, (size_t)(t - s)) < 0) {
 			memcpy(item, s, sizeof(item) - 1);
 			item[sizeof(item) - 1] = '\0';
-			cr_cfg_diag(p, p->line, "%s entry '%s' is too long", k->name, cr_cfg_q(qb, item));
+			cr_cfg_diag(p, p->line, "%s entry '%s' is too long", k->name,
+				    cr_cfg_q(qb, item));
 			errors++;
 		} else {
 			items++;
@@ -479,8 +500,8 @@ static int each_item(struct parse *p, struct cr_lane *l, const struct cr_lane_ke
 		s = e + 1;
 	}
 	if (!items && !errors) {
-		cr_cfg_diag(p, p->line, "empty %s list in [lane %s]; e.g. %s = %s", k->name, l->name,
-			    k->name, k->example);
+		cr_cfg_diag(p, p->line, "empty %s list in [lane %s]; e.g. %s = %s", k->name,
+			    l->name, k->name, k->example);
 		errors++;
 	}
 	return errors;
@@ -494,27 +515,31 @@ static int match_item(struct parse *p, struct cr_lane *l, const char *g)
 
 	for (i = 0; i < n; i++) {
 		if (!cr_cfg_isalnum(g[i]) && !strchr("._~:/@=*?-", g[i])) {
-			cr_cfg_diag(p, p->line, "bad key glob '%s' in match: '%c' is not allowed; use "
-				    "A-Z a-z 0-9 . _ ~ : / @ = - and the wildcards * ?", cr_cfg_q(qb, g),
-				    (g[i] >= 0x20 && g[i] < 0x7f) ? g[i] : '?');
+			cr_cfg_diag(p, p->line,
+				    "bad key glob '%s' in match: '%c' is not allowed; use "
+				    "A-Z a-z 0-9 . _ ~ : / @ = - and the wildcards * ?",
+				    cr_cfg_q(qb, g), (g[i] >= 0x20 && g[i] < 0x7f) ? g[i] : '?');
 			return -1;
 		}
 	}
 	if (n >= CR_KEY_MAX) {
-		cr_cfg_diag(p, p->line, "key glob '%s' is %zu characters; at most %d", cr_cfg_q(qb, g), n,
-			    CR_KEY_MAX - 1);
+		cr_cfg_diag(p, p->line, "key glob '%s' is %zu characters; at most %d",
+			    cr_cfg_q(qb, g), n, CR_KEY_MAX - 1);
 		return -1;
 	}
 	for (j = 0; j < l->nmatch; j++) {
 		if (strcmp(l->match[j], g) == 0) {
-			cr_cfg_diag(p, p->line, "key glob '%s' is listed twice in [lane %s]; keep one",
+			cr_cfg_diag(p, p->line,
+				    "key glob '%s' is listed twice in [lane %s]; keep one",
 				    cr_cfg_q(qb, g), l->name);
 			return -1;
 		}
 	}
 	if (l->nmatch == CR_MAX_MATCH) {
-		cr_cfg_diag(p, p->line, "too many match globs in [lane %s] (at most %d); "
-			    "use a wider glob", l->name, CR_MAX_MATCH);
+		cr_cfg_diag(p, p->line,
+			    "too many match globs in [lane %s] (at most %d); "
+			    "use a wider glob",
+			    l->name, CR_MAX_MATCH);
 		return -1;
 	}
 	memcpy(l->match[l->nmatch++], g, n + 1);
@@ -619,13 +644,17 @@ static int host_item(struct parse *p, struct cr_lane *l, const char *item)
 	strcpy(buf, item); /* each_item bounds ITEM to sizeof(buf) */
 	rc = split_hostport(buf, &host, &port, &v6);
 	if (rc == -2) {
-		cr_cfg_diag(p, p->line, "host rule '%s': put IPv6 addresses in brackets, e.g. [::1] or "
-			    "[::1]:443", cr_cfg_q(qb, item));
+		cr_cfg_diag(p, p->line,
+			    "host rule '%s': put IPv6 addresses in brackets, e.g. [::1] or "
+			    "[::1]:443",
+			    cr_cfg_q(qb, item));
 		return -1;
 	}
 	if (rc < 0 || (port && parse_port(port, &r.port) < 0)) {
-		cr_cfg_diag(p, p->line, "bad host rule '%s'; use ADDR[/BITS][:PORT], [V6][/BITS][:PORT], "
-			    "a name glob[:PORT] or *:PORT, with a port from 1 to 65535", cr_cfg_q(qb, item));
+		cr_cfg_diag(p, p->line,
+			    "bad host rule '%s'; use ADDR[/BITS][:PORT], [V6][/BITS][:PORT], "
+			    "a name glob[:PORT] or *:PORT, with a port from 1 to 65535",
+			    cr_cfg_q(qb, item));
 		return -1;
 	}
 	if (!*host) {
@@ -641,37 +670,45 @@ static int host_item(struct parse *p, struct cr_lane *l, const char *item)
 		if (slash) {
 			*slash++ = '\0';
 			if (parse_uint(slash, 0, (unsigned long long)alen * 8, &n) < 0) {
-				cr_cfg_diag(p, p->line, "bad prefix length in host rule '%s'; use /0 to /%d",
+				cr_cfg_diag(p, p->line,
+					    "bad prefix length in host rule '%s'; use /0 to /%d",
 					    cr_cfg_q(qb, item), alen * 8);
 				return -1;
 			}
 			r.prefix = (int)n;
 		}
 		if (inet_pton(r.family, host, r.addr) != 1) {
-			cr_cfg_diag(p, p->line, "bad %s address in host rule '%s'", v6 ? "IPv6" : "IPv4",
-				    cr_cfg_q(qb, item));
+			cr_cfg_diag(p, p->line, "bad %s address in host rule '%s'",
+				    v6 ? "IPv6" : "IPv4", cr_cfg_q(qb, item));
 			return -1;
 		}
 		if (!prefix_ok(r.addr, alen, r.prefix)) {
-			cr_cfg_diag(p, p->line, "host rule '%s' has bits set beyond /%d; write the "
-				    "network address", cr_cfg_q(qb, item), r.prefix);
+			cr_cfg_diag(p, p->line,
+				    "host rule '%s' has bits set beyond /%d; write the "
+				    "network address",
+				    cr_cfg_q(qb, item), r.prefix);
 			return -1;
 		}
 	} else {
 		r.family = AF_UNSPEC;
 		if (!name_chars_ok(host, 1)) {
-			cr_cfg_diag(p, p->line, "bad host name glob in host rule '%s'; use A-Z a-z 0-9 . _ "
-				    "- and the wildcards * ?", cr_cfg_q(qb, item));
+			cr_cfg_diag(p, p->line,
+				    "bad host name glob in host rule '%s'; use A-Z a-z 0-9 . _ "
+				    "- and the wildcards * ?",
+				    cr_cfg_q(qb, item));
 			return -1;
 		}
 		if (cr_cfg_str_copy(r.name, sizeof(r.name), host, strlen(host)) < 0) {
-			cr_cfg_diag(p, p->line, "host name in rule '%s' is too long", cr_cfg_q(qb, item));
+			cr_cfg_diag(p, p->line, "host name in rule '%s' is too long",
+				    cr_cfg_q(qb, item));
 			return -1;
 		}
 	}
 	if (l->nhosts == CR_MAX_HOSTS) {
-		cr_cfg_diag(p, p->line, "too many host rules in [lane %s] (at most %d); use CIDRs or "
-			    "name globs", l->name, CR_MAX_HOSTS);
+		cr_cfg_diag(p, p->line,
+			    "too many host rules in [lane %s] (at most %d); use CIDRs or "
+			    "name globs",
+			    l->name, CR_MAX_HOSTS);
 		return -1;
 	}
 	l->hosts[l->nhosts++] = r;
@@ -698,47 +735,57 @@ static int prewarm_item(struct parse *p, struct cr_lane *l, const char *item)
 		while (cr_cfg_isspace(*star))
 			star++;
 		if (parse_uint(star, 0, CR_PREWARM_COUNT_MAX, &n) < 0 || n == 0) {
-			cr_cfg_diag(p, p->line, "bad count in prewarm target '%s'; use HOST:PORT*N with N "
-				    "from 1 to %d", cr_cfg_q(qb, item), CR_PREWARM_COUNT_MAX);
+			cr_cfg_diag(p, p->line,
+				    "bad count in prewarm target '%s'; use HOST:PORT*N with N "
+				    "from 1 to %d",
+				    cr_cfg_q(qb, item), CR_PREWARM_COUNT_MAX);
 			return -1;
 		}
 	}
 	if (split_hostport(buf, &host, &port, &v6) != 0 || !*host || strchr(host, '/')) {
-		cr_cfg_diag(p, p->line, "bad prewarm target '%s'; use HOST:PORT*N, [V6]:PORT*N "
-			    "(e.g. api.internal:443*4)", cr_cfg_q(qb, item));
+		cr_cfg_diag(p, p->line,
+			    "bad prewarm target '%s'; use HOST:PORT*N, [V6]:PORT*N "
+			    "(e.g. api.internal:443*4)",
+			    cr_cfg_q(qb, item));
 		return -1;
 	}
 	if (!port) {
-		cr_cfg_diag(p, p->line, "prewarm target '%s' needs a port, e.g. %s:443", cr_cfg_q(qb, item),
-			    cr_cfg_q(qb2, host));
+		cr_cfg_diag(p, p->line, "prewarm target '%s' needs a port, e.g. %s:443",
+			    cr_cfg_q(qb, item), cr_cfg_q(qb2, host));
 		return -1;
 	}
 	if (parse_port(port, &w.port) < 0) {
-		cr_cfg_diag(p, p->line, "bad port in prewarm target '%s'; use 1 to 65535", cr_cfg_q(qb, item));
+		cr_cfg_diag(p, p->line, "bad port in prewarm target '%s'; use 1 to 65535",
+			    cr_cfg_q(qb, item));
 		return -1;
 	}
 	if (v6 ? inet_pton(AF_INET6, host, addr) != 1
 	       : (looks_ipv4(host) ? inet_pton(AF_INET, host, addr) != 1
 				   : !name_chars_ok(host, 0))) {
-		cr_cfg_diag(p, p->line, "bad host in prewarm target '%s'; use a host name, an IPv4 "
-			    "address or [IPv6] (no wildcards)", cr_cfg_q(qb, item));
+		cr_cfg_diag(p, p->line,
+			    "bad host in prewarm target '%s'; use a host name, an IPv4 "
+			    "address or [IPv6] (no wildcards)",
+			    cr_cfg_q(qb, item));
 		return -1;
 	}
 	if (cr_cfg_str_copy(w.host, sizeof(w.host), host, strlen(host)) < 0) {
-		cr_cfg_diag(p, p->line, "host in prewarm target '%s' is too long", cr_cfg_q(qb, item));
+		cr_cfg_diag(p, p->line, "host in prewarm target '%s' is too long",
+			    cr_cfg_q(qb, item));
 		return -1;
 	}
 	w.count = (int)n;
 	for (i = 0; i < l->nprewarm; i++) {
 		if (l->prewarm[i].port == w.port && strcmp(l->prewarm[i].host, w.host) == 0) {
-			cr_cfg_diag(p, p->line, "prewarm target '%s' is listed twice; raise its count "
-				    "instead (HOST:PORT*N)", cr_cfg_q(qb, item));
+			cr_cfg_diag(p, p->line,
+				    "prewarm target '%s' is listed twice; raise its count "
+				    "instead (HOST:PORT*N)",
+				    cr_cfg_q(qb, item));
 			return -1;
 		}
 	}
 	if (l->nprewarm == CR_MAX_PREWARM) {
-		cr_cfg_diag(p, p->line, "too many prewarm targets in [lane %s] (at most %d)", l->name,
-			    CR_MAX_PREWARM);
+		cr_cfg_diag(p, p->line, "too many prewarm targets in [lane %s] (at most %d)",
+			    l->name, CR_MAX_PREWARM);
 		return -1;
 	}
 	l->prewarm[l->nprewarm++] = w;
@@ -748,7 +795,8 @@ static int prewarm_item(struct parse *p, struct cr_lane *l, const char *item)
 int cr_cfg_set_match(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k, const char *v)
 {
 	if (strcmp(l->name, "default") == 0) {
-		cr_cfg_diag(p, p->line, "match in [lane default]: the default lane is the fallback for "
+		cr_cfg_diag(p, p->line,
+			    "match in [lane default]: the default lane is the fallback for "
 			    "keys no other lane matches; remove match, or rename the lane");
 		return -1;
 	}
@@ -758,7 +806,8 @@ int cr_cfg_set_match(struct parse *p, struct cr_lane *l, const struct cr_lane_ke
 int cr_cfg_set_hosts(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k, const char *v)
 {
 	if (strcmp(l->name, "default") == 0) {
-		cr_cfg_diag(p, p->line, "hosts in [lane default]: the default lane is the fallback for "
+		cr_cfg_diag(p, p->line,
+			    "hosts in [lane default]: the default lane is the fallback for "
 			    "every destination; remove hosts, or rename the lane");
 		return -1;
 	}
@@ -810,7 +859,7 @@ int cr_cfg_routing_key_ok(const char *k)
 	return 1;
 }
 
-const char *const cr_cfg_log_levels[4] = { "error", "warn", "info", "debug" };
+const char *const cr_cfg_log_levels[4] = {"error", "warn", "info", "debug"};
 
 int cr_cfg_set_log(struct parse *p, const char *v)
 {
@@ -822,7 +871,8 @@ int cr_cfg_set_log(struct parse *p, const char *v)
 			return 0;
 		}
 	}
-	cr_cfg_diag(p, p->line, "bad log level '%s'; use error, warn, info or debug", cr_cfg_q(qb, v));
+	cr_cfg_diag(p, p->line, "bad log level '%s'; use error, warn, info or debug",
+		    cr_cfg_q(qb, v));
 	return -1;
 }
 
@@ -841,32 +891,39 @@ int cr_cfg_set_metrics(struct parse *p, const char *v)
 
 		for (c = path; *c; c++) {
 			if (*c == '%' && c[1] != 'p') {
-				cr_cfg_diag(p, p->line, "metrics path '%s': only %%p (the process id) is "
-					       "expanded; remove the other '%%'", cr_cfg_q(qb, path));
+				cr_cfg_diag(p, p->line,
+					    "metrics path '%s': only %%p (the process id) is "
+					    "expanded; remove the other '%%'",
+					    cr_cfg_q(qb, path));
 				return -1;
 			}
 			if (*c == '%')
 				len += CR_PID_DIGITS - 2, c++;
 		}
 		if (path[0] != '/' && path[0] != '@') {
-			cr_cfg_diag(p, p->line, "metrics socket '%s' is not an absolute path; use "
-				       "unix:/run/connroute/%%p.sock", cr_cfg_q(qb, path));
+			cr_cfg_diag(p, p->line,
+				    "metrics socket '%s' is not an absolute path; use "
+				    "unix:/run/connroute/%%p.sock",
+				    cr_cfg_q(qb, path));
 			return -1;
 		}
 		if (len > CR_SUN_PATH_MAX) {
-			cr_cfg_diag(p, p->line, "metrics socket path is too long for a unix socket (at "
-				       "most %d bytes with %%p expanded); use a shorter path",
-				       CR_SUN_PATH_MAX);
+			cr_cfg_diag(p, p->line,
+				    "metrics socket path is too long for a unix socket (at "
+				    "most %d bytes with %%p expanded); use a shorter path",
+				    CR_SUN_PATH_MAX);
 			return -1;
 		}
 	} else if (ip_literal_port(v) < 0) {
-		cr_cfg_diag(p, p->line, "bad metrics address '%s'; use IP:PORT, [IPv6]:PORT or "
-			       "unix:/PATH (e.g. 127.0.0.1:9464)", cr_cfg_q(qb, v));
+		cr_cfg_diag(p, p->line,
+			    "bad metrics address '%s'; use IP:PORT, [IPv6]:PORT or "
+			    "unix:/PATH (e.g. 127.0.0.1:9464)",
+			    cr_cfg_q(qb, v));
 		return -1;
 	}
 	if (cr_cfg_str_copy(cfg->metrics, sizeof(cfg->metrics), v, strlen(v)) < 0) {
 		cr_cfg_diag(p, p->line, "metrics value is too long; at most %zu characters",
-			       sizeof(cfg->metrics) - 1);
+			    sizeof(cfg->metrics) - 1);
 		return -1;
 	}
 	return 0;

@@ -52,7 +52,8 @@ static int connecting(int fd)
 {
 	struct tcp_info ti;
 	socklen_t tl = sizeof(ti);
-	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state == 2 /* SYN_SENT */;
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+	       ti.tcpi_state == 2 /* SYN_SENT */;
 }
 
 static void *tmo_main(void *arg)
@@ -83,13 +84,15 @@ static void *tmo_main(void *arg)
 		}
 		unlock(&old);
 		uint64_t ns = next > now ? next - now : 0;
-		struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+		struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+				      .tv_nsec = (long)(ns % 1000000000ull)};
 		syscall(SYS_futex, &wake_word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
 	}
 	return NULL;
 }
 
-static struct cr_thread tmo_thread = {.name = "connroute-tmo", .main = tmo_main, .stack = 64 * 1024};
+static struct cr_thread tmo_thread = {
+	.name = "connroute-tmo", .main = tmo_main, .stack = 64 * 1024};
 
 long cr_deadline_arm(int fd, uint64_t ino, uint64_t deadline_ns)
 {

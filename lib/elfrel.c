@@ -9,14 +9,14 @@
 #include "elfrel.h"
 
 #if defined(__x86_64__)
-#define R_SLOT R_X86_64_JUMP_SLOT
-#define R_GOT R_X86_64_GLOB_DAT
-#define R_PTR R_X86_64_64
+#define R_SLOT              R_X86_64_JUMP_SLOT
+#define R_GOT               R_X86_64_GLOB_DAT
+#define R_PTR               R_X86_64_64
 #define SLOT_ADDEND_IGNORED 1 /* x86_64's JUMP_SLOT and GLOB_DAT are S, without A */
 #elif defined(__aarch64__)
-#define R_SLOT R_AARCH64_JUMP_SLOT
-#define R_GOT R_AARCH64_GLOB_DAT
-#define R_PTR R_AARCH64_ABS64
+#define R_SLOT              R_AARCH64_JUMP_SLOT
+#define R_GOT               R_AARCH64_GLOB_DAT
+#define R_PTR               R_AARCH64_ABS64
 #define SLOT_ADDEND_IGNORED 0
 #endif
 
@@ -102,7 +102,7 @@ static int sym_count_gnu(const struct cr_elfobj *o, uintptr_t at, size_t *out)
 	return CR_ELFREL_OK;
 }
 
-int cr_elfrel_open(struct cr_elfobj *o, uintptr_t base, const ElfW(Phdr) *phdr, size_t phnum,
+int cr_elfrel_open(struct cr_elfobj *o, uintptr_t base, const ElfW(Phdr) * phdr, size_t phnum,
 		   size_t pagesize)
 {
 	memset(o, 0, sizeof(*o));
@@ -228,11 +228,19 @@ int cr_elfrel_open(struct cr_elfobj *o, uintptr_t base, const ElfW(Phdr) *phdr, 
 	return CR_ELFREL_OK;
 }
 
-static long find_in(const struct cr_elfobj *o, const ElfW(Rela) *rel, size_t nrel,
-		    const char *const *names, size_t n, struct cr_elfslot *out, size_t max, size_t *count)
+static long find_in(const struct cr_elfobj *o, const ElfW(Rela) * rel, size_t nrel,
+		    const char *const *names, size_t n, struct cr_elfslot *out, size_t max,
+		    size_t *count)
 {
 #ifndef R_SLOT
-	(void)o; (void)rel; (void)nrel; (void)names; (void)n; (void)out; (void)max; (void)count;
+	(void)o;
+	(void)rel;
+	(void)nrel;
+	(void)names;
+	(void)n;
+	(void)out;
+	(void)max;
+	(void)count;
 	return -CR_ELFREL_ARCH;
 #else
 	for (size_t i = 0; i < nrel; i++) {
@@ -270,7 +278,9 @@ static long find_in(const struct cr_elfobj *o, const ElfW(Rela) *rel, size_t nre
 			return -CR_ELFREL_SLOT;
 		if (*count >= max)
 			return -CR_ELFREL_TOO_MANY;
-		out[*count] = (struct cr_elfslot){.addr = a, .name = (unsigned)k, .type = type,
+		out[*count] = (struct cr_elfslot){.addr = a,
+						  .name = (unsigned)k,
+						  .type = type,
 						  .relro = a >= o->relro_lo && a < o->relro_hi};
 		(*count)++;
 	}

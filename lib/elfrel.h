@@ -17,12 +17,12 @@
 
 /* ELF64_R_SYM and friends for the native class. */
 #if __ELF_NATIVE_CLASS == 64
-#define CR_ELF_R_SYM(i) ELF64_R_SYM(i)
-#define CR_ELF_R_TYPE(i) ELF64_R_TYPE(i)
+#define CR_ELF_R_SYM(i)     ELF64_R_SYM(i)
+#define CR_ELF_R_TYPE(i)    ELF64_R_TYPE(i)
 #define CR_ELF_R_INFO(s, t) ELF64_R_INFO(s, t)
 #else
-#define CR_ELF_R_SYM(i) ELF32_R_SYM(i)
-#define CR_ELF_R_TYPE(i) ELF32_R_TYPE(i)
+#define CR_ELF_R_SYM(i)     ELF32_R_SYM(i)
+#define CR_ELF_R_TYPE(i)    ELF32_R_TYPE(i)
 #define CR_ELF_R_INFO(s, t) ELF32_R_INFO(s, t)
 /* The strings of the dynamic section's TAG entries (DT_NEEDED, DT_SONAME),
  * one a call: start with *POS = 0; NULL after the last. Entries whose
@@ -33,14 +33,14 @@ const char *cr_elfrel_dyn_string(const struct cr_elfobj *o, long tag, size_t *po
 
 enum cr_elfrel_status {
 	CR_ELFREL_OK = 0,
-	CR_ELFREL_LAYOUT,      /* a table outside the object's segments, a bad entry size, ... */
-	CR_ELFREL_REL,         /* REL relocations (only RELA is known on x86_64/aarch64) */
-	CR_ELFREL_NOSYMCOUNT,  /* neither DT_HASH nor DT_GNU_HASH: the symbol count is unknown */
-	CR_ELFREL_SLOT,        /* a matching slot outside a writable segment, or misaligned */
-	CR_ELFREL_TYPE,        /* a matching relocation of a kind that cannot be rebound (text
+	CR_ELFREL_LAYOUT,     /* a table outside the object's segments, a bad entry size, ... */
+	CR_ELFREL_REL,        /* REL relocations (only RELA is known on x86_64/aarch64) */
+	CR_ELFREL_NOSYMCOUNT, /* neither DT_HASH nor DT_GNU_HASH: the symbol count is unknown */
+	CR_ELFREL_SLOT,       /* a matching slot outside a writable segment, or misaligned */
+	CR_ELFREL_TYPE,       /* a matching relocation of a kind that cannot be rebound (text
 				* relocation, pointer with an addend) */
-	CR_ELFREL_TOO_MANY,    /* more matching slots than the caller's array holds */
-	CR_ELFREL_ARCH,        /* built for an architecture whose relocations are not known */
+	CR_ELFREL_TOO_MANY,   /* more matching slots than the caller's array holds */
+	CR_ELFREL_ARCH,       /* built for an architecture whose relocations are not known */
 };
 
 /* A short phrase for a status ("unknown ELF layout", ...). */
@@ -48,21 +48,21 @@ const char *cr_elfrel_strerror(int status);
 
 /* One loaded object, as cr_elfrel_open found it. Addresses are in memory. */
 struct cr_elfobj {
-	uintptr_t base;               /* load bias (dl_phdr_info.dlpi_addr) */
-	const ElfW(Phdr) *phdr;
+	uintptr_t base; /* load bias (dl_phdr_info.dlpi_addr) */
+	const ElfW(Phdr) * phdr;
 	size_t phnum;
 	uintptr_t lo, hi;             /* extent of the PT_LOAD segments */
 	uintptr_t relro_lo, relro_hi; /* the pages the loader made read-only after relocating
 				       * (PT_GNU_RELRO rounded down at both ends, as ld.so does) */
-	const ElfW(Dyn) *dyn;         /* the dynamic section, up to its DT_NULL */
+	const ElfW(Dyn) * dyn;        /* the dynamic section, up to its DT_NULL */
 	size_t ndyn;
-	const ElfW(Sym) *symtab;
+	const ElfW(Sym) * symtab;
 	size_t nsyms;
 	const char *strtab;
 	size_t strsz;
-	const ElfW(Rela) *rela;       /* DT_RELA: GOT entries, data pointers */
+	const ElfW(Rela) * rela; /* DT_RELA: GOT entries, data pointers */
 	size_t nrela;
-	const ElfW(Rela) *jmprel;     /* DT_JMPREL: PLT jump slots */
+	const ElfW(Rela) * jmprel; /* DT_JMPREL: PLT jump slots */
 	size_t njmprel;
 };
 
@@ -71,14 +71,14 @@ struct cr_elfobj {
  * object without a dynamic section or without relocations opens with no
  * relocation tables (nothing to find; its dynamic strings are still read).
  * CR_ELFREL_OK or another status. */
-int cr_elfrel_open(struct cr_elfobj *o, uintptr_t base, const ElfW(Phdr) *phdr, size_t phnum,
+int cr_elfrel_open(struct cr_elfobj *o, uintptr_t base, const ElfW(Phdr) * phdr, size_t phnum,
 		   size_t pagesize);
 
 struct cr_elfslot {
-	uintptr_t addr;  /* the pointer-sized, aligned slot, inside a writable segment */
-	unsigned name;   /* index into the caller's NAMES */
-	unsigned type;   /* the relocation type (R_X86_64_JUMP_SLOT, ...) */
-	unsigned relro;  /* inside [relro_lo, relro_hi): read-only until made writable */
+	uintptr_t addr; /* the pointer-sized, aligned slot, inside a writable segment */
+	unsigned name;  /* index into the caller's NAMES */
+	unsigned type;  /* the relocation type (R_X86_64_JUMP_SLOT, ...) */
+	unsigned relro; /* inside [relro_lo, relro_hi): read-only until made writable */
 };
 
 /* Every PLT jump slot, GOT entry and plain data pointer (addend 0) whose

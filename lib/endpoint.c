@@ -87,7 +87,8 @@ int cr_endpoint_parse(const char *spec, long pid, struct sockaddr_storage *ss, s
 			return -1;
 		memcpy(host, spec + 1, (size_t)(close - spec - 1));
 		host[close - spec - 1] = '\0';
-		if ((port = parse_port(close + 2)) < 0 || inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+		if ((port = parse_port(close + 2)) < 0 ||
+		    inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
 			return -1;
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)port);

@@ -32,8 +32,8 @@
 atomic_int cr_state;
 
 static char cfg_path[1024];
-static struct stat cfg_stat;    /* of the file as last read */
-static uint64_t applied_hash;   /* content of the published config's file */
+static struct stat cfg_stat;  /* of the file as last read */
+static uint64_t applied_hash; /* content of the published config's file */
 /* What the watcher saw at its last look, when that differed from cfg_stat:
  * a file is applied once two looks agree (docs/INTERNALS.md, "Reload"). */
 static struct {
@@ -42,8 +42,7 @@ static struct {
 	uint64_t hash;
 } cand;
 static int cfg_strict;
-static int cfg_origin;          /* enum cr_trust_origin of cfg_path */
-
+static int cfg_origin; /* enum cr_trust_origin of cfg_path */
 
 static int route_raw_of(const struct cr_config *cfg)
 {
@@ -99,8 +98,8 @@ static void log_diag(const struct cr_diag *diag, const char *path, const char *t
 {
 	cr_logmsg(CR_LL_ERROR, "%s%s", diag->msg[0], tail);
 	if (diag->n > 1)
-		cr_logmsg(CR_LL_ERROR, "%d more problem(s) in %s; run `connroute check %s`", diag->n - 1,
-			  path, path);
+		cr_logmsg(CR_LL_ERROR, "%d more problem(s) in %s; run `connroute check %s`",
+			  diag->n - 1, path, path);
 }
 
 /* FNV-1a of the file's bytes (at most 4 MiB; a larger file fails to
@@ -183,7 +182,8 @@ int cr_engine_reload(int force)
 		cfg_stat = st; /* a broken file is reported once, not every second */
 	char why[CR_DIAG_LEN];
 	if (cr_config_trusted_as(cfg_path, geteuid(), cfg_origin, why, sizeof(why)) != 0) {
-		cr_logmsg(CR_LL_ERROR, "%s (reload rejected: the previous configuration stays)", why);
+		cr_logmsg(CR_LL_ERROR, "%s (reload rejected: the previous configuration stays)",
+			  why);
 		free(cfg);
 		free(diag);
 		cr_m_reload(0);
@@ -199,8 +199,10 @@ int cr_engine_reload(int force)
 	free(diag);
 	if (!cr_lane_ids_fit(cfg)) {
 		cr_logmsg(CR_LL_ERROR,
-			  "%s: this process has seen %d distinct lane names, the most it can tell apart; "
-			  "reload rejected (the previous configuration stays): reuse lane names, or restart "
+			  "%s: this process has seen %d distinct lane names, the most it can tell "
+			  "apart; "
+			  "reload rejected (the previous configuration stays): reuse lane names, "
+			  "or restart "
 			  "the process",
 			  cfg_path, CR_MAX_LANE_IDS);
 		free(cfg);
@@ -224,7 +226,9 @@ int cr_engine_init(const struct cr_env *env)
 	if (env->log && env->log[0]) {
 		level = cr_log_parse_level(env->log);
 		if (level < 0)
-			cr_logmsg(CR_LL_WARN, "CONNROUTE_LOG='%.32s' is not a level; use error, warn, info or debug",
+			cr_logmsg(CR_LL_WARN,
+				  "CONNROUTE_LOG='%.32s' is not a level; use error, warn, info or "
+				  "debug",
 				  env->log);
 	}
 	cr_log_setup(level, env->log_file && env->log_file[0] ? env->log_file : NULL);
@@ -272,7 +276,8 @@ int cr_engine_init(const struct cr_env *env)
 	}
 	if (path && path[0]) {
 		if (cr_config_trusted_as(path, geteuid(), cfg_origin, why, sizeof(why)) < 0) {
-			cr_logmsg(CR_LL_ERROR, "%s%s", why, env->strict ? "" : " (config refused: running unrouted)");
+			cr_logmsg(CR_LL_ERROR, "%s%s", why,
+				  env->strict ? "" : " (config refused: running unrouted)");
 			free(diag);
 			free(cfg);
 			if (env->strict)
@@ -282,7 +287,8 @@ int cr_engine_init(const struct cr_env *env)
 		struct stat st;
 		int have_stat = stat(path, &st) == 0;
 		if (cr_config_load_file(path, cfg, diag) != 0) {
-			log_diag(diag, path, env->strict ? "" : " (config rejected: running unrouted)");
+			log_diag(diag, path,
+				 env->strict ? "" : " (config rejected: running unrouted)");
 			free(diag);
 			free(cfg);
 			if (env->strict)
@@ -306,7 +312,8 @@ int cr_engine_init(const struct cr_env *env)
 	cr_warm_set_curl_prewarm(cr_curl_prewarm);
 	cr_periodic_register(cr_curl_idle_sweep, cr_curl_idle_wanted);
 	if (cr_limits_init(4096, cr_route_reap, NULL) != 0) {
-		cr_logmsg(CR_LL_ERROR, "cannot allocate the limit table (%s); pass-through", strerror(errno));
+		cr_logmsg(CR_LL_ERROR, "cannot allocate the limit table (%s); pass-through",
+			  strerror(errno));
 		free(cfg);
 		return CR_ST_DISABLED;
 	}

@@ -19,12 +19,12 @@ extern atomic_int cr_state;
 
 /* What the environment said (the shim reads it; AT_SECURE ignores it). */
 struct cr_env {
-	const char *config;    /* CONNROUTE_CONFIG */
-	const char *key;       /* CONNROUTE_KEY */
-	const char *log;       /* CONNROUTE_LOG */
-	const char *log_file;  /* CONNROUTE_LOG_FILE */
-	int strict;            /* CONNROUTE_STRICT=1 */
-	int disable;           /* CONNROUTE_DISABLE=1 */
+	const char *config;   /* CONNROUTE_CONFIG */
+	const char *key;      /* CONNROUTE_KEY */
+	const char *log;      /* CONNROUTE_LOG */
+	const char *log_file; /* CONNROUTE_LOG_FILE */
+	int strict;           /* CONNROUTE_STRICT=1 */
+	int disable;          /* CONNROUTE_DISABLE=1 */
 };
 
 /* Loads the config and publishes it. Returns the resulting state: READY, or

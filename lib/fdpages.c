@@ -10,8 +10,8 @@ void *cr_fdpages_at(struct cr_fdpages *t, size_t esize, int fd, int create)
 		return NULL;
 	char *p = cr_fdpages_page(t, pi);
 	if (!p && create) {
-		void *m = mmap(NULL, CR_FDPAGE_N * esize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			       -1, 0);
+		void *m = mmap(NULL, CR_FDPAGE_N * esize, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		void *expect = NULL;
 		if (m == MAP_FAILED)
 			return NULL;

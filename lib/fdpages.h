@@ -12,9 +12,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#define CR_FDPAGE_BITS 10
-#define CR_FDPAGE_N (1u << CR_FDPAGE_BITS)
-#define CR_FDPAGES 1024u
+#define CR_FDPAGE_BITS    10
+#define CR_FDPAGE_N       (1u << CR_FDPAGE_BITS)
+#define CR_FDPAGES        1024u
 #define CR_FDPAGES_MAX_FD (CR_FDPAGES * CR_FDPAGE_N)
 
 struct cr_fdpages {

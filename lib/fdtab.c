@@ -21,8 +21,8 @@ atomic_long cr_fdtab_count;
 
 static uint64_t pack(const struct cr_fdinfo *i)
 {
-	return W_TRACKED | ((uint64_t)(i->flags & 0xff) << 48) | ((uint64_t)(i->lane & ((1u << CR_FDTAB_LANE_BITS) - 1)) << 32) |
-	       i->slot;
+	return W_TRACKED | ((uint64_t)(i->flags & 0xff) << 48) |
+	       ((uint64_t)(i->lane & ((1u << CR_FDTAB_LANE_BITS) - 1)) << 32) | i->slot;
 }
 
 static void unpack(uint64_t w, struct ent *e, struct cr_fdinfo *out)
@@ -109,8 +109,8 @@ void cr_fdtab_take_range(unsigned first, unsigned last,
 	}
 }
 
-void cr_fdtab_reap_slot(uint32_t slot,
-			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx)
+void cr_fdtab_reap_slot(uint32_t slot, void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx),
+			void *ctx)
 {
 	for (unsigned pi = 0; pi < CR_FDPAGES; pi++) {
 		struct ent *p = cr_fdpages_page(&pages, pi);

@@ -18,10 +18,10 @@
 #include "ownfd.h" /* cr_fd_inode */
 
 struct cr_fdinfo {
-	uint32_t slot;      /* limit slot, CR_SLOT_NONE if not limited */
-	int lane;           /* lane index */
-	unsigned flags;     /* CR_FDF_* */
-	uint64_t ino;       /* socket inode at connect, to detect a missed close */
+	uint32_t slot;  /* limit slot, CR_SLOT_NONE if not limited */
+	int lane;       /* lane index */
+	unsigned flags; /* CR_FDF_* */
+	uint64_t ino;   /* socket inode at connect, to detect a missed close */
 };
 
 /* Width of cr_fdinfo.lane in the packed entry (fdtab.c): stable lane ids
@@ -29,8 +29,9 @@ struct cr_fdinfo {
 #define CR_FDTAB_LANE_BITS 16
 
 #define CR_FDF_ROUTED 1u
-#define CR_FDF_WARM 2u    /* a warm socket still owned by the engine */
-#define CR_FDF_AGAIN0 4u  /* substituted for a non-blocking connect: the app's
+#define CR_FDF_WARM   2u /* a warm socket still owned by the engine */
+#define CR_FDF_AGAIN0 \
+	4u /* substituted for a non-blocking connect: the app's
 			   * next connect() answers 0, as the kernel's would */
 
 /* Number of tracked fds: the whole cost of close() while it is zero. */
@@ -56,8 +57,8 @@ void cr_fdtab_take_range(unsigned first, unsigned last,
 
 /* For every tracked entry of SLOT whose fd no longer refers to the recorded
  * socket (closed behind our back, or reused), takes it and calls FN. */
-void cr_fdtab_reap_slot(uint32_t slot,
-			void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx), void *ctx);
+void cr_fdtab_reap_slot(uint32_t slot, void (*fn)(int fd, const struct cr_fdinfo *info, void *ctx),
+			void *ctx);
 
 /* fork child: forgets every entry (the child's accounting starts clean, see
  * cr_limits_reset_child; the inherited fds it closes give nothing back). */
@@ -74,6 +75,5 @@ void cr_fdtab_set_release(cr_fdtab_release_fn fn);
 /* Takes FD's entry, if any, and gives back what it held through the
  * registered function. 1 if there was one. */
 int cr_fdtab_settle(int fd);
-
 
 #endif

@@ -14,8 +14,9 @@ int cr_glob_match_n(const char *p, const char *s, size_t slen, int icase)
 		if (*p == '*') {
 			star = ++p;
 			back = s;
-		} else if (*p && (*p == '?' || (icase ? cr_lower((unsigned char)*p) == cr_lower((unsigned char)*s)
-						    : *p == *s))) {
+		} else if (*p && (*p == '?' || (icase ? cr_lower((unsigned char)*p) ==
+								cr_lower((unsigned char)*s)
+						      : *p == *s))) {
 			p++;
 			s++;
 		} else if (star) {

@@ -14,15 +14,16 @@ static __thread int tls_key_set;
 static __thread char tls_resolved[CR_KEY_MAX];
 
 /* A key the public API accepts must fit the engine's buffers, and back. */
-_Static_assert(CONNROUTE_KEY_MAX == CR_KEY_MAX, "include/connroute.h and lib/config.h disagree on the key length");
+_Static_assert(CONNROUTE_KEY_MAX == CR_KEY_MAX,
+	       "include/connroute.h and lib/config.h disagree on the key length");
 
 static char proc_default[CR_KEY_MAX] = "default";
 
 static int key_char_ok(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '~' || c == ':' || c == '/' || c == '@' ||
-	       c == '=' || c == '-';
+	       c == '.' || c == '_' || c == '~' || c == ':' || c == '/' || c == '@' || c == '=' ||
+	       c == '-';
 }
 
 unsigned cr_key_flags(const char *key, unsigned *flags)

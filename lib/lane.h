@@ -12,10 +12,10 @@
 /* A destination: an address for connect(), a host name (and maybe an
  * address) for curl. */
 struct cr_dest {
-	int family;               /* AF_INET, AF_INET6, or AF_UNSPEC when only a name is known */
-	uint8_t addr[16];         /* network byte order */
-	uint16_t port;            /* host byte order */
-	const char *host;         /* NULL for a raw connect() */
+	int family;       /* AF_INET, AF_INET6, or AF_UNSPEC when only a name is known */
+	uint8_t addr[16]; /* network byte order */
+	uint16_t port;    /* host byte order */
+	const char *host; /* NULL for a raw connect() */
 };
 
 /* Does RULE match D? */

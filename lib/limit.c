@@ -35,11 +35,11 @@
 #define MAX_WAITERS 1024
 /* A waiter looks at the queue at least this often, so a head that vanished
  * (siglongjmp) stops blocking the others once its deadline has passed. */
-#define RECHECK_NS 100000000ull
+#define RECHECK_NS  100000000ull
 
 struct waiter {
-	_Atomic uint32_t word;   /* futex: bumped to wake */
-	uint32_t slot;           /* 0: free record */
+	_Atomic uint32_t word; /* futex: bumped to wake */
+	uint32_t slot;         /* 0: free record */
 	pid_t tid;
 	uint64_t ticket;
 	uint64_t deadline_ns;
@@ -55,15 +55,15 @@ struct entry {
 	 * unlimited lane that only counts) take and give back units with one
 	 * CAS and no lock; everything else happens under mu. */
 	_Atomic long inuse;
-	uint64_t tickets;        /* last ticket handed out */
-	_Atomic int nwaiting;    /* records with this slot (live or expired) */
+	uint64_t tickets;     /* last ticket handed out */
+	_Atomic int nwaiting; /* records with this slot (live or expired) */
 };
 
 static struct {
 	pthread_mutex_t mu;
 	struct entry *tab;
-	struct waiter *w;        /* MAX_WAITERS records */
-	unsigned cap;            /* power of two */
+	struct waiter *w; /* MAX_WAITERS records */
+	unsigned cap;     /* power of two */
 	unsigned nused;
 	int full_warned;
 	cr_reap_fn reap;
@@ -93,7 +93,8 @@ static void futex_wake(_Atomic uint32_t *word)
  * looks again. */
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t ns)
 {
-	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+			      .tv_nsec = (long)(ns % 1000000000ull)};
 	SAVE_ERRNO(syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0));
 }
 
@@ -216,8 +217,9 @@ uint32_t cr_limit_slot(int lane, const struct cr_dest *d)
 		L.full_warned = 1;
 	unlock(&old);
 	if (warn)
-		cr_logmsg(CR_LL_WARN, "limit table full (%u destinations); new destinations are not limited",
-		       L.nused);
+		cr_logmsg(CR_LL_WARN,
+			  "limit table full (%u destinations); new destinations are not limited",
+			  L.nused);
 	return slot;
 }
 

@@ -88,10 +88,12 @@ void cr_logmsg(int level, const char *fmt, ...)
 		 * to a regular file or a character device (a terminal,
 		 * /dev/null). Anything else is refused once, and lines go to
 		 * stderr from then on. */
-		int fd = (int)syscall(SYS_openat, AT_FDCWD, log_file,
-				      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+		int fd = (int)syscall(
+			SYS_openat, AT_FDCWD, log_file,
+			O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
 		struct stat st;
-		if (fd >= 0 && fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))) {
+		if (fd >= 0 && fstat(fd, &st) == 0 &&
+		    (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))) {
 			cr_sys_write_all(fd, buf, (size_t)n);
 			cr_sys_close(fd);
 			errno = saved;
@@ -103,9 +105,11 @@ void cr_logmsg(int level, const char *fmt, ...)
 		if (!atomic_exchange(&log_file_bad, 1)) {
 			char why[512];
 			int k = snprintf(why, sizeof(why),
-					 "connroute[%d]: warn: CONNROUTE_LOG_FILE=%.200s: %s; logging to stderr "
+					 "connroute[%d]: warn: CONNROUTE_LOG_FILE=%.200s: %s; "
+					 "logging to stderr "
 					 "instead (name a regular file)\n",
-					 (int)getpid(), log_file, err ? strerror(err) : "not a regular file");
+					 (int)getpid(), log_file,
+					 err ? strerror(err) : "not a regular file");
 			write_stderr(why, k < (int)sizeof(why) ? (size_t)k : sizeof(why) - 1);
 		}
 	}

@@ -36,7 +36,7 @@ static const uint64_t bound_ns[NB] = {
 };
 static const char *const bound_txt[NB] = {
 	"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-	"0.25",   "0.5",   "1",      "2.5",   "5",    "10",   "30",
+	"0.25",   "0.5",   "1",      "2.5",   "5",    "10",    "30",
 };
 
 struct hist {
@@ -44,10 +44,10 @@ struct hist {
 	_Atomic uint64_t sum_ns;
 };
 
-#define UP_MAX 64
+#define UP_MAX   64
 #define PRIO_MAX 32
-#define SETS 16                 /* label sets per lane, the last one is "other" */
-#define OTHER (SETS - 1)
+#define SETS     16 /* label sets per lane, the last one is "other" */
+#define OTHER    (SETS - 1)
 
 enum { R_CONNECT, R_TIMEOUT, R_TRANSPORT, R_OTHER, R_N };
 static const char *const reason_txt[R_N] = {"connect", "timeout", "transport", "other"};
@@ -56,7 +56,7 @@ static const char *const warm_txt[2] = {"hit", "miss"};
 static const char *const reload_txt[2] = {"ok", "error"};
 
 struct lset {
-	atomic_int ready;       /* labels written (release) */
+	atomic_int ready; /* labels written (release) */
 	uint32_t hash;
 	char upstream[UP_MAX];
 	char priority[PRIO_MAX];
@@ -65,8 +65,8 @@ struct lset {
 };
 
 struct lane_m {
-	atomic_int touched;     /* anything recorded (or named): render it */
-	atomic_int named;       /* 0 none, 1 being written, 2 set */
+	atomic_int touched; /* anything recorded (or named): render it */
+	atomic_int named;   /* 0 none, 1 being written, 2 set */
 	char name[CR_NAME_MAX];
 	_Atomic uint64_t opened, connect_errors, closed, overflows;
 	_Atomic int64_t idle, queued, inflight;
@@ -74,7 +74,7 @@ struct lane_m {
 	_Atomic uint64_t warm[2]; /* by warm_txt: hit, miss */
 	_Atomic uint64_t alog_dropped;
 	struct hist connect, qwait;
-	atomic_int nsets;       /* slots claimed, at most OTHER */
+	atomic_int nsets; /* slots claimed, at most OTHER */
 	struct lset sets[SETS];
 };
 
@@ -170,14 +170,15 @@ static struct lset *find_set(struct lane_m *l, const char *key)
 			struct lset *s = &l->sets[i];
 			if (!wait_ready(s))
 				return &l->sets[OTHER];
-			if (s->hash == h && strcmp(s->upstream, up) == 0 && strcmp(s->priority, prio) == 0)
+			if (s->hash == h && strcmp(s->upstream, up) == 0 &&
+			    strcmp(s->priority, prio) == 0)
 				return s;
 		}
 		seen = n;
 		if (n >= OTHER)
 			return &l->sets[OTHER];
-		if (atomic_compare_exchange_strong_explicit(&l->nsets, &n, n + 1, memory_order_acq_rel,
-							    memory_order_acquire)) {
+		if (atomic_compare_exchange_strong_explicit(
+			    &l->nsets, &n, n + 1, memory_order_acq_rel, memory_order_acquire)) {
 			struct lset *s = &l->sets[n];
 			memcpy(s->upstream, up, sizeof(up));
 			memcpy(s->priority, prio, sizeof(prio));
@@ -420,15 +421,15 @@ static void sample_i(struct out *o, const char *name, int id, int64_t v)
 }
 
 /* LABELS: the full label list without braces (e.g. lane="x",upstream="y"). */
-static void hist_render(struct out *o, const char *name, const char *labels, const struct hist *const *hs,
-			int nh)
+static void hist_render(struct out *o, const char *name, const char *labels,
+			const struct hist *const *hs, int nh)
 {
 	uint64_t cum = 0, sum = 0;
 	for (int i = 0; i <= NB; i++) {
 		for (int k = 0; k < nh; k++)
 			cum += atomic_load_explicit(&hs[k]->b[i], RLX);
-		outf(o, "%s_bucket{%s,le=\"%s\"} %llu\n", name, labels, i < NB ? bound_txt[i] : "+Inf",
-		     (unsigned long long)cum);
+		outf(o, "%s_bucket{%s,le=\"%s\"} %llu\n", name, labels,
+		     i < NB ? bound_txt[i] : "+Inf", (unsigned long long)cum);
 	}
 	for (int k = 0; k < nh; k++)
 		sum += atomic_load_explicit(&hs[k]->sum_ns, RLX);
@@ -497,7 +498,7 @@ struct family {
 	const char *label;         /* over an array of N figures, or NULL (N = 1) */
 	const char *const *values; /* the label's values, in the array's order */
 	int n;
-	_Atomic uint64_t *global;  /* a process-wide figure (array) */
+	_Atomic uint64_t *global; /* a process-wide figure (array) */
 };
 
 #define LANE_FIGURE(id, f, T) ((T *)(void *)((char *)&lanes[id] + (f)->off))
@@ -519,7 +520,8 @@ static void render_lane_counter(struct out *o, const struct family *f)
 		if (present(id))
 			for (int j = 0; j < (f->label ? f->n : 1); j++)
 				sample_u(o, f->name, id, extra_label(extra, sizeof(extra), f, j),
-					 atomic_load_explicit(&LANE_FIGURE(id, f, _Atomic uint64_t)[j], RLX));
+					 atomic_load_explicit(
+						 &LANE_FIGURE(id, f, _Atomic uint64_t)[j], RLX));
 }
 
 /* Gauges of every lane present. */
@@ -527,7 +529,8 @@ static void render_lane_gauge(struct out *o, const struct family *f)
 {
 	for (int id = 0; id < CR_MAX_LANE_IDS; id++)
 		if (present(id))
-			sample_i(o, f->name, id, atomic_load_explicit(LANE_FIGURE(id, f, _Atomic int64_t), RLX));
+			sample_i(o, f->name, id,
+				 atomic_load_explicit(LANE_FIGURE(id, f, _Atomic int64_t), RLX));
 }
 
 /* Connections open: opened - closed, never below 0 (each read once). */
@@ -552,7 +555,8 @@ static void render_lane_hist(struct out *o, const struct family *f)
 static void render_global_counter(struct out *o, const struct family *f)
 {
 	if (!f->label) {
-		outf(o, "%s %llu\n", f->name, (unsigned long long)atomic_load_explicit(f->global, RLX));
+		outf(o, "%s %llu\n", f->name,
+		     (unsigned long long)atomic_load_explicit(f->global, RLX));
 		return;
 	}
 	for (int j = 0; j < f->n; j++)
@@ -576,11 +580,13 @@ static void render_durations(struct out *o, const struct family *f)
 			/* A tuple rendered once, summing slots that carry it (a real
 			 * upstream named "other" meets the fold slot). */
 			for (int b = 0; b < a && !dup; b++)
-				dup = !strcmp(up, set_up(l, idx[b])) && !strcmp(pr, set_prio(l, idx[b]));
+				dup = !strcmp(up, set_up(l, idx[b])) &&
+				      !strcmp(pr, set_prio(l, idx[b]));
 			if (dup)
 				continue;
 			for (int b = a; b < n; b++)
-				if (!strcmp(up, set_up(l, idx[b])) && !strcmp(pr, set_prio(l, idx[b])))
+				if (!strcmp(up, set_up(l, idx[b])) &&
+				    !strcmp(pr, set_prio(l, idx[b])))
 					hs[nh++] = &l->sets[idx[b]].dur;
 			char labels[4 * CR_NAME_MAX + 4 * UP_MAX];
 			struct out lo = {labels, sizeof(labels), 0};
@@ -618,7 +624,8 @@ static void render_retries(struct out *o, const struct family *f)
 			for (int b = a; b < n; b++)
 				if (!strcmp(up, set_up(l, idx[b])))
 					for (int r = 0; r < R_N; r++)
-						v[r] += atomic_load_explicit(&l->sets[idx[b]].retries[r], RLX);
+						v[r] += atomic_load_explicit(
+							&l->sets[idx[b]].retries[r], RLX);
 			for (int r = 0; r < R_N; r++) {
 				if (r == R_OTHER && !v[r])
 					continue;
@@ -626,7 +633,8 @@ static void render_retries(struct out *o, const struct family *f)
 				lane_label(o, id);
 				outf(o, ",upstream=\"");
 				out_value(o, up);
-				outf(o, "\",retry_reason=\"%s\"} %llu\n", reason_txt[r], (unsigned long long)v[r]);
+				outf(o, "\",retry_reason=\"%s\"} %llu\n", reason_txt[r],
+				     (unsigned long long)v[r]);
 			}
 		}
 	}
@@ -645,8 +653,8 @@ static void render_build_info(struct out *o, const struct family *f)
 	outf(o, "%s{version=\"%s\",pid=\"%ld\"} 1\n", f->name, CONNROUTE_VERSION, (long)getpid());
 }
 
-#define FAM(n, t, h, r) .name = (n), .type = (t), .help = (h), .render = (r)
-#define LANE(field) .off = offsetof(struct lane_m, field)
+#define FAM(n, t, h, r)  .name = (n), .type = (t), .help = (h), .render = (r)
+#define LANE(field)      .off = offsetof(struct lane_m, field)
 #define LABEL(name, txt) .label = (name), .values = (txt), .n = (int)ARRAY_SIZE(txt)
 
 static const struct family families[] = {
@@ -660,51 +668,68 @@ static const struct family families[] = {
 	{FAM("http_client_requests_total", "counter",
 	     "HTTP client requests (libcurl performs) by outcome: ok (a response), error, timeout, "
 	     "overflow (refused at the lane's limit).",
-	     render_lane_counter), LANE(outcomes), LABEL("outcome", outcome_txt)},
+	     render_lane_counter),
+	 LANE(outcomes), LABEL("outcome", outcome_txt)},
 	{FAM("http_client_retry_count_total", "counter",
-	     "Requests connroute retried (idempotent only, within the lane's retry budget), by reason.",
+	     "Requests connroute retried (idempotent only, within the lane's retry budget), by "
+	     "reason.",
 	     render_retries)},
 	{FAM("connroute_connections_opened_total", "counter",
 	     "Connections established: routed raw connect() calls and new libcurl connections.",
-	     render_lane_counter), LANE(opened)},
+	     render_lane_counter),
+	 LANE(opened)},
 	{FAM("connroute_connect_errors_total", "counter", "Connection attempts that failed.",
-	     render_lane_counter), LANE(connect_errors)},
+	     render_lane_counter),
+	 LANE(connect_errors)},
 	{FAM("connroute_connections_closed_total", "counter",
 	     "Connections closed that connroute saw close (routed raw sockets; libcurl connections "
 	     "where the engine observes the close).",
-	     render_lane_counter), LANE(closed)},
+	     render_lane_counter),
+	 LANE(closed)},
 	{FAM("connroute_connections_active", "gauge",
 	     "Connections open: opened_total - closed_total (not below 0).", render_lane_active)},
 	{FAM("connroute_connections_idle", "gauge",
 	     "Idle pooled connections (libcurl connections at rest in the lane's pools).",
-	     render_lane_gauge), LANE(idle)},
+	     render_lane_gauge),
+	 LANE(idle)},
 	{FAM("connroute_connect_duration_seconds", "histogram",
 	     "Time to establish a connection (TCP, and TLS for libcurl), failed attempts included.",
-	     render_lane_hist), LANE(connect)},
+	     render_lane_hist),
+	 LANE(connect)},
 	{FAM("connroute_inflight_requests", "gauge", "Requests (libcurl performs) in progress.",
-	     render_lane_gauge), LANE(inflight)},
+	     render_lane_gauge),
+	 LANE(inflight)},
 	{FAM("connroute_queued", "gauge",
 	     "Connects and requests waiting for a unit of the lane's max_conns_per_host now.",
-	     render_lane_gauge), LANE(queued)},
+	     render_lane_gauge),
+	 LANE(queued)},
 	{FAM("connroute_queue_wait_seconds", "histogram",
 	     "Time spent waiting for a unit of max_conns_per_host, per wait that happened.",
-	     render_lane_hist), LANE(qwait)},
+	     render_lane_hist),
+	 LANE(qwait)},
 	{FAM("connroute_limit_overflows_total", "counter",
-	     "Connects and requests refused at max_conns_per_host (queue timeout, or non-blocking).",
-	     render_lane_counter), LANE(overflows)},
+	     "Connects and requests refused at max_conns_per_host (queue timeout, or "
+	     "non-blocking).",
+	     render_lane_counter),
+	 LANE(overflows)},
 	{FAM("connroute_warm_pool_total", "counter",
 	     "Connections wanted from the lane's warm pool: hit (a warm socket was used) or miss.",
-	     render_lane_counter), LANE(warm), LABEL("result", warm_txt)},
+	     render_lane_counter),
+	 LANE(warm), LABEL("result", warm_txt)},
 	{FAM("connroute_unmatched_keys_total", "counter",
 	     "Routing decisions whose key matched no lane and fell back to lane default.",
-	     render_global_counter), .global = &unmatched},
+	     render_global_counter),
+	 .global = &unmatched},
 	{FAM("connroute_config_reloads_total", "counter",
-	     "Configuration reloads: ok (applied) or error (rejected, the old configuration stays).",
-	     render_global_counter), LABEL("result", reload_txt), .global = reloads},
+	     "Configuration reloads: ok (applied) or error (rejected, the old configuration "
+	     "stays).",
+	     render_global_counter),
+	 LABEL("result", reload_txt), .global = reloads},
 	{FAM("connroute_access_log_dropped_total", "counter",
 	     "Access log lines lost: the log's buffer was full (the request was never delayed) or "
 	     "its output failed.",
-	     render_lane_counter), LANE(alog_dropped)},
+	     render_lane_counter),
+	 LANE(alog_dropped)},
 };
 
 size_t cr_metrics_render(char *buf, size_t cap)

@@ -22,19 +22,20 @@ void cr_metrics_set_lane_name(int id, const char *name);
 /* Connections: a routed connect() or a new libcurl connection.
  * ok=0: the connect failed. CONNECT_NS 0 = duration unknown (not observed). */
 void cr_m_conn_opened(int id, uint64_t connect_ns, int ok);
-void cr_m_conn_closed(int id);            /* a routed raw socket closed */
-void cr_m_idle(int id, int delta);        /* pooled idle connections (libcurl shares at rest) */
+void cr_m_conn_closed(int id);     /* a routed raw socket closed */
+void cr_m_idle(int id, int delta); /* pooled idle connections (libcurl shares at rest) */
 
 /* Limits. */
-void cr_m_queued(int id, int delta);      /* waiting for a unit now */
-void cr_m_queue_wait(int id, uint64_t ns);/* observed once per wait that happened */
-void cr_m_overflow(int id);               /* refused at the limit */
+void cr_m_queued(int id, int delta);       /* waiting for a unit now */
+void cr_m_queue_wait(int id, uint64_t ns); /* observed once per wait that happened */
+void cr_m_overflow(int id);                /* refused at the limit */
 
 /* Requests (libcurl performs). KEY is the routing key (upstream/priority
  * parsed from it for labels). */
 void cr_m_inflight(int id, int delta);
 void cr_m_request(int id, const char *key, uint64_t ns, int outcome);
-void cr_m_retry(int id, const char *key, const char *reason); /* reason: connect|timeout|transport */
+void cr_m_retry(int id, const char *key,
+		const char *reason); /* reason: connect|timeout|transport */
 
 /* Warm pools (issue: warm pools). */
 void cr_m_warm(int id, int hit);
@@ -43,8 +44,8 @@ void cr_m_warm(int id, int hit);
 void cr_m_alog_dropped(int id, uint64_t n);
 
 /* Process-wide. */
-void cr_m_unmatched(void);                /* a key fell back to lane default */
-void cr_m_reload(int ok);                 /* a config reload: applied or rejected */
+void cr_m_unmatched(void); /* a key fell back to lane default */
+void cr_m_reload(int ok);  /* a config reload: applied or rejected */
 
 /* Prometheus text exposition format 0.0.4 into BUF (NUL-terminated).
  * Returns the length it needed (may exceed CAP: call again bigger). */

@@ -10,15 +10,15 @@
 #include "log.h"
 #include "notice.h"
 
-#define KEYS_MAX 64             /* unmatched keys announced; then one line says so */
-#define REFUSED_MAX 256         /* (lane, destination) pairs announced */
-#define REFUSED_PER_MIN 10      /* refusal lines per minute, in all */
+#define KEYS_MAX        64  /* unmatched keys announced; then one line says so */
+#define REFUSED_MAX     256 /* (lane, destination) pairs announced */
+#define REFUSED_PER_MIN 10  /* refusal lines per minute, in all */
 
 static atomic_uchar lane_seen[CR_MAX_LANE_IDS];
 static _Atomic uint64_t keys_seen[KEYS_MAX];
 static atomic_int keys_full;
 static _Atomic uint64_t refused_seen[REFUSED_MAX];
-static _Atomic int64_t window_start;  /* ms of the current minute of refusal lines */
+static _Atomic int64_t window_start; /* ms of the current minute of refusal lines */
 static atomic_int window_lines;
 
 /* Claims H (not 0) in TABLE: 1 if it is new, 0 if seen (or the table is full, -1). */
@@ -44,18 +44,23 @@ void cr_notice_lane(const struct cr_lane *lane, const char *key, int unmatched)
 	if (id >= 0 && id < CR_MAX_LANE_IDS &&
 	    !atomic_load_explicit(&lane_seen[id], memory_order_relaxed) &&
 	    !atomic_exchange(&lane_seen[id], 1))
-		cr_logmsg(CR_LL_INFO, "lane %s: first use (key '%.127s')", lane->name, key ? key : "");
+		cr_logmsg(CR_LL_INFO, "lane %s: first use (key '%.127s')", lane->name,
+			  key ? key : "");
 	if (!unmatched || !key || !strcmp(key, "default"))
 		return;
 	size_t klen = cr_key_flags(key, NULL);
 	uint64_t h = cr_fnv64(CR_FNV64_INIT, key, klen) | 1; /* never 0: 0 is a free slot */
 	int r = claim(keys_seen, KEYS_MAX, h);
 	if (r > 0)
-		cr_logmsg(CR_LL_INFO, "key '%.*s' matches no lane: using lane default (a typo? "
-			  "`connroute check FILE --key %.*s` shows why)", (int)klen, key, (int)klen, key);
+		cr_logmsg(CR_LL_INFO,
+			  "key '%.*s' matches no lane: using lane default (a typo? "
+			  "`connroute check FILE --key %.*s` shows why)",
+			  (int)klen, key, (int)klen, key);
 	else if (r < 0 && !atomic_exchange(&keys_full, 1))
-		cr_logmsg(CR_LL_INFO, "more than %d keys matched no lane; no more are listed "
-			  "(connroute_unmatched_keys_total counts them)", KEYS_MAX);
+		cr_logmsg(CR_LL_INFO,
+			  "more than %d keys matched no lane; no more are listed "
+			  "(connroute_unmatched_keys_total counts them)",
+			  KEYS_MAX);
 }
 
 static void dest_text(const struct cr_dest *d, char *buf, size_t n)
@@ -75,7 +80,8 @@ static void dest_text(const struct cr_dest *d, char *buf, size_t n)
  * destinations must not become a storm of log lines. */
 static int may_log(void)
 {
-	int64_t now = cr_now_ms(), start = atomic_load_explicit(&window_start, memory_order_relaxed);
+	int64_t now = cr_now_ms(),
+		start = atomic_load_explicit(&window_start, memory_order_relaxed);
 	if (now - start >= 60000 && atomic_compare_exchange_strong(&window_start, &start, now))
 		atomic_store(&window_lines, 0);
 	return atomic_fetch_add(&window_lines, 1) < REFUSED_PER_MIN;
@@ -103,15 +109,21 @@ void cr_notice_refused(const struct cr_lane *lane, const struct cr_dest *d, int 
 	char dest[240];
 	dest_text(d, dest, sizeof(dest));
 	if (nonblock)
-		cr_logmsg(CR_LL_WARN, "lane %s: a non-blocking connect to %s failed with EAGAIN: the lane "
-			  "is at max_conns_per_host = %ld for it (further refusals for this lane and "
-			  "destination are counted in connroute_limit_overflows_total, not logged)",
-			  lane->name, dest, lane->max_conns_per_host);
+		cr_logmsg(
+			CR_LL_WARN,
+			"lane %s: a non-blocking connect to %s failed with EAGAIN: the lane "
+			"is at max_conns_per_host = %ld for it (further refusals for this lane and "
+			"destination are counted in connroute_limit_overflows_total, not logged)",
+			lane->name, dest, lane->max_conns_per_host);
 	else
-		cr_logmsg(CR_LL_WARN, "lane %s: a connection to %s waited queue_timeout = %ldms and was "
-			  "refused: the lane is at max_conns_per_host = %ld for it (further refusals for "
-			  "this lane and destination are counted in connroute_limit_overflows_total, not "
-			  "logged)", lane->name, dest, lane->queue_timeout_ms, lane->max_conns_per_host);
+		cr_logmsg(CR_LL_WARN,
+			  "lane %s: a connection to %s waited queue_timeout = %ldms and was "
+			  "refused: the lane is at max_conns_per_host = %ld for it (further "
+			  "refusals for "
+			  "this lane and destination are counted in "
+			  "connroute_limit_overflows_total, not "
+			  "logged)",
+			  lane->name, dest, lane->queue_timeout_ms, lane->max_conns_per_host);
 }
 
 void cr_notice_reset(void)

@@ -111,8 +111,8 @@ struct cr_real cr_real = {
 void cr_real_resolve(void)
 {
 	void *p;
-#define CR_LIBC(name, ret, params)                                                                 \
-	if ((p = dlsym(RTLD_NEXT, #name)))                                                         \
+#define CR_LIBC(name, ret, params)         \
+	if ((p = dlsym(RTLD_NEXT, #name))) \
 		*(void **)&cr_real.name = p;
 #define CR_CURL(name, ret, params)
 #include "hooks.def"

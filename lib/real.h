@@ -14,7 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define CR_LIBC(name, ret, params) ret (*name) params;
+#define CR_LIBC(name, ret, params) ret(*name) params;
 #define CR_CURL(name, ret, params)
 struct cr_real {
 #include "hooks.def"

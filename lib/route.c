@@ -60,8 +60,8 @@ static int in_vfork_child(void)
 	return getpid() != atomic_load_explicit(&owner_pid, memory_order_relaxed);
 }
 
-
-_Static_assert(CR_MAX_LANE_IDS <= (1u << CR_FDTAB_LANE_BITS), "a stable lane id must fit the fd table's lane field");
+_Static_assert(CR_MAX_LANE_IDS <= (1u << CR_FDTAB_LANE_BITS),
+	       "a stable lane id must fit the fd table's lane field");
 
 /* Would the host expect EINTR from an interrupted blocking connect? Only if
  * some signal has a handler installed without SA_RESTART. Only asked on the
@@ -74,7 +74,8 @@ static int host_expects_eintr(void)
 			continue;
 		if (sigaction(s, NULL, &sa) != 0)
 			continue;
-		if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
+		if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
+		    !(sa.sa_flags & SA_RESTART))
 			return 1;
 	}
 	return 0;
@@ -210,8 +211,10 @@ static int serve_warm(int fd, int family, const struct cr_lane *lane, const stru
 	(void)fcntl(fd, F_SETFL, flags); /* last: O_ASYNC once the owner is set */
 	cr_sockrec_forget(fd);
 	int nonblock = (flags & O_NONBLOCK) != 0;
-	struct cr_fdinfo info = {.slot = slot, .lane = lane->id,
-				 .flags = CR_FDF_ROUTED | (nonblock ? CR_FDF_AGAIN0 : 0), .ino = wino};
+	struct cr_fdinfo info = {.slot = slot,
+				 .lane = lane->id,
+				 .flags = CR_FDF_ROUTED | (nonblock ? CR_FDF_AGAIN0 : 0),
+				 .ino = wino};
 	cr_m_conn_opened(lane->id, 0, 1);
 	if (cr_fdtab_put(fd, &info) != 0) {
 		cr_limit_release(slot);
@@ -322,7 +325,8 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (serve_warm(fd, sa->sa_family, lane, &d, ino, flags, &ret)) {
 			int e = ret == 0 ? saved : errno;
 			cr_warm_note(lane, &d, 0);
-			cr_alog_connect(lane, key, &d, 0, (int64_t)(cr_now_ns() - tw), 0, CR_ALOG_F_WARM);
+			cr_alog_connect(lane, key, &d, 0, (int64_t)(cr_now_ns() - tw), 0,
+					CR_ALOG_F_WARM);
 			cr_cfgref_release(cfg);
 			errno = e;
 			return ret;
@@ -368,9 +372,11 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (rc != 0) {
 			cr_m_overflow(lane->id);
 			cr_notice_refused(lane, &d, nonblock);
-			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)", lane->name,
-				  lane->max_conns_per_host, nonblock ? "non-blocking" : "queue timeout");
-			cr_alog_connect(lane, key, &d, waited, -1, nonblock ? EAGAIN : ETIMEDOUT, CR_ALOG_F_OVERFLOW);
+			cr_logmsg(CR_LL_DEBUG, "lane %s: connect refused at limit %ld (%s)",
+				  lane->name, lane->max_conns_per_host,
+				  nonblock ? "non-blocking" : "queue timeout");
+			cr_alog_connect(lane, key, &d, waited, -1, nonblock ? EAGAIN : ETIMEDOUT,
+					CR_ALOG_F_OVERFLOW);
 			cr_cfgref_release(cfg);
 			errno = nonblock ? EAGAIN : ETIMEDOUT;
 			return -1;
@@ -382,13 +388,15 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	 * call (a siglongjmp out of the connect), the app's close of the fd
 	 * gives it back, or the reaper finds it (docs/INTERNALS.md, "Raw
 	 * connect"). */
-	struct cr_fdinfo info = {.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
+	struct cr_fdinfo info = {
+		.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
 	int tracked = cr_fdtab_put(fd, &info) == 0;
 	errno = saved;
 	if (kcall) {
 		r = kcall(sctx);
 	} else if (!nonblock && lane->connect_timeout_ms > 0) {
-		long h = cr_deadline_arm(fd, ino, t0 + (uint64_t)lane->connect_timeout_ms * 1000000ull);
+		long h = cr_deadline_arm(fd, ino,
+					 t0 + (uint64_t)lane->connect_timeout_ms * 1000000ull);
 		if (h >= 0) {
 			/* The kernel's own blocking connect: its signal and
 			 * SO_SNDTIMEO semantics are the app's. */
@@ -426,7 +434,8 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (cr_fdtab_take(fd, &back))
 			cr_limit_release(back.slot);
 	}
-	cr_alog_connect(lane, key, &d, waited, r == 0 || !nonblock ? (int64_t)took : -1, r == 0 ? 0 : e, 0);
+	cr_alog_connect(lane, key, &d, waited, r == 0 || !nonblock ? (int64_t)took : -1,
+			r == 0 ? 0 : e, 0);
 	cr_cfgref_release(cfg);
 	errno = e;
 	return r;
@@ -439,8 +448,8 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	return (int)route(fd, sa, len, NULL, NULL);
 }
 
-ssize_t cr_route_fastopen(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kcall)(void *),
-			  void *ctx)
+ssize_t cr_route_fastopen(int fd, const struct sockaddr *sa, socklen_t len,
+			  ssize_t (*kcall)(void *), void *ctx)
 {
 	int saved = errno;
 	/* Only a socket the kernel has never connected: on any other one the

@@ -34,8 +34,8 @@ int cr_route_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * connect_timeout (its shutdown would make the blocked send raise SIGPIPE).
  * Otherwise just KCALL(CTX). Returns what KCALL returned, errno as
  * cr_route_connect's contract. */
-ssize_t cr_route_fastopen(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kcall)(void *),
-			  void *ctx);
+ssize_t cr_route_fastopen(int fd, const struct sockaddr *sa, socklen_t len,
+			  ssize_t (*kcall)(void *), void *ctx);
 
 /* A warm socket handed out for a connect that the kernel would answer
  * with 0 next time (a non-blocking caller's re-connect; libcurl's connect on

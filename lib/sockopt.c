@@ -30,10 +30,9 @@ static void warn_once(const struct cr_lane *l, unsigned bit, const char *what, i
 {
 	unsigned old = atomic_fetch_or(&warned[(unsigned)l->id % CR_MAX_LANE_IDS], bit);
 	if (!(old & bit))
-		cr_logmsg(CR_LL_WARN, "lane %s: cannot set %s: %s (further failures not logged)", l->name,
-		       what, strerror(err));
+		cr_logmsg(CR_LL_WARN, "lane %s: cannot set %s: %s (further failures not logged)",
+			  l->name, what, strerror(err));
 }
-
 
 static void setopt(int fd, const struct cr_lane *l, int level, int name, int val, unsigned bit,
 		   const char *what)
@@ -64,13 +63,15 @@ void cr_sockopt_apply(int fd, const struct cr_lane *l, int family, int allow_bin
 		setopt(fd, l, IPPROTO_TCP, TCP_NODELAY, l->nodelay, W_NODELAY, "TCP_NODELAY");
 	if (l->keepalive_idle_s > 0) {
 		setopt(fd, l, SOL_SOCKET, SO_KEEPALIVE, 1, W_KEEPALIVE, "SO_KEEPALIVE");
-		setopt(fd, l, IPPROTO_TCP, TCP_KEEPIDLE, l->keepalive_idle_s, W_KEEPALIVE, "TCP_KEEPIDLE");
+		setopt(fd, l, IPPROTO_TCP, TCP_KEEPIDLE, l->keepalive_idle_s, W_KEEPALIVE,
+		       "TCP_KEEPIDLE");
 	}
 	if (l->keepalive_interval_s > 0)
 		setopt(fd, l, IPPROTO_TCP, TCP_KEEPINTVL, l->keepalive_interval_s, W_KEEPALIVE,
 		       "TCP_KEEPINTVL");
 	if (l->keepalive_count > 0)
-		setopt(fd, l, IPPROTO_TCP, TCP_KEEPCNT, l->keepalive_count, W_KEEPALIVE, "TCP_KEEPCNT");
+		setopt(fd, l, IPPROTO_TCP, TCP_KEEPCNT, l->keepalive_count, W_KEEPALIVE,
+		       "TCP_KEEPCNT");
 	if (l->tos >= 0) {
 		if (family == AF_INET6)
 			setopt(fd, l, IPPROTO_IPV6, IPV6_TCLASS, l->tos, W_TOS, "IPV6_TCLASS");
@@ -87,12 +88,13 @@ void cr_sockopt_apply(int fd, const struct cr_lane *l, int family, int allow_bin
 		setopt(fd, l, SOL_SOCKET, SO_PRIORITY, (int)l->priority, W_PRIO, "SO_PRIORITY");
 	if (l->mark >= 0)
 		setopt(fd, l, SOL_SOCKET, SO_MARK, (int)(uint32_t)l->mark, W_MARK, "SO_MARK");
-	if (allow_bind && l->bind_set && l->bind_addr.ss_family == family && cr_sockopt_unbound(fd)) {
+	if (allow_bind && l->bind_set && l->bind_addr.ss_family == family &&
+	    cr_sockopt_unbound(fd)) {
 		int one = 1;
-		(void)cr_real.setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		(void)cr_real.setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+					 sizeof(one));
 		if (bind(fd, (const struct sockaddr *)&l->bind_addr, l->bind_len) != 0)
 			warn_once(l, W_BIND, "the source address (bind)", errno);
 	}
 	errno = saved;
 }
-

@@ -17,8 +17,8 @@ struct rec {
 	uint64_t ino;
 	uint8_t nopts;
 	uint8_t epolled;
-	uint8_t overflow;         /* an option we could not record */
-	uint8_t shared;           /* dup'ed: another fd shares the open file */
+	uint8_t overflow; /* an option we could not record */
+	uint8_t shared;   /* dup'ed: another fd shares the open file */
 	struct {
 		int level, name;
 		uint8_t len;
@@ -123,12 +123,9 @@ static int replayable(int level, int name)
 		return name == TCP_NODELAY || name == TCP_KEEPIDLE || name == TCP_KEEPINTVL ||
 		       name == TCP_KEEPCNT || name == TCP_USER_TIMEOUT || name == TCP_QUICKACK ||
 		       name == TCP_CORK || name == TCP_NOTSENT_LOWAT || name == TCP_CONGESTION;
-	case IPPROTO_IP:
-		return name == IP_TOS;
-	case IPPROTO_IPV6:
-		return name == IPV6_TCLASS;
-	default:
-		return 0;
+	case IPPROTO_IP: return name == IP_TOS;
+	case IPPROTO_IPV6: return name == IPV6_TCLASS;
+	default: return 0;
 	}
 }
 
@@ -167,7 +164,8 @@ int cr_sockrec_replay(int fd, uint64_t ino, int to)
 		if (copy.opt[i].level == SOL_SOCKET &&
 		    (copy.opt[i].name == SO_REUSEADDR || copy.opt[i].name == SO_REUSEPORT))
 			continue;
-		if (cr_real.setsockopt(to, copy.opt[i].level, copy.opt[i].name, copy.opt[i].val, copy.opt[i].len) != 0)
+		if (cr_real.setsockopt(to, copy.opt[i].level, copy.opt[i].name, copy.opt[i].val,
+				       copy.opt[i].len) != 0)
 			return -1;
 	}
 	return 0;

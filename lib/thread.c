@@ -38,8 +38,9 @@ static void start(struct cr_thread *t, int me)
 		atomic_store(&t->running, 1);
 	} else {
 		atomic_store(&t->running, 0);
-		cr_logmsg(CR_LL_WARN, "cannot start the %s thread (%s); not retried in this process",
-			  t->name, strerror(rc));
+		cr_logmsg(CR_LL_WARN,
+			  "cannot start the %s thread (%s); not retried in this process", t->name,
+			  strerror(rc));
 	}
 	errno = saved; /* a failed pthread_create leaves its mmap's errno behind */
 	atomic_store(&t->pid, me);

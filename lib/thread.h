@@ -14,15 +14,15 @@
 #include <stddef.h>
 
 struct cr_thread {
-	const char *name;        /* for the log line and pthread_setname_np (<= 15 chars) */
+	const char *name; /* for the log line and pthread_setname_np (<= 15 chars) */
 	void *(*main)(void *);
-	size_t stack;            /* 0: the default */
+	size_t stack; /* 0: the default */
 	/* May be NULL. Asked once per process at the first kick: 0 = this
 	 * process needs no such thread (remembered like a start). */
 	int (*wanted)(void);
 	/* pid the thread was started or given up in; -pid while starting. */
 	atomic_int pid;
-	atomic_int running;      /* 1 if it runs in pid */
+	atomic_int running; /* 1 if it runs in pid */
 };
 
 /* Starts T in this process unless that was done or attempted already.

@@ -15,19 +15,19 @@
 #include "sys.h"
 #include "trust.h"
 
-#define TRUST_MAX_LINKS 40
-#define TRUST_MAX_STEPS 4096    /* components processed, links included */
+#define TRUST_MAX_LINKS  40
+#define TRUST_MAX_STEPS  4096 /* components processed, links included */
 #define TRUST_PATH_SHOWN 200
 
 struct ctx {
-	const char *path;       /* as given */
+	const char *path; /* as given */
 	char *why;
 	size_t n;
-	int root;               /* running as root: ownership and mode rules apply */
+	int root; /* running as root: ownership and mode rules apply */
 	uid_t euid;
-	int origin;             /* enum cr_trust_origin: where the path came from (the fixes) */
-	int want_dir;           /* the path names a directory (cr_dir_open_trusted) */
-	const char *setting;    /* what names the path, for messages */
+	int origin;          /* enum cr_trust_origin: where the path came from (the fixes) */
+	int want_dir;        /* the path names a directory (cr_dir_open_trusted) */
+	const char *setting; /* what names the path, for messages */
 };
 
 /* The fix to suggest, by where the path came from: a path from the command line is not
@@ -35,17 +35,19 @@ struct ctx {
 enum { FIX_CHECK, FIX_REGULAR, FIX_ITSELF, FIX_NONE_GIVEN };
 static const char *const fixes[3][4] = {
 	[CR_TRUST_ENV] = {"check CONNROUTE_CONFIG", "point CONNROUTE_CONFIG at a regular file",
-			  "point CONNROUTE_CONFIG at the file itself", "set CONNROUTE_CONFIG to a file"},
+			  "point CONNROUTE_CONFIG at the file itself",
+			  "set CONNROUTE_CONFIG to a file"},
 	[CR_TRUST_ARG] = {"check the path given", "give a regular file",
 			  "give the path of the file itself", "give a config file"},
 	[CR_TRUST_SYSCONF] = {"check the file, or set CONNROUTE_CONFIG",
 			      "make it a regular file, or remove it",
-			      "put the file itself there, not a link", "set CONNROUTE_CONFIG to a file"},
+			      "put the file itself there, not a link",
+			      "set CONNROUTE_CONFIG to a file"},
 };
 
 /* A path named by another setting (access_log): the fix names that setting. */
 static const char *const setting_fixes[4] = {"check %s", "point %s at a regular file",
-					      "point %s at the file itself", "set %s"};
+					     "point %s at the file itself", "set %s"};
 
 static const char *fix(const struct ctx *c, int which)
 {
@@ -98,19 +100,23 @@ static int check_dir(struct ctx *c, const char *dir, const struct stat *st)
 		return 0;
 	shown(d, dir);
 	if (st->st_uid != 0 && st->st_uid != c->euid)
-		return refuse(c, "refused (running as root): the directory %s is owned by uid %u, who "
+		return refuse(c,
+			      "refused (running as root): the directory %s is owned by uid %u, who "
 			      "could replace the file; use a root-owned directory (chown root %s)",
 			      d, (unsigned)st->st_uid, d);
 	if ((st->st_mode & S_ISVTX) == 0) {
 		if (st->st_mode & S_IWOTH)
-			return refuse(c, "refused (running as root): the directory %s is writable by "
-				      "every user (mode %04o), who could replace the file; chmod o-w %s",
-				      d, (unsigned)(st->st_mode & 07777), d);
+			return refuse(
+				c,
+				"refused (running as root): the directory %s is writable by "
+				"every user (mode %04o), who could replace the file; chmod o-w %s",
+				d, (unsigned)(st->st_mode & 07777), d);
 		if ((st->st_mode & S_IWGRP) && st->st_gid != 0)
-			return refuse(c, "refused (running as root): the directory %s is writable by "
+			return refuse(c,
+				      "refused (running as root): the directory %s is writable by "
 				      "group %u (mode %04o), whose members could replace the file; "
-				      "chmod g-w %s", d, (unsigned)st->st_gid,
-				      (unsigned)(st->st_mode & 07777), d);
+				      "chmod g-w %s",
+				      d, (unsigned)st->st_gid, (unsigned)(st->st_mode & 07777), d);
 	}
 	return 0;
 }
@@ -131,16 +137,20 @@ static int check_file(struct ctx *c, const char *file, const struct stat *st)
 	if (!c->root)
 		return 0;
 	if (st->st_uid != 0 && st->st_uid != c->euid)
-		return refuse(c, "refused (running as root): the file is owned by uid %u, not root; "
+		return refuse(c,
+			      "refused (running as root): the file is owned by uid %u, not root; "
 			      "chown root %s (and keep it writable by root only)",
 			      (unsigned)st->st_uid, f);
 	if (st->st_mode & S_IWOTH)
-		return refuse(c, "refused (running as root): the file is writable by every user (mode "
-			      "%04o); chmod o-w %s", (unsigned)(st->st_mode & 07777), f);
+		return refuse(c,
+			      "refused (running as root): the file is writable by every user (mode "
+			      "%04o); chmod o-w %s",
+			      (unsigned)(st->st_mode & 07777), f);
 	if ((st->st_mode & S_IWGRP) && st->st_gid != 0)
-		return refuse(c, "refused (running as root): the file is writable by group %u (mode "
-			      "%04o); chmod g-w %s or chgrp root %s", (unsigned)st->st_gid,
-			      (unsigned)(st->st_mode & 07777), f, f);
+		return refuse(c,
+			      "refused (running as root): the file is writable by group %u (mode "
+			      "%04o); chmod g-w %s or chgrp root %s",
+			      (unsigned)st->st_gid, (unsigned)(st->st_mode & 07777), f, f);
 	return 0;
 }
 
@@ -162,7 +172,7 @@ static void parent(char *res)
 {
 	char *s = strrchr(res, '/');
 	if (!s || s == res)
-		res[1] = '\0';          /* "/" */
+		res[1] = '\0'; /* "/" */
 	else
 		*s = '\0';
 }
@@ -183,7 +193,8 @@ static int open_dir(struct ctx *c, const char *res, const struct stat *st)
 	struct stat fst;
 	if (fstat(fd, &fst) != 0 || fst.st_dev != st->st_dev || fst.st_ino != st->st_ino) {
 		cr_sys_close(fd);
-		return refuse(c, "refused: the directory changed while it was being checked; try again");
+		return refuse(
+			c, "refused: the directory changed while it was being checked; try again");
 	}
 	return fd;
 }
@@ -204,8 +215,11 @@ static int open_checked(struct ctx *c)
 	} else {
 		/* getcwd gives the current directory without links: walk it like the rest */
 		if (!getcwd(tmp, sizeof(tmp)))
-			return refuse(c, "refused: cannot resolve a relative path (getcwd: %s); use an "
-				      "absolute path", strerror(errno));
+			return refuse(
+				c,
+				"refused: cannot resolve a relative path (getcwd: %s); use an "
+				"absolute path",
+				strerror(errno));
 		size_t tl = strlen(tmp);
 		if (tl + 1 + pl >= PATH_MAX)
 			return refuse(c, "refused: the path is longer than %d bytes", PATH_MAX - 1);
@@ -246,11 +260,13 @@ static int open_checked(struct ctx *c)
 		char dir[PATH_MAX];
 		memcpy(dir, res, strlen(res) + 1);
 		if (join(res, p, cl) != 0)
-			return refuse(c, "refused: the resolved path is longer than %d bytes", PATH_MAX - 1);
+			return refuse(c, "refused: the resolved path is longer than %d bytes",
+				      PATH_MAX - 1);
 		if (lstat(res, &st) != 0) {
 			char r[TRUST_PATH_SHOWN + 4];
 			shown(r, res);
-			return refuse(c, "cannot read %s: %s; %s", r, strerror(errno), fix(c, FIX_CHECK));
+			return refuse(c, "cannot read %s: %s; %s", r, strerror(errno),
+				      fix(c, FIX_CHECK));
 		}
 		if (S_ISLNK(st.st_mode)) {
 			struct stat dst;
@@ -258,13 +274,16 @@ static int open_checked(struct ctx *c)
 			shown(r, res);
 			shown(d, dir);
 			if (++links > TRUST_MAX_LINKS)
-				return refuse(c, "refused: more than %d symbolic links", TRUST_MAX_LINKS);
+				return refuse(c, "refused: more than %d symbolic links",
+					      TRUST_MAX_LINKS);
 			if (stat(dir, &dst) != 0)
 				return refuse(c, "refused: cannot stat %s: %s", d, strerror(errno));
 			if (dst.st_mode & S_IWOTH)
-				return refuse(c, "refused: %s is a symbolic link in the world-writable "
-					      "directory %s, where anyone could have planted it; %s", r, d,
-					      fix(c, FIX_ITSELF));
+				return refuse(
+					c,
+					"refused: %s is a symbolic link in the world-writable "
+					"directory %s, where anyone could have planted it; %s",
+					r, d, fix(c, FIX_ITSELF));
 			ssize_t tl = readlink(res, tmp, sizeof(tmp) - 1);
 			if (tl <= 0)
 				return refuse(c, "refused: cannot read the link %s: %s", r,
@@ -272,7 +291,8 @@ static int open_checked(struct ctx *c)
 			tmp[tl] = '\0';
 			size_t nl = strlen(next);
 			if ((size_t)tl + 1 + nl >= PATH_MAX)
-				return refuse(c, "refused: the resolved path is longer than %d bytes",
+				return refuse(c,
+					      "refused: the resolved path is longer than %d bytes",
 					      PATH_MAX - 1);
 			/* rest := target "/" remaining (NEXT points into REST: memmove); a relative
 			 * target resolves from the link's directory */
@@ -309,12 +329,15 @@ static int open_checked(struct ctx *c)
 		if (fd < 0) {
 			char r[TRUST_PATH_SHOWN + 4];
 			shown(r, res);
-			return refuse(c, "cannot open %s: %s; %s", r, strerror(errno), fix(c, FIX_CHECK));
+			return refuse(c, "cannot open %s: %s; %s", r, strerror(errno),
+				      fix(c, FIX_CHECK));
 		}
 		struct stat fst;
 		if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
 			cr_sys_close(fd);
-			return refuse(c, "refused: the file changed while it was being checked; try again");
+			return refuse(
+				c,
+				"refused: the file changed while it was being checked; try again");
 		}
 		if (check_file(c, res, &fst) != 0) {
 			cr_sys_close(fd);
@@ -348,7 +371,11 @@ int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *wh
 int cr_dir_open_trusted(const char *path, const char *setting, char *why, size_t n)
 {
 	int saved = errno;
-	struct ctx c = {.path = path, .why = why, .n = n, .euid = geteuid(), .want_dir = 1,
+	struct ctx c = {.path = path,
+			.why = why,
+			.n = n,
+			.euid = geteuid(),
+			.want_dir = 1,
 			.setting = setting};
 	c.root = c.euid == 0;
 	if (why && n)

@@ -45,9 +45,9 @@
 
 /* Where a path came from: only the fixes suggested in the message differ. */
 enum cr_trust_origin {
-	CR_TRUST_ENV,      /* CONNROUTE_CONFIG */
-	CR_TRUST_ARG,      /* a command line (connroute check FILE) */
-	CR_TRUST_SYSCONF,  /* the system default, /etc/connroute.conf */
+	CR_TRUST_ENV,     /* CONNROUTE_CONFIG */
+	CR_TRUST_ARG,     /* a command line (connroute check FILE) */
+	CR_TRUST_SYSCONF, /* the system default, /etc/connroute.conf */
 };
 
 /* 0: the file may be read. -1: refused; WHY (N bytes, may be NULL/0) gets one line

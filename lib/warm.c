@@ -26,9 +26,9 @@
 #include "thread.h"
 #include "warm.h"
 
-#define MAX_POOLS 256
-#define MAX_READY 64
-#define MAX_PENDING 128
+#define MAX_POOLS    256
+#define MAX_READY    64
+#define MAX_PENDING  128
 #define ADAPTIVE_CAP 16
 
 atomic_int cr_warm_active;
@@ -44,18 +44,18 @@ struct warm_pool {
 	int used;
 	int lane_id;
 	uint64_t conn_hash;
-	struct cr_dest d;         /* .host unused */
+	struct cr_dest d; /* .host unused */
 	struct wsock ready[MAX_READY];
 	int n;
 	int pending;
-	int static_target;        /* prewarm = ...*N */
-	int adaptive;             /* preconnect_ratio > 0 */
+	int static_target; /* prewarm = ...*N */
+	int adaptive;      /* preconnect_ratio > 0 */
 	double ratio;
 	long max_idle_ms;
 	/* demand */
 	uint64_t last_ns;
-	double rate;              /* connects per second, smoothed */
-	double lat_s;             /* connect latency, smoothed */
+	double rate;  /* connects per second, smoothed */
+	double lat_s; /* connect latency, smoothed */
 	uint64_t fail_until_ns;
 	int retired;
 	/* Usefulness of adaptive preconnect to this destination: sockets
@@ -108,7 +108,8 @@ static struct warm_pool *find_pool(int lane_id, uint64_t ch, const struct cr_des
 	struct warm_pool *freep = NULL;
 	for (int i = 0; i < npools; i++) {
 		struct warm_pool *p = &pools[i];
-		if (p->used && !p->retired && p->lane_id == lane_id && p->conn_hash == ch && same_dest(&p->d, d))
+		if (p->used && !p->retired && p->lane_id == lane_id && p->conn_hash == ch &&
+		    same_dest(&p->d, d))
 			return p;
 		if (!p->used && !freep)
 			freep = p;
@@ -134,8 +135,10 @@ static void waste(struct warm_pool *p, int n)
 	p->wasted += n;
 	if (p->hits == 0 && p->wasted >= WASTE_LIMIT && p->adaptive && !p->adaptive_off) {
 		p->adaptive_off = 1;
-		cr_logmsg(CR_LL_INFO, "warm pools: preconnect stops for a destination whose warm sockets "
-			  "were never used (%ld wasted)", p->wasted);
+		cr_logmsg(CR_LL_INFO,
+			  "warm pools: preconnect stops for a destination whose warm sockets "
+			  "were never used (%ld wasted)",
+			  p->wasted);
 	}
 }
 
@@ -164,8 +167,8 @@ static void close_warm(const struct wsock *w, int release)
 
 static void *warm_main(void *arg);
 
-static struct cr_thread warm_thread = {.name = "connroute-warm", .main = warm_main,
-				       .stack = 256 * 1024};
+static struct cr_thread warm_thread = {
+	.name = "connroute-warm", .main = warm_main, .stack = 256 * 1024};
 static pthread_once_t cv_once = PTHREAD_ONCE_INIT;
 
 /* The refill thread waits with CLOCK_MONOTONIC deadlines: its condition
@@ -207,7 +210,8 @@ static void apply_config(const struct cr_config *cfg)
 		int keep = 0;
 		for (int k = 0; k < cfg->nlanes && !keep; k++) {
 			const struct cr_lane *l = &cfg->lanes[k];
-			if (l->id == p->lane_id && l->conn_hash == p->conn_hash && cr_warm_lane_has_pools(l)) {
+			if (l->id == p->lane_id && l->conn_hash == p->conn_hash &&
+			    cr_warm_lane_has_pools(l)) {
 				keep = 1;
 				p->static_target = 0;
 				p->adaptive = l->preconnect_ratio > 0;
@@ -223,13 +227,16 @@ static void apply_config(const struct cr_config *cfg)
 	for (int k = 0; k < cfg->nlanes; k++) {
 		const struct cr_lane *l = &cfg->lanes[k];
 		for (int j = 0; j < l->nprewarm; j++) {
-			struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+			struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+						 .ai_flags = AI_NUMERICSERV},
+					*res = NULL;
 			char port[8];
 			snprintf(port, sizeof(port), "%d", l->prewarm[j].port);
 			int rc = getaddrinfo(l->prewarm[j].host, port, &hints, &res);
 			if (rc != 0 || !res) {
-				cr_logmsg(CR_LL_WARN, "lane %s: prewarm %s:%d: %s; not prewarmed", l->name,
-					  l->prewarm[j].host, l->prewarm[j].port, gai_strerror(rc));
+				cr_logmsg(CR_LL_WARN, "lane %s: prewarm %s:%d: %s; not prewarmed",
+					  l->name, l->prewarm[j].host, l->prewarm[j].port,
+					  gai_strerror(rc));
 				continue;
 			}
 			struct cr_dest d;
@@ -288,7 +295,7 @@ static int target_of(const struct warm_pool *p)
 
 struct pend {
 	int fd;
-	uint64_t ino;             /* our socket's identity: the host may close the number */
+	uint64_t ino; /* our socket's identity: the host may close the number */
 	int pool;
 	uint32_t slot;
 	uint64_t start_ns;
@@ -308,7 +315,8 @@ static void note_no_room(const struct cr_lane *l)
 	pid_t me = getpid();
 	if (atomic_exchange(&said, me) != me)
 		cr_logmsg(CR_LL_INFO,
-			  "lane %s: warm pools stand back: the process is near its fd limit (RLIMIT_NOFILE "
+			  "lane %s: warm pools stand back: the process is near its fd limit "
+			  "(RLIMIT_NOFILE "
 			  "below 256, or a quarter of the numbers below %d in use)",
 			  l->name, cr_ownfd_floor());
 }
@@ -324,7 +332,9 @@ static void start_connects(void)
 	for (int i = 0; i < npools && *npend < MAX_PENDING; i++) {
 		pthread_mutex_lock(&mu);
 		struct warm_pool *p = &pools[i];
-		int need = p->used && !p->retired && t >= p->fail_until_ns ? target_of(p) - p->n - p->pending : 0;
+		int need = p->used && !p->retired && t >= p->fail_until_ns
+				   ? target_of(p) - p->n - p->pending
+				   : 0;
 		struct cr_dest d = p->d;
 		int lane_id = p->lane_id;
 		uint64_t ch = p->conn_hash;
@@ -351,7 +361,13 @@ static void start_connects(void)
 			 * counting on (docs/INTERNALS.md, "connroute's own fds").
 			 * No floor at all (a tiny fd limit): not even a socket for a
 			 * moment, which could make the host's own open fail. */
-			int fd = cr_ownfd_floor() == 0 ? -1 : cr_ownfd_raise(socket(d.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 0);
+			int fd = cr_ownfd_floor() == 0
+					 ? -1
+					 : cr_ownfd_raise(socket(d.family,
+								 SOCK_STREAM | SOCK_NONBLOCK |
+									 SOCK_CLOEXEC,
+								 0),
+							  0);
 			if (fd < 0) {
 				cr_limit_release(slot);
 				note_no_room(l);
@@ -389,8 +405,13 @@ static void start_connects(void)
 			}
 			long ct = l->connect_timeout_ms > 0 ? l->connect_timeout_ms : 5000;
 			pthread_mutex_lock(&mu);
-			pend[*npend] = (struct pend){.fd = fd, .ino = ino, .pool = i, .slot = slot, .start_ns = cr_now_ns(),
-						     .deadline_ns = cr_now_ns() + (uint64_t)ct * 1000000ull};
+			pend[*npend] = (struct pend){.fd = fd,
+						     .ino = ino,
+						     .pool = i,
+						     .slot = slot,
+						     .start_ns = cr_now_ns(),
+						     .deadline_ns = cr_now_ns() +
+								    (uint64_t)ct * 1000000ull};
 			(*npend)++;
 			pthread_mutex_unlock(&mu);
 			started++;
@@ -445,9 +466,14 @@ static void finish_pending(int timeout_ms)
 			socklen_t pl = sizeof(peer);
 			if (getpeername(pend[i].fd, (struct sockaddr *)&peer, &pl) == 0)
 				(void)cr_real.connect(pend[i].fd, (struct sockaddr *)&peer, pl);
-			struct wsock w = {.fd = pend[i].fd, .slot = pend[i].slot, .ino = pend[i].ino,
+			struct wsock w = {.fd = pend[i].fd,
+					  .slot = pend[i].slot,
+					  .ino = pend[i].ino,
 					  .born_ns = t};
-			struct cr_fdinfo info = {.slot = w.slot, .lane = p->lane_id, .flags = CR_FDF_WARM, .ino = w.ino};
+			struct cr_fdinfo info = {.slot = w.slot,
+						 .lane = p->lane_id,
+						 .flags = CR_FDF_WARM,
+						 .ino = w.ino};
 			/* An entry left by a close we did not see, on the number our
 			 * socket now has: settle it first, or its unit leaks. */
 			(void)cr_fdtab_settle(w.fd);
@@ -490,7 +516,8 @@ static int alive(int fd)
 		return 0;
 	struct tcp_info ti;
 	socklen_t tl = sizeof(ti);
-	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state == 1 /* ESTABLISHED */;
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+	       ti.tcpi_state == 1 /* ESTABLISHED */;
 }
 
 /* Still the socket we made? The app may have closed the fd behind our back
@@ -514,7 +541,8 @@ static void sweep(void)
 			 * either: the server may be blocked on it (one client at a
 			 * time), and the app's own connection waits behind it. */
 			int expired = p->retired || (p->adaptive_off && p->static_target == 0) ||
-				      (p->max_idle_ms > 0 && t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
+				      (p->max_idle_ms > 0 &&
+				       t - w->born_ns >= (uint64_t)p->max_idle_ms * 1000000ull);
 			int dead = !expired && (!still_ours(w) || !alive(w->fd));
 			if (expired || dead) {
 				if (!p->retired && !p->adaptive_off)

@@ -44,7 +44,8 @@ void cr_warm_curl_due(void);
 
 /* A live warm socket for (LANE, D) or -1. On success *SLOT gets its limit
  * unit and *INO its inode; the fd is non-blocking and close-on-exec. */
-int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *slot, uint64_t *ino);
+int cr_warm_take(const struct cr_lane *lane, const struct cr_dest *d, uint32_t *slot,
+		 uint64_t *ino);
 
 /* Demand: a connect to (LANE, D) happened: served warm (CONNECT_NS 0) or
  * cold (its duration in ns; 1 when unknown). */
@@ -62,6 +63,5 @@ int cr_warm_evict(const struct cr_lane *lane, const struct cr_dest *d);
 void cr_warm_atfork_prepare(void);
 void cr_warm_atfork_parent(void);
 void cr_warm_atfork_child(void);
-
 
 #endif

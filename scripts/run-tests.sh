@@ -37,6 +37,10 @@ criterion() { # name binary args...
 
 header
 if bash scripts/check-layers.sh; then pass=$((pass+1)); else echo "layers: FAILED"; fail=$((fail+1)); fi
+# Style (.clang-format), when clang-format is installed: `make format` fixes it.
+if command -v clang-format >/dev/null; then
+  if make --no-print-directory -s format-check; then pass=$((pass+1)); else echo "format: FAILED (run make format)"; fail=$((fail+1)); fi
+fi
 if bash scripts/check-docs.sh "$B"; then pass=$((pass+1)); else echo "docs: FAILED"; fail=$((fail+1)); fi
 criterion unit "$B/unit_tests" --jobs 2
 criterion integration "$B/integration_tests" --jobs 2

@@ -93,9 +93,9 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	 * library itself, never our hooks. Refuse a table that resolved to us. */
 	Dl_info self, got;
 	if (!f.easy_init || !f.easy_setopt || !f.easy_perform || !f.easy_cleanup || !f.easy_reset ||
-	    !f.easy_duphandle || !f.easy_getinfo || !f.share_init || !f.share_setopt || !f.share_cleanup ||
-	    !f.multi_init || !f.multi_add_handle || !f.multi_remove_handle || !f.multi_cleanup ||
-	    !f.global_cleanup)
+	    !f.easy_duphandle || !f.easy_getinfo || !f.share_init || !f.share_setopt ||
+	    !f.share_cleanup || !f.multi_init || !f.multi_add_handle || !f.multi_remove_handle ||
+	    !f.multi_cleanup || !f.global_cleanup)
 		return NULL;
 	if (dladdr((void *)register_path, &self) && dladdr(*(void **)&f.easy_init, &got) &&
 	    self.dli_fbase == got.dli_fbase)
@@ -104,7 +104,7 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 }
 
 struct find_ctx {
-	const char *soname;  /* match this basename, or any libcurl if NULL */
+	const char *soname; /* match this basename, or any libcurl if NULL */
 	char path[512];
 	const void *base;
 };

@@ -47,7 +47,7 @@ HOOK(CURL *, curl_easy_init, (void))
 	return cr_curl_init(lib);
 }
 
-HOOK(CURLcode, curl_easy_setopt, (CURL *h, CURLoption opt, ...))
+HOOK(CURLcode, curl_easy_setopt, (CURL * h, CURLoption opt, ...))
 {
 	va_list ap;
 	long l = 0;
@@ -81,7 +81,7 @@ HOOK(CURLcode, curl_easy_setopt, (CURL *h, CURLoption opt, ...))
 	return cr_curl_setopt(lib, h, opt, p, l, o);
 }
 
-HOOK(CURLcode, curl_easy_perform, (CURL *h))
+HOOK(CURLcode, curl_easy_perform, (CURL * h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	CURLcode rc;
@@ -110,7 +110,7 @@ HOOK(CURLcode, curl_easy_perform, (CURL *h))
 	return rc;
 }
 
-HOOK(void, curl_easy_cleanup, (CURL *h))
+HOOK(void, curl_easy_cleanup, (CURL * h))
 {
 	if (!h)
 		return;
@@ -127,7 +127,7 @@ HOOK(void, curl_easy_cleanup, (CURL *h))
 	cur_h = outer;
 }
 
-HOOK(void, curl_easy_reset, (CURL *h))
+HOOK(void, curl_easy_reset, (CURL * h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -139,7 +139,7 @@ HOOK(void, curl_easy_reset, (CURL *h))
 	cr_curl_reset(lib, h);
 }
 
-HOOK(CURL *, curl_easy_duphandle, (CURL *h))
+HOOK(CURL *, curl_easy_duphandle, (CURL * h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -152,7 +152,7 @@ HOOK(CURL *, curl_easy_duphandle, (CURL *h))
 /* The calls that observe a handle: a recycled handle's last life is never
  * seen, and a handle's parked share is never taken during them
  * (docs/INTERNALS.md, "libcurl lanes"). */
-HOOK(CURLcode, curl_easy_getinfo, (CURL *h, CURLINFO info, ...))
+HOOK(CURLcode, curl_easy_getinfo, (CURL * h, CURLINFO info, ...))
 {
 	va_list ap;
 	va_start(ap, info);
@@ -166,7 +166,7 @@ HOOK(CURLcode, curl_easy_getinfo, (CURL *h, CURLINFO info, ...))
 	return cr_curl_getinfo(lib, h, info, arg);
 }
 
-HOOK(CURLcode, curl_easy_upkeep, (CURL *h))
+HOOK(CURLcode, curl_easy_upkeep, (CURL * h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -179,19 +179,22 @@ HOOK(CURLcode, curl_easy_upkeep, (CURL *h))
 }
 
 HOOK(CURLHcode, curl_easy_header,
-     (CURL *h, const char *name, size_t index, unsigned int origin, int request, struct curl_header **hout))
+     (CURL * h, const char *name, size_t index, unsigned int origin, int request,
+      struct curl_header **hout))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
 		return CURLHE_NOT_BUILT_IN;
 	if (!active()) {
 		const struct cr_curlfns *f = cr_curl_lib_fns(lib);
-		return f->easy_header ? f->easy_header(h, name, index, origin, request, hout) : CURLHE_NOT_BUILT_IN;
+		return f->easy_header ? f->easy_header(h, name, index, origin, request, hout)
+				      : CURLHE_NOT_BUILT_IN;
 	}
 	return cr_curl_header(lib, h, name, index, origin, request, hout);
 }
 
-HOOK(struct curl_header *, curl_easy_nextheader, (CURL *h, unsigned int origin, int request, struct curl_header *prev))
+HOOK(struct curl_header *, curl_easy_nextheader,
+     (CURL * h, unsigned int origin, int request, struct curl_header *prev))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -217,7 +220,7 @@ static inline int multi_records(void)
 	return atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_READY;
 }
 
-HOOK(CURLMcode, curl_multi_add_handle, (CURLM *m, CURL *h))
+HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -233,7 +236,7 @@ HOOK(CURLMcode, curl_multi_add_handle, (CURLM *m, CURL *h))
 	return rc;
 }
 
-HOOK(CURLMcode, curl_multi_remove_handle, (CURLM *m, CURL *h))
+HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
 {
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -244,7 +247,7 @@ HOOK(CURLMcode, curl_multi_remove_handle, (CURLM *m, CURL *h))
 	return rc;
 }
 
-HOOK(CURLMcode, curl_multi_cleanup, (CURLM *m))
+HOOK(CURLMcode, curl_multi_cleanup, (CURLM * m))
 {
 	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), NULL);
 	if (!lib)

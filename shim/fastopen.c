@@ -54,7 +54,8 @@ __attribute__((noinline)) static ssize_t fastopen(int fd, const struct sockaddr 
 	return r;
 }
 
-HOOK(ssize_t, sendto, (int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa, socklen_t len))
+HOOK(ssize_t, sendto,
+     (int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa, socklen_t len))
 {
 	if (__builtin_expect(!(flags & MSG_FASTOPEN), 1))
 		return cr_real.sendto(fd, buf, n, flags, sa, len);

@@ -58,17 +58,16 @@ typedef int (*find_object_fn)(void *, struct dl_find_object *);
 static find_object_fn find_object; /* glibc >= 2.35 */
 #endif
 
-
 /* Everything below is guarded by mu, held across each dl_iterate_phdr walk
  * (never across the app's dlopen itself: its constructors may dlopen). */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static int armed;                 /* cr_rebind_init ran: rebind at each RTLD_DEEPBIND dlopen */
-static void *targets[NNAMES];     /* the global scope's definition of each name */
-static struct objid self;         /* libconnroute.so: never rebound */
+static int armed;             /* cr_rebind_init ran: rebind at each RTLD_DEEPBIND dlopen */
+static void *targets[NNAMES]; /* the global scope's definition of each name */
+static struct objid self;     /* libconnroute.so: never rebound */
 static size_t pagesize;
-static struct objid pending[32];  /* RTLD_DEEPBIND roots loaded before cr_rebind_init */
+static struct objid pending[32]; /* RTLD_DEEPBIND roots loaded before cr_rebind_init */
 static int npending;
-static struct objid refused[64];  /* objects logged as not rebindable: once each */
+static struct objid refused[64]; /* objects logged as not rebindable: once each */
 static int nrefused;
 static struct cr_elfslot slots[512];
 static uintptr_t pages[512];
@@ -141,9 +140,9 @@ static char *with_origin(const char *s, size_t n, const char *origin)
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < n;) {
-		size_t skip = n - i >= 7 && !strncmp(s + i, "$ORIGIN", 7)   ? 7
+		size_t skip = n - i >= 7 && !strncmp(s + i, "$ORIGIN", 7)     ? 7
 			      : n - i >= 9 && !strncmp(s + i, "${ORIGIN}", 9) ? 9
-									 : 0;
+									      : 0;
 		if (skip && !origin) {
 			free(out);
 			return NULL;
@@ -198,7 +197,8 @@ static int dynpaths_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	if ((uintptr_t)info->dlpi_addr != d->addr)
 		return 0;
 	struct cr_elfobj o;
-	cr_elfrel_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, (size_t)getpagesize());
+	cr_elfrel_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum,
+		       (size_t)getpagesize());
 	if ((uintptr_t)o.dyn != d->ld)
 		return 0;
 	size_t pos = 0;
@@ -353,11 +353,15 @@ static void refuse(const struct dl_phdr_info *info, struct objid id, const char 
 	if (nrefused < (int)ARRAY_SIZE(refused))
 		refused[nrefused++] = id;
 	if (err)
-		cr_logmsg(CR_LL_INFO, "%s was loaded with RTLD_DEEPBIND and cannot be rebound (%s: %s): "
-			  "its calls bypass connroute", name_of(info), why, strerror(err));
+		cr_logmsg(CR_LL_INFO,
+			  "%s was loaded with RTLD_DEEPBIND and cannot be rebound (%s: %s): "
+			  "its calls bypass connroute",
+			  name_of(info), why, strerror(err));
 	else
-		cr_logmsg(CR_LL_INFO, "%s was loaded with RTLD_DEEPBIND and cannot be rebound (%s): "
-			  "its calls bypass connroute", name_of(info), why);
+		cr_logmsg(CR_LL_INFO,
+			  "%s was loaded with RTLD_DEEPBIND and cannot be rebound (%s): "
+			  "its calls bypass connroute",
+			  name_of(info), why);
 }
 
 /* Relocated and not being unloaded: the dynamic linker registers an object
@@ -408,7 +412,8 @@ static int read_prots(int n)
 			hi = strtoul(end + 1, &end, 16);
 			if (*end != ' ' || strlen(end) < 5)
 				continue;
-			int prot = (end[1] == 'r' ? PROT_READ : 0) | (end[2] == 'w' ? PROT_WRITE : 0) |
+			int prot = (end[1] == 'r' ? PROT_READ : 0) |
+				   (end[2] == 'w' ? PROT_WRITE : 0) |
 				   (end[3] == 'x' ? PROT_EXEC : 0);
 			for (int i = 0; i < n; i++)
 				if (pages[i] >= lo && pages[i] < hi)
@@ -462,7 +467,8 @@ static void rebind_object(const struct dl_phdr_info *info, struct objid id, stru
 		for (int k = 0; k < np; k++) {
 			prots[k] = PROT_READ | PROT_WRITE;
 			for (long i = 0; i < w; i++)
-				if ((slots[i].addr & ~(uintptr_t)(pagesize - 1)) == pages[k] && slots[i].relro)
+				if ((slots[i].addr & ~(uintptr_t)(pagesize - 1)) == pages[k] &&
+				    slots[i].relro)
 					prots[k] = PROT_READ;
 		}
 	}
@@ -489,7 +495,8 @@ static void rebind_object(const struct dl_phdr_info *info, struct objid id, stru
 	for (int k = 0; k < np; k++)
 		if ((prots[k] & PROT_WRITE) == 0)
 			(void)mprotect((void *)pages[k], pagesize, prots[k]);
-	cr_logmsg(CR_LL_DEBUG, "%s: %ld reference%s rebound to the global scope (loaded with RTLD_DEEPBIND)",
+	cr_logmsg(CR_LL_DEBUG,
+		  "%s: %ld reference%s rebound to the global scope (loaded with RTLD_DEEPBIND)",
 		  name_of(info), w, w == 1 ? "" : "s");
 }
 
@@ -589,7 +596,8 @@ void cr_rebind_init(void)
 	ok = find_object != NULL;
 #endif
 	if (!ok) {
-		cr_logmsg(CR_LL_INFO, "this C library has no _dl_find_object (glibc 2.35): objects "
+		cr_logmsg(CR_LL_INFO,
+			  "this C library has no _dl_find_object (glibc 2.35): objects "
 			  "loaded with RTLD_DEEPBIND are not rebound and bypass connroute");
 	} else {
 		/* The hooks work in every state: every RTLD_DEEPBIND load made

@@ -18,12 +18,11 @@
 #undef CR_LIBC
 #undef CR_CURL
 
-#define HOOK(ret, name, params)                                                                    \
-	cr_hook_type_##name name;                                                                  \
+#define HOOK(ret, name, params)   \
+	cr_hook_type_##name name; \
 	__attribute__((visibility("default"))) ret name params
 #define CR_API __attribute__((visibility("default")))
 
 /* The recursion guard (cr_in_shim, cr_guard_*) lives in lib/base.h. */
-
 
 #endif

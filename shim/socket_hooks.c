@@ -20,8 +20,9 @@
 #include "sockrec.h"
 #include "warm.h"
 
-__attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct sockaddr *, socklen_t),
-						   int fd, const struct sockaddr *sa, socklen_t len)
+__attribute__((noinline)) static int connect_slow(int (*fn)(int, const struct sockaddr *,
+							    socklen_t),
+						  int fd, const struct sockaddr *sa, socklen_t len)
 {
 	void *frame = __builtin_frame_address(0);
 	if (cr_guard_held(frame)) {
@@ -150,7 +151,8 @@ HOOK(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t l
 HOOK(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev))
 {
 	int r = cr_real.epoll_ctl(epfd, op, fd, ev);
-	if (r == 0 && op == EPOLL_CTL_ADD && atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
+	if (r == 0 && op == EPOLL_CTL_ADD &&
+	    atomic_load_explicit(&cr_warm_active, memory_order_relaxed))
 		SAVE_ERRNO(cr_sockrec_epoll_add(fd));
 	return r;
 }

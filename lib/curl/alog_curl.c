@@ -127,14 +127,10 @@ static const char *method_of(const struct cr_curl_easy *e)
 	if (e->custom_set && e->custom[0])
 		return e->custom;
 	switch (e->method) {
-	case CR_CURL_M_HEAD:
-		return "HEAD";
-	case CR_CURL_M_POST:
-		return "POST";
-	case CR_CURL_M_PUT:
-		return "PUT";
-	default:
-		return "GET";
+	case CR_CURL_M_HEAD: return "HEAD";
+	case CR_CURL_M_POST: return "POST";
+	case CR_CURL_M_PUT: return "PUT";
+	default: return "GET";
 	}
 }
 
@@ -191,7 +187,8 @@ void cr_curl_alog_(struct cr_curl_easy *e, const struct cr_lane *lane, const cha
 		 * the lane was picked by the URL the app set (parsed then). */
 		int port;
 		if (url && redirects > 0 &&
-		    cr_curl_parse_url(url, scheme, sizeof(scheme), host, sizeof(host), &port) == 0) {
+		    cr_curl_parse_url(url, scheme, sizeof(scheme), host, sizeof(host), &port) ==
+			    0) {
 			c.scheme = scheme;
 			c.host = host;
 			c.server_port = port;
@@ -228,7 +225,8 @@ void cr_curl_alog_(struct cr_curl_easy *e, const struct cr_lane *lane, const cha
 		c.error = curle_name(CURLE_OPERATION_TIMEDOUT, ebuf, sizeof(ebuf));
 	} else if (rc == CURLE_OK && c.status >= 400) {
 		c.outcome = CR_ALOG_HTTP_ERROR;
-		snprintf(sbuf, sizeof(sbuf), "%d", c.status > 999 ? 999 : c.status); /* OpenTelemetry: the status */
+		snprintf(sbuf, sizeof(sbuf), "%d",
+			 c.status > 999 ? 999 : c.status); /* OpenTelemetry: the status */
 		c.error = sbuf;
 	} else if (rc == CURLE_OK) {
 		c.outcome = CR_ALOG_OK;

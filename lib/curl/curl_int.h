@@ -28,7 +28,7 @@
 
 struct cr_curllib {
 	const void *id;
-	int index;                /* 0 .. CR_CURL_LIBS_MAX-1 */
+	int index; /* 0 .. CR_CURL_LIBS_MAX-1 */
 	char name[128];
 	struct cr_curlfns fns;
 	int has_maxlifetime;      /* libcurl >= 7.80 */
@@ -55,7 +55,13 @@ extern struct cr_curl_counters cr_curl_ctr;
 
 /* ------------------------------------------------------------- handles.c */
 
-enum cr_curl_method { CR_CURL_M_GET, CR_CURL_M_HEAD, CR_CURL_M_POST, CR_CURL_M_PUT, CR_CURL_M_OTHER };
+enum cr_curl_method {
+	CR_CURL_M_GET,
+	CR_CURL_M_HEAD,
+	CR_CURL_M_POST,
+	CR_CURL_M_PUT,
+	CR_CURL_M_OTHER
+};
 
 /* The options a lane may set on an app's handle (perform.c's table), in the
  * order they are applied. For each, the handle's record keeps the app's own
@@ -96,7 +102,7 @@ enum { CR_PIN_FREE, CR_PIN_CALL, CR_PIN_TAKE };
 #define CR_CURL_OPT_WORDS 2
 /* Pure string options whose value we keep (CAINFO, CAPATH, USERAGENT). */
 #define CR_CURL_PURE_STRS 3
-#define CR_CURL_STR_MAX 256
+#define CR_CURL_STR_MAX   256
 
 struct cr_curl_share;
 
@@ -110,10 +116,10 @@ struct cr_curl_easy {
 	long forbid_reuse;
 	long app_timeout_ms;
 	long app_connect_timeout_ms;
-	long app_maxage_s;        /* libcurl default 118 */
-	long app_maxlifetime_s;   /* 0 */
-	long app_maxconnects;     /* libcurl default 5 */
-	long app_sslversion;      /* 0 = default */
+	long app_maxage_s;      /* libcurl default 118 */
+	long app_maxlifetime_s; /* 0 */
+	long app_maxconnects;   /* libcurl default 5 */
+	long app_sslversion;    /* 0 = default */
 	curl_sockopt_callback app_sockopt;
 	void *app_sockopt_data;
 	cr_ov_func app_opensocket_fn; /* the app opens its own sockets: no warm ones */
@@ -123,40 +129,40 @@ struct cr_curl_easy {
 	curl_xferinfo_callback app_xferinfo;
 	void *app_xferinfo_data;
 	curl_progress_callback app_progress;
-	int app_progress_on;      /* libcurl calls a progress callback: the last of
+	int app_progress_on; /* libcurl calls a progress callback: the last of
 				     PROGRESSFUNCTION / XFERINFOFUNCTION set was not NULL */
-	long app_noprogress;      /* libcurl default 1 */
-	int app_bind;             /* INTERFACE or LOCALPORT set: curl binds itself */
-	int connect_only;         /* CONNECT_ONLY 1 or 2: never pooled */
-	int upkeep_set;           /* UPKEEP_INTERVAL_MS: never pooled */
+	long app_noprogress; /* libcurl default 1 */
+	int app_bind;        /* INTERFACE or LOCALPORT set: curl binds itself */
+	int connect_only;    /* CONNECT_ONLY 1 or 2: never pooled */
+	int upkeep_set;      /* UPKEEP_INTERVAL_MS: never pooled */
 	char *errbuf;
 	struct curl_slist *resolve;
 	struct curl_slist *headers;
-	int method;               /* enum cr_curl_method */
-	char custom[16];          /* CUSTOMREQUEST, upper-cased; "" if none or too long */
+	int method;      /* enum cr_curl_method */
+	char custom[16]; /* CUSTOMREQUEST, upper-cased; "" if none or too long */
 	int custom_set;
-	int read_cb;              /* READFUNCTION set: an upload stream we cannot replay */
-	int seek_cb;              /* ... unless SEEKFUNCTION lets libcurl rewind it */
+	int read_cb; /* READFUNCTION set: an upload stream we cannot replay */
+	int seek_cb; /* ... unless SEEKFUNCTION lets libcurl rewind it */
 	uint64_t set_now[CR_CURL_OPT_WORDS]; /* options (handles.c's index) set in this life */
 
 	/* ---- the handle's own, for its whole existence */
 	CURL *h;
 	struct cr_curllib *lib;
 	struct cr_curl_easy *next;
-	atomic_int pin;           /* CR_PIN_*: see cr_curl_pin() */
-	CURLM *multi;             /* the multi the handle is attached to, or NULL:
+	atomic_int pin; /* CR_PIN_*: see cr_curl_pin() */
+	CURLM *multi;   /* the multi the handle is attached to, or NULL:
 				     kept across a reset, never recycled while set */
 
 	/* Options that leave state surviving curl_easy_reset (cookies,
 	 * credentials, HSTS, ...) or that we do not know: not recyclable. */
 	int dirty;
-	int performed;            /* some perform ran on it (results to hide from a new life) */
-	int stale;                /* recycled, not performed since: the last life's results */
-	int life_reset;           /* this life must end with a real curl_easy_reset */
+	int performed;  /* some perform ran on it (results to hide from a new life) */
+	int stale;      /* recycled, not performed since: the last life's results */
+	int life_reset; /* this life must end with a real curl_easy_reset */
 	uint64_t set_prev[CR_CURL_OPT_WORDS]; /* set in the last life, not put back yet */
-	CURL *twin;               /* answers getinfo/header of a stale handle */
-	atomic_int in_freelist;   /* recycled, waiting for curl_easy_init */
-	uint64_t freed_ns;        /* when it was recycled */
+	CURL *twin;                           /* answers getinfo/header of a stale handle */
+	atomic_int in_freelist;               /* recycled, waiting for curl_easy_init */
+	uint64_t freed_ns;                    /* when it was recycled */
 
 	/* libcurl's value of each pure option (handles.c), where known */
 	uint64_t lib_known[CR_CURL_OPT_WORDS];
@@ -164,7 +170,7 @@ struct cr_curl_easy {
 	char lib_str[CR_CURL_PURE_STRS][CR_CURL_STR_MAX];
 
 	union cr_ov_val held[OV_N]; /* the values libcurl holds now */
-	unsigned ov_gen;          /* bumped whenever held or the app's value of one changes */
+	unsigned ov_gen;            /* bumped whenever held or the app's value of one changes */
 	/* the last apply of a lane's settings: skipped when nothing changed */
 	const struct cr_config *ap_cfg;
 	unsigned ap_cfgen;
@@ -178,48 +184,49 @@ struct cr_curl_easy {
 	const struct cr_config *sh_cfg;
 	unsigned sh_cfgen;
 	struct cr_curl_share *share; /* our share attached (parked), or NULL */
-	unsigned share_fork;      /* shares.c's fork generation when it was attached */
+	unsigned share_fork;         /* shares.c's fork generation when it was attached */
 	_Atomic uint64_t last_perform_ns;
 
 	/* CURLOPT_URL, parsed once when it changes (not on every perform) */
 	int url_ok;
 	unsigned url_gen;
 	int u_port;
-	int u_family;             /* AF_INET/AF_INET6 for an address literal, else AF_UNSPEC */
+	int u_family; /* AF_INET/AF_INET6 for an address literal, else AF_UNSPEC */
 	uint8_t u_addr[16];
 	char u_scheme[16];
 	char u_host[CR_HOST_MAX];
-	char url_text[256];       /* the URL parsed last; "" if too long to keep */
-	int url_in_state;         /* libcurl's current URL (EFFECTIVE_URL) is url_text: a
+	char url_text[256];    /* the URL parsed last; "" if too long to keep */
+	int url_in_state;      /* libcurl's current URL (EFFECTIVE_URL) is url_text: a
 				     setopt of the same URL again changes nothing */
-	unsigned url_norm_gen;    /* url_gen whose transfer left EFFECTIVE_URL ... */
-	int url_norm_same;        /* ... equal to url_text (no redirect, nothing normalised) */
-	long last_code;           /* the last transfer's response code, if the app asked */
+	unsigned url_norm_gen; /* url_gen whose transfer left EFFECTIVE_URL ... */
+	int url_norm_same;     /* ... equal to url_text (no redirect, nothing normalised) */
+	long last_code;        /* the last transfer's response code, if the app asked */
 	int last_code_known;
 
 	/* the lane of the last perform, valid for the same config, key and URL */
 	const struct cr_config *lc_cfg;
 	const struct cr_lane *lc_lane;
-	unsigned lc_gen;          /* cr_curl_cfg_gen */
+	unsigned lc_gen; /* cr_curl_cfg_gen */
 	unsigned lc_url_gen;
 	int lc_unmatched;
-	const char *lc_key_ptr;   /* where the key was read */
-	int lc_key_const;         /* ... the process default: a constant string */
+	const char *lc_key_ptr; /* where the key was read */
+	int lc_key_const;       /* ... the process default: a constant string */
 	char lc_key[CR_KEY_MAX];
 
 	/* during a perform */
-	const struct cr_lane *lane; /* NULL outside a perform: callbacks then do the app's part only */
-	int warm_fd;              /* a warm socket handed to libcurl, -1 if none */
+	const struct cr_lane
+		*lane; /* NULL outside a perform: callbacks then do the app's part only */
+	int warm_fd;   /* a warm socket handed to libcurl, -1 if none */
 	long rht_ms;
-	uint64_t rht_ref_ns;      /* when the request was seen sent */
+	uint64_t rht_ref_ns; /* when the request was seen sent */
 	uint64_t perform_t0_ns;
-	long rt_ms;               /* the request deadline in force (0 = none) */
+	long rt_ms; /* the request deadline in force (0 = none) */
 	long ct_ms;
 	int rht_fired;
-	int rht_relaxed;          /* first byte seen: deadline back to rt_ms */
-	int new_conns;            /* sockets libcurl made during this attempt */
-	int warm_used;            /* this attempt's connection came from the warm pool */
-	int resends;              /* retries of this perform (the access log) */
+	int rht_relaxed; /* first byte seen: deadline back to rt_ms */
+	int new_conns;   /* sockets libcurl made during this attempt */
+	int warm_used;   /* this attempt's connection came from the warm pool */
+	int resends;     /* retries of this perform (the access log) */
 };
 
 /* The record of a handle we know, or NULL. */
@@ -227,7 +234,8 @@ struct cr_curl_easy *cr_curl_handles_get_slow(CURL *h);
 extern __thread struct cr_curl_easy *cr_curl_tls_e;
 static inline struct cr_curl_easy *cr_curl_handles_get(CURL *h)
 {
-	if (h == cr_curl_tls_h && cr_curl_tls_gen == atomic_load_explicit(&cr_curl_easy_gen, memory_order_acquire))
+	if (h == cr_curl_tls_h &&
+	    cr_curl_tls_gen == atomic_load_explicit(&cr_curl_easy_gen, memory_order_acquire))
 		return cr_curl_tls_e;
 	return cr_curl_handles_get_slow(h);
 }
@@ -262,8 +270,8 @@ static inline void cr_curl_unpin(struct cr_curl_easy *e, int took)
 static inline int cr_curl_pin_take(struct cr_curl_easy *e)
 {
 	int x = CR_PIN_FREE;
-	return atomic_compare_exchange_strong_explicit(&e->pin, &x, CR_PIN_TAKE, memory_order_acquire,
-						       memory_order_relaxed);
+	return atomic_compare_exchange_strong_explicit(&e->pin, &x, CR_PIN_TAKE,
+						       memory_order_acquire, memory_order_relaxed);
 }
 
 /* Sets an overridable option to V and records that libcurl holds it. */
@@ -284,7 +292,8 @@ int cr_curl_no_follow(const struct cr_curl_easy *e);
 void cr_curl_handles_destroy(struct cr_curl_easy *e);
 /* The recycled handles of LIB not used since BEFORE_NS (at most MAX):
  * taken out of the free list, pinned (CR_PIN_TAKE), for the sweep. */
-int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t before_ns, struct cr_curl_easy **out, int max);
+int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t before_ns, struct cr_curl_easy **out,
+			      int max);
 
 /* -------------------------------------------------------------- shares.c */
 
@@ -304,12 +313,12 @@ enum { CR_SH_FREE, CR_SH_HANDLE };
 struct cr_curl_share {
 	CURLSH *sh;
 	struct cr_share_pool *_Atomic pool; /* read without the pool's lock */
-	int state;                /* CR_SH_FREE (in the pool's free list) or CR_SH_HANDLE */
+	int state; /* CR_SH_FREE (in the pool's free list) or CR_SH_HANDLE */
 	/* CR_SH_HANDLE: its handle is in our free list. Changed only with the
 	 * handle pinned (and read by takers before they pin it, as a hint). */
 	atomic_int recycled;
-	struct cr_curl_easy *holder; /* CR_SH_HANDLE: the handle it is attached to */
-	_Atomic uint64_t idle_since_ns; /* free or recycled: since when */
+	struct cr_curl_easy *holder;       /* CR_SH_HANDLE: the handle it is attached to */
+	_Atomic uint64_t idle_since_ns;    /* free or recycled: since when */
 	struct cr_curl_share *prev, *next; /* the pool's free list (most recent first)
 					      or its list of shares on handles */
 };
@@ -327,15 +336,16 @@ int cr_curl_shares_fits(const struct cr_curl_easy *e, const struct cr_lane *lane
  * MAY_TAKE: when no share is free, one may be taken from another handle
  * (docs/INTERNALS.md, "libcurl lanes", rule 4). */
 struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, struct cr_curl_easy *e,
-					      const struct cr_lane *lane, uint64_t flavor, uint64_t now_ns,
-					      int may_take);
+					      const struct cr_lane *lane, uint64_t flavor,
+					      uint64_t now_ns, int may_take);
 /* E's share (E pinned) leaves it: detached, and checked in (free) or
  * closed (its pool retired, or already max_idle_per_host idle shares). */
 void cr_curl_shares_release(struct cr_curllib *lib, struct cr_curl_easy *e);
 /* E (pinned), holding a share, goes into our free list of handles (IN = 1)
  * or comes out of it (IN = 0). Going in, a share beyond its pool's idle
  * bound is released (closed). */
-void cr_curl_shares_recycled(struct cr_curllib *lib, struct cr_curl_easy *e, int in, uint64_t now_ns);
+void cr_curl_shares_recycled(struct cr_curllib *lib, struct cr_curl_easy *e, int in,
+			     uint64_t now_ns);
 /* Is S (on a recycled handle) idle for its pool's idle_timeout, or its
  * pool retired? For the sweep. */
 int cr_curl_shares_expired(struct cr_curl_share *s, uint64_t now_ns);

@@ -17,10 +17,10 @@
 #include "warm.h"
 
 #define FREE_HANDLES_MAX 64
-#define EASY_BUCKETS 1024
+#define EASY_BUCKETS     1024
 /* A recycled handle holding no share is cleaned up after this long unused
  * (one holding a share: after its pool's idle_timeout). */
-#define HANDLE_IDLE_NS (60ull * 1000000000ull)
+#define HANDLE_IDLE_NS   (60ull * 1000000000ull)
 
 /* ------------------------------------------------------- the option table */
 
@@ -44,27 +44,27 @@
 enum { K_LONG, K_PTR, K_FUNC, K_OFFT };
 enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32, F_STR = 64 };
 
-#define SLOTS(X)                                                                            \
-	X(URL, CURLOPT_URL, K_PTR, F_S | F_L | F_X, 0)                                      \
+#define SLOTS(X)                                                                                  \
+	X(URL, CURLOPT_URL, K_PTR, F_S | F_L | F_X, 0)                                            \
 	X(WRITEFUNCTION, CURLOPT_WRITEFUNCTION, K_FUNC, F_S | F_L | F_P, 0)                       \
 	X(WRITEDATA, CURLOPT_WRITEDATA, K_PTR, F_S | F_L | F_P, 0)                                \
 	X(READFUNCTION, CURLOPT_READFUNCTION, K_FUNC, F_S | F_L | F_X | F_P, 0)                   \
 	X(READDATA, CURLOPT_READDATA, K_PTR, F_S | F_L | F_P, 0)                                  \
 	X(HEADERFUNCTION, CURLOPT_HEADERFUNCTION, K_FUNC, F_S | F_L | F_P, 0)                     \
 	X(HEADERDATA, CURLOPT_HEADERDATA, K_PTR, F_S | F_L | F_P, 0)                              \
-	X(HTTPHEADER, CURLOPT_HTTPHEADER, K_PTR, F_S | F_L | F_X, 0)                        \
-	X(CUSTOMREQUEST, CURLOPT_CUSTOMREQUEST, K_PTR, F_S | F_L | F_X, 0)                  \
+	X(HTTPHEADER, CURLOPT_HTTPHEADER, K_PTR, F_S | F_L | F_X, 0)                              \
+	X(CUSTOMREQUEST, CURLOPT_CUSTOMREQUEST, K_PTR, F_S | F_L | F_X, 0)                        \
 	X(NOSIGNAL, CURLOPT_NOSIGNAL, K_LONG, F_S | F_L | F_P, 0)                                 \
 	X(FOLLOWLOCATION, CURLOPT_FOLLOWLOCATION, K_LONG, F_S | F_L | F_P, 0)                     \
 	X(MAXREDIRS, CURLOPT_MAXREDIRS, K_LONG, F_S | F_P, 0)                                     \
 	X(VERBOSE, CURLOPT_VERBOSE, K_LONG, F_S | F_L | F_P, 0)                                   \
-	X(CAINFO, CURLOPT_CAINFO, K_PTR, F_S | F_L | F_P | F_STR, 0)                                      \
-	X(CAPATH, CURLOPT_CAPATH, K_PTR, F_S | F_L | F_P | F_STR, 0)                                      \
+	X(CAINFO, CURLOPT_CAINFO, K_PTR, F_S | F_L | F_P | F_STR, 0)                              \
+	X(CAPATH, CURLOPT_CAPATH, K_PTR, F_S | F_L | F_P | F_STR, 0)                              \
 	X(SSL_VERIFYPEER, CURLOPT_SSL_VERIFYPEER, K_LONG, F_S | F_L | F_P, 1)                     \
 	X(SSL_VERIFYHOST, CURLOPT_SSL_VERIFYHOST, K_LONG, F_S | F_L | F_P, 2)                     \
-	X(USERAGENT, CURLOPT_USERAGENT, K_PTR, F_S | F_L | F_P | F_STR, 0)                                \
-	X(ACCEPT_ENCODING, CURLOPT_ACCEPT_ENCODING, K_PTR, F_S | F_L, 0)                    \
-	X(HTTP_VERSION, CURLOPT_HTTP_VERSION, K_LONG, F_S, 0)                               \
+	X(USERAGENT, CURLOPT_USERAGENT, K_PTR, F_S | F_L | F_P | F_STR, 0)                        \
+	X(ACCEPT_ENCODING, CURLOPT_ACCEPT_ENCODING, K_PTR, F_S | F_L, 0)                          \
+	X(HTTP_VERSION, CURLOPT_HTTP_VERSION, K_LONG, F_S, 0)                                     \
 	X(ERRORBUFFER, CURLOPT_ERRORBUFFER, K_PTR, F_S | F_L | F_X | F_P, 0)                      \
 	X(FAILONERROR, CURLOPT_FAILONERROR, K_LONG, F_S | F_L | F_P, 0)                           \
 	X(PRIVATE, CURLOPT_PRIVATE, K_PTR, F_S | F_L | F_P, 0)                                    \
@@ -72,25 +72,25 @@ enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32, F_STR = 64 };
 	X(TCP_KEEPALIVE, CURLOPT_TCP_KEEPALIVE, K_LONG, F_S | F_L | F_P, 0)                       \
 	X(TCP_KEEPIDLE, CURLOPT_TCP_KEEPIDLE, K_LONG, F_S | F_L | F_P, 60)                        \
 	X(TCP_KEEPINTVL, CURLOPT_TCP_KEEPINTVL, K_LONG, F_S | F_L | F_P, 60)                      \
-	X(BUFFERSIZE, CURLOPT_BUFFERSIZE, K_LONG, F_S, 0)                                   \
+	X(BUFFERSIZE, CURLOPT_BUFFERSIZE, K_LONG, F_S, 0)                                         \
 	X(LOW_SPEED_LIMIT, CURLOPT_LOW_SPEED_LIMIT, K_LONG, F_S | F_L | F_P, 0)                   \
 	X(LOW_SPEED_TIME, CURLOPT_LOW_SPEED_TIME, K_LONG, F_S | F_L | F_P, 0)                     \
-	X(FORBID_REUSE, CURLOPT_FORBID_REUSE, K_LONG, F_S | F_L | F_X, 0)                   \
+	X(FORBID_REUSE, CURLOPT_FORBID_REUSE, K_LONG, F_S | F_L | F_X, 0)                         \
 	X(FRESH_CONNECT, CURLOPT_FRESH_CONNECT, K_LONG, F_S | F_L | F_P, 0)                       \
 	X(DNS_CACHE_TIMEOUT, CURLOPT_DNS_CACHE_TIMEOUT, K_LONG, F_S | F_L | F_P, 60)              \
 	X(IPRESOLVE, CURLOPT_IPRESOLVE, K_LONG, F_S | F_L | F_P, 0)                               \
-	X(REFERER, CURLOPT_REFERER, K_PTR, F_S | F_L, 0)                                    \
-	X(RANGE, CURLOPT_RANGE, K_PTR, F_S | F_L, 0)                                        \
+	X(REFERER, CURLOPT_REFERER, K_PTR, F_S | F_L, 0)                                          \
+	X(RANGE, CURLOPT_RANGE, K_PTR, F_S | F_L, 0)                                              \
 	X(PIPEWAIT, CURLOPT_PIPEWAIT, K_LONG, F_S | F_L | F_P, 0)                                 \
 	X(DEBUGFUNCTION, CURLOPT_DEBUGFUNCTION, K_FUNC, F_S | F_L | F_P, 0)                       \
 	X(DEBUGDATA, CURLOPT_DEBUGDATA, K_PTR, F_S | F_L | F_P, 0)                                \
-	X(STDERR, CURLOPT_STDERR, K_PTR, F_S | F_L, 0)                                      \
+	X(STDERR, CURLOPT_STDERR, K_PTR, F_S | F_L, 0)                                            \
 	X(HEADEROPT, CURLOPT_HEADEROPT, K_LONG, F_S | F_L | F_P, CURLHEADER_SEPARATE)             \
 	X(EXPECT_100_TIMEOUT_MS, CURLOPT_EXPECT_100_TIMEOUT_MS, K_LONG, F_S | F_L | F_P, 1000)    \
-	X(RESOLVE, CURLOPT_RESOLVE, K_PTR, F_S | F_L | F_X, 0)                              \
-	X(CONNECT_TO, CURLOPT_CONNECT_TO, K_PTR, F_S | F_L, 0)                              \
-	X(PROTOCOLS_STR, CURLOPT_PROTOCOLS_STR, K_PTR, F_S | F_L, 0)                        \
-	X(REDIR_PROTOCOLS_STR, CURLOPT_REDIR_PROTOCOLS_STR, K_PTR, F_S | F_L, 0)            \
+	X(RESOLVE, CURLOPT_RESOLVE, K_PTR, F_S | F_L | F_X, 0)                                    \
+	X(CONNECT_TO, CURLOPT_CONNECT_TO, K_PTR, F_S | F_L, 0)                                    \
+	X(PROTOCOLS_STR, CURLOPT_PROTOCOLS_STR, K_PTR, F_S | F_L, 0)                              \
+	X(REDIR_PROTOCOLS_STR, CURLOPT_REDIR_PROTOCOLS_STR, K_PTR, F_S | F_L, 0)                  \
 	X(SSL_OPTIONS, CURLOPT_SSL_OPTIONS, K_LONG, F_S | F_L | F_P, 0)                           \
 	X(PATH_AS_IS, CURLOPT_PATH_AS_IS, K_LONG, F_S | F_L | F_P, 0)                             \
 	X(TRANSFER_ENCODING, CURLOPT_TRANSFER_ENCODING, K_LONG, F_S | F_L | F_P, 0)               \
@@ -99,62 +99,62 @@ enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32, F_STR = 64 };
 	X(SSL_ENABLE_ALPN, CURLOPT_SSL_ENABLE_ALPN, K_LONG, F_S | F_L | F_P, 1)                   \
 	X(TCP_FASTOPEN, CURLOPT_TCP_FASTOPEN, K_LONG, F_S | F_L | F_P, 0)                         \
 	X(SUPPRESS_CONNECT_HEADERS, CURLOPT_SUPPRESS_CONNECT_HEADERS, K_LONG, F_S | F_L | F_P, 0) \
-	X(UPKEEP_INTERVAL_MS, CURLOPT_UPKEEP_INTERVAL_MS, K_LONG, F_S | F_L | F_X, 60000)   \
-	X(UPLOAD_BUFFERSIZE, CURLOPT_UPLOAD_BUFFERSIZE, K_LONG, F_S, 0)                     \
-	X(MAXFILESIZE, CURLOPT_MAXFILESIZE, K_LONG, F_S | F_L, 0)                           \
+	X(UPKEEP_INTERVAL_MS, CURLOPT_UPKEEP_INTERVAL_MS, K_LONG, F_S | F_L | F_X, 60000)         \
+	X(UPLOAD_BUFFERSIZE, CURLOPT_UPLOAD_BUFFERSIZE, K_LONG, F_S, 0)                           \
+	X(MAXFILESIZE, CURLOPT_MAXFILESIZE, K_LONG, F_S | F_L, 0)                                 \
 	X(SEEKFUNCTION, CURLOPT_SEEKFUNCTION, K_FUNC, F_S | F_L | F_X | F_P, 0)                   \
 	X(SEEKDATA, CURLOPT_SEEKDATA, K_PTR, F_S | F_L | F_P, 0)                                  \
 	X(HEADER, CURLOPT_HEADER, K_LONG, F_S | F_L | F_P, 0)                                     \
 	X(KEEP_SENDING_ON_ERROR, CURLOPT_KEEP_SENDING_ON_ERROR, K_LONG, F_S | F_L | F_P, 0)       \
-	X(DEFAULT_PROTOCOL, CURLOPT_DEFAULT_PROTOCOL, K_PTR, F_S | F_L, 0)                  \
-	/* the method options */                                                            \
-	X(POSTFIELDS, CURLOPT_POSTFIELDS, K_PTR, F_S | F_M | F_X, 0)                        \
-	X(COPYPOSTFIELDS, CURLOPT_COPYPOSTFIELDS, K_PTR, F_S | F_M | F_X, 0)                \
-	X(POSTFIELDSIZE, CURLOPT_POSTFIELDSIZE, K_LONG, F_S | F_M, -1)                      \
-	X(POST, CURLOPT_POST, K_LONG, F_S | F_M | F_X, 0)                                   \
-	X(HTTPGET, CURLOPT_HTTPGET, K_LONG, F_S | F_M | F_X, 0)                             \
-	X(NOBODY, CURLOPT_NOBODY, K_LONG, F_S | F_M | F_X, 0)                               \
-	X(UPLOAD, CURLOPT_UPLOAD, K_LONG, F_S | F_M | F_X, 0)                               \
-	X(INFILESIZE, CURLOPT_INFILESIZE, K_LONG, F_S | F_M, -1)                            \
-	/* what lanes override (held) */                                                    \
-	X(TIMEOUT, CURLOPT_TIMEOUT, K_LONG, F_S | F_O | F_X, 0)                             \
-	X(TIMEOUT_MS, CURLOPT_TIMEOUT_MS, K_LONG, F_S | F_O | F_X, 0)                       \
-	X(CONNECTTIMEOUT, CURLOPT_CONNECTTIMEOUT, K_LONG, F_S | F_O | F_X, 0)               \
-	X(CONNECTTIMEOUT_MS, CURLOPT_CONNECTTIMEOUT_MS, K_LONG, F_S | F_O | F_X, 0)         \
-	X(MAXAGE_CONN, CURLOPT_MAXAGE_CONN, K_LONG, F_S | F_O | F_X, 0)                     \
-	X(MAXLIFETIME_CONN, CURLOPT_MAXLIFETIME_CONN, K_LONG, F_S | F_O | F_X, 0)           \
-	X(MAXCONNECTS, CURLOPT_MAXCONNECTS, K_LONG, F_S | F_O | F_X, 0)                     \
-	X(SSLVERSION, CURLOPT_SSLVERSION, K_LONG, F_S | F_O | F_X, 0)                       \
-	X(SOCKOPTFUNCTION, CURLOPT_SOCKOPTFUNCTION, K_FUNC, F_S | F_O | F_X, 0)             \
-	X(SOCKOPTDATA, CURLOPT_SOCKOPTDATA, K_PTR, F_S | F_O | F_X, 0)                      \
-	X(XFERINFOFUNCTION, CURLOPT_XFERINFOFUNCTION, K_FUNC, F_S | F_O | F_X, 0)           \
-	X(XFERINFODATA, CURLOPT_XFERINFODATA, K_PTR, F_S | F_O | F_X, 0)                    \
-	X(PROGRESSFUNCTION, CURLOPT_PROGRESSFUNCTION, K_FUNC, F_S | F_O | F_X, 0)           \
-	X(NOPROGRESS, CURLOPT_NOPROGRESS, K_LONG, F_S | F_O | F_X, 0)                       \
-	/* not recyclable, but recorded */                                                  \
-	X(OPENSOCKETFUNCTION, CURLOPT_OPENSOCKETFUNCTION, K_FUNC, F_O | F_X, 0)             \
-	X(OPENSOCKETDATA, CURLOPT_OPENSOCKETDATA, K_PTR, F_O | F_X, 0)                      \
-	X(CLOSESOCKETFUNCTION, CURLOPT_CLOSESOCKETFUNCTION, K_FUNC, F_O | F_X, 0)           \
-	X(CLOSESOCKETDATA, CURLOPT_CLOSESOCKETDATA, K_PTR, F_O | F_X, 0)                    \
-	X(SHARE, CURLOPT_SHARE, K_PTR, F_O | F_X, 0)                                        \
-	X(CONNECT_ONLY, CURLOPT_CONNECT_ONLY, K_LONG, F_X, 0)                               \
-	X(INTERFACE, CURLOPT_INTERFACE, K_PTR, F_X, 0)                                      \
-	X(LOCALPORT, CURLOPT_LOCALPORT, K_LONG, F_X, 0)                                     \
-	X(MIMEPOST, CURLOPT_MIMEPOST, K_PTR, F_X, 0)                                        \
+	X(DEFAULT_PROTOCOL, CURLOPT_DEFAULT_PROTOCOL, K_PTR, F_S | F_L, 0)                        \
+	/* the method options */                                                                  \
+	X(POSTFIELDS, CURLOPT_POSTFIELDS, K_PTR, F_S | F_M | F_X, 0)                              \
+	X(COPYPOSTFIELDS, CURLOPT_COPYPOSTFIELDS, K_PTR, F_S | F_M | F_X, 0)                      \
+	X(POSTFIELDSIZE, CURLOPT_POSTFIELDSIZE, K_LONG, F_S | F_M, -1)                            \
+	X(POST, CURLOPT_POST, K_LONG, F_S | F_M | F_X, 0)                                         \
+	X(HTTPGET, CURLOPT_HTTPGET, K_LONG, F_S | F_M | F_X, 0)                                   \
+	X(NOBODY, CURLOPT_NOBODY, K_LONG, F_S | F_M | F_X, 0)                                     \
+	X(UPLOAD, CURLOPT_UPLOAD, K_LONG, F_S | F_M | F_X, 0)                                     \
+	X(INFILESIZE, CURLOPT_INFILESIZE, K_LONG, F_S | F_M, -1)                                  \
+	/* what lanes override (held) */                                                          \
+	X(TIMEOUT, CURLOPT_TIMEOUT, K_LONG, F_S | F_O | F_X, 0)                                   \
+	X(TIMEOUT_MS, CURLOPT_TIMEOUT_MS, K_LONG, F_S | F_O | F_X, 0)                             \
+	X(CONNECTTIMEOUT, CURLOPT_CONNECTTIMEOUT, K_LONG, F_S | F_O | F_X, 0)                     \
+	X(CONNECTTIMEOUT_MS, CURLOPT_CONNECTTIMEOUT_MS, K_LONG, F_S | F_O | F_X, 0)               \
+	X(MAXAGE_CONN, CURLOPT_MAXAGE_CONN, K_LONG, F_S | F_O | F_X, 0)                           \
+	X(MAXLIFETIME_CONN, CURLOPT_MAXLIFETIME_CONN, K_LONG, F_S | F_O | F_X, 0)                 \
+	X(MAXCONNECTS, CURLOPT_MAXCONNECTS, K_LONG, F_S | F_O | F_X, 0)                           \
+	X(SSLVERSION, CURLOPT_SSLVERSION, K_LONG, F_S | F_O | F_X, 0)                             \
+	X(SOCKOPTFUNCTION, CURLOPT_SOCKOPTFUNCTION, K_FUNC, F_S | F_O | F_X, 0)                   \
+	X(SOCKOPTDATA, CURLOPT_SOCKOPTDATA, K_PTR, F_S | F_O | F_X, 0)                            \
+	X(XFERINFOFUNCTION, CURLOPT_XFERINFOFUNCTION, K_FUNC, F_S | F_O | F_X, 0)                 \
+	X(XFERINFODATA, CURLOPT_XFERINFODATA, K_PTR, F_S | F_O | F_X, 0)                          \
+	X(PROGRESSFUNCTION, CURLOPT_PROGRESSFUNCTION, K_FUNC, F_S | F_O | F_X, 0)                 \
+	X(NOPROGRESS, CURLOPT_NOPROGRESS, K_LONG, F_S | F_O | F_X, 0)                             \
+	/* not recyclable, but recorded */                                                        \
+	X(OPENSOCKETFUNCTION, CURLOPT_OPENSOCKETFUNCTION, K_FUNC, F_O | F_X, 0)                   \
+	X(OPENSOCKETDATA, CURLOPT_OPENSOCKETDATA, K_PTR, F_O | F_X, 0)                            \
+	X(CLOSESOCKETFUNCTION, CURLOPT_CLOSESOCKETFUNCTION, K_FUNC, F_O | F_X, 0)                 \
+	X(CLOSESOCKETDATA, CURLOPT_CLOSESOCKETDATA, K_PTR, F_O | F_X, 0)                          \
+	X(SHARE, CURLOPT_SHARE, K_PTR, F_O | F_X, 0)                                              \
+	X(CONNECT_ONLY, CURLOPT_CONNECT_ONLY, K_LONG, F_X, 0)                                     \
+	X(INTERFACE, CURLOPT_INTERFACE, K_PTR, F_X, 0)                                            \
+	X(LOCALPORT, CURLOPT_LOCALPORT, K_LONG, F_X, 0)                                           \
+	X(MIMEPOST, CURLOPT_MIMEPOST, K_PTR, F_X, 0)                                              \
 	X(HTTPPOST, CURLOPT_HTTPPOST, K_PTR, F_X, 0)
 
 /* Options writing the slot of another. */
-#define ALIASES(X)                                                \
-	X(POSTFIELDSIZE_LARGE, POSTFIELDSIZE)                     \
-	X(INFILESIZE_LARGE, INFILESIZE)                           \
-	X(MAXFILESIZE_LARGE, MAXFILESIZE)                         \
+#define ALIASES(X)                            \
+	X(POSTFIELDSIZE_LARGE, POSTFIELDSIZE) \
+	X(INFILESIZE_LARGE, INFILESIZE)       \
+	X(MAXFILESIZE_LARGE, MAXFILESIZE)     \
 	X(PUT, UPLOAD)
 
 enum slot {
 #define X(name, opt, kind, flags, dflt) SL_##name,
 	SLOTS(X)
 #undef X
-	SL_N
+		SL_N
 };
 _Static_assert(SL_N <= 64 * CR_CURL_OPT_WORDS, "one bit per slot");
 
@@ -170,13 +170,13 @@ static const struct {
 
 /* option -> slot + 1 (0: an option we do not know), by type and number. */
 #define OPT_TYPES 5
-#define OPT_NUMS 512
+#define OPT_NUMS  512
 static const uint8_t opt_map[OPT_TYPES][OPT_NUMS] = {
 #define X(name, opt_, kind, flags, dflt) [(opt_) / 10000][(opt_) % 10000] = SL_##name + 1,
 	SLOTS(X)
 #undef X
 #define Y(alias, name) [(CURLOPT_##alias) / 10000][(CURLOPT_##alias) % 10000] = SL_##name + 1,
-	ALIASES(Y)
+		ALIASES(Y)
 #undef Y
 };
 
@@ -189,7 +189,11 @@ _Static_assert(CR_CURL_PURE_STRS == 3, "three pure strings");
 
 static inline int opt_slot(CURLoption o)
 {
-	unsigned u = (unsigned)o, t = u < 10000 ? 0 : u < 20000 ? 1 : u < 30000 ? 2 : u < 40000 ? 3 : 4;
+	unsigned u = (unsigned)o, t = u < 10000   ? 0
+				      : u < 20000 ? 1
+				      : u < 30000 ? 2
+				      : u < 40000 ? 3
+						  : 4;
 	unsigned n = u - t * 10000;
 	return n < OPT_NUMS ? (int)opt_map[t][n] - 1 : -1;
 }
@@ -227,11 +231,11 @@ static void masks_init(void)
 /* Reset handles waiting for the next curl_easy_init, with their shares;
  * libcurl's own defaults of CAINFO/CAPATH (what a fresh handle has). */
 static struct perlib {
-	atomic_flag mu;           /* a spin lock: held for a few instructions (a push, a pop) */
+	atomic_flag mu; /* a spin lock: held for a few instructions (a push, a pop) */
 	CURL *h[FREE_HANDLES_MAX];
 	int n;
 	pthread_once_t dflt_once;
-	int dflt_ok;              /* the defaults below are known */
+	int dflt_ok; /* the defaults below are known */
 	char *cainfo, *capath;
 } perlib[CR_CURL_LIBS_MAX];
 
@@ -239,7 +243,8 @@ static __thread CURL *tls_last_freed[CR_CURL_LIBS_MAX];
 
 static void fl_lock(struct perlib *pl)
 {
-	for (unsigned spins = 0; atomic_flag_test_and_set_explicit(&pl->mu, memory_order_acquire); spins++)
+	for (unsigned spins = 0; atomic_flag_test_and_set_explicit(&pl->mu, memory_order_acquire);
+	     spins++)
 		if (spins > 64)
 			sched_yield();
 }
@@ -309,7 +314,8 @@ static void dflt_read(struct cr_curllib *lib)
 	    lib->fns.easy_getinfo(h, CURLINFO_CAPATH, &b) == CURLE_OK) {
 		pl->cainfo = a ? strdup(a) : NULL;
 		pl->capath = b ? strdup(b) : NULL;
-		__atomic_store_n(&pl->dflt_ok, (!a || pl->cainfo) && (!b || pl->capath), __ATOMIC_RELEASE);
+		__atomic_store_n(&pl->dflt_ok, (!a || pl->cainfo) && (!b || pl->capath),
+				 __ATOMIC_RELEASE);
 	}
 	if (h)
 		lib->fns.easy_cleanup(h);
@@ -317,14 +323,18 @@ static void dflt_read(struct cr_curllib *lib)
 	(void)pl;
 #endif
 }
-#define DFLT_ONCE(i)                                                      \
-	static void dflt_once_##i(void) { dflt_read(dflt_lib[i]); }
+#define DFLT_ONCE(i)                    \
+	static void dflt_once_##i(void) \
+	{                               \
+		dflt_read(dflt_lib[i]); \
+	}
 DFLT_ONCE(0)
 DFLT_ONCE(1)
 DFLT_ONCE(2)
 DFLT_ONCE(3)
 _Static_assert(CR_CURL_LIBS_MAX == 4, "one dflt_once per library");
-static void (*const dflt_once_fn[CR_CURL_LIBS_MAX])(void) = {dflt_once_0, dflt_once_1, dflt_once_2, dflt_once_3};
+static void (*const dflt_once_fn[CR_CURL_LIBS_MAX])(void) = {dflt_once_0, dflt_once_1, dflt_once_2,
+							     dflt_once_3};
 
 static int dflt_known(struct cr_curllib *lib)
 {
@@ -348,7 +358,8 @@ static void life_defaults(struct cr_curl_easy *e)
 {
 	/* The app's values of what lanes override change only if it set one
 	 * (the remembered apply stays valid otherwise). */
-	int ov_set = ((e->set_now[0] & mask_of[F_O][0]) | (e->set_now[1] & mask_of[F_O][1])) != 0 || e->app_share;
+	int ov_set = ((e->set_now[0] & mask_of[F_O][0]) | (e->set_now[1] & mask_of[F_O][1])) != 0 ||
+		     e->app_share;
 	memset(e, 0, offsetof(struct cr_curl_easy, h));
 	e->app_maxage_s = 118;
 	e->app_maxconnects = 5;
@@ -473,8 +484,8 @@ int cr_curl_pin_slow(struct cr_curl_easy *e)
 	/* A taker holds it for a few setopt calls: wait. */
 	for (unsigned spins = 0;; spins++) {
 		int x = CR_PIN_FREE;
-		if (atomic_compare_exchange_weak_explicit(&e->pin, &x, CR_PIN_CALL, memory_order_acquire,
-							  memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+			    &e->pin, &x, CR_PIN_CALL, memory_order_acquire, memory_order_relaxed))
 			return 1;
 		if (x == CR_PIN_CALL)
 			return 0;
@@ -637,13 +648,16 @@ CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *p
 	if (e && sl >= 0 && !e->twin) {
 		uint8_t fl = slots[sl].flags;
 		if ((fl & (F_P | F_X)) == F_P && bit_get(e->lib_known, sl)) {
-			int same = !(fl & F_STR) ? e->lib_val[sl].l == (slots[sl].kind == K_LONG ? lval : (long)ptr)
-						 : ptr && strcmp(ptr, e->lib_str[str_index(sl)]) == 0;
+			int same = !(fl & F_STR)
+					   ? e->lib_val[sl].l ==
+						     (slots[sl].kind == K_LONG ? lval : (long)ptr)
+					   : ptr && strcmp(ptr, e->lib_str[str_index(sl)]) == 0;
 			if (same) {
 				bit_set(e->set_now, sl);
 				return CURLE_OK;
 			}
-		} else if (sl == SL_URL && ptr && e->url_in_state && strcmp(ptr, e->url_text) == 0) {
+		} else if (sl == SL_URL && ptr && e->url_in_state &&
+			   strcmp(ptr, e->url_text) == 0) {
 			/* The same URL again, and libcurl's current one is it (no
 			 * redirect, nothing normalised by the last transfer). */
 			bit_set(e->set_now, SL_URL);
@@ -693,7 +707,8 @@ static CURLcode setopt_slow(struct cr_curllib *lib, CURL *h, CURLoption opt, voi
 	if (!e || rc != CURLE_OK) {
 		if (e) {
 			if (sl >= 0)
-				e->lib_known[sl >> 6] &= ~(1ull << (sl & 63)); /* a failed set may half apply */
+				e->lib_known[sl >> 6] &= ~(
+					1ull << (sl & 63)); /* a failed set may half apply */
 			cr_curl_unpin(e, took);
 		}
 		return rc;
@@ -731,7 +746,8 @@ recorded:
 		const char *u = ptr;
 		size_t n = u ? strlen(u) : 0;
 		/* The same URL again (a persistent handle): parsed already. */
-		if (u && e->url_text[0] && n < sizeof(e->url_text) && memcmp(u, e->url_text, n + 1) == 0) {
+		if (u && e->url_text[0] && n < sizeof(e->url_text) &&
+		    memcmp(u, e->url_text, n + 1) == 0) {
 			e->url_in_state = 1; /* set again: libcurl's current URL is it */
 			break;
 		}
@@ -794,20 +810,25 @@ recorded:
 		e->app_closesocket_fn = (cr_ov_func)ptr;
 		e->held[OV_CLOSESOCKETFUNCTION].p = ptr;
 		break;
-	case SL_CLOSESOCKETDATA: e->app_closesocket_data = e->held[OV_CLOSESOCKETDATA].p = ptr; break;
+	case SL_CLOSESOCKETDATA:
+		e->app_closesocket_data = e->held[OV_CLOSESOCKETDATA].p = ptr;
+		break;
 	case SL_XFERINFOFUNCTION:
 		e->app_xferinfo = (curl_xferinfo_callback)ptr;
 		e->held[OV_XFERINFOFUNCTION].p = ptr;
 		e->app_progress_on = ptr != NULL;
 		break;
-	case SL_XFERINFODATA: e->app_xferinfo_data = e->held[OV_XFERINFODATA].p = ptr; break; /* == PROGRESSDATA */
+	case SL_XFERINFODATA:
+		e->app_xferinfo_data = e->held[OV_XFERINFODATA].p = ptr;
+		break; /* == PROGRESSDATA */
 	case SL_PROGRESSFUNCTION:
 		e->app_progress = (curl_progress_callback)ptr;
 		e->held[OV_PROGRESSFUNCTION].p = ptr;
 		e->app_progress_on = ptr != NULL;
 		break;
 	case SL_NOPROGRESS: e->app_noprogress = e->held[OV_NOPROGRESS].l = lval != 0; break;
-	case SL_INTERFACE: case SL_LOCALPORT: e->app_bind = ptr != NULL || lval != 0; break;
+	case SL_INTERFACE:
+	case SL_LOCALPORT: e->app_bind = ptr != NULL || lval != 0; break;
 	case SL_ERRORBUFFER: e->errbuf = ptr; break;
 	case SL_RESOLVE: e->resolve = ptr; break;
 	case SL_HTTPHEADER: e->headers = ptr; break;
@@ -820,17 +841,34 @@ recorded:
 		e->custom[0] = '\0';
 		if (n < sizeof(e->custom)) {
 			for (size_t i = 0; i < n; i++)
-				e->custom[i] = (char)((m[i] >= 'a' && m[i] <= 'z') ? m[i] - 32 : m[i]);
+				e->custom[i] = (char)((m[i] >= 'a' && m[i] <= 'z') ? m[i] - 32
+										   : m[i]);
 			e->custom[n] = '\0';
 		}
 		break;
 	}
-	case SL_NOBODY: if (lval) e->method = CR_CURL_M_HEAD; else if (e->method == CR_CURL_M_HEAD) e->method = CR_CURL_M_GET; break;
-	case SL_HTTPGET: if (lval) e->method = CR_CURL_M_GET; break;
-	case SL_POST: case SL_POSTFIELDS: case SL_COPYPOSTFIELDS: case SL_MIMEPOST: case SL_HTTPPOST:
-		if (sl != SL_POST || lval) e->method = CR_CURL_M_POST;
+	case SL_NOBODY:
+		if (lval)
+			e->method = CR_CURL_M_HEAD;
+		else if (e->method == CR_CURL_M_HEAD)
+			e->method = CR_CURL_M_GET;
 		break;
-	case SL_UPLOAD: if (lval) e->method = CR_CURL_M_PUT; break;
+	case SL_HTTPGET:
+		if (lval)
+			e->method = CR_CURL_M_GET;
+		break;
+	case SL_POST:
+	case SL_POSTFIELDS:
+	case SL_COPYPOSTFIELDS:
+	case SL_MIMEPOST:
+	case SL_HTTPPOST:
+		if (sl != SL_POST || lval)
+			e->method = CR_CURL_M_POST;
+		break;
+	case SL_UPLOAD:
+		if (lval)
+			e->method = CR_CURL_M_PUT;
+		break;
 	default: break;
 	}
 	cr_curl_unpin(e, took);
@@ -901,8 +939,8 @@ CURLcode cr_curl_getinfo(struct cr_curllib *lib, CURL *h, CURLINFO info, void *a
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	/* Most infos read the transfer's results only; those about the
 	 * connection walk the share's cache (pinned, so it is not taken). */
-	int conn_info = (info & CURLINFO_TYPEMASK) == CURLINFO_SOCKET || info == CURLINFO_LASTSOCKET ||
-			(info & CURLINFO_TYPEMASK) == CURLINFO_PTR;
+	int conn_info = (info & CURLINFO_TYPEMASK) == CURLINFO_SOCKET ||
+			info == CURLINFO_LASTSOCKET || (info & CURLINFO_TYPEMASK) == CURLINFO_PTR;
 	if (!e || (!e->stale && !conn_info)) {
 		CURLcode rc = lib->fns.easy_getinfo(h, info, arg);
 		/* Kept for cleanup (an authentication state to reset?): most
@@ -920,8 +958,8 @@ CURLcode cr_curl_getinfo(struct cr_curllib *lib, CURL *h, CURLINFO info, void *a
 	return rc;
 }
 
-CURLHcode cr_curl_header(struct cr_curllib *lib, CURL *h, const char *name, size_t index, unsigned int origin,
-			 int request, struct curl_header **hout)
+CURLHcode cr_curl_header(struct cr_curllib *lib, CURL *h, const char *name, size_t index,
+			 unsigned int origin, int request, struct curl_header **hout)
 {
 	if (!lib->fns.easy_header)
 		return CURLHE_NOT_BUILT_IN;
@@ -935,8 +973,8 @@ CURLHcode cr_curl_header(struct cr_curllib *lib, CURL *h, const char *name, size
 	return rc;
 }
 
-struct curl_header *cr_curl_nextheader(struct cr_curllib *lib, CURL *h, unsigned int origin, int request,
-				       struct curl_header *prev)
+struct curl_header *cr_curl_nextheader(struct cr_curllib *lib, CURL *h, unsigned int origin,
+				       int request, struct curl_header *prev)
 {
 	if (!lib->fns.easy_nextheader)
 		return NULL;
@@ -982,7 +1020,8 @@ static int life_needs_reset(struct cr_curl_easy *e)
 {
 	if (e->life_reset || (e->set_now[0] & ~undoable[0]) || (e->set_now[1] & ~undoable[1]))
 		return 1;
-	if ((bit_get(e->set_now, SL_CAINFO) || bit_get(e->set_now, SL_CAPATH)) && !dflt_known(e->lib))
+	if ((bit_get(e->set_now, SL_CAINFO) || bit_get(e->set_now, SL_CAPATH)) &&
+	    !dflt_known(e->lib))
 		return 1;
 	if (e->performed) {
 		/* Authentication state survives everything but a reset. */
@@ -1086,7 +1125,8 @@ void cr_curl_handles_destroy(struct cr_curl_easy *e)
 	lib->fns.easy_cleanup(h);
 }
 
-int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t now_ns, struct cr_curl_easy **out, int max)
+int cr_curl_handles_take_idle(struct cr_curllib *lib, uint64_t now_ns, struct cr_curl_easy **out,
+			      int max)
 {
 	struct perlib *pl = &perlib[lib->index];
 	int k = 0;
@@ -1197,7 +1237,8 @@ void cr_curl_handles_drain(struct cr_curllib *lib)
 
 /* ------------------------------------------------------------------- URLs */
 
-int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen, int *port)
+int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen,
+		      int *port)
 {
 	const char *p = url, *sep = strstr(url, "://");
 	size_t n;

@@ -26,7 +26,7 @@
 #ifndef CR_CURL_LANES_H
 #define CR_CURL_LANES_H
 
-#define CURL_DISABLE_TYPECHECK 1
+#define CURL_DISABLE_TYPECHECK   1
 /* Apps still use deprecated options (CURLOPT_PUT, PROGRESSFUNCTION...):
  * we must recognise them. */
 #define CURL_DISABLE_DEPRECATION 1
@@ -56,7 +56,8 @@ struct cr_curlfns {
 	curl_version_info_data *(*version_info)(CURLversion);
 	/* Optional (NULL in a libcurl without them). */
 	CURLcode (*easy_upkeep)(CURL *);
-	CURLHcode (*easy_header)(CURL *, const char *, size_t, unsigned int, int, struct curl_header **);
+	CURLHcode (*easy_header)(CURL *, const char *, size_t, unsigned int, int,
+				 struct curl_header **);
 	struct curl_header *(*easy_nextheader)(CURL *, unsigned int, int, struct curl_header *);
 	/* The hooks below only pass through (and keep records): optional for
 	 * lib/ (unit tests leave them NULL), always found by the shim. */
@@ -84,7 +85,8 @@ extern __thread unsigned long cr_curl_tls_gen;
 extern atomic_ulong cr_curl_easy_gen;
 static inline struct cr_curllib *cr_curl_lib_of(CURL *h)
 {
-	if (h == cr_curl_tls_h && cr_curl_tls_gen == atomic_load_explicit(&cr_curl_easy_gen, memory_order_acquire))
+	if (h == cr_curl_tls_h &&
+	    cr_curl_tls_gen == atomic_load_explicit(&cr_curl_easy_gen, memory_order_acquire))
 		return cr_curl_tls_lib;
 	return cr_curl_lib_of_slow(h);
 }
@@ -127,10 +129,10 @@ void cr_curl_reset(struct cr_curllib *lib, CURL *h);
 CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h);
 CURLcode cr_curl_getinfo(struct cr_curllib *lib, CURL *h, CURLINFO info, void *arg);
 CURLcode cr_curl_upkeep(struct cr_curllib *lib, CURL *h);
-CURLHcode cr_curl_header(struct cr_curllib *lib, CURL *h, const char *name, size_t index, unsigned int origin,
-			 int request, struct curl_header **hout);
-struct curl_header *cr_curl_nextheader(struct cr_curllib *lib, CURL *h, unsigned int origin, int request,
-				       struct curl_header *prev);
+CURLHcode cr_curl_header(struct cr_curllib *lib, CURL *h, const char *name, size_t index,
+			 unsigned int origin, int request, struct curl_header **hout);
+struct curl_header *cr_curl_nextheader(struct cr_curllib *lib, CURL *h, unsigned int origin,
+				       int request, struct curl_header *prev);
 
 /* A handle leaves the easy interface (curl_multi_add_handle): the app's
  * values of every option the lane set go back on it and its share goes
@@ -154,7 +156,8 @@ int cr_curl_idle_wanted(void);
 
 /* handles.c. Parses scheme://[user@]host[:port]/... into lowercase host and
  * a port (default 80/443 by scheme). 0 or -1. Exposed for tests. */
-int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen, int *port);
+int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen,
+		      int *port);
 
 /* prewarm.c. prewarm_url: fills each lane's pools with whole connections
  * (TLS included). Called on the warm-pool thread after a config change or
@@ -168,14 +171,14 @@ struct cr_curl_stats {
 	long handles_reused;
 	long performs_pooled;
 	long performs_unpooled;
-	long unpooled_no_room;    /* of which: no pool slot or share left (all busy) */
-	long pools_evicted;       /* idle pools closed to make room for another */
+	long unpooled_no_room; /* of which: no pool slot or share left (all busy) */
+	long pools_evicted;    /* idle pools closed to make room for another */
 	long limit_overflows;
 	long retries;
-	long shares_taken;        /* from idle handles for another handle of the pool */
-	long shares_closed_idle;  /* closed by the idle bound or the idle_timeout sweep */
-	long recycled_lazy;       /* recycled by undoing what the app set (no reset) */
-	long twins;               /* stale handles answered by a twin */
+	long shares_taken;       /* from idle handles for another handle of the pool */
+	long shares_closed_idle; /* closed by the idle bound or the idle_timeout sweep */
+	long recycled_lazy;      /* recycled by undoing what the app set (no reset) */
+	long twins;              /* stale handles answered by a twin */
 };
 void cr_curl_stats(struct cr_curl_stats *out);
 

@@ -67,7 +67,8 @@ struct cr_curllib *cr_curl_lib_add(const void *id, const struct cr_curlfns *fns,
 			if (fns->version_info) {
 				curl_version_info_data *v = fns->version_info(CURLVERSION_NOW);
 				l->has_maxlifetime = v && v->version_num >= 0x075000;
-				l->already_connected_ok = v && (v->version_num < 0x075700 || v->version_num >= 0x080000);
+				l->already_connected_ok = v && (v->version_num < 0x075700 ||
+								v->version_num >= 0x080000);
 			}
 			cr_curl_handles_lib_init(n);
 			cr_curl_shares_lib_init(n);
@@ -124,7 +125,9 @@ static void drain(struct cr_curllib *only, int handles)
 		if (only && only != &libs[i])
 			continue;
 		if (cr_curl_shares_drain(&libs[i], deadline) != 0)
-			cr_logmsg(CR_LL_DEBUG, "libcurl lanes: %s: pooled connections left to the kernel", libs[i].name);
+			cr_logmsg(CR_LL_DEBUG,
+				  "libcurl lanes: %s: pooled connections left to the kernel",
+				  libs[i].name);
 		if (handles)
 			cr_curl_handles_drain(&libs[i]);
 	}
@@ -181,7 +184,9 @@ void cr_curl_exit_arm(struct cr_curllib *lib)
 	pid_t zero = 0;
 	atomic_compare_exchange_strong(&pools_pid, &zero, getpid());
 	if (atexit(drain_at_exit) != 0)
-		cr_logmsg(CR_LL_DEBUG, "libcurl lanes: no exit handler: pooled connections end with the process");
+		cr_logmsg(
+			CR_LL_DEBUG,
+			"libcurl lanes: no exit handler: pooled connections end with the process");
 }
 
 void cr_curl_drain(struct cr_curllib *lib)

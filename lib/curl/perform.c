@@ -41,7 +41,7 @@ enum { OV_LONG, OV_PTR, OV_FUNC };
 static const struct {
 	CURLoption opt;
 	int type;
-	size_t app;               /* where struct cr_curl_easy keeps the app's value */
+	size_t app; /* where struct cr_curl_easy keeps the app's value */
 } ov_opts[OV_N] = {
 	[OV_CONNECTTIMEOUT] = {CURLOPT_CONNECTTIMEOUT_MS, OV_LONG, OV_APP(app_connect_timeout_ms)},
 	[OV_TIMEOUT] = {CURLOPT_TIMEOUT_MS, OV_LONG, OV_APP(app_timeout_ms)},
@@ -50,7 +50,8 @@ static const struct {
 	[OV_SSLVERSION] = {CURLOPT_SSLVERSION, OV_LONG, OV_APP(app_sslversion)},
 	[OV_SOCKOPTFUNCTION] = {CURLOPT_SOCKOPTFUNCTION, OV_FUNC, OV_APP(app_sockopt)},
 	[OV_SOCKOPTDATA] = {CURLOPT_SOCKOPTDATA, OV_PTR, OV_APP(app_sockopt_data)},
-	[OV_CLOSESOCKETFUNCTION] = {CURLOPT_CLOSESOCKETFUNCTION, OV_FUNC, OV_APP(app_closesocket_fn)},
+	[OV_CLOSESOCKETFUNCTION] = {CURLOPT_CLOSESOCKETFUNCTION, OV_FUNC,
+				    OV_APP(app_closesocket_fn)},
 	[OV_CLOSESOCKETDATA] = {CURLOPT_CLOSESOCKETDATA, OV_PTR, OV_APP(app_closesocket_data)},
 	[OV_OPENSOCKETFUNCTION] = {CURLOPT_OPENSOCKETFUNCTION, OV_FUNC, OV_APP(app_opensocket_fn)},
 	[OV_OPENSOCKETDATA] = {CURLOPT_OPENSOCKETDATA, OV_PTR, OV_APP(app_opensocket_data)},
@@ -109,8 +110,8 @@ static inline void want_long(struct cr_curl_easy *e, enum cr_ov i, long v)
 /* PROGRESSFUNCTION and XFERINFOFUNCTION: libcurl calls a progress callback
  * if the last of the two set was not NULL, so when either must change both
  * are set, in the order that leaves that as ON says. */
-static void progress_pair(struct cr_curl_easy *e, CURL *t, const union cr_ov_val *from, union cr_ov_val p,
-			  union cr_ov_val x, int on)
+static void progress_pair(struct cr_curl_easy *e, CURL *t, const union cr_ov_val *from,
+			  union cr_ov_val p, union cr_ov_val x, int on)
 {
 	if (same(from[OV_PROGRESSFUNCTION], p) && same(from[OV_XFERINFOFUNCTION], x))
 		return;
@@ -200,7 +201,8 @@ static int xferinfo_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
 	}
 	if (!e->app_noprogress) {
 		if (e->app_xferinfo)
-			return e->app_xferinfo(e->app_xferinfo_data, dltotal, dlnow, ultotal, ulnow);
+			return e->app_xferinfo(e->app_xferinfo_data, dltotal, dlnow, ultotal,
+					       ulnow);
 		if (e->app_progress)
 			return e->app_progress(e->app_xferinfo_data, (double)dltotal, (double)dlnow,
 					       (double)ultotal, (double)ulnow);
@@ -214,16 +216,17 @@ static int xferinfo_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
  * deadline in ms (0 = none). A lane never loosens what the app asked: the
  * smaller non-zero timeout wins, and the time queued for a limit
  * (WAITED_MS) counts against request_timeout. */
-static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg, const struct cr_lane *lane,
-		       long waited_ms)
+static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg,
+		       const struct cr_lane *lane, long waited_ms)
 {
 	/* The same lane of the same config as the last perform, and nothing
 	 * held or set by the app since: libcurl holds the lane's values. */
 	unsigned cfgen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed);
 	int warm = cr_warm_lane_has_pools(lane) && !e->app_opensocket_fn;
 	e->warm_fd = -1;
-	if (e->ap_lane == lane && e->ap_cfg == cfg && e->ap_cfgen == cfgen && e->ap_gen == e->ov_gen &&
-	    e->ap_warm == warm && waited_ms == 0 && lane->response_header_timeout_ms <= 0) {
+	if (e->ap_lane == lane && e->ap_cfg == cfg && e->ap_cfgen == cfgen &&
+	    e->ap_gen == e->ov_gen && e->ap_warm == warm && waited_ms == 0 &&
+	    lane->response_header_timeout_ms <= 0) {
 		e->rht_ms = 0;
 		e->ct_ms = e->ap_ct;
 		return e->ap_rt;
@@ -246,7 +249,7 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg, cons
 	}
 	long sslv = e->app_sslversion;
 	if (lane->min_tls > 0) {
-		long w = lane->min_tls == 10 ? CURL_SSLVERSION_TLSv1_0
+		long w = lane->min_tls == 10   ? CURL_SSLVERSION_TLSv1_0
 			 : lane->min_tls == 11 ? CURL_SSLVERSION_TLSv1_1
 			 : lane->min_tls == 12 ? CURL_SSLVERSION_TLSv1_2
 					       : CURL_SSLVERSION_TLSv1_3;
@@ -268,11 +271,14 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg, cons
 	want(e, OV_SOCKOPTFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_opt});
 	want(e, OV_SOCKOPTDATA, (union cr_ov_val){.p = e});
 	if (!e->app_closesocket_fn) {
-		want(e, OV_CLOSESOCKETFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_close});
-		want(e, OV_CLOSESOCKETDATA, (union cr_ov_val){.p = (void *)(intptr_t)(lane->id + 1)});
+		want(e, OV_CLOSESOCKETFUNCTION,
+		     (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_close});
+		want(e, OV_CLOSESOCKETDATA,
+		     (union cr_ov_val){.p = (void *)(intptr_t)(lane->id + 1)});
 	}
 	if (warm) {
-		want(e, OV_OPENSOCKETFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_open});
+		want(e, OV_OPENSOCKETFUNCTION,
+		     (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_open});
 		want(e, OV_OPENSOCKETDATA, (union cr_ov_val){.p = e});
 	} else {
 		want(e, OV_OPENSOCKETFUNCTION, (union cr_ov_val){.f = e->app_opensocket_fn});
@@ -280,13 +286,17 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg, cons
 	}
 	if (e->rht_ms > 0) {
 		/* Our callback chains the app's, whichever kind it set. */
-		union cr_ov_val p = {.f = (cr_ov_func)(e->app_progress && !e->app_xferinfo ? NULL : e->app_progress)};
-		progress_pair(e, e->h, e->held, p, (union cr_ov_val){.f = (cr_ov_func)xferinfo_cb}, 1);
+		union cr_ov_val p = {.f = (cr_ov_func)(e->app_progress && !e->app_xferinfo
+							       ? NULL
+							       : e->app_progress)};
+		progress_pair(e, e->h, e->held, p, (union cr_ov_val){.f = (cr_ov_func)xferinfo_cb},
+			      1);
 		want(e, OV_XFERINFODATA, (union cr_ov_val){.p = e});
 		want_long(e, OV_NOPROGRESS, 0L);
 	} else {
 		progress_pair(e, e->h, e->held, (union cr_ov_val){.f = (cr_ov_func)e->app_progress},
-			      (union cr_ov_val){.f = (cr_ov_func)e->app_xferinfo}, e->app_progress_on);
+			      (union cr_ov_val){.f = (cr_ov_func)e->app_xferinfo},
+			      e->app_progress_on);
 		want(e, OV_XFERINFODATA, (union cr_ov_val){.p = e->app_xferinfo_data});
 		want_long(e, OV_NOPROGRESS, e->app_noprogress);
 	}
@@ -302,7 +312,8 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg, cons
 
 /* ---------------------------------------------------------------- perform */
 
-static void errbuf_set(struct cr_curl_easy *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errbuf_set(struct cr_curl_easy *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void errbuf_set(struct cr_curl_easy *e, const char *fmt, ...)
 {
 	va_list ap;
@@ -321,7 +332,8 @@ atomic_uint cr_curl_cfg_gen;
 /* Which lane: the thread's key and the destination (a literal address also
  * matches CIDR rules). Remembered by the handle for the same config, key
  * and URL: a persistent handle does not match rules again. */
-static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_curl_easy *e, const char **key)
+static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_curl_easy *e,
+				       const char **key)
 {
 	*key = cr_key_resolve(cfg);
 	unsigned gen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_acquire);
@@ -334,7 +346,8 @@ static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_cu
 		lane = e->lc_lane;
 		unmatched = e->lc_unmatched;
 	} else {
-		struct cr_dest d = {.family = e->u_family, .port = (uint16_t)e->u_port, .host = e->u_host};
+		struct cr_dest d = {
+			.family = e->u_family, .port = (uint16_t)e->u_port, .host = e->u_host};
 		memcpy(d.addr, e->u_addr, 16);
 		unmatched = 0;
 		lane = cr_lane_select(cfg, *key, &d, &unmatched);
@@ -369,8 +382,8 @@ static const struct cr_lane *pick_lane(const struct cr_config *cfg, struct cr_cu
 /* Limit: in-flight transfers per (lane, scheme://host:port). 0 with the
  * unit in *SLOT (CR_SLOT_NONE: unlimited), or -1 at the limit (counted, and
  * said in the app's error buffer). */
-static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key, uint64_t t_start,
-		 uint32_t *slot, long *waited_ms)
+static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
+		 uint64_t t_start, uint32_t *slot, long *waited_ms)
 {
 	uint64_t waited_ns = 0;
 	*slot = CR_SLOT_NONE;
@@ -386,7 +399,8 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 	memcpy(ld.addr + 8, &b, 8);
 	*slot = cr_limit_slot(lane->id, &ld);
 	cr_m_queued(lane->id, 1);
-	int lrc = cr_limit_acquire(*slot, lane->max_conns_per_host, lane->queue_timeout_ms, &waited_ns);
+	int lrc = cr_limit_acquire(*slot, lane->max_conns_per_host, lane->queue_timeout_ms,
+				   &waited_ns);
 	cr_m_queued(lane->id, -1);
 	if (waited_ns)
 		cr_m_queue_wait(lane->id, waited_ns);
@@ -395,14 +409,17 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 		return 0;
 	atomic_fetch_add(&cr_curl_ctr.limit_overflows, 1);
 	cr_m_overflow(lane->id);
-	cr_notice_refused(lane, &(struct cr_dest){.family = AF_UNSPEC, .port = (uint16_t)e->u_port, .host = host}, 0);
+	cr_notice_refused(
+		lane,
+		&(struct cr_dest){.family = AF_UNSPEC, .port = (uint16_t)e->u_port, .host = host},
+		0);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_OVERFLOW);
 	cr_curl_alog(e, lane, key, CURLE_OPERATION_TIMEDOUT, t_start, *waited_ms, 1);
 	errbuf_set(e,
 		   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
 		   "(max_conns_per_host = %ld); waited %ld ms (queue_timeout)",
-		   lane->name, lane->max_conns_per_host, scheme, host, e->u_port, lane->max_conns_per_host,
-		   lane->queue_timeout_ms);
+		   lane->name, lane->max_conns_per_host, scheme, host, e->u_port,
+		   lane->max_conns_per_host, lane->queue_timeout_ms);
 	return -1;
 }
 
@@ -425,7 +442,8 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns)
 	 * the socket exists), so the first deadline must leave the connect its
 	 * own time: connect + rht; it is tightened once the request is sent. */
 	if (e->rht_ms > 0)
-		want_long(e, OV_TIMEOUT, cr_curl_min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
+		want_long(e, OV_TIMEOUT,
+			  cr_curl_min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
 	CURLcode rc = f->easy_perform(e->h);
 	if (e->new_conns) {
 		/* libcurl's "connection died, retrying" counter only goes back
@@ -450,8 +468,8 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns)
 
 /* The first attempt, then retries while retry.c allows them, each within
  * what is left of the deadline RT_MS. */
-static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
-				     long rt, long waited_ms, uint64_t t0)
+static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lane *lane,
+				     const char *key, long rt, long waited_ms, uint64_t t0)
 {
 	unsigned keyflags = 0;
 	/* The retry budget counts requests; a lane without retries needs none. */
@@ -464,10 +482,12 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 	CURLcode rc = perform_once(e, rt, t0);
 	long pause;
 	for (int attempt = 0;
-	     rc != CURLE_OK && (pause = cr_curl_retry_next(e, lane, keyflags, attempt, rc, rt, t0, waited_ms)) >= 0;
+	     rc != CURLE_OK &&
+	     (pause = cr_curl_retry_next(e, lane, keyflags, attempt, rc, rt, t0, waited_ms)) >= 0;
 	     attempt++) {
 		if (pause > 0) {
-			struct timespec ts = {.tv_sec = pause / 1000, .tv_nsec = (pause % 1000) * 1000000L};
+			struct timespec ts = {.tv_sec = pause / 1000,
+					      .tv_nsec = (pause % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
 		}
 		uint64_t t = cr_now_ns();
@@ -485,7 +505,8 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 	return rc;
 }
 
-static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, const struct cr_config *cfg)
+static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
+			       const struct cr_config *cfg)
 {
 	const char *key;
 	const struct cr_lane *lane = pick_lane(cfg, e, &key);
@@ -506,16 +527,16 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	 * runs the callback inside curl_easy_cleanup of the handle that made the
 	 * connection, and the app may free its data right after; a pooled
 	 * connection would outlive both. */
-	int poolable = !e->app_share && !e->forbid_reuse && !e->app_closesocket_fn && !e->connect_only &&
-		       !e->upkeep_set && lane->max_idle_per_host > 0;
+	int poolable = !e->app_share && !e->forbid_reuse && !e->app_closesocket_fn &&
+		       !e->connect_only && !e->upkeep_set && lane->max_idle_per_host > 0;
 	uint64_t flavor = e->resolve ? cr_curl_shares_flavor(e->resolve) : 0;
 	struct cr_curl_share *s = e->share;
 	/* The share of the last perform, for the same lane of the same config
 	 * (a reload or a fork changes cr_curl_cfg_gen, a retired pool comes
 	 * with a reload): it fits. */
 	unsigned cfgen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed);
-	int same = s && s == e->sh_share && e->sh_lane == lane && e->sh_cfg == cfg && e->sh_cfgen == cfgen &&
-		   !e->resolve;
+	int same = s && s == e->sh_share && e->sh_lane == lane && e->sh_cfg == cfg &&
+		   e->sh_cfgen == cfgen && !e->resolve;
 	if (s && (!poolable || (!same && !cr_curl_shares_fits(e, lane, flavor)))) {
 		cr_curl_shares_release(lib, e);
 		s = NULL;
@@ -545,7 +566,9 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 
 	e->warm_fd = -1; /* one taken but never used was closed by libcurl */
 	if (e->rht_ms > 0 && e->rht_fired && rc == CURLE_OPERATION_TIMEDOUT)
-		errbuf_set(e, "connroute: lane '%s': no response headers within %ld ms (response_header_timeout)",
+		errbuf_set(e,
+			   "connroute: lane '%s': no response headers within %ld ms "
+			   "(response_header_timeout)",
 			   lane->name, e->rht_ms);
 
 	/* Does libcurl's current URL read as the one the app set? Then setting
@@ -568,7 +591,9 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e, c
 	atomic_store_explicit(&e->last_perform_ns, t_end, memory_order_relaxed);
 	cr_m_inflight(lane->id, -1);
 	cr_m_request(lane->id, key, t_end - t_start,
-		     rc == CURLE_OK ? CR_OUT_OK : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT : CR_OUT_ERROR);
+		     rc == CURLE_OK                   ? CR_OUT_OK
+		     : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT
+						      : CR_OUT_ERROR);
 	e->lane = NULL;
 	if (slot != CR_SLOT_NONE) {
 		/* A lane with a per-host limit: transfers wait for one another,
@@ -609,7 +634,8 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 	if (e->twin || (e->set_prev[0] & ~e->set_now[0]) || (e->set_prev[1] & ~e->set_now[1]))
 		cr_curl_settle(e);
 	else
-		e->set_prev[0] = e->set_prev[1] = 0; /* set again in this life: nothing to put back */
+		e->set_prev[0] = e->set_prev[1] =
+			0; /* set again in this life: nothing to put back */
 	CURLcode rc;
 	/* Held for the whole perform: a reload must not free the lane under a
 	 * transfer (nor cancel its dial). */

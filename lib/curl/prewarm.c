@@ -70,13 +70,14 @@ static int prewarm_one(struct cr_curllib *lib, const struct cr_lane *l, struct c
 	f->easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, cr_curl_sockets_close);
 	f->easy_setopt(h, CURLOPT_CLOSESOCKETDATA, (void *)(intptr_t)(l->id + 1));
 	f->easy_setopt(h, CURLOPT_MAXCONNECTS, l->max_idle_per_host);
-	cr_guard_set(__builtin_frame_address(0), 0); /* libcurl's connect is the lane's business here */
+	cr_guard_set(__builtin_frame_address(0),
+		     0); /* libcurl's connect is the lane's business here */
 	CURLcode rc = f->easy_perform(h);
 	cr_guard_clear();
 	cr_curl_sockets_count(e);
 	if (rc != CURLE_OK)
-		cr_logmsg(CR_LL_WARN, "lane %s: prewarm %s %s: %s", l->name, l->prewarm_method, l->prewarm_url,
-			  "request failed (pool left cold)");
+		cr_logmsg(CR_LL_WARN, "lane %s: prewarm %s %s: %s", l->name, l->prewarm_method,
+			  l->prewarm_url, "request failed (pool left cold)");
 	return rc == CURLE_OK;
 }
 
@@ -111,8 +112,8 @@ void cr_curl_prewarm(const struct cr_config *cfg)
 			for (int i = 0; i < nheld; i++)
 				prewarm_handle_done(lib, held[i]);
 			if (ok)
-				cr_logmsg(CR_LL_INFO, "lane %s: prewarmed %d connection(s) to %s", l->name, ok,
-					  l->prewarm_url);
+				cr_logmsg(CR_LL_INFO, "lane %s: prewarmed %d connection(s) to %s",
+					  l->name, ok, l->prewarm_url);
 		}
 	}
 }

@@ -34,17 +34,20 @@ static int is_idempotent(const struct cr_curl_easy *e, unsigned keyflags)
 				return 1;
 		return 0;
 	}
-	return e->method == CR_CURL_M_GET || e->method == CR_CURL_M_HEAD || e->method == CR_CURL_M_PUT;
+	return e->method == CR_CURL_M_GET || e->method == CR_CURL_M_HEAD ||
+	       e->method == CR_CURL_M_PUT;
 }
 
 static int retryable(CURLcode rc)
 {
 	switch (rc) {
-	case CURLE_COULDNT_CONNECT: case CURLE_OPERATION_TIMEDOUT: case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_SSL_CONNECT_ERROR:
-		return 1;
-	default:
-		return 0;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SSL_CONNECT_ERROR: return 1;
+	default: return 0;
 	}
 }
 
@@ -137,8 +140,8 @@ static long backoff_ms(int attempt)
 long cr_curl_retry_next(const struct cr_curl_easy *e, const struct cr_lane *lane, unsigned keyflags,
 			int attempt, CURLcode rc, long rt_ms, uint64_t t0_ns, long waited_ms)
 {
-	if (attempt >= lane->retries || rc == CURLE_OK || !retryable(rc) || !is_idempotent(e, keyflags) ||
-	    !nothing_reached_app(e))
+	if (attempt >= lane->retries || rc == CURLE_OK || !retryable(rc) ||
+	    !is_idempotent(e, keyflags) || !nothing_reached_app(e))
 		return -1;
 	long pause = backoff_ms(attempt);
 	uint64_t spent_ms = (cr_now_ns() - t0_ns) / 1000000ull + (uint64_t)waited_ms;
@@ -152,8 +155,10 @@ long cr_curl_retry_next(const struct cr_curl_easy *e, const struct cr_lane *lane
 void cr_curl_retry_count(const struct cr_lane *lane, const char *key, int attempt, CURLcode rc)
 {
 	atomic_fetch_add(&cr_curl_ctr.retries, 1);
-	cr_m_retry(lane->id, key, rc == CURLE_COULDNT_CONNECT ? "connect"
-				  : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport");
+	cr_m_retry(lane->id, key,
+		   rc == CURLE_COULDNT_CONNECT      ? "connect"
+		   : rc == CURLE_OPERATION_TIMEDOUT ? "timeout"
+						    : "transport");
 	cr_logmsg(CR_LL_DEBUG, "lane %s: retry %d after %s", lane->name, attempt + 1,
 		  rc == CURLE_COULDNT_CONNECT ? "connect failure" : "transport error");
 }

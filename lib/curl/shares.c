@@ -34,37 +34,37 @@
 #include "metrics.h"
 
 #define SHARES_PER_POOL_MAX 512
-#define SWEEP_EVERY_MS 250
-#define SWEEP_HANDLES_MAX 64
-#define CR_STR_(x) #x
-#define CR_STR(x) CR_STR_(x)
+#define SWEEP_EVERY_MS      250
+#define SWEEP_HANDLES_MAX   64
+#define CR_STR_(x)          #x
+#define CR_STR(x)           CR_STR_(x)
 
 struct cr_share_pool {
 	/* identity */
-	atomic_int lane;          /* stable lane id */
+	atomic_int lane;            /* stable lane id */
 	_Atomic uint64_t conn_hash; /* the lane's connection settings */
 	_Atomic uint64_t flavor;
-	atomic_int retired;       /* the lane went away or changed: drain, close */
+	atomic_int retired; /* the lane went away or changed: drain, close */
 
 	pthread_mutex_t mu;
 	struct cr_curl_share *free_head;  /* free shares, most recently returned first */
 	struct cr_curl_share *on_handles; /* shares attached to handles */
-	int nshares;              /* alive: free, on handles, or being made */
+	int nshares;                      /* alive: free, on handles, or being made */
 	/* Changed under the lock, except the moves of a share between an
 	 * app's handle and a recycled one (napp <-> nrecycled), done by the
 	 * handle's owner with the handle pinned (no lock on init and cleanup);
 	 * read without the lock for the idle bound. */
 	atomic_int nfree;
-	atomic_int nrecycled;     /* on handles in our free list */
-	atomic_int napp;          /* on handles the app holds, or being made for one */
-	_Atomic long max_idle;    /* the lane's max_idle_per_host, as of the last checkout */
+	atomic_int nrecycled;         /* on handles in our free list */
+	atomic_int napp;              /* on handles the app holds, or being made for one */
+	_Atomic long max_idle;        /* the lane's max_idle_per_host, as of the last checkout */
 	_Atomic long idle_timeout_ms; /* the lane's idle_timeout, likewise (read unlocked) */
-	uint64_t last_used_ns;    /* last checkout */
+	uint64_t last_used_ns;        /* last checkout */
 };
 
 static struct lib_pools {
-	pthread_mutex_t mu;       /* claims slots */
-	atomic_int n;             /* slots initialised: [0, n) */
+	pthread_mutex_t mu; /* claims slots */
+	atomic_int n;       /* slots initialised: [0, n) */
 	struct cr_share_pool pool[CR_CURL_SHARE_POOLS_MAX];
 } pools[CR_CURL_LIBS_MAX];
 
@@ -156,7 +156,8 @@ int cr_curl_shares_fits(const struct cr_curl_easy *e, const struct cr_lane *l, u
 	       pool_is(p, l->id, l->conn_hash, flavor);
 }
 
-static struct cr_share_pool *pool_find(struct lib_pools *lp, const struct cr_lane *l, uint64_t flavor)
+static struct cr_share_pool *pool_find(struct lib_pools *lp, const struct cr_lane *l,
+				       uint64_t flavor)
 {
 	int n = atomic_load_explicit(&lp->n, memory_order_acquire);
 	for (int i = 0; i < n; i++)
@@ -166,7 +167,8 @@ static struct cr_share_pool *pool_find(struct lib_pools *lp, const struct cr_lan
 }
 
 /* P becomes the pool of (L, FLAVOR), empty. P's lock held. */
-static void pool_set(struct cr_share_pool *p, const struct cr_lane *l, uint64_t flavor, uint64_t now_ns)
+static void pool_set(struct cr_share_pool *p, const struct cr_lane *l, uint64_t flavor,
+		     uint64_t now_ns)
 {
 	atomic_store_explicit(&p->lane, l->id, memory_order_relaxed);
 	atomic_store_explicit(&p->conn_hash, l->conn_hash, memory_order_relaxed);
@@ -265,7 +267,8 @@ static void detach(struct cr_curllib *lib, struct cr_curl_easy *v)
  * handle): free ones, and those on recycled handles, which are detached
  * from them. 0, or -1 if a recycled handle is pinned right now (init is
  * handing it out): P cannot be emptied. */
-static int pool_take_all_idle(struct cr_curllib *lib, struct cr_share_pool *p, struct cr_curl_share **dead)
+static int pool_take_all_idle(struct cr_curllib *lib, struct cr_share_pool *p,
+			      struct cr_curl_share **dead)
 {
 	int lane = pool_lane(p), nidle = 0;
 	for (struct cr_curl_share *s = p->on_handles; s; s = s->next)
@@ -304,7 +307,8 @@ static struct cr_share_pool *pool_lru_idle(struct cr_curllib *lib, struct lib_po
 		for (int i = 0; i < n; i++) {
 			struct cr_share_pool *p = &lp->pool[i];
 			pthread_mutex_lock(&p->mu);
-			if (!atomic_load(&p->retired) && atomic_load(&p->napp) == 0 && p->last_used_ns < oldest) {
+			if (!atomic_load(&p->retired) && atomic_load(&p->napp) == 0 &&
+			    p->last_used_ns < oldest) {
 				lru = p;
 				oldest = p->last_used_ns;
 			}
@@ -326,8 +330,9 @@ static struct cr_share_pool *pool_lru_idle(struct cr_curllib *lib, struct lib_po
  * used; else the least recently used pool with no share on an app's handle,
  * whose idle shares go to *EVICTED (destroy them unlocked). NULL when every
  * pool has a share on an app's handle. The library's slot lock held. */
-static struct cr_share_pool *pool_claim(struct cr_curllib *lib, struct lib_pools *lp, const struct cr_lane *l,
-					uint64_t flavor, uint64_t now_ns, struct cr_curl_share **evicted)
+static struct cr_share_pool *pool_claim(struct cr_curllib *lib, struct lib_pools *lp,
+					const struct cr_lane *l, uint64_t flavor, uint64_t now_ns,
+					struct cr_curl_share **evicted)
 {
 	int n = atomic_load_explicit(&lp->n, memory_order_relaxed);
 	struct cr_share_pool *p = pool_find(lp, l, flavor);
@@ -368,14 +373,16 @@ static void no_room(const struct cr_curllib *lib, const struct cr_lane *l, const
 {
 	atomic_fetch_add(&cr_curl_ctr.unpooled_no_room, 1);
 	if (!atomic_exchange(&warned_no_room, 1))
-		cr_logmsg(CR_LL_WARN, "lane %s: %s: %s: performs run unpooled until one is free (logged once)",
+		cr_logmsg(CR_LL_WARN,
+			  "lane %s: %s: %s: performs run unpooled until one is free (logged once)",
 			  l->name, lib->name, what);
 }
 
 /* --------------------------------------------------------------- lending */
 
 /* S goes on E's handle list entry (P's lock held). */
-static inline void on_handle(struct cr_share_pool *p, struct cr_curl_share *s, struct cr_curl_easy *e)
+static inline void on_handle(struct cr_share_pool *p, struct cr_curl_share *s,
+			     struct cr_curl_easy *e)
 {
 	s->state = CR_SH_HANDLE;
 	atomic_store_explicit(&s->recycled, 0, memory_order_relaxed);
@@ -385,7 +392,8 @@ static inline void on_handle(struct cr_share_pool *p, struct cr_curl_share *s, s
 
 /* A new share for P, whose counts already include it for E (taken back if
  * it cannot be made). */
-static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_share_pool *p, struct cr_curl_easy *e)
+static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_share_pool *p,
+					  struct cr_curl_easy *e)
 {
 	pthread_mutex_lock(&dead_mu);
 	struct cr_curl_share *s = dead_head;
@@ -433,16 +441,20 @@ static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_shar
  * recently used). Its holder is returned pinned (CR_PIN_TAKE). */
 static struct cr_curl_share *pool_takeable(struct cr_share_pool *p, uint64_t now_ns)
 {
-	uint64_t idle_before = now_ns - (uint64_t)atomic_load_explicit(&cr_curl_steal_idle_ms, memory_order_relaxed) * 1000000ull;
+	uint64_t idle_before = now_ns - (uint64_t)atomic_load_explicit(&cr_curl_steal_idle_ms,
+								       memory_order_relaxed) *
+						1000000ull;
 	for (int pass = 0; pass < 2; pass++) {
 		for (int tries = 0; tries < 3; tries++) {
 			struct cr_curl_share *best = NULL;
 			uint64_t best_t = UINT64_MAX;
 			for (struct cr_curl_share *s = p->on_handles; s; s = s->next) {
 				int rec = atomic_load_explicit(&s->recycled, memory_order_relaxed);
-				uint64_t t = pass == 0 ? atomic_load_explicit(&s->idle_since_ns, memory_order_relaxed)
-						       : atomic_load_explicit(&s->holder->last_perform_ns,
-									      memory_order_relaxed);
+				uint64_t t = pass == 0 ? atomic_load_explicit(&s->idle_since_ns,
+									      memory_order_relaxed)
+						       : atomic_load_explicit(
+								 &s->holder->last_perform_ns,
+								 memory_order_relaxed);
 				if ((pass == 0) != (rec != 0) || (pass == 1 && t > idle_before))
 					continue;
 				if (t < best_t) {
@@ -467,16 +479,19 @@ static struct cr_curl_share *pool_takeable(struct cr_share_pool *p, uint64_t now
 }
 
 /* Lends a share of P to E (P's lock held, dropped here). */
-static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_pool *p, struct cr_curl_easy *e,
-				       const struct cr_lane *l, uint64_t now_ns, int may_take)
+static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_pool *p,
+				       struct cr_curl_easy *e, const struct cr_lane *l,
+				       uint64_t now_ns, int may_take)
 {
 	struct cr_curl_share *s, *last = tls_last_share;
 	if (atomic_load_explicit(&p->max_idle, memory_order_relaxed) != l->max_idle_per_host)
 		atomic_store_explicit(&p->max_idle, l->max_idle_per_host, memory_order_relaxed);
 	if (atomic_load_explicit(&p->idle_timeout_ms, memory_order_relaxed) != l->idle_timeout_ms)
-		atomic_store_explicit(&p->idle_timeout_ms, l->idle_timeout_ms, memory_order_relaxed);
+		atomic_store_explicit(&p->idle_timeout_ms, l->idle_timeout_ms,
+				      memory_order_relaxed);
 	p->last_used_ns = now_ns;
-	if (last && atomic_load_explicit(&last->pool, memory_order_acquire) == p && last->state == CR_SH_FREE)
+	if (last && atomic_load_explicit(&last->pool, memory_order_acquire) == p &&
+	    last->state == CR_SH_FREE)
 		s = last;
 	else
 		s = p->free_head;
@@ -509,7 +524,8 @@ static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_p
 	}
 	if (p->nshares >= SHARES_PER_POOL_MAX) {
 		pthread_mutex_unlock(&p->mu);
-		no_room(lib, l, "all " CR_STR(SHARES_PER_POOL_MAX) " shares of the pool are in use");
+		no_room(lib, l,
+			"all " CR_STR(SHARES_PER_POOL_MAX) " shares of the pool are in use");
 		return NULL;
 	}
 	p->nshares++;
@@ -519,7 +535,8 @@ static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_p
 }
 
 struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, struct cr_curl_easy *e,
-					      const struct cr_lane *l, uint64_t flavor, uint64_t now_ns, int may_take)
+					      const struct cr_lane *l, uint64_t flavor,
+					      uint64_t now_ns, int may_take)
 {
 	struct lib_pools *lp = &pools[lib->index];
 	struct cr_curl_share *s = NULL;
@@ -541,7 +558,8 @@ struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, struct cr_
 		p = pool_claim(lib, lp, l, flavor, now_ns, &evicted);
 		pthread_mutex_unlock(&lp->mu);
 		if (!p) {
-			no_room(lib, l, "all " CR_STR(CR_CURL_SHARE_POOLS_MAX) " share pools are in use");
+			no_room(lib, l,
+				"all " CR_STR(CR_CURL_SHARE_POOLS_MAX) " share pools are in use");
 			return NULL;
 		}
 		s = pool_lend(lib, p, e, l, now_ns, may_take);
@@ -569,12 +587,14 @@ static struct cr_share_pool *lock_pool_of(struct cr_curl_share *s)
 
 static inline int over_bound(struct cr_share_pool *p)
 {
-	return atomic_load(&p->nfree) + atomic_load(&p->nrecycled) >= atomic_load_explicit(&p->max_idle, memory_order_relaxed);
+	return atomic_load(&p->nfree) + atomic_load(&p->nrecycled) >=
+	       atomic_load_explicit(&p->max_idle, memory_order_relaxed);
 }
 
 /* S, off its handle, becomes free or (retired pool, idle bound reached) is
  * dropped to *DEAD. P's lock held. Returns 1 if it went free. */
-static int settle_free(struct cr_share_pool *p, struct cr_curl_share *s, uint64_t now_ns, struct cr_curl_share **dead)
+static int settle_free(struct cr_share_pool *p, struct cr_curl_share *s, uint64_t now_ns,
+		       struct cr_curl_share **dead)
 {
 	if (atomic_load(&p->retired) || over_bound(p)) {
 		if (!atomic_load(&p->retired))
@@ -620,7 +640,8 @@ void cr_curl_shares_release(struct cr_curllib *lib, struct cr_curl_easy *e)
  * taker looks at S's recycled flag meanwhile, and the counts are atomic.
  * Concurrent cleanups may overshoot the idle bound by a few; the sweep
  * trims it. */
-void cr_curl_shares_recycled(struct cr_curllib *lib, struct cr_curl_easy *e, int in, uint64_t now_ns)
+void cr_curl_shares_recycled(struct cr_curllib *lib, struct cr_curl_easy *e, int in,
+			     uint64_t now_ns)
 {
 	struct cr_curl_share *s = e->share, *dead = NULL;
 	if (!s || abandon_forked(lib, e))
@@ -709,7 +730,8 @@ static int pool_sweep(struct cr_share_pool *p, uint64_t now_ns, struct cr_curl_s
 		struct cr_curl_share *prev = s->prev;
 		uint64_t since = atomic_load_explicit(&s->idle_since_ns, memory_order_relaxed);
 		int expired = tmo != UINT64_MAX && now_ns - since >= tmo;
-		if (expired || atomic_load(&p->nfree) + atomic_load(&p->nrecycled) > atomic_load(&p->max_idle)) {
+		if (expired || atomic_load(&p->nfree) + atomic_load(&p->nrecycled) >
+				       atomic_load(&p->max_idle)) {
 			pool_drop(p, s, dead);
 			n++;
 		}
@@ -868,7 +890,8 @@ int cr_curl_shares_lent(struct cr_curllib *lib)
 		 * leaves it under this lock before its record is freed. */
 		for (struct cr_curl_share *s = p->on_handles; s; s = s->next)
 			if (!atomic_load(&s->recycled) &&
-			    atomic_load_explicit(&s->holder->pin, memory_order_relaxed) == CR_PIN_CALL)
+			    atomic_load_explicit(&s->holder->pin, memory_order_relaxed) ==
+				    CR_PIN_CALL)
 				n++;
 		pthread_mutex_unlock(&p->mu);
 	}

@@ -38,8 +38,10 @@ curl_socket_t cr_curl_sockets_open(void *clientp, curlsocktype purpose, struct c
 		cr_warm_kick();
 		int fd = cr_warm_take(e->lane, &d, &slot, &ino);
 		if (fd >= 0) {
-			struct cr_fdinfo info = {.slot = slot, .lane = e->lane->id,
-						 .flags = CR_FDF_ROUTED | CR_FDF_AGAIN0, .ino = ino};
+			struct cr_fdinfo info = {.slot = slot,
+						 .lane = e->lane->id,
+						 .flags = CR_FDF_ROUTED | CR_FDF_AGAIN0,
+						 .ino = ino};
 			if (cr_fdtab_put(fd, &info) != 0)
 				cr_limit_release(slot);
 			e->warm_fd = fd;
@@ -70,7 +72,8 @@ int cr_curl_sockets_opt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 	struct cr_curl_easy *e = clientp;
 	int r = CURL_SOCKOPT_OK;
 	if (!e->lane) /* outside a perform of ours: the app's part only */
-		return e->app_sockopt ? e->app_sockopt(e->app_sockopt_data, fd, purpose) : CURL_SOCKOPT_OK;
+		return e->app_sockopt ? e->app_sockopt(e->app_sockopt_data, fd, purpose)
+				      : CURL_SOCKOPT_OK;
 	if (purpose == CURLSOCKTYPE_IPCXN)
 		e->new_conns++; /* before the app's callback: libcurl closes a refused one */
 	if (purpose == CURLSOCKTYPE_IPCXN && fd == e->warm_fd) {
@@ -78,11 +81,13 @@ int cr_curl_sockets_opt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 		 * already. The app's callback still sees its socket. */
 		e->warm_fd = -1;
 		e->warm_used = 1;
-		if (e->app_sockopt && e->app_sockopt(e->app_sockopt_data, fd, purpose) == CURL_SOCKOPT_ERROR)
+		if (e->app_sockopt &&
+		    e->app_sockopt(e->app_sockopt_data, fd, purpose) == CURL_SOCKOPT_ERROR)
 			return CURL_SOCKOPT_ERROR;
 		/* libcurl 7.87-7.88 connect() anyway (curl issue 10626): the
 		 * connect hook answers that one with 0 (CR_FDF_AGAIN0). */
-		return e->lib->already_connected_ok ? CURL_SOCKOPT_ALREADY_CONNECTED : CURL_SOCKOPT_OK;
+		return e->lib->already_connected_ok ? CURL_SOCKOPT_ALREADY_CONNECTED
+						    : CURL_SOCKOPT_OK;
 	}
 	if (e->app_sockopt)
 		r = e->app_sockopt(e->app_sockopt_data, fd, purpose);
