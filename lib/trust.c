@@ -356,33 +356,33 @@ static int open_checked(struct ctx *c)
 	return check_file(c, res, &st) == 0 ? refuse(c, "refused: not a file") : -1;
 }
 
-int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n)
+/* Both entry points: errno kept, WHY emptied, the root rules for euid 0. */
+static int open_checked_keep_errno(struct ctx *c)
 {
 	int saved = errno;
-	struct ctx c = {.path = path, .why = why, .n = n, .euid = euid, .origin = origin};
-	c.root = c.euid == 0;
-	if (why && n)
-		why[0] = '\0';
-	int fd = open_checked(&c);
+	c->root = c->euid == 0;
+	if (c->why && c->n)
+		c->why[0] = '\0';
+	int fd = open_checked(c);
 	errno = saved;
 	return fd;
 }
 
+int cr_config_open_trusted_as(const char *path, uid_t euid, int origin, char *why, size_t n)
+{
+	struct ctx c = {.path = path, .why = why, .n = n, .euid = euid, .origin = origin};
+	return open_checked_keep_errno(&c);
+}
+
 int cr_dir_open_trusted(const char *path, const char *setting, char *why, size_t n)
 {
-	int saved = errno;
 	struct ctx c = {.path = path,
 			.why = why,
 			.n = n,
 			.euid = geteuid(),
 			.want_dir = 1,
 			.setting = setting};
-	c.root = c.euid == 0;
-	if (why && n)
-		why[0] = '\0';
-	int fd = open_checked(&c);
-	errno = saved;
-	return fd;
+	return open_checked_keep_errno(&c);
 }
 
 int cr_config_open_trusted(const char *path, char *why, size_t n)
