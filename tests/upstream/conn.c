@@ -470,7 +470,19 @@ static void serve(struct conn *c)
         const char *arg = r->path + strlen(rt->path);
         if (rt->path[strlen(rt->path) - 1] != '/')
             arg = "";
+        bool counted = !c->control && !rt->uncounted;
+        if (counted) {
+            pthread_mutex_lock(&up.mu);
+            if (++up.k.inflight > up.k.max_inflight)
+                up.k.max_inflight = up.k.inflight;
+            pthread_mutex_unlock(&up.mu);
+        }
         rc = f != UP_F_NONE ? up_fault_request(c, r, f, &fa) : rt->fn(c, r, arg);
+        if (counted) {
+            pthread_mutex_lock(&up.mu);
+            up.k.inflight--;
+            pthread_mutex_unlock(&up.mu);
+        }
         finish_request(c, consumed);
         if (rc < 0) {
             clean = false;

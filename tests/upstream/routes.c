@@ -246,10 +246,10 @@ static int h_stats(struct conn *c, struct req *r, const char *arg)
               "accepted %ld\nopen %ld\nmax_open %ld\nrejected %ld\n"
               "requests %ld\nrequests_get %ld\nrequests_post %ld\nrequests_other %ld\n"
               "tls_handshakes %ld\ntls_resumed %ld\ntls_failed %ld\nbad_requests %ld\n"
-              "faults_fired %ld\n",
+              "faults_fired %ld\ninflight %ld\nmax_inflight %ld\n",
               k.accepted, k.open, k.max_open, k.rejected, k.requests, k.requests_get,
               k.requests_post, k.requests_other, k.tls_handshakes, k.tls_resumed,
-              k.tls_failed, k.bad_requests, k.faults_fired);
+              k.tls_failed, k.bad_requests, k.faults_fired, k.inflight, k.max_inflight);
     for (int i = 0; i < up.npaths; i++)
         sb_printf(&b, "path_%s %ld\n", up.paths[i].name, up.paths[i].n);
     if (up.path_other)
@@ -261,10 +261,12 @@ static int h_stats(struct conn *c, struct req *r, const char *arg)
 static int h_reset(struct conn *c, struct req *r, const char *arg)
 {
     pthread_mutex_lock(&up.mu);
-    long open = up.k.open;
+    long open = up.k.open, inflight = up.k.inflight;
     memset(&up.k, 0, sizeof up.k);
     up.k.open = open;
     up.k.max_open = open;
+    up.k.inflight = inflight;
+    up.k.max_inflight = inflight;
     up.npaths = 0;
     up.path_other = 0;
     for (struct conn *x = up.hist.head, *nx; x; x = nx) {

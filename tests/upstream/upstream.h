@@ -129,6 +129,7 @@ struct up_counters {
     long requests, requests_get, requests_post, requests_other;
     long tls_handshakes, tls_resumed, tls_failed, bad_requests;
     long faults_fired;
+    long inflight, max_inflight; /* requests being handled now, and the most at once */
 };
 
 /* faults.c: see the top of this file */
