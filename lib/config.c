@@ -117,6 +117,10 @@ void cr_config_finish(struct cr_config *cfg)
 
 		l->index = i;
 		l->passthrough = cr_cfg_lane_passthrough(l);
+		l->health = (l->eject_after > 0 ? CR_H_EJECT : 0) |
+			    (l->breaker_failure_ratio > 0 ? CR_H_BREAKER : 0) |
+			    (l->retry_tokens > 0 ? CR_H_THROTTLE : 0);
+		l->health_hash = cr_config_lane_health_hash(l);
 		cr_cfg_alog_finish(cfg, l);
 		if (cfg->default_lane < 0 && strcmp(l->name, "default") == 0)
 			cfg->default_lane = i;

@@ -86,6 +86,18 @@ struct cr_lane {
 	double retry_budget_ratio;  /* [0.20] of the lane's requests */
 	int retry_budget_min_per_s; /* [3] */
 
+	/* resilience (lib/health.c); each part is off until its switch is set */
+	long eject_after;             /* [0 = off] consecutive failures of an address */
+	long eject_time_ms;           /* [30s] base; x ejections, at most 10x */
+	double eject_max;             /* [0.5] of a host's known addresses */
+	double breaker_failure_ratio; /* [0 = off] */
+	long breaker_window_ms;       /* [10s] */
+	long breaker_min_requests;    /* [20] */
+	long breaker_open_ms;         /* [5s] */
+	long breaker_probes;          /* [3] */
+	long retry_tokens;            /* [0 = off] */
+	double retry_token_ratio;     /* [0.1] */
+
 	/* warm pools */
 	struct cr_prewarm prewarm[CR_MAX_PREWARM];
 	int nprewarm;
@@ -104,6 +116,9 @@ struct cr_lane {
 	/* derived at load by cr_config_finish() */
 	int passthrough; /* nothing to apply to a raw connect() */
 	int alog_on;     /* this lane's calls are logged (access_log names an output) */
+	int health;      /* CR_H_* parts of lib/health.c that are on; 0: none (one branch) */
+	uint64_t health_hash; /* the resilience settings: state survives a reload
+			       * that keeps them (lib/health.c) */
 	int index;
 	/* set by the engine when it publishes the config */
 	int id;             /* stable across reloads for the same lane name */
@@ -169,5 +184,13 @@ int cr_config_find_lane(const struct cr_config *cfg, const char *name);
  * lanes whose connections are interchangeable; a reload that changes it
  * retires the lane's pools. */
 uint64_t cr_config_lane_conn_hash(const struct cr_lane *l);
+
+/* Parts of lib/health.c a lane turns on (cr_lane.health). */
+#define CR_H_EJECT    1 /* eject_after > 0 */
+#define CR_H_BREAKER  2 /* breaker_failure_ratio > 0 */
+#define CR_H_THROTTLE 4 /* retry_tokens > 0 */
+
+/* A hash of the lane's resilience keys (KEY_HEALTH in config_keys.c). */
+uint64_t cr_config_lane_health_hash(const struct cr_lane *l);
 
 #endif

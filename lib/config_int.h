@@ -90,6 +90,7 @@ struct cr_kval {
 			   * such key at its implicit value is pass-through */
 #define KEY_IMPLICIT 16u /* the implicit default lane uses .implicit, not .def */
 #define KEY_PERCENT  32u /* a ratio dumped as a percentage */
+#define KEY_HEALTH   64u /* a resilience setting (cr_config_lane_health_hash) */
 
 struct cr_lane_key {
 	const char *name;
@@ -157,6 +158,10 @@ int cr_cfg_set_min_tls(struct parse *p, struct cr_lane *l, const struct cr_lane_
 		       const char *v);
 int cr_cfg_set_retry_budget(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 			    const char *v);
+int cr_cfg_set_fraction(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+			const char *v);
+int cr_cfg_set_dur_pos(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+		       const char *v);
 int cr_cfg_set_preconnect(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 			  const char *v);
 int cr_cfg_set_prewarm_url(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,

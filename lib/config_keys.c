@@ -212,6 +212,91 @@ const struct cr_lane_key cr_lane_keys[] = {
 	 .dump = cr_cfg_dump_int,
 	 .note = "per second"},
 
+	/* resilience (lib/health.c, docs/INTERNALS.md "Resilience"): each part is
+	 * off until its switch (eject_after, breaker_failure_ratio, retry_tokens)
+	 * is set; the switches of the parts a raw connect() uses are KEY_RAW */
+	{.name = "eject_after",
+	 .set = cr_cfg_set_int,
+	 FIELD(eject_after),
+	 .min = 0,
+	 .max = 1000000,
+	 .flags = KEY_RAW | KEY_HEALTH,
+	 .example = "5",
+	 .def = {.i = 0},
+	 .dump = cr_cfg_dump_int,
+	 .zero_note = "off"},
+	{.name = "eject_time",
+	 .set = cr_cfg_set_dur_pos,
+	 FIELD(eject_time_ms),
+	 .flags = KEY_HEALTH,
+	 .example = "30s",
+	 .def = {.i = 30000},
+	 .dump = cr_cfg_dump_dur},
+	{.name = "eject_max",
+	 .set = cr_cfg_set_fraction,
+	 FIELD(eject_max),
+	 .flags = KEY_PERCENT | KEY_HEALTH,
+	 .example = "50%",
+	 .def = {.f = 0.5},
+	 .dump = cr_cfg_dump_ratio},
+	{.name = "breaker_failure_ratio",
+	 .set = cr_cfg_set_fraction,
+	 FIELD(breaker_failure_ratio),
+	 .flags = KEY_RAW | KEY_HEALTH,
+	 .example = "0.5",
+	 .def = {.f = 0},
+	 .dump = cr_cfg_dump_ratio,
+	 .zero_note = "off"},
+	{.name = "breaker_window",
+	 .set = cr_cfg_set_dur_pos,
+	 FIELD(breaker_window_ms),
+	 .flags = KEY_HEALTH,
+	 .example = "10s",
+	 .def = {.i = 10000},
+	 .dump = cr_cfg_dump_dur},
+	{.name = "breaker_min_requests",
+	 .set = cr_cfg_set_int,
+	 FIELD(breaker_min_requests),
+	 .min = 1,
+	 .max = 1000000,
+	 .flags = KEY_HEALTH,
+	 .example = "20",
+	 .def = {.i = 20},
+	 .dump = cr_cfg_dump_int},
+	{.name = "breaker_open",
+	 .set = cr_cfg_set_dur_pos,
+	 FIELD(breaker_open_ms),
+	 .flags = KEY_HEALTH,
+	 .example = "5s",
+	 .def = {.i = 5000},
+	 .dump = cr_cfg_dump_dur},
+	{.name = "breaker_probes",
+	 .set = cr_cfg_set_int,
+	 FIELD(breaker_probes),
+	 .min = 1,
+	 .max = 1000,
+	 .flags = KEY_HEALTH,
+	 .example = "3",
+	 .def = {.i = 3},
+	 .dump = cr_cfg_dump_int},
+	{.name = "retry_tokens",
+	 .set = cr_cfg_set_int,
+	 FIELD(retry_tokens),
+	 .min = 0,
+	 .max = 1000000,
+	 .flags = KEY_HEALTH,
+	 .example = "10",
+	 .def = {.i = 0},
+	 .dump = cr_cfg_dump_int,
+	 .zero_note = "off"},
+	{.name = "retry_token_ratio",
+	 .set = cr_cfg_set_fraction,
+	 FIELD(retry_token_ratio),
+	 .flags = KEY_HEALTH,
+	 .example = "0.1",
+	 .def = {.f = 0.1},
+	 .dump = cr_cfg_dump_ratio},
+
 	/* warm pools */
 	{.name = "prewarm",
 	 .set = cr_cfg_set_prewarm,
@@ -467,6 +552,22 @@ int cr_cfg_lane_passthrough(const struct cr_lane *l)
 		}
 	}
 	return 1;
+}
+
+/* The resilience settings (KEY_HEALTH): lib/health.c keys its state by the
+ * lane's stable id and this hash, so a reload that keeps them keeps the
+ * state, and one that changes them starts afresh. */
+uint64_t cr_config_lane_health_hash(const struct cr_lane *l)
+{
+	uint64_t h = CR_FNV64_INIT;
+
+	for (size_t i = 0; i < cr_nlane_keys; i++) {
+		const struct cr_lane_key *k = &cr_lane_keys[i];
+
+		if ((k->flags & KEY_HEALTH) && k->type != F_NONE)
+			h = cr_fnv64(h, CR_CFIELD(l, k, char), k->size);
+	}
+	return h | 1; /* never 0: 0 marks a free slot in lib/health.c */
 }
 
 /* bind_set, then the address when there is one. */

@@ -221,6 +221,24 @@ int cr_cfg_set_dur(struct parse *p, struct cr_lane *l, const struct cr_lane_key 
 	return 0;
 }
 
+/* A duration that must not be 0 (eject_time, breaker_window, breaker_open). */
+int cr_cfg_set_dur_pos(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+		       const char *v)
+{
+	char qb[QMAX + 4];
+	long ms;
+
+	if (dur_check(p, k, v, &ms) < 0)
+		return -1;
+	if (ms <= 0) {
+		cr_cfg_diag(p, p->line, "%s = %s must be longer than 0 (e.g. %s)", k->name,
+			    cr_cfg_q(qb, v), k->example);
+		return -1;
+	}
+	*CR_FIELD(l, k, long) = ms;
+	return 0;
+}
+
 /* TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds, at least one; silently
  * rounding 1500ms would apply something the file does not say. */
 int cr_cfg_set_dursec(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
@@ -385,6 +403,24 @@ int cr_cfg_set_retry_budget(struct parse *p, struct cr_lane *l, const struct cr_
 			    "bad retry_budget '%s'; use a percentage or a fraction "
 			    "(e.g. 20%% or 0.2)",
 			    cr_cfg_q(qb, v));
+	return rc < 0 ? -1 : 0;
+}
+
+/* A fraction of 1, written "50%" or "0.5" (eject_max, breaker_failure_ratio,
+ * retry_token_ratio). */
+int cr_cfg_set_fraction(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+			const char *v)
+{
+	char qb[QMAX + 4];
+	int rc = parse_ratio(v, 1, 1.0, CR_FIELD(l, k, double));
+
+	if (rc == -ERANGE)
+		cr_cfg_diag(p, p->line, "%s = %s is above 1; use 0 to 1 or 0%% to 100%%", k->name,
+			    cr_cfg_q(qb, v));
+	else if (rc < 0)
+		cr_cfg_diag(p, p->line,
+			    "bad value '%s' for %s; use a fraction or a percentage (e.g. %s)",
+			    cr_cfg_q(qb, v), k->name, k->example);
 	return rc < 0 ? -1 : 0;
 }
 

@@ -18,6 +18,7 @@
 #include "deadline.h"
 #include "engine.h"
 #include "fdtab.h"
+#include "health.h"
 #include "lane.h"
 #include "key.h"
 #include "limit.h"
@@ -63,6 +64,7 @@ void cr_engine_publish(struct cr_config *cfg)
 		cr_metrics_set_lane_name(l->id, l->name);
 		l->conn_hash = cr_config_lane_conn_hash(l); /* the KEY_CONN keys */
 	}
+	cr_health_publish(cfg); /* before the lanes are used: whose state to show */
 	int had_old = cr_cfgref_publish(cfg);
 	atomic_store_explicit(&cr_route_raw, route_raw_of(cfg), memory_order_release);
 	cr_warm_config_changed(cfg);

@@ -73,6 +73,7 @@ struct lane_m {
 	_Atomic uint64_t outcomes[CR_OUT_N];
 	_Atomic uint64_t warm[2]; /* by warm_txt: hit, miss */
 	_Atomic uint64_t alog_dropped;
+	_Atomic uint64_t breaker_rejections, retries_throttled;
 	struct hist connect, qwait;
 	atomic_int nsets; /* slots claimed, at most OTHER */
 	struct lset sets[SETS];
@@ -316,6 +317,27 @@ void cr_m_warm(int id, int hit)
 	struct lane_m *l = lane_of(id);
 	if (l)
 		add_u(&l->warm[hit ? 0 : 1], 1);
+}
+
+void cr_m_breaker_rejected(int id)
+{
+	struct lane_m *l = lane_of(id);
+	if (l)
+		add_u(&l->breaker_rejections, 1);
+}
+
+void cr_m_retry_throttled(int id)
+{
+	struct lane_m *l = lane_of(id);
+	if (l)
+		add_u(&l->retries_throttled, 1);
+}
+
+static void (*_Atomic health_fn)(int what, cr_m_emit_fn emit, void *ctx);
+
+void cr_metrics_set_health(void (*fn)(int what, cr_m_emit_fn emit, void *ctx))
+{
+	atomic_store_explicit(&health_fn, fn, memory_order_release);
 }
 
 void cr_m_alog_dropped(int id, uint64_t n)
@@ -657,6 +679,49 @@ static void render_build_info(struct out *o, const struct family *f)
 #define LANE(field)      .off = offsetof(struct lane_m, field)
 #define LABEL(name, txt) .label = (name), .values = (txt), .n = (int)ARRAY_SIZE(txt)
 
+/* Resilience (lib/health.c), through the function it registered. */
+struct health_out {
+	struct out *o;
+	const char *name, *label;
+	int counts[CR_MAX_LANE_IDS];
+};
+
+static void health_sample(void *ctx, int lane, const char *label, int64_t v)
+{
+	struct health_out *h = ctx;
+	if (lane < 0 || lane >= CR_MAX_LANE_IDS)
+		return;
+	if (!h->name) { /* counting */
+		h->counts[lane]++;
+		return;
+	}
+	outf(h->o, "%s{", h->name);
+	lane_label(h->o, lane);
+	outf(h->o, ",%s=\"", h->label);
+	out_value(h->o, label);
+	outf(h->o, "\"} %lld\n", (long long)v);
+}
+
+static void render_health(struct out *o, const struct family *f)
+{
+	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn, memory_order_acquire);
+	struct health_out h = {.o = o, .name = f->name, .label = f->label};
+	if (fn)
+		fn(f->n, health_sample, &h);
+}
+
+static void render_ejected(struct out *o, const struct family *f)
+{
+	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn, memory_order_acquire);
+	static struct health_out h; /* the render runs on one thread at a time */
+	memset(&h, 0, sizeof(h));
+	if (fn)
+		fn(0, health_sample, &h);
+	for (int id = 0; id < CR_MAX_LANE_IDS; id++)
+		if (present(id))
+			sample_i(o, f->name, id, h.counts[id]);
+}
+
 static const struct family families[] = {
 	{FAM("connroute_build_info", "gauge",
 	     "Always 1: the connroute version and the process id serving this endpoint.",
@@ -730,6 +795,22 @@ static const struct family families[] = {
 	     "its output failed.",
 	     render_lane_counter),
 	 LANE(alog_dropped)},
+	{FAM("connroute_ejections_total", "counter",
+	     "Times an address was ejected (outlier ejection, eject_after), by address.",
+	     render_health),
+	 .label = "address", .n = 1},
+	{FAM("connroute_ejected", "gauge", "Addresses ejected now.", render_ejected)},
+	{FAM("connroute_breaker_state", "gauge",
+	     "Circuit breaker per (lane, host): 0 closed, 1 open, 2 half-open.", render_health),
+	 .label = "host", .n = 2},
+	{FAM("connroute_breaker_rejections_total", "counter",
+	     "Requests and connects refused at once by an open circuit breaker.",
+	     render_lane_counter),
+	 LANE(breaker_rejections)},
+	{FAM("connroute_retries_throttled_total", "counter",
+	     "Retries not made because the lane's retry token bucket was at half or below.",
+	     render_lane_counter),
+	 LANE(retries_throttled)},
 };
 
 size_t cr_metrics_render(char *buf, size_t cap)

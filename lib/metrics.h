@@ -43,6 +43,16 @@ void cr_m_warm(int id, int hit);
 /* Access log lines lost (ring full, output failing): lib/alog.c. */
 void cr_m_alog_dropped(int id, uint64_t n);
 
+/* Resilience (lib/health.c). */
+void cr_m_breaker_rejected(int id); /* refused by an open breaker */
+void cr_m_retry_throttled(int id);  /* a retry not made: the token bucket is low */
+/* The resilience module's state, read at each scrape (registered by it, a
+ * higher layer): FN calls EMIT for each ejected address (what 0), each
+ * address ever ejected with its ejections (1), each breaker with its state
+ * (2). */
+typedef void (*cr_m_emit_fn)(void *ctx, int lane, const char *label, int64_t v);
+void cr_metrics_set_health(void (*fn)(int what, cr_m_emit_fn emit, void *ctx));
+
 /* Process-wide. */
 void cr_m_unmatched(void); /* a key fell back to lane default */
 void cr_m_reload(int ok);  /* a config reload: applied or rejected */

@@ -13,7 +13,7 @@ layer_of() { # the layer of a lib/ file, by its base name without extension
     fdtab|sockrec) echo 1 ;;
     config|config_*|cfgref|trust|endpoint|key|lane|notice) echo 2 ;;
     metrics|alog|alog_*) echo 3 ;;
-    limit) echo 4 ;;
+    limit|health) echo 4 ;;
     sockopt|deadline) echo 5 ;;
     warm) echo 6 ;;
     route) echo 7 ;;

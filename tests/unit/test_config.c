@@ -1390,6 +1390,16 @@ static const char golden_conf[] =
 	"retries = 2\n"
 	"retry_budget = 12.5%\n"
 	"retry_budget_min = 5\n"
+	"eject_after = 5\n"
+	"eject_time = 10s\n"
+	"eject_max = 34%\n"
+	"breaker_failure_ratio = 60%\n"
+	"breaker_window = 30s\n"
+	"breaker_min_requests = 50\n"
+	"breaker_open = 2s\n"
+	"breaker_probes = 5\n"
+	"retry_tokens = 10\n"
+	"retry_token_ratio = 0.2\n"
 	"prewarm = api.internal:443*4, [::1]:443\n"
 	"prewarm_url = https://api.internal/healthz\n"
 	"prewarm_method = get\n"
@@ -1446,6 +1456,16 @@ static const char golden_dump[] =
 	"retries = 2\n"
 	"retry_budget = 12.5%\n"
 	"retry_budget_min = 5  ; per second\n"
+	"eject_after = 5\n"
+	"eject_time = 10s\n"
+	"eject_max = 34%\n"
+	"breaker_failure_ratio = 0.6\n"
+	"breaker_window = 30s\n"
+	"breaker_min_requests = 50\n"
+	"breaker_open = 2s\n"
+	"breaker_probes = 5\n"
+	"retry_tokens = 10\n"
+	"retry_token_ratio = 0.2\n"
 	"prewarm = api.internal:443*4, [::1]:443*1\n"
 	"prewarm_url = https://api.internal/healthz\n"
 	"prewarm_method = GET\n"
@@ -1456,7 +1476,7 @@ static const char golden_dump[] =
 	"access_log_slow = 1s\n"
 	"access_log_query = on\n"
 	"\n"
-	"[lane plain]  ; line 39\n"
+	"[lane plain]  ; line 49\n"
 	"match = plain  ; the lane's name\n"
 	"; hosts = (any destination)\n"
 	"max_conns_per_host = 0  ; unlimited\n"
@@ -1479,6 +1499,16 @@ static const char golden_dump[] =
 	"retries = 0\n"
 	"retry_budget = 33.3%\n"
 	"retry_budget_min = 3  ; per second\n"
+	"eject_after = 0  ; off\n"
+	"eject_time = 30s\n"
+	"eject_max = 50%\n"
+	"breaker_failure_ratio = 0  ; off\n"
+	"breaker_window = 10s\n"
+	"breaker_min_requests = 20\n"
+	"breaker_open = 5s\n"
+	"breaker_probes = 3\n"
+	"retry_tokens = 0  ; off\n"
+	"retry_token_ratio = 0.1\n"
 	"; prewarm = (none)\n"
 	"; prewarm_url = (none)\n"
 	"prewarm_method = HEAD\n"
@@ -1489,7 +1519,7 @@ static const char golden_dump[] =
 	"access_log_slow = 0  ; every call\n"
 	"access_log_query = off\n"
 	"\n"
-	"[lane bare]  ; line 43\n"
+	"[lane bare]  ; line 53\n"
 	"match = bare  ; the lane's name\n"
 	"; hosts = (any destination)\n"
 	"max_conns_per_host = 0  ; unlimited\n"
@@ -1512,6 +1542,16 @@ static const char golden_dump[] =
 	"retries = 0\n"
 	"retry_budget = 20%\n"
 	"retry_budget_min = 3  ; per second\n"
+	"eject_after = 0  ; off\n"
+	"eject_time = 30s\n"
+	"eject_max = 50%\n"
+	"breaker_failure_ratio = 0  ; off\n"
+	"breaker_window = 10s\n"
+	"breaker_min_requests = 20\n"
+	"breaker_open = 5s\n"
+	"breaker_probes = 3\n"
+	"retry_tokens = 0  ; off\n"
+	"retry_token_ratio = 0.1\n"
 	"; prewarm = (none)\n"
 	"; prewarm_url = (none)\n"
 	"prewarm_method = HEAD\n"
@@ -1545,6 +1585,16 @@ static const char golden_dump[] =
 	"; retries = 0\n"
 	"; retry_budget = 20%\n"
 	"; retry_budget_min = 3  ; per second\n"
+	"; eject_after = 0  ; off\n"
+	"; eject_time = 30s\n"
+	"; eject_max = 50%\n"
+	"; breaker_failure_ratio = 0  ; off\n"
+	"; breaker_window = 10s\n"
+	"; breaker_min_requests = 20\n"
+	"; breaker_open = 5s\n"
+	"; breaker_probes = 3\n"
+	"; retry_tokens = 0  ; off\n"
+	"; retry_token_ratio = 0.1\n"
 	"; prewarm = (none)\n"
 	"; prewarm_url = (none)\n"
 	"; prewarm_method = HEAD\n"
@@ -1796,4 +1846,39 @@ Test(config, parses_run_concurrently)
 		pthread_join(t[i], NULL);
 		cr_expect_eq(w[i].failures, 0, "thread %d: %d failures", i, w[i].failures);
 	}
+}
+
+Test(config, resilience_keys)
+{
+	const struct cr_lane *l = lane_ok("max_idle_per_host = 8");
+	cr_assert_eq(l->health, 0, "every part off by default");
+	cr_assert_eq(l->eject_time_ms, 30000);
+	cr_assert_float_eq(l->eject_max, 0.5, 1e-9);
+	cr_assert_eq(l->breaker_window_ms, 10000);
+	cr_assert_eq(l->breaker_min_requests, 20);
+	cr_assert_eq(l->breaker_open_ms, 5000);
+	cr_assert_eq(l->breaker_probes, 3);
+	cr_assert_float_eq(l->retry_token_ratio, 0.1, 1e-9);
+	uint64_t h0 = l->health_hash;
+	l = lane_ok("eject_after = 3");
+	cr_assert_eq(l->health, CR_H_EJECT);
+	cr_assert_neq(l->health_hash, h0);
+	l = lane_ok("breaker_failure_ratio = 50%");
+	cr_assert_eq(l->health, CR_H_BREAKER);
+	l = lane_ok("retry_tokens = 10\nretry_token_ratio = 0.5");
+	cr_assert_eq(l->health, CR_H_THROTTLE);
+	cr_assert_float_eq(l->retry_token_ratio, 0.5, 1e-9);
+	lane_error("eject_time = 0", "conf.ini:2: eject_time = 0 must be longer than 0 (e.g. 30s)");
+	lane_error("breaker_open = 5", "conf.ini:2: duration '5' for breaker_open has no unit; "
+				       "write 5s or 5ms");
+	lane_error("eject_max = 150%", "conf.ini:2: eject_max = 150% is above 1; use 0 to 1 or 0% "
+				       "to 100%");
+	lane_error("breaker_failure_ratio = half",
+		   "conf.ini:2: bad value 'half' for breaker_failure_ratio; use a fraction or a "
+		   "percentage (e.g. 0.5)");
+	lane_error("breaker_probes = 0",
+		   "conf.ini:2: breaker_probes = 0 is out of range; use 1 to 1000");
+	lane_error("breaker_min_requests = -1",
+		   "conf.ini:2: bad value '-1' for breaker_min_requests; use a whole number from 1 "
+		   "to 1000000");
 }

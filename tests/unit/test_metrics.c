@@ -480,8 +480,24 @@ Test(metrics_endpoint, addresses_parse)
  * cases of the renderer: a lane only named (zeros), an unnamed id, a name to
  * escape, two priorities of one upstream (one retry series), an unknown retry
  * reason (the "other" series shown), a negative gauge, a fractional sum. */
+/* What lib/health.c would report: lane 3 has 10.0.0.2:443 ejected (twice so
+ * far) and an open breaker for api:443 ("x\"y" escaped). */
+static void golden_health(int what, cr_m_emit_fn emit, void *ctx)
+{
+	if (what == 0 || what == 1)
+		emit(ctx, 3, "10.0.0.2:443", what == 0 ? 25000 : 2);
+	if (what == 2) {
+		emit(ctx, 3, "api:443", 1);
+		emit(ctx, 3, "x\"y:80", 0);
+	}
+}
+
 static void golden_state(void)
 {
+	cr_metrics_set_health(golden_health);
+	cr_m_breaker_rejected(3);
+	cr_m_breaker_rejected(3);
+	cr_m_retry_throttled(3);
 	cr_metrics_set_lane_name(0, "default");
 	cr_metrics_set_lane_name(3, "cr\"it");
 	cr_m_conn_opened(3, 2 * MS, 1);
@@ -763,7 +779,29 @@ static const char golden_render[] =
 	"# TYPE connroute_access_log_dropped_total counter\n"
 	"connroute_access_log_dropped_total{lane=\"default\"} 0\n"
 	"connroute_access_log_dropped_total{lane=\"cr\\\"it\"} 5\n"
-	"connroute_access_log_dropped_total{lane=\"id9\"} 0\n";
+	"connroute_access_log_dropped_total{lane=\"id9\"} 0\n"
+	"# HELP connroute_ejections_total Times an address was ejected (outlier ejection, eject_after), by address.\n"
+	"# TYPE connroute_ejections_total counter\n"
+	"connroute_ejections_total{lane=\"cr\\\"it\",address=\"10.0.0.2:443\"} 2\n"
+	"# HELP connroute_ejected Addresses ejected now.\n"
+	"# TYPE connroute_ejected gauge\n"
+	"connroute_ejected{lane=\"default\"} 0\n"
+	"connroute_ejected{lane=\"cr\\\"it\"} 1\n"
+	"connroute_ejected{lane=\"id9\"} 0\n"
+	"# HELP connroute_breaker_state Circuit breaker per (lane, host): 0 closed, 1 open, 2 half-open.\n"
+	"# TYPE connroute_breaker_state gauge\n"
+	"connroute_breaker_state{lane=\"cr\\\"it\",host=\"api:443\"} 1\n"
+	"connroute_breaker_state{lane=\"cr\\\"it\",host=\"x\\\"y:80\"} 0\n"
+	"# HELP connroute_breaker_rejections_total Requests and connects refused at once by an open circuit breaker.\n"
+	"# TYPE connroute_breaker_rejections_total counter\n"
+	"connroute_breaker_rejections_total{lane=\"default\"} 0\n"
+	"connroute_breaker_rejections_total{lane=\"cr\\\"it\"} 2\n"
+	"connroute_breaker_rejections_total{lane=\"id9\"} 0\n"
+	"# HELP connroute_retries_throttled_total Retries not made because the lane's retry token bucket was at half or below.\n"
+	"# TYPE connroute_retries_throttled_total counter\n"
+	"connroute_retries_throttled_total{lane=\"default\"} 0\n"
+	"connroute_retries_throttled_total{lane=\"cr\\\"it\"} 1\n"
+	"connroute_retries_throttled_total{lane=\"id9\"} 0\n";
 
 /* The whole rendering of a known state, byte for byte: proves a change to the
  * renderer's code keeps its output (docs/metrics.md is the contract). */
