@@ -370,6 +370,10 @@ void cr_alog_connect_(const struct cr_lane *lane, const char *key, const struct 
 	c.dur_ns[CR_AD_TOTAL] = (int64_t)queue_ns + (connect_ns > 0 ? connect_ns : 0);
 	if (flags & CR_ALOG_F_OVERFLOW)
 		c.outcome = CR_ALOG_OVERFLOW;
+	else if (flags & CR_ALOG_F_EJECTED)
+		c.outcome = CR_ALOG_EJECTED;
+	else if (flags & CR_ALOG_F_BREAKER)
+		c.outcome = CR_ALOG_BREAKER;
 	else if (err == 0 || err == EINPROGRESS)
 		c.outcome = CR_ALOG_OK;
 	else if (err == ETIMEDOUT)

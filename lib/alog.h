@@ -31,6 +31,8 @@ enum cr_alog_outcome {
 	CR_ALOG_TIMEOUT,
 	CR_ALOG_OVERFLOW, /* refused at the lane's max_conns_per_host */
 	CR_ALOG_ERROR,
+	CR_ALOG_EJECTED, /* a raw connect to an address the lane ejected (lib/health.c) */
+	CR_ALOG_BREAKER, /* refused by the lane's open circuit breaker (lib/health.c) */
 	CR_ALOG_NOUT
 };
 
@@ -107,6 +109,8 @@ void cr_alog_put(const struct cr_alog_call *c);
  * EINPROGRESS: fine). FLAGS: */
 #define CR_ALOG_F_WARM     1 /* served from the warm pool */
 #define CR_ALOG_F_OVERFLOW 2 /* refused at the limit */
+#define CR_ALOG_F_EJECTED  4 /* refused: the address is ejected */
+#define CR_ALOG_F_BREAKER  8 /* refused: the breaker is open */
 void cr_alog_connect_(const struct cr_lane *lane, const char *key, const struct cr_dest *d,
 		      uint64_t queue_ns, int64_t connect_ns, int err, int flags);
 static inline void cr_alog_connect(const struct cr_lane *lane, const char *key,

@@ -291,8 +291,8 @@ static const char *rstr(const struct cr_alog_rec *r, int i)
 	return o == CR_ALOG_NOSTR || o >= CR_ALOG_STR ? NULL : r->str + o;
 }
 
-static const char *const outcome_txt[CR_ALOG_NOUT] = {"ok", "http_error", "timeout", "overflow",
-						      "error"};
+static const char *const outcome_txt[CR_ALOG_NOUT] = {
+	"ok", "http_error", "timeout", "overflow", "error", "ejected", "breaker_open"};
 
 size_t cr_alog_format(const struct cr_alog_rec *r, const char *lane, long pid, char *buf,
 		      size_t cap)

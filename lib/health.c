@@ -342,7 +342,8 @@ struct hbrk {
 static struct hbrk brks[CR_HEALTH_HOSTS];
 static atomic_int brks_full_said;
 
-static struct hbrk *brk_get(const struct cr_lane *l, uint64_t host, const char *label)
+static struct hbrk *brk_get(const struct cr_lane *l, uint64_t host, const char *label,
+			    const struct cr_dest *d)
 {
 	uint64_t k = cr_fnv64(CR_FNV64_INIT, &l->id, sizeof(l->id));
 	k = cr_fnv64(k, &l->health_hash, sizeof(l->health_hash));
@@ -361,7 +362,10 @@ static struct hbrk *brk_get(const struct cr_lane *l, uint64_t host, const char *
 		}
 		b->lane = l->id;
 		b->hh = l->health_hash;
-		snprintf(b->label, sizeof(b->label), "%s", label ? label : "?");
+		if (d)
+			dest_text(d, b->label, sizeof(b->label));
+		else
+			snprintf(b->label, sizeof(b->label), "%s", label ? label : "?");
 		atomic_store_explicit(&b->ready, 1, REL);
 		return b;
 	}
@@ -409,10 +413,10 @@ static void bk_add(const struct cr_lane *l, struct hbrk *b, int ok, int64_t now,
 	}
 }
 
-int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *label, int64_t now,
-		    int *state)
+static int admit(const struct cr_lane *l, uint64_t host, const char *label,
+		 const struct cr_dest *d, int64_t now, int *state)
 {
-	struct hbrk *b = brk_get(l, host, label);
+	struct hbrk *b = brk_get(l, host, label, d);
 	if (state)
 		*state = CR_BRK_CLOSED;
 	if (!b)
@@ -449,6 +453,17 @@ int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *label, i
 	return CR_ADMIT_NO;
 }
 
+int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *label, int64_t now,
+		    int *state)
+{
+	return admit(l, host, label, NULL, now, state);
+}
+
+int cr_health_admit_addr(const struct cr_lane *l, const struct cr_dest *d, int64_t now)
+{
+	return admit(l, cr_health_host_addr(d), NULL, d, now, NULL);
+}
+
 static void brk_open(const struct cr_lane *l, struct hbrk *b, uint64_t from, int64_t now)
 {
 	if (atomic_compare_exchange_strong(&b->st, &from, ST(CR_BRK_OPEN, 0, 0, now)))
@@ -460,7 +475,7 @@ void cr_health_result(const struct cr_lane *l, uint64_t host, int admitted, int 
 {
 	if (admitted == CR_ADMIT_NO)
 		return;
-	struct hbrk *b = brk_get(l, host, NULL);
+	struct hbrk *b = brk_get(l, host, NULL, NULL);
 	if (!b)
 		return;
 	uint64_t w = atomic_load_explicit(&b->st, ACQ);

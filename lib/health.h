@@ -57,6 +57,8 @@ void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct
  * gets the state that decided. */
 int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *label, int64_t now,
 		    int *state);
+/* The same for a raw connect to D: the host is D's address and port. */
+int cr_health_admit_addr(const struct cr_lane *l, const struct cr_dest *d, int64_t now);
 /* The outcome of a request ADMITTED (what cr_health_admit answered). */
 void cr_health_result(const struct cr_lane *l, uint64_t host, int admitted, int ok, int64_t now);
 

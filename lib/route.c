@@ -26,6 +26,7 @@
 #include "base.h"
 #include "cfgref.h"
 #include "fdtab.h"
+#include "health.h"
 #include "key.h"
 #include "lane.h"
 #include "limit.h"
@@ -248,6 +249,38 @@ int cr_route_again0(int fd)
 	return 1;
 }
 
+/* Resilience (docs/INTERNALS.md, "Resilience (lib/health.c)"): an address
+ * the lane ejected, or an address whose breaker is open, is refused at once
+ * as a closed port would be (ECONNREFUSED). Returns the access log's flag
+ * for the refusal, or 0 with *ADM the breaker's admission. */
+static int health_refuse(const struct cr_lane *lane, const struct cr_dest *d, int *adm)
+{
+	int64_t now = cr_health_now();
+	*adm = CR_ADMIT_YES;
+	if ((lane->health & CR_H_EJECT) &&
+	    cr_health_ejected(lane, cr_health_host_raw_group(d->port), d, now))
+		return CR_ALOG_F_EJECTED;
+	if ((lane->health & CR_H_BREAKER) &&
+	    (*adm = cr_health_admit_addr(lane, d, now)) == CR_ADMIT_NO)
+		return CR_ALOG_F_BREAKER;
+	return 0;
+}
+
+/* A connect's outcome, when known now: only what says something about the
+ * upstream counts (a refused, unreachable or timed out connect). */
+static void health_note(const struct cr_lane *lane, const struct cr_dest *d, int adm, int err)
+{
+	int ok = err == 0;
+	if (!ok && err != ECONNREFUSED && err != ETIMEDOUT && err != EHOSTUNREACH &&
+	    err != ENETUNREACH && err != ECONNRESET && err != ECONNABORTED)
+		return;
+	int64_t now = cr_health_now();
+	if (lane->health & CR_H_EJECT)
+		cr_health_addr_result(lane, cr_health_host_raw_group(d->port), d, ok, now);
+	if (lane->health & CR_H_BREAKER)
+		cr_health_result(lane, cr_health_host_addr(d), adm, ok, now);
+}
+
 #define KCALL() (kcall ? kcall(sctx) : cr_real.connect(fd, sa, len))
 
 /* The routed connect; KCALL, when not NULL, is the kernel call in place of
@@ -312,6 +345,13 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	cr_guard_record_mask();
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
+	int adm = CR_ADMIT_YES, refused;
+	if (lane->health && (refused = health_refuse(lane, &d, &adm)) != 0) {
+		cr_alog_connect(lane, key, &d, 0, -1, ECONNREFUSED, refused);
+		cr_cfgref_release(cfg);
+		errno = ECONNREFUSED;
+		return -1;
+	}
 
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0)
@@ -388,8 +428,12 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	 * call (a siglongjmp out of the connect), the app's close of the fd
 	 * gives it back, or the reaper finds it (docs/INTERNALS.md, "Raw
 	 * connect"). */
-	struct cr_fdinfo info = {
-		.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
+	/* A non-blocking connect's outcome is known at its close (HPEND). */
+	struct cr_fdinfo info = {.slot = slot,
+				 .lane = lane->id,
+				 .flags = CR_FDF_ROUTED |
+					  (lane->health && (nonblock || kcall) ? CR_FDF_HPEND : 0),
+				 .ino = ino};
 	int tracked = cr_fdtab_put(fd, &info) == 0;
 	errno = saved;
 	if (kcall) {
@@ -434,6 +478,12 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (cr_fdtab_take(fd, &back))
 			cr_limit_release(back.slot);
 	}
+	if (lane->health) {
+		if (r < 0 && (e == EINPROGRESS || e == EINTR))
+			cr_health_pending(fd, ino, lane, &d, adm);
+		else
+			health_note(lane, &d, adm, r >= 0 ? 0 : e);
+	}
 	cr_alog_connect(lane, key, &d, waited, r == 0 || !nonblock ? (int64_t)took : -1,
 			r == 0 ? 0 : e, 0);
 	cr_cfgref_release(cfg);
@@ -466,6 +516,13 @@ void cr_route_close_begin(int fd, struct cr_closing *c)
 {
 	c->fd = fd;
 	c->tracked = !in_vfork_child() && cr_fdtab_take(fd, &c->info);
+	if (c->tracked && (c->info.flags & CR_FDF_HPEND)) {
+		/* How its non-blocking connect ended, while the socket is open. */
+		const struct cr_config *cfg = cr_cfgref_acquire();
+		cr_health_pending_settle(fd, c->info.ino, cfg);
+		if (cfg)
+			cr_cfgref_release(cfg);
+	}
 }
 
 void cr_route_close_end(struct cr_closing *c, int ok)

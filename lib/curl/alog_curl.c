@@ -220,7 +220,10 @@ void cr_curl_alog_(struct cr_curl_easy *e, const struct cr_lane *lane, const cha
 			c.dur_ns[CR_AD_TTFB] = (int64_t)ts * 1000;
 	}
 
-	if (overflow) {
+	if (overflow == 2) { /* the lane's circuit breaker refused it */
+		c.outcome = CR_ALOG_BREAKER;
+		c.error = curle_name(CURLE_COULDNT_CONNECT, ebuf, sizeof(ebuf));
+	} else if (overflow) {
 		c.outcome = CR_ALOG_OVERFLOW;
 		c.error = curle_name(CURLE_OPERATION_TIMEDOUT, ebuf, sizeof(ebuf));
 	} else if (rc == CURLE_OK && c.status >= 400) {
