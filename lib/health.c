@@ -110,6 +110,22 @@ struct haddr {
 };
 
 static struct haddr addrs[CR_HEALTH_ADDRS];
+
+/* Per host (hashed, collisions share): until when some address of it is
+ * ejected, for cr_health_host_has_ejected without a scan. */
+#define NHINT 1024
+static _Atomic int64_t host_until[NHINT];
+
+static unsigned hint_of(const struct cr_lane *l, uint64_t group)
+{
+	uint64_t h = cr_fnv64(group, &l->id, sizeof(l->id));
+	return (unsigned)(cr_fnv64(h, &l->health_hash, 8) % NHINT);
+}
+
+int cr_health_host_has_ejected(const struct cr_lane *l, uint64_t group, int64_t now)
+{
+	return atomic_load_explicit(&host_until[hint_of(l, group)], RLX) > now;
+}
 static atomic_int addrs_full_said;
 
 static uint64_t addr_key(const struct cr_lane *l, uint64_t group, const struct cr_dest *d)
@@ -223,6 +239,10 @@ static void eject(const struct cr_lane *l, struct haddr *a, int64_t now)
 	atomic_store_explicit(&a->consec, 0, RLX);
 	atomic_store_explicit(&a->probing, 0, RLX);
 	atomic_fetch_add_explicit(&a->total, 1, RLX);
+	_Atomic int64_t *hu = &host_until[hint_of(l, a->group)];
+	int64_t until = now + (int64_t)l->eject_time_ms * mult, hv = atomic_load(hu);
+	while (hv < until && !atomic_compare_exchange_weak(hu, &hv, until))
+		;
 	while (out + 1 > cap) { /* let the least recently ejected back in */
 		struct haddr *oldest = NULL;
 		int64_t oat = 0;
@@ -689,6 +709,7 @@ void cr_health_reset(void)
 	memset(brks, 0, sizeof(brks));
 	memset(tokens, 0, sizeof(tokens));
 	memset(pend, 0, sizeof(pend));
+	memset(host_until, 0, sizeof(host_until));
 	memset(cur_hash, 0, sizeof(cur_hash));
 	atomic_store(&eject_lock, 0);
 }

@@ -49,6 +49,10 @@ int cr_health_ejected(const struct cr_lane *l, uint64_t group, const struct cr_d
 void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct cr_dest *d,
 			   int ok, int64_t now);
 
+/* Has host GROUP of L an address ejected now? (A hint: a hash collision
+ * with another host may answer 1.) */
+int cr_health_host_has_ejected(const struct cr_lane *l, uint64_t group, int64_t now);
+
 /* ---- circuit breaker (lane->health & CR_H_BREAKER) */
 
 /* May a request to HOST go? CR_ADMIT_NO (rejected, counted), _YES, or _PROBE

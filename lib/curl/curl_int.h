@@ -85,6 +85,7 @@ enum cr_ov {
 	OV_NOPROGRESS,
 	OV_MAXCONNECTS,
 	OV_SHARE,
+	OV_HAPPY, /* HAPPY_EYEBALLS_TIMEOUT_MS: short while a host has an ejected address */
 	OV_N
 };
 typedef void (*cr_ov_func)(void);
@@ -119,6 +120,7 @@ struct cr_curl_easy {
 	long app_maxage_s;      /* libcurl default 118 */
 	long app_maxlifetime_s; /* 0 */
 	long app_maxconnects;   /* libcurl default 5 */
+	long app_happy_ms;      /* HAPPY_EYEBALLS_TIMEOUT_MS, libcurl default 200 */
 	long app_sslversion;    /* 0 = default */
 	curl_sockopt_callback app_sockopt;
 	void *app_sockopt_data;
@@ -392,6 +394,30 @@ int cr_curl_sockets_opt(void *clientp, curl_socket_t fd, curlsocktype purpose);
 int cr_curl_sockets_close(void *clientp, curl_socket_t fd);
 /* After a perform attempt: counts the connections it made, once each. */
 void cr_curl_sockets_count(struct cr_curl_easy *e);
+
+/* --------------------------------------------------------------- resil.c */
+
+/* Resilience of a routed perform of E in LANE (only when lane->health):
+ * before it, the breaker (-1: refused, the error buffer, metrics and
+ * access log say so; return CURLE_COULDNT_CONNECT without performing), with
+ * *ADM the admission to pass to after; after it, the final outcome. A failed
+ * attempt that is retried is reported by retry.c (_attempt). */
+int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
+			  uint64_t t_start, int *adm);
+void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc,
+			  int adm);
+void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane,
+			    CURLcode rc);
+struct cr_dest;
+/* Before a perform in a lane with ejection: while the URL's host has an
+ * ejected address, libcurl's happy-eyeballs timeout is made short, so
+ * skipping that address costs nothing (libcurl 7.88 waits that timeout
+ * before it tries the next address of a name, however fast the first one
+ * failed); else the app's value. */
+void cr_curl_health_eyeballs(struct cr_curl_easy *e, const struct cr_lane *lane);
+/* The opensocket callback: 1 if libcurl must skip address D (ejected);
+ * else D is remembered as tried by this attempt. */
+int cr_curl_health_skip(struct cr_curl_easy *e, const struct cr_dest *d);
 
 /* --------------------------------------------------------------- retry.c */
 

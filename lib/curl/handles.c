@@ -124,6 +124,7 @@ enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32, F_STR = 64 };
 	X(MAXAGE_CONN, CURLOPT_MAXAGE_CONN, K_LONG, F_S | F_O | F_X, 0)                           \
 	X(MAXLIFETIME_CONN, CURLOPT_MAXLIFETIME_CONN, K_LONG, F_S | F_O | F_X, 0)                 \
 	X(MAXCONNECTS, CURLOPT_MAXCONNECTS, K_LONG, F_S | F_O | F_X, 0)                           \
+	X(HAPPY_EYEBALLS_TIMEOUT_MS, CURLOPT_HAPPY_EYEBALLS_TIMEOUT_MS, K_LONG, F_S | F_O | F_X, 0) \
 	X(SSLVERSION, CURLOPT_SSLVERSION, K_LONG, F_S | F_O | F_X, 0)                             \
 	X(SOCKOPTFUNCTION, CURLOPT_SOCKOPTFUNCTION, K_FUNC, F_S | F_O | F_X, 0)                   \
 	X(SOCKOPTDATA, CURLOPT_SOCKOPTDATA, K_PTR, F_S | F_O | F_X, 0)                            \
@@ -363,6 +364,7 @@ static void life_defaults(struct cr_curl_easy *e)
 	memset(e, 0, offsetof(struct cr_curl_easy, h));
 	e->app_maxage_s = 118;
 	e->app_maxconnects = 5;
+	e->app_happy_ms = CURL_HET_DEFAULT;
 	e->app_noprogress = 1;
 	if (ov_set)
 		e->ov_gen++;
@@ -401,6 +403,7 @@ static void held_defaults(struct cr_curl_easy *e)
 	memset(e->held, 0, sizeof(e->held));
 	e->held[OV_MAXAGE].l = 118;
 	e->held[OV_MAXCONNECTS].l = 5;
+	e->held[OV_HAPPY].l = CURL_HET_DEFAULT;
 	e->held[OV_NOPROGRESS].l = 1;
 	e->held[OV_SHARE].p = share;
 	e->ov_gen++;
@@ -795,6 +798,7 @@ recorded:
 	case SL_MAXAGE_CONN: e->app_maxage_s = e->held[OV_MAXAGE].l = lval; break;
 	case SL_MAXLIFETIME_CONN: e->app_maxlifetime_s = e->held[OV_MAXLIFETIME].l = lval; break;
 	case SL_MAXCONNECTS: e->app_maxconnects = e->held[OV_MAXCONNECTS].l = lval; break;
+	case SL_HAPPY_EYEBALLS_TIMEOUT_MS: e->app_happy_ms = e->held[OV_HAPPY].l = lval; break;
 	case SL_SSLVERSION: e->app_sslversion = e->held[OV_SSLVERSION].l = lval; break;
 	case SL_SOCKOPTFUNCTION:
 		e->app_sockopt = (curl_sockopt_callback)ptr;

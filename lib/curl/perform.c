@@ -61,6 +61,7 @@ static const struct {
 	[OV_NOPROGRESS] = {CURLOPT_NOPROGRESS, OV_LONG, OV_APP(app_noprogress)},
 	[OV_MAXCONNECTS] = {CURLOPT_MAXCONNECTS, OV_LONG, OV_APP(app_maxconnects)},
 	[OV_SHARE] = {CURLOPT_SHARE, OV_PTR, OV_APP(app_share)},
+	[OV_HAPPY] = {CURLOPT_HAPPY_EYEBALLS_TIMEOUT_MS, OV_LONG, OV_APP(app_happy_ms)},
 };
 
 /* The app's value of option I (every kind fits the union's bytes). */
@@ -222,7 +223,11 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg,
 	/* The same lane of the same config as the last perform, and nothing
 	 * held or set by the app since: libcurl holds the lane's values. */
 	unsigned cfgen = atomic_load_explicit(&cr_curl_cfg_gen, memory_order_relaxed);
-	int warm = cr_warm_lane_has_pools(lane) && !e->app_opensocket_fn;
+	if (lane->health & CR_H_EJECT)
+		cr_curl_health_eyeballs(e, lane); /* lib/curl/resil.c */
+	/* Our opensocket callback: warm sockets, and skipping ejected addresses. */
+	int warm = (cr_warm_lane_has_pools(lane) || (lane->health & CR_H_EJECT)) &&
+		   !e->app_opensocket_fn;
 	e->warm_fd = -1;
 	if (e->ap_lane == lane && e->ap_cfg == cfg && e->ap_cfgen == cfgen &&
 	    e->ap_gen == e->ov_gen && e->ap_warm == warm && waited_ms == 0 &&
@@ -266,6 +271,8 @@ static long apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg,
 	if (e->lib->has_maxlifetime)
 		want_long(e, OV_MAXLIFETIME, life);
 	want_long(e, OV_SSLVERSION, sslv);
+	if (!(lane->health & CR_H_EJECT))
+		want_long(e, OV_HAPPY, e->app_happy_ms);
 	/* Always ours: new connections are counted there, and get the lane's
 	 * options (the app's callback is chained). */
 	want(e, OV_SOCKOPTFUNCTION, (union cr_ov_val){.f = (cr_ov_func)cr_curl_sockets_opt});
@@ -513,6 +520,11 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 	e->lane = lane;
 	uint64_t t_start = cr_now_ns();
 
+	int adm = 0; /* resilience: the breaker's admission (lib/curl/resil.c) */
+	if (lane->health && cr_curl_health_before(e, lane, key, t_start, &adm) != 0) {
+		e->lane = NULL;
+		return CURLE_COULDNT_CONNECT;
+	}
 	uint32_t slot;
 	long waited_ms;
 	if (limit(e, lane, key, t_start, &slot, &waited_ms) != 0) {
@@ -560,6 +572,8 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 	e->stale = 0; /* the perform starts from clean results (Curl_pretransfer) */
 	unsigned long closes = cr_curl_tls_closes;
 	CURLcode rc = perform_with_retries(e, lane, key, rt, waited_ms, t_start);
+	if (lane->health)
+		cr_curl_health_after(e, lane, rc, adm);
 	cr_curl_alog(e, lane, key, rc, t_start, waited_ms, 0); /* before the share is detached */
 	if (cr_curl_tls_closes != closes)
 		e->life_reset = 1; /* a connection died under it: see perform_once */

@@ -11,6 +11,7 @@
 
 #include "base.h"
 #include "curl_int.h"
+#include "health.h"
 #include "key.h"
 #include "log.h"
 #include "metrics.h"
@@ -147,8 +148,15 @@ long cr_curl_retry_next(const struct cr_curl_easy *e, const struct cr_lane *lane
 	uint64_t spent_ms = (cr_now_ns() - t0_ns) / 1000000ull + (uint64_t)waited_ms;
 	if (rt_ms > 0 && (long)spent_ms + pause >= rt_ms)
 		return -1;
+	/* Retry throttling (lib/health.c): no retry while the lane's token
+	 * bucket is at half or below; the attempt that is retried is reported
+	 * here, the last one by the perform (cr_curl_health_after). */
+	if (lane->health && !cr_health_retry_allowed(lane))
+		return -1;
 	if (!budget_take(lane, cr_now_ns()))
 		return -1;
+	if (lane->health)
+		cr_curl_health_attempt(e, lane, rc);
 	return pause;
 }
 

@@ -20,7 +20,8 @@
 #include "route.h"
 #include "warm.h"
 
-/* Warm pools for libcurl: a new connection to a destination the lane keeps
+/* Installed for lanes with warm pools or outlier ejection. Warm pools for
+ * libcurl: a new connection to a destination the lane keeps
  * warm sockets for gets one (libcurl then skips its connect: the sockopt
  * callback answers CURL_SOCKOPT_ALREADY_CONNECTED); otherwise the socket is
  * made exactly as libcurl's default would. */
@@ -33,6 +34,12 @@ curl_socket_t cr_curl_sockets_open(void *clientp, curlsocktype purpose, struct c
 	if (e->lane && purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM &&
 	    (a->protocol == 0 || a->protocol == IPPROTO_TCP) &&
 	    cr_dest_from_sockaddr(&d, &a->addr, a->addrlen) == 0) {
+		/* An ejected address: libcurl goes on to the name's next one
+		 * (docs/INTERNALS.md, "Resilience"). */
+		if (e->lane->health && cr_curl_health_skip(e, &d))
+			return CURL_SOCKET_BAD;
+		if (!cr_warm_lane_has_pools(e->lane))
+			return socket(a->family, a->socktype, a->protocol);
 		uint32_t slot;
 		uint64_t ino;
 		cr_warm_kick();

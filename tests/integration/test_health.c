@@ -243,3 +243,159 @@ Test(resilience, raw_nonblocking_outcome_is_taken_at_close, .init = start_hangin
 		  "%s", r.out);
 	h_run_free(&r);
 }
+
+/* ------------------------------------------------------------- libcurl */
+
+static void start_two(void)
+{
+	start_pair(NULL);
+}
+
+static void arm(struct h_upstream *u, const char *q)
+{
+	char *s = h_get(u, q);
+	cr_assert_not_null(s);
+	free(s);
+}
+
+static long summary(const char *out, const char *field)
+{
+	const char *p = strstr(out, "summary ");
+	char pat[32];
+	snprintf(pat, sizeof(pat), " %s=", field);
+	p = p ? strstr(p, pat) : NULL;
+	return p ? atol(p + strlen(pat)) : -1;
+}
+
+static char url[128], resolve[128];
+static void host_url(int port, const char *first, const char *second)
+{
+	snprintf(url, sizeof(url), "http://api.test:%d/", port);
+	snprintf(resolve, sizeof(resolve), "api.test:%d:%s,%s", port, first, second);
+}
+
+/* 127.0.0.2 closes every connection without an answer (CURLE_GOT_NOTHING). After eject_after failures libcurl
+ * is made to skip it (CURL_SOCKET_BAD from the opensocket callback: libcurl
+ * goes on to 127.0.0.1): the server on 127.0.0.2 accepts nothing more until
+ * eject_time has passed, then one probe, which fails and ejects it again
+ * for twice as long. */
+Test(resilience, curl_skips_an_ejected_address_and_probes_it_after_eject_time,
+     .init = start_two, .fini = stop_pair)
+{
+	arm(&bad, "/inject?fault=drop&count=1000");
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "eject_after = 2\n"
+					     "eject_time = 1s\n"),
+			     NULL};
+	host_url(good.port, "127.0.0.2", "127.0.0.1");
+	/* A new connection per request (else the pooled one to 127.0.0.1 serves
+	 * everything and no probe is ever needed). */
+	const char *argv[] = {"curlprog",   "--mode", "fresh",	   "--forbid-reuse",
+			      "--requests", "25",     "--pause-ms", "100",
+			      "--resolve",  resolve,  url,	   NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	/* 2 failures, ejected for 1 s (~10 requests to 127.0.0.1), 1 probe
+	 * that fails, ejected for 2 s: past the end of the run. */
+	cr_expect_eq(h_stat(&bad, "accepted"), 3, "%s", r.out);
+	cr_expect_eq(summary(r.out, "errors"), 3, "%s", r.out);
+	cr_expect_eq(h_stat(&good, "requests"), 22, "%s", r.out);
+	/* Skipping it costs nothing: libcurl's 200 ms happy-eyeballs wait
+	 * before the next address is made short while one is ejected. */
+	const char *p99 = strstr(r.out, "p99_ms=");
+	cr_expect(p99 && atof(p99 + 7) < 100, "%s", r.out);
+	h_run_free(&r);
+}
+
+/* The same program without the keys: libcurl goes to 127.0.0.2 first
+ * every time (its fallback is for connect failures only). */
+Test(resilience, curl_without_ejection_keeps_failing, .init = start_two, .fini = stop_pair)
+{
+	arm(&bad, "/inject?fault=drop&count=1000");
+	const char *env[] = {conf_env(&good, "[lane default]\nmax_idle_per_host = 8\n"), NULL};
+	host_url(good.port, "127.0.0.2", "127.0.0.1");
+	const char *argv[] = {"curlprog",  "--mode",  "fresh", "--forbid-reuse", "--requests",
+			      "10",	   "--resolve", resolve, url,		   NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	char *sb = h_get(&bad, "/stats"), *sg = h_get(&good, "/stats");
+	cr_expect_eq(summary(r.out, "errors"), 10, "%s\nbad:\n%s\ngood:\n%s", r.out, sb, sg);
+	cr_expect_eq(h_stat(&bad, "accepted"), 10, "%s", r.out);
+	free(sb);
+	free(sg);
+	h_run_free(&r);
+}
+
+/* The breaker of api.test:PORT opens after 4 failures in 4 requests,
+ * refuses at once with CURLE_COULDNT_CONNECT (7) and a message naming lane,
+ * host and state (nothing reaches the server), then lets 2 probes through
+ * after breaker_open; they succeed (the fault is spent) and it closes. */
+Test(resilience, curl_breaker_opens_rejects_probes_and_closes, .init = start_two,
+     .fini = stop_pair)
+{
+	arm(&good, "/inject?fault=drop&count=4");
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "breaker_failure_ratio = 0.5\n"
+					     "breaker_min_requests = 4\n"
+					     "breaker_open = 1s\n"
+					     "breaker_probes = 2\n"),
+			     NULL};
+	char u[128];
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
+	const char *argv[] = {"curlprog", "--mode", "persistent", "--requests", "25",
+			      "--pause-ms", "100", "--errbuf", u, NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	char want[160];
+	snprintf(want, sizeof(want),
+		 " errbuf=connroute: lane 'default': circuit breaker open for 127.0.0.1:%d; "
+		 "request not sent\n",
+		 good.port);
+	const char *rej = strstr(r.out, want);
+	cr_expect(rej, "%s", r.out);
+	/* refused at once: code 7, well under a millisecond */
+	const char *line = rej;
+	while (line > r.out && line[-1] != '\n')
+		line--;
+	cr_expect(strstr(line, "code=7 status=0 conn=- ms=0.") == strstr(line, "code="),
+		  "%.200s", line);
+	long errors = summary(r.out, "errors"), ok = summary(r.out, "ok");
+	cr_expect(errors >= 4 + 7 && errors <= 4 + 12, "4 failures, then ~1 s refused: %s", r.out);
+	cr_expect_eq(h_stat(&good, "requests"), ok + 4, "refused requests never reach the server");
+	cr_expect_eq(h_stat(&good, "accepted") - 4, 1, "one connection after the probes: %s",
+		     r.out);
+	/* Closed again: the last requests are ok. */
+	cr_expect(strstr(r.out, "req 0 24 code=0 status=200"), "%s", r.out);
+	h_run_free(&r);
+}
+
+/* Retry throttling: every request gets no answer; retries = 2 with a budget
+ * that never binds. The token bucket (4, at most half spent before
+ * throttling) allows the first request's two retries, then none: the
+ * server sees 3 + 1 + 1 + 1 + 1 attempts for 5 requests, not 15. */
+Test(resilience, curl_retry_throttling_stops_retries, .init = start_two, .fini = stop_pair)
+{
+	arm(&good, "/inject?fault=drop&count=1000");
+	const char *conf = "[lane default]\n"
+			   "retries = 2\n"
+			   "retry_budget = 100%%\n"
+			   "retry_budget_min = 1000\n"
+			   "%s";
+	char text[256];
+	snprintf(text, sizeof(text), conf, "retry_tokens = 4\n");
+	const char *env[] = {conf_env(&good, text), NULL};
+	char u[128];
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
+	const char *argv[] = {"curlprog", "--mode", "persistent", "--requests", "5", u, NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	cr_expect_eq(h_stat(&good, "accepted"), 7, "%s", r.out);
+	h_run_free(&r);
+	h_reset(&good);
+	arm(&good, "/inject?fault=drop&count=1000");
+	snprintf(text, sizeof(text), conf, "");
+	const char *env2[] = {conf_env(&good, text), NULL};
+	run(&r, argv, env2);
+	cr_expect_eq(h_stat(&good, "accepted"), 15, "without retry_tokens: %s", r.out);
+	h_run_free(&r);
+}

@@ -32,6 +32,7 @@
  *                          can do by itself (a reference for bench/reuse; not with
  *                          thread-per-request)
  *   --forbid-reuse  --fresh-connect
+ *   --resolve H:P:A1[,A2]  CURLOPT_RESOLVE (one host name, several addresses)
  *   --timeout-ms N  --connect-timeout-ms N
  *   --errbuf               CURLOPT_ERRORBUFFER, printed on error
  *   --print-body           print the first line of each body as "body <line>"
@@ -85,6 +86,7 @@ static struct {
 	int share_per_thread;
 	int forbid_reuse;
 	int fresh_connect;
+	struct curl_slist *resolve;
 	long timeout_ms;
 	long connect_timeout_ms;
 	int errbuf;
@@ -255,6 +257,8 @@ static void setup_handle(CURL *h, struct xfer *x, long i, CURLSH *thread_share)
 		curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
 	if (opt.fresh_connect)
 		curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+	if (opt.resolve)
+		curl_easy_setopt(h, CURLOPT_RESOLVE, opt.resolve);
 	if (opt.timeout_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opt.timeout_ms);
 	if (opt.connect_timeout_ms > 0)
@@ -470,7 +474,7 @@ static void usage(void)
 	      "  [--requests N] [--duration-ms N] [--pause-ms N] [--path-seq P1,P2,...]\n"
 	      "  [--cacert FILE] [--insecure] [--method M] [--data STR] [--header 'H: v']...\n"
 	      "  [--cookies] [--user U:P [--user-first-only]] [--own-share|--share-per-thread]\n"
-	      "  [--forbid-reuse] [--fresh-connect] [--timeout-ms N] [--connect-timeout-ms N] [--errbuf]\n"
+	      "  [--forbid-reuse] [--fresh-connect] [--resolve H:P:A,..] [--timeout-ms N] [--connect-timeout-ms N] [--errbuf]\n"
 	      "  [--print-body|--print-body-all] [--print-conn] [--print-fds|--list-fds] [--quiet] URL\n",
 	      stderr);
 	exit(2);
@@ -534,6 +538,8 @@ int main(int argc, char **argv)
 			opt.forbid_reuse = 1;
 		} else if (!strcmp(s, "--fresh-connect")) {
 			opt.fresh_connect = 1;
+		} else if (!strcmp(s, "--resolve")) {
+			opt.resolve = curl_slist_append(opt.resolve, ARG());
 		} else if (!strcmp(s, "--timeout-ms")) {
 			opt.timeout_ms = parse_long(s, ARG(), 1, 86400000);
 		} else if (!strcmp(s, "--connect-timeout-ms")) {

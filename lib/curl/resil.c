@@ -1,0 +1,198 @@
+/* connroute: libcurl lanes — resilience (docs/INTERNALS.md, "Resilience
+ * (lib/health.c)"): the libcurl side of outlier ejection, the circuit
+ * breaker and retry throttling. The policy is lib/health.c's; here is what a
+ * transfer tells it and how libcurl is made to obey:
+ *
+ * - before a perform, the breaker of (lane, URL host:port) is asked; while
+ *   open the perform fails at once with CURLE_COULDNT_CONNECT and a message
+ *   in the app's error buffer (nothing is sent);
+ * - an ejected address is skipped in the opensocket callback (installed only
+ *   for lanes with ejection or warm pools): CURL_SOCKET_BAD makes libcurl
+ *   7.88 go on to the name's next address (checked by the integration test
+ *   resilience/curl_skips_an_ejected_address);
+ * - after each attempt, its outcome goes to the addresses it used: the one
+ *   libcurl ended on (CURLINFO_PRIMARY_IP) gets the attempt's outcome, every
+ *   other address it tried this attempt failed to connect; the retry token
+ *   bucket gets one outcome per attempt; the breaker one per request.
+ *
+ * Entry points are two calls around the perform (before/after) and one per
+ * failed attempt (from retry.c), so another perform path (the multi
+ * interface) can call the same. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "alog_curl.h"
+#include "base.h"
+#include "curl_int.h"
+#include "health.h"
+#include "lane.h"
+#include "metrics.h"
+
+/* The addresses libcurl opened sockets for during this thread's current
+ * attempt (a perform runs on one thread; the easy interface never nests). */
+#define TRIED_MAX 8
+static __thread struct {
+	int n;
+	struct cr_dest d[TRIED_MAX];
+} tried;
+
+/* -1: says nothing about the upstream; 0 failed; 1 ok. */
+static int outcome(const struct cr_curl_easy *e, CURLcode rc)
+{
+	long code = 0;
+	switch (rc) {
+	case CURLE_OK:
+		e->lib->fns.easy_getinfo(e->h, CURLINFO_RESPONSE_CODE, &code);
+		return code >= 500 && code <= 599 ? 0 : 1;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR: return 0;
+	default: return -1;
+	}
+}
+
+/* The addresses the app gave for the URL's host:port with CURLOPT_RESOLVE
+ * ("[+]HOST:PORT:ADDR[,ADDR]..."): known addresses of the host for eject_max
+ * even before libcurl tried them (libcurl only falls back to the next one
+ * on a connect failure; a name resolved by DNS makes its addresses known as
+ * libcurl tries them). */
+static void known_from_resolve(const struct cr_curl_easy *e, const struct cr_lane *lane)
+{
+	size_t hl = strlen(e->u_host);
+	char port[8];
+	int pl = snprintf(port, sizeof(port), ":%d:", e->u_port);
+	uint64_t group = cr_health_host_name(e->u_host, e->u_port);
+	int64_t now = cr_health_now();
+	for (const struct curl_slist *l = e->resolve; l; l = l->next) {
+		const char *p = l->data;
+		if (!p || *p == '-')
+			continue;
+		if (*p == '+')
+			p++;
+		if (strncasecmp(p, e->u_host, hl) != 0 || strncmp(p + hl, port, (size_t)pl) != 0)
+			continue;
+		p += hl + (size_t)pl;
+		while (*p) {
+			char a[64];
+			size_t n = strcspn(p, ",");
+			const char *s = p;
+			size_t sn = n;
+			if (sn >= 2 && s[0] == '[' && s[sn - 1] == ']') {
+				s++;
+				sn -= 2;
+			}
+			struct cr_dest d = {.port = (uint16_t)e->u_port};
+			if (sn < sizeof(a)) {
+				memcpy(a, s, sn);
+				a[sn] = '\0';
+				if (inet_pton(AF_INET, a, d.addr) == 1)
+					d.family = AF_INET;
+				else if (inet_pton(AF_INET6, a, d.addr) == 1)
+					d.family = AF_INET6;
+				if (d.family)
+					(void)cr_health_ejected(lane, group, &d, now); /* registers it */
+			}
+			p += n;
+			if (*p == ',')
+				p++;
+		}
+	}
+}
+
+int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
+			  uint64_t t_start, int *adm)
+{
+	tried.n = 0;
+	*adm = CR_ADMIT_YES;
+	if ((lane->health & CR_H_EJECT) && e->resolve)
+		known_from_resolve(e, lane);
+	if (!(lane->health & CR_H_BREAKER))
+		return 0;
+	char label[CR_HOST_MAX + 8];
+	int st;
+	snprintf(label, sizeof(label), "%s:%d", e->u_host, e->u_port);
+	*adm = cr_health_admit(lane, cr_health_host_name(e->u_host, e->u_port), label,
+			       cr_health_now(), &st);
+	if (*adm != CR_ADMIT_NO)
+		return 0;
+	if (e->errbuf)
+		snprintf(e->errbuf, CURL_ERROR_SIZE,
+			 "connroute: lane '%.48s': circuit breaker %s for %.100s; request not sent",
+			 lane->name, st == CR_BRK_OPEN ? "open" : "half-open (probes in flight)",
+			 label);
+	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_ERROR);
+	cr_curl_alog(e, lane, key, CURLE_COULDNT_CONNECT, t_start, 0, 2);
+	return -1;
+}
+
+void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc)
+{
+	int ok = outcome(e, rc);
+	int n = tried.n;
+	tried.n = 0;
+	if (lane->health & CR_H_THROTTLE && ok >= 0)
+		cr_health_tokens_result(lane, ok);
+	if (!(lane->health & CR_H_EJECT))
+		return;
+	char *ip = NULL;
+	long port = 0;
+	struct cr_dest p = {.family = AF_UNSPEC};
+	e->lib->fns.easy_getinfo(e->h, CURLINFO_PRIMARY_IP, &ip);
+	e->lib->fns.easy_getinfo(e->h, CURLINFO_PRIMARY_PORT, &port);
+	if (ip && ip[0]) {
+		if (inet_pton(AF_INET, ip, p.addr) == 1)
+			p.family = AF_INET;
+		else if (inet_pton(AF_INET6, ip, p.addr) == 1)
+			p.family = AF_INET6;
+		p.port = (uint16_t)port;
+	}
+	uint64_t group = cr_health_host_name(e->u_host, e->u_port);
+	int64_t now = cr_health_now();
+	for (int i = 0; i < n && i < TRIED_MAX; i++) {
+		const struct cr_dest *d = &tried.d[i];
+		int last = d->family == p.family && d->port == p.port &&
+			   !memcmp(d->addr, p.addr, d->family == AF_INET ? 4 : 16);
+		if (!last)
+			cr_health_addr_result(lane, group, d, 0, now); /* libcurl moved on */
+	}
+	if (p.family != AF_UNSPEC && ok >= 0)
+		cr_health_addr_result(lane, group, &p, ok, now);
+}
+
+void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc, int adm)
+{
+	int ok = outcome(e, rc);
+	cr_curl_health_attempt(e, lane, rc);
+	if ((lane->health & CR_H_BREAKER) && ok >= 0)
+		cr_health_result(lane, cr_health_host_name(e->u_host, e->u_port), adm, ok,
+				 cr_health_now());
+}
+
+void cr_curl_health_eyeballs(struct cr_curl_easy *e, const struct cr_lane *lane)
+{
+	long v = cr_health_host_has_ejected(lane, cr_health_host_name(e->u_host, e->u_port),
+					     cr_health_now())
+			 ? 1
+			 : e->app_happy_ms;
+	if (e->held[OV_HAPPY].l != v)
+		cr_curl_hold(e, OV_HAPPY, (union cr_ov_val){.l = v});
+}
+
+int cr_curl_health_skip(struct cr_curl_easy *e, const struct cr_dest *d)
+{
+	if (!(e->lane->health & CR_H_EJECT))
+		return 0;
+	if (cr_health_ejected(e->lane, cr_health_host_name(e->u_host, e->u_port), d,
+			      cr_health_now()))
+		return 1;
+	if (tried.n < TRIED_MAX)
+		tried.d[tried.n++] = *d;
+	return 0;
+}
