@@ -122,6 +122,27 @@ static unsigned hint_of(const struct cr_lane *l, uint64_t group)
 	return (unsigned)(cr_fnv64(h, &l->health_hash, 8) % NHINT);
 }
 
+/* Recently ejected (lane, address) keys, for pooled connections. */
+#define NEJ 64
+static struct {
+	_Atomic uint64_t key;
+	_Atomic int64_t until;
+} ej[NEJ];
+atomic_uint cr_health_eject_gen;
+
+uint64_t cr_health_conn_key(int lane_id, const struct cr_dest *d)
+{
+	uint64_t a = cr_health_host_addr(d);
+	return cr_fnv64(cr_fnv64(CR_FNV64_INIT, &lane_id, sizeof(lane_id)), &a, 8) | 1;
+}
+
+int cr_health_conn_ejected(uint64_t key, int64_t now)
+{
+	unsigned i = (unsigned)(key % NEJ);
+	return atomic_load_explicit(&ej[i].key, ACQ) == key &&
+	       atomic_load_explicit(&ej[i].until, RLX) > now;
+}
+
 int cr_health_host_has_ejected(const struct cr_lane *l, uint64_t group, int64_t now)
 {
 	return atomic_load_explicit(&host_until[hint_of(l, group)], RLX) > now;
@@ -243,6 +264,10 @@ static void eject(const struct cr_lane *l, struct haddr *a, int64_t now)
 	int64_t until = now + (int64_t)l->eject_time_ms * mult, hv = atomic_load(hu);
 	while (hv < until && !atomic_compare_exchange_weak(hu, &hv, until))
 		;
+	uint64_t ck = cr_health_conn_key(l->id, &a->d);
+	atomic_store_explicit(&ej[ck % NEJ].until, until, RLX);
+	atomic_store_explicit(&ej[ck % NEJ].key, ck, REL);
+	atomic_fetch_add_explicit(&cr_health_eject_gen, 1, REL);
 	while (out + 1 > cap) { /* let the least recently ejected back in */
 		struct haddr *oldest = NULL;
 		int64_t oat = 0;
@@ -710,6 +735,7 @@ void cr_health_reset(void)
 	memset(tokens, 0, sizeof(tokens));
 	memset(pend, 0, sizeof(pend));
 	memset(host_until, 0, sizeof(host_until));
+	memset(ej, 0, sizeof(ej));
 	memset(cur_hash, 0, sizeof(cur_hash));
 	atomic_store(&eject_lock, 0);
 }

@@ -13,6 +13,7 @@
 #ifndef CR_HEALTH_H
 #define CR_HEALTH_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -52,6 +53,14 @@ void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct
 /* Has host GROUP of L an address ejected now? (A hint: a hash collision
  * with another host may answer 1.) */
 int cr_health_host_has_ejected(const struct cr_lane *l, uint64_t group, int64_t now);
+
+/* Pooled connections (lib/curl/shares.c): a connection of lane L to D is
+ * known by cr_health_conn_key; cr_health_conn_ejected says whether its
+ * address is ejected now. cr_health_eject_gen changes at every ejection, so
+ * a pool checks its shares only then. */
+extern atomic_uint cr_health_eject_gen;
+uint64_t cr_health_conn_key(int lane_id, const struct cr_dest *d);
+int cr_health_conn_ejected(uint64_t key, int64_t now);
 
 /* ---- circuit breaker (lane->health & CR_H_BREAKER) */
 

@@ -323,7 +323,19 @@ struct cr_curl_share {
 	_Atomic uint64_t idle_since_ns;    /* free or recycled: since when */
 	struct cr_curl_share *prev, *next; /* the pool's free list (most recent first)
 					      or its list of shares on handles */
+	/* resilience: the (lane, address) keys its connections went to, and the
+	 * ejection generation it was last found clean at (lib/health.c) */
+	_Atomic uint64_t haddr[4];
+	atomic_uint hidx, hgen;
 };
+
+/* Resilience: S's connections went to the address of KEY (its owner's
+ * thread, after an attempt). */
+void cr_curl_shares_note_addr(struct cr_curl_share *s, uint64_t key);
+/* Has E's parked share (E pinned by its perform) a connection to an address
+ * ejected now? Then _discard closes it (libcurl closes its connections). */
+int cr_curl_shares_doomed(const struct cr_curl_easy *e);
+void cr_curl_shares_discard(struct cr_curllib *lib, struct cr_curl_easy *e);
 
 /* The pool flavour of a handle's CURLOPT_RESOLVE list (0: none). */
 uint64_t cr_curl_shares_flavor(const struct curl_slist *resolve);

@@ -111,8 +111,14 @@ int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, co
 {
 	tried.n = 0;
 	*adm = CR_ADMIT_YES;
-	if ((lane->health & CR_H_EJECT) && e->resolve)
-		known_from_resolve(e, lane);
+	if (lane->health & CR_H_EJECT) {
+		if (e->resolve)
+			known_from_resolve(e, lane);
+		/* Its parked share holds a connection to an address ejected
+		 * since: closed, another share is found for this perform. */
+		if (cr_curl_shares_doomed(e))
+			cr_curl_shares_discard(e->lib, e);
+	}
 	if (!(lane->health & CR_H_BREAKER))
 		return 0;
 	char label[CR_HOST_MAX + 8];
@@ -162,8 +168,12 @@ void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *
 		if (!last)
 			cr_health_addr_result(lane, group, d, 0, now); /* libcurl moved on */
 	}
-	if (p.family != AF_UNSPEC && ok >= 0)
+	if (p.family == AF_UNSPEC)
+		return;
+	if (ok >= 0)
 		cr_health_addr_result(lane, group, &p, ok, now);
+	if (e->share)
+		cr_curl_shares_note_addr(e->share, cr_health_conn_key(lane->id, &p));
 }
 
 void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc, int adm)

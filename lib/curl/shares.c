@@ -30,6 +30,7 @@
 #include "base.h"
 #include "cfgref.h"
 #include "curl_int.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -253,6 +254,42 @@ static void shares_destroy(struct cr_curllib *lib, struct cr_curl_share *list)
 	}
 }
 
+/* ------------------------------------------------------------ resilience */
+
+/* Pooled connections to an ejected address are closed (docs/INTERNALS.md,
+ * "Resilience"): a free share holding one is dropped when a checkout comes
+ * to it or by the next sweep; a share parked on a handle at that handle's
+ * next perform (cr_curl_shares_discard). A share checked out by another
+ * thread is never touched. */
+void cr_curl_shares_note_addr(struct cr_curl_share *s, uint64_t key)
+{
+	for (int i = 0; i < 4; i++)
+		if (atomic_load_explicit(&s->haddr[i], memory_order_relaxed) == key)
+			return;
+	unsigned i = atomic_fetch_add_explicit(&s->hidx, 1, memory_order_relaxed) % 4;
+	atomic_store_explicit(&s->haddr[i], key, memory_order_relaxed);
+}
+
+static int share_doomed(struct cr_curl_share *s)
+{
+	unsigned g = atomic_load_explicit(&cr_health_eject_gen, memory_order_acquire);
+	if (atomic_load_explicit(&s->hgen, memory_order_relaxed) == g)
+		return 0; /* nothing ejected since it was found clean */
+	int64_t now = cr_health_now();
+	for (int i = 0; i < 4; i++) {
+		uint64_t k = atomic_load_explicit(&s->haddr[i], memory_order_relaxed);
+		if (k && cr_health_conn_ejected(k, now))
+			return 1;
+	}
+	atomic_store_explicit(&s->hgen, g, memory_order_relaxed);
+	return 0;
+}
+
+int cr_curl_shares_doomed(const struct cr_curl_easy *e)
+{
+	return e->share && share_doomed(e->share);
+}
+
 /* Detaches S from the handle V that holds it; V is pinned by the caller (a
  * taker with CR_PIN_TAKE, or V's own call). */
 static void detach(struct cr_curllib *lib, struct cr_curl_easy *v)
@@ -424,6 +461,9 @@ static struct cr_curl_share *share_create(struct cr_curllib *lib, struct cr_shar
 	/* Not DNS: a shared DNS cache costs libcurl 7.88 some 2,000
 	 * instructions per transfer, and a handle keeps its own cache across
 	 * performs and recycling anyway. */
+	for (int i = 0; i < 4; i++)
+		atomic_store_explicit(&s->haddr[i], 0, memory_order_relaxed);
+	atomic_store_explicit(&s->hgen, atomic_load(&cr_health_eject_gen), memory_order_relaxed);
 	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	lib->fns.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	s->sh = sh;
@@ -478,10 +518,11 @@ static struct cr_curl_share *pool_takeable(struct cr_share_pool *p, uint64_t now
 	return NULL;
 }
 
-/* Lends a share of P to E (P's lock held, dropped here). */
+/* Lends a share of P to E (P's lock held, dropped here). Free shares with
+ * a connection to an ejected address go to *DEAD on the way. */
 static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_pool *p,
 				       struct cr_curl_easy *e, const struct cr_lane *l,
-				       uint64_t now_ns, int may_take)
+				       uint64_t now_ns, int may_take, struct cr_curl_share **dead)
 {
 	struct cr_curl_share *s, *last = tls_last_share;
 	if (atomic_load_explicit(&p->max_idle, memory_order_relaxed) != l->max_idle_per_host)
@@ -495,6 +536,16 @@ static struct cr_curl_share *pool_lend(struct cr_curllib *lib, struct cr_share_p
 		s = last;
 	else
 		s = p->free_head;
+	int doomed = 0;
+	while (s && share_doomed(s)) {
+		pool_drop(p, s, dead);
+		doomed++;
+		s = p->free_head;
+	}
+	if (doomed) {
+		cr_m_idle(l->id, -doomed);
+		atomic_fetch_add(&cr_curl_ctr.shares_closed_idle, doomed);
+	}
 	if (s) {
 		list_unlink(&p->free_head, s);
 		atomic_fetch_sub(&p->nfree, 1);
@@ -539,7 +590,7 @@ struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, struct cr_
 					      uint64_t now_ns, int may_take)
 {
 	struct lib_pools *lp = &pools[lib->index];
-	struct cr_curl_share *s = NULL;
+	struct cr_curl_share *s = NULL, *dead = NULL;
 	/* A pool found without a lock may have become another before we hold
 	 * its lock (retired, or its slot reused): look again. */
 	for (int attempt = 0; attempt < 3 && !s; attempt++) {
@@ -547,7 +598,7 @@ struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, struct cr_
 		if (p) {
 			pthread_mutex_lock(&p->mu);
 			if (pool_is(p, l->id, l->conn_hash, flavor)) {
-				s = pool_lend(lib, p, e, l, now_ns, may_take);
+				s = pool_lend(lib, p, e, l, now_ns, may_take, &dead);
 				break;
 			}
 			pthread_mutex_unlock(&p->mu);
@@ -562,10 +613,11 @@ struct cr_curl_share *cr_curl_shares_checkout(struct cr_curllib *lib, struct cr_
 				"all " CR_STR(CR_CURL_SHARE_POOLS_MAX) " share pools are in use");
 			return NULL;
 		}
-		s = pool_lend(lib, p, e, l, now_ns, may_take);
+		s = pool_lend(lib, p, e, l, now_ns, may_take, &dead);
 		shares_destroy(lib, evicted);
 		break;
 	}
+	shares_destroy(lib, dead);
 	if (s) {
 		union cr_ov_val v = {.p = s->sh};
 		cr_curl_hold(e, OV_SHARE, v);
@@ -632,6 +684,21 @@ void cr_curl_shares_release(struct cr_curllib *lib, struct cr_curl_easy *e)
 		cr_m_idle(lane, went_free - was_recycled);
 	if (went_free)
 		tls_last_share = s;
+	shares_destroy(lib, dead);
+}
+
+void cr_curl_shares_discard(struct cr_curllib *lib, struct cr_curl_easy *e)
+{
+	struct cr_curl_share *s = e->share, *dead = NULL;
+	if (!s || abandon_forked(lib, e))
+		return;
+	if (e->held[OV_SHARE].p == s->sh)
+		detach(lib, e);
+	e->share = NULL;
+	struct cr_share_pool *p = lock_pool_of(s);
+	pool_drop(p, s, &dead);
+	pthread_mutex_unlock(&p->mu);
+	atomic_fetch_add(&cr_curl_ctr.shares_closed_idle, 1);
 	shares_destroy(lib, dead);
 }
 
@@ -729,7 +796,7 @@ static int pool_sweep(struct cr_share_pool *p, uint64_t now_ns, struct cr_curl_s
 	for (struct cr_curl_share *s = last; s;) {
 		struct cr_curl_share *prev = s->prev;
 		uint64_t since = atomic_load_explicit(&s->idle_since_ns, memory_order_relaxed);
-		int expired = tmo != UINT64_MAX && now_ns - since >= tmo;
+		int expired = (tmo != UINT64_MAX && now_ns - since >= tmo) || share_doomed(s);
 		if (expired || atomic_load(&p->nfree) + atomic_load(&p->nrecycled) >
 				       atomic_load(&p->max_idle)) {
 			pool_drop(p, s, dead);

@@ -4,6 +4,7 @@
  * addresses), judged from outside: what the program printed (errno, time,
  * libcurl's code and message) and what each server counted. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,4 +399,55 @@ Test(resilience, curl_retry_throttling_stops_retries, .init = start_two, .fini =
 	run(&r, argv, env2);
 	cr_expect_eq(h_stat(&good, "accepted"), 15, "without retry_tokens: %s", r.out);
 	h_run_free(&r);
+}
+
+struct bg_run {
+	struct h_run r;
+	const char *const *argv, *const *env;
+	int rc;
+};
+
+static void *bg_run_fn(void *arg)
+{
+	struct bg_run *b = arg;
+	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
+	return NULL;
+}
+
+/* Pooled connections to an ejected address are closed: 4 persistent
+ * handles hold connections to 127.0.0.2 (the name's first address); two
+ * requests on it then hang past the app's timeout and eject it. The other
+ * handles' live connections to it are not used again: their next perform
+ * closes their share and connects to 127.0.0.1, so 127.0.0.2 sees almost
+ * nothing after the fault (without this, those handles would keep sending
+ * it every request). */
+Test(resilience, curl_pooled_connections_to_an_ejected_address_are_closed, .init = start_two,
+     .fini = stop_pair)
+{
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "eject_after = 2\n"
+					     "eject_time = 30s\n"),
+			     NULL};
+	host_url(good.port, "127.0.0.2", "127.0.0.1");
+	const char *argv[] = {"curlprog",     "--mode",	   "persistent", "--threads",
+			      "4",	      "--requests", "60",	  "--pause-ms",
+			      "20",	      "--timeout-ms", "200",	  "--resolve",
+			      resolve,	      url,	   NULL};
+	struct bg_run b = {.argv = argv, .env = env};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	usleep(400 * 1000);
+	long before = h_stat(&bad, "requests");
+	arm(&bad, "/inject?fault=hang_headers&count=2&ms=2000");
+	usleep(350 * 1000); /* the two time out (200 ms): ejected */
+	long mid = h_stat(&bad, "requests");
+	pthread_join(t, NULL);
+	cr_assert_eq(b.rc, 0);
+	long after = h_stat(&bad, "requests");
+	cr_expect_gt(before, 4, "the handles used 127.0.0.2 first: %s", b.r.out);
+	cr_expect_leq(after - mid, 2, "127.0.0.2 got %ld requests after its ejection:\n%s",
+		      after - mid, b.r.out);
+	cr_expect_gt(h_stat(&good, "requests"), 100, "%s", b.r.out);
+	cr_expect_leq(summary(b.r.out, "errors"), 4, "%s", b.r.out);
+	h_run_free(&b.r);
 }
