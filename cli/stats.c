@@ -419,9 +419,18 @@ struct lanestat {
 	double le[MAX_LE], cum[MAX_LE]; /* request duration buckets, summed over label sets */
 };
 
+/* An ejected address or a breaker not closed (resilience, lib/health.c). */
+#define MAX_HEALTH 64
+struct healthstat {
+	char lane[CR_NAME_MAX], what[128];
+	double v; /* seconds left (ejected) or state (1 open, 2 half-open) */
+};
+
 struct scrape {
 	struct lanestat lane[MAX_LANES];
 	int nlanes;
+	struct healthstat ejected[MAX_HEALTH], breakers[MAX_HEALTH];
+	int nejected, nbreakers;
 	double unmatched, reload_ok, reload_err;
 	long pid; /* connroute_build_info: whose endpoint; 0 if absent */
 	char version[32];
@@ -531,6 +540,17 @@ static void parse_scrape(const char *text, struct scrape *s)
 			char r[16];
 			if (label(labels, "result", r, sizeof(r)) == 0)
 				*(strcmp(r, "ok") ? &s->reload_err : &s->reload_ok) += v;
+			continue;
+		}
+		int ej = !strcmp(name, "connroute_ejected_remaining_seconds");
+		if (ej || (!strcmp(name, "connroute_breaker_state") && v != 0)) {
+			struct healthstat *h = ej ? &s->ejected[s->nejected] : &s->breakers[s->nbreakers];
+			if ((ej ? s->nejected : s->nbreakers) >= MAX_HEALTH ||
+			    label(labels, "lane", h->lane, sizeof(h->lane)) != 0 ||
+			    label(labels, ej ? "address" : "host", h->what, sizeof(h->what)) != 0)
+				continue;
+			h->v = v;
+			ej ? s->nejected++ : s->nbreakers++;
 			continue;
 		}
 		struct lanestat *l;
@@ -657,6 +677,12 @@ static void print_table(const struct target *t, const struct scrape *s, const st
 	}
 	if (s->nlanes == 0)
 		printf("(no lane has seen traffic yet)\n");
+	for (int i = 0; i < s->nejected; i++)
+		printf("ejected: lane %s, address %s, %.1f s left\n", s->ejected[i].lane,
+		       s->ejected[i].what, s->ejected[i].v);
+	for (int i = 0; i < s->nbreakers; i++)
+		printf("breaker: lane %s, host %s, %s\n", s->breakers[i].lane, s->breakers[i].what,
+		       s->breakers[i].v == 1 ? "open" : "half-open");
 	printf("config reloads: %.0f ok, %.0f rejected\n", s->reload_ok, s->reload_err);
 }
 
@@ -800,6 +826,22 @@ static void print_json(const struct target *t, const struct scrape *s, const str
 		json_num("overflows", l->overflows, 0);
 		json_num("retries", l->retries, 1);
 		putchar('}');
+	}
+	printf("],\"ejected\":[");
+	for (int i = 0; i < s->nejected; i++) {
+		printf("%s{\"lane\":", i ? "," : "");
+		json_str(s->ejected[i].lane);
+		printf(",\"address\":");
+		json_str(s->ejected[i].what);
+		printf(",\"seconds_left\":%.3f}", s->ejected[i].v);
+	}
+	printf("],\"breakers\":[");
+	for (int i = 0; i < s->nbreakers; i++) {
+		printf("%s{\"lane\":", i ? "," : "");
+		json_str(s->breakers[i].lane);
+		printf(",\"host\":");
+		json_str(s->breakers[i].what);
+		printf(",\"state\":\"%s\"}", s->breakers[i].v == 1 ? "open" : "half-open");
 	}
 	printf("],");
 	json_num("unmatched_keys", s->unmatched, 0);

@@ -682,6 +682,7 @@ static void render_build_info(struct out *o, const struct family *f)
 /* Resilience (lib/health.c), through the function it registered. */
 struct health_out {
 	struct out *o;
+	const struct family *f;
 	const char *name, *label;
 	int counts[CR_MAX_LANE_IDS];
 };
@@ -699,13 +700,16 @@ static void health_sample(void *ctx, int lane, const char *label, int64_t v)
 	lane_label(h->o, lane);
 	outf(h->o, ",%s=\"", h->label);
 	out_value(h->o, label);
-	outf(h->o, "\"} %lld\n", (long long)v);
+	if (h->f->n == 0) /* milliseconds left */
+		outf(h->o, "\"} %lld.%03lld\n", (long long)(v / 1000), (long long)(v % 1000));
+	else
+		outf(h->o, "\"} %lld\n", (long long)v);
 }
 
 static void render_health(struct out *o, const struct family *f)
 {
 	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn, memory_order_acquire);
-	struct health_out h = {.o = o, .name = f->name, .label = f->label};
+	struct health_out h = {.o = o, .f = f, .name = f->name, .label = f->label};
 	if (fn)
 		fn(f->n, health_sample, &h);
 }
@@ -800,6 +804,10 @@ static const struct family families[] = {
 	     render_health),
 	 .label = "address", .n = 1},
 	{FAM("connroute_ejected", "gauge", "Addresses ejected now.", render_ejected)},
+	{FAM("connroute_ejected_remaining_seconds", "gauge",
+	     "Each address ejected now, with the time left before it is let back in.",
+	     render_health),
+	 .label = "address", .n = 0},
 	{FAM("connroute_breaker_state", "gauge",
 	     "Circuit breaker per (lane, host): 0 closed, 1 open, 2 half-open.", render_health),
 	 .label = "host", .n = 2},

@@ -451,3 +451,63 @@ Test(resilience, curl_pooled_connections_to_an_ejected_address_are_closed, .init
 	cr_expect_leq(summary(b.r.out, "errors"), 4, "%s", b.r.out);
 	h_run_free(&b.r);
 }
+
+/* `connroute stats` shows the ejected addresses and the breakers not
+ * closed; the metrics endpoint has them per address and host. */
+Test(resilience, stats_show_ejected_addresses_and_open_breakers, .init = start_two,
+     .fini = stop_pair)
+{
+	char text[512], spec[300];
+	snprintf(spec, sizeof(spec), "unix:%s/m.sock", good.dir);
+	snprintf(text, sizeof(text),
+		 "[global]\nmetrics = %s\n[lane default]\neject_after = 2\neject_time = 30s\n"
+		 "breaker_failure_ratio = 0.5\nbreaker_min_requests = 2\nbreaker_open = 30s\n",
+		 spec);
+	const char *env[] = {conf_env(&good, text), NULL};
+	int p = good.port;
+	const char *argv[] = {"sockprog",
+			      "tcp=g",
+			      cto("g", "127.0.0.1", p),
+			      "tcp=a",
+			      cto("a", "127.0.0.3", p),
+			      "tcp=b",
+			      cto("b", "127.0.0.3", p),
+			      "sleep=2500",
+			      NULL};
+	struct bg_run b = {.argv = argv, .env = env};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	char cli[300];
+	snprintf(cli, sizeof(cli), "%s/connroute", h_build());
+	struct h_run r = {0};
+	int found = 0;
+	for (int i = 0; i < 40 && !found; i++) {
+		usleep(50 * 1000);
+		const char *a[] = {cli, "stats", spec, NULL};
+		h_run_free(&r);
+		if (h_run(&r, a, NULL, 0, 5000) == 0 && r.status == 0 && strstr(r.out, "breaker:"))
+			found = 1;
+	}
+	char want[160];
+	snprintf(want, sizeof(want), "ejected: lane default, address 127.0.0.3:%d, ", p);
+	cr_expect(found && strstr(r.out, want), "%s\n%s", r.out, r.err);
+	snprintf(want, sizeof(want), "breaker: lane default, host 127.0.0.3:%d, open\n", p);
+	cr_expect(strstr(r.out, want), "%s", r.out);
+	h_run_free(&r);
+	const char *raw[] = {cli, "stats", "--raw", spec, NULL};
+	cr_assert_eq(h_run(&r, raw, NULL, 0, 5000), 0);
+	snprintf(want, sizeof(want),
+		 "connroute_ejections_total{lane=\"default\",address=\"127.0.0.3:%d\"} 1\n", p);
+	cr_expect(strstr(r.out, "connroute_ejected_remaining_seconds{"), "%s", strstr(r.out, "# HELP connroute_ejected_remaining"));
+	cr_expect(strstr(r.out, want), "%s", r.out);
+	cr_expect(strstr(r.out, "connroute_ejected{lane=\"default\"} 1\n"), "%s", strstr(r.out, "connroute_ejections_total") ? strstr(r.out, "connroute_ejections_total") : r.out);
+	h_run_free(&r);
+	const char *js[] = {cli, "stats", "--json", spec, NULL};
+	cr_assert_eq(h_run(&r, js, NULL, 0, 5000), 0);
+	snprintf(want, sizeof(want),
+		 "\"breakers\":[{\"lane\":\"default\",\"host\":\"127.0.0.3:%d\",\"state\":\"open\"}]", p);
+	cr_expect(strstr(r.out, want), "%s", r.out);
+	h_run_free(&r);
+	pthread_join(t, NULL);
+	h_run_free(&b.r);
+}
