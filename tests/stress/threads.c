@@ -20,6 +20,8 @@
 #include "curl/lanes.h"
 #include "engine.h"
 #include "fdtab.h"
+#include "health.h"
+#include "metrics.h"
 #include "key.h"
 #include "limit.h"
 
@@ -311,6 +313,65 @@ static int alog_stress(void)
 	return bad;
 }
 
+/* Resilience (lib/health.c): threads record outcomes for the addresses of
+ * one host (one always failing), ask the breaker and the token bucket, while
+ * another renders the metrics (which reads every table). */
+static struct cr_lane hl;
+static atomic_int health_stop;
+
+static void *health_worker(void *arg)
+{
+	int me = (int)(intptr_t)arg;
+	uint64_t g = cr_health_host_name("api", 80);
+	for (int i = 0; i < 40000; i++) {
+		struct cr_dest d = {.family = AF_INET, .port = 80};
+		d.addr[0] = 10;
+		d.addr[3] = (uint8_t)(1 + (i + me) % 4);
+		int64_t now = i / 20;
+		if (!cr_health_ejected(&hl, g, &d, now))
+			cr_health_addr_result(&hl, g, &d, d.addr[3] != 1, now);
+		int adm = cr_health_admit(&hl, g, "api:80", now, NULL);
+		if (adm)
+			cr_health_result(&hl, g, adm, (i % 3) != 0, now);
+		cr_health_tokens_result(&hl, i & 1);
+		(void)cr_health_retry_allowed(&hl);
+		(void)cr_health_host_has_ejected(&hl, g, now);
+		(void)cr_health_conn_ejected(cr_health_conn_key(hl.id, &d), now);
+	}
+	return NULL;
+}
+
+static void *health_scraper(void *arg)
+{
+	(void)arg;
+	static char buf[1 << 17];
+	while (!atomic_load(&health_stop))
+		cr_metrics_render(buf, sizeof(buf));
+	return NULL;
+}
+
+static int health_stress(void)
+{
+	struct cr_config *c = calloc(1, sizeof(*c));
+	struct cr_diag d;
+	if (cr_config_load_string("[lane h]\nmatch = */h\neject_after = 3\neject_time = 50ms\n"
+				  "breaker_failure_ratio = 0.3\nbreaker_min_requests = 5\n"
+				  "breaker_open = 20ms\nretry_tokens = 10\n",
+				  "health.conf", c, &d) != 0)
+		return 1;
+	cr_engine_publish(c);
+	hl = c->lanes[cr_config_find_lane(c, "h")];
+	pthread_t t[8], sc;
+	pthread_create(&sc, NULL, health_scraper, NULL);
+	for (intptr_t i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, health_worker, (void *)i);
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	atomic_store(&health_stop, 1);
+	pthread_join(sc, NULL);
+	return 0;
+}
+
 int main(void)
 {
 	struct cr_curlfns f = {curl_easy_init, curl_easy_setopt, curl_easy_perform, curl_easy_cleanup,
@@ -327,7 +388,8 @@ int main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl");
 	cr_limits_init(256, NULL, NULL);
-	if (cr_config_load_string("[lane a]\nmatch = */a\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n",
+	if (cr_config_load_string("[lane a]\nmatch = */a\neject_after = 100\nbreaker_failure_ratio = 0.9\n"
+				  "retry_tokens = 10\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n",
 				  "stress.conf", cfg, &d) != 0)
 		return 2;
 	cr_engine_publish(cfg);
@@ -396,6 +458,7 @@ int main(void)
 		pthread_join(t[i], NULL);
 	ts_stop();
 	bad += alog_stress();
+	bad += health_stress();
 	struct cr_curl_stats st;
 	cr_curl_stats(&st);
 	printf("stress: %d failures; %ld pooled performs, %ld shares, %ld pools evicted, %ld handles reused, "
