@@ -251,25 +251,57 @@ int cr_route_again0(int fd)
 
 /* Resilience (docs/INTERNALS.md, "Resilience (lib/health.c)"): an address
  * the lane ejected, or an address whose breaker is open, is refused at once
- * as a closed port would be (ECONNREFUSED). Returns the access log's flag
- * for the refusal, or 0 with *ADM the breaker's admission. */
-static int health_refuse(const struct cr_lane *lane, const struct cr_dest *d, int *adm)
+ * as a closed port would be: -1 with ECONNREFUSED, logged, CFG released.
+ * Else 0, the breaker's admission kept for health_note (a thread-local:
+ * nothing of this stays live across the connect of a lane without
+ * resilience). */
+static __thread int tls_adm;
+
+__attribute__((noinline, cold)) static int health_refuse(const struct cr_lane *lane,
+							  const char *key, const struct cr_dest *d,
+							  const struct cr_config *cfg)
 {
 	int64_t now = cr_health_now();
+	int refused = 0, *adm = &tls_adm;
 	*adm = CR_ADMIT_YES;
 	if ((lane->health & CR_H_EJECT) &&
 	    cr_health_ejected(lane, cr_health_host_raw_group(d->port), d, now))
-		return CR_ALOG_F_EJECTED;
-	if ((lane->health & CR_H_BREAKER) &&
-	    (*adm = cr_health_admit_addr(lane, d, now)) == CR_ADMIT_NO)
-		return CR_ALOG_F_BREAKER;
-	return 0;
+		refused = CR_ALOG_F_EJECTED;
+	else if ((lane->health & CR_H_BREAKER) &&
+		 (*adm = cr_health_admit_addr(lane, d, now)) == CR_ADMIT_NO)
+		refused = CR_ALOG_F_BREAKER;
+	if (!refused)
+		return 0;
+	cr_alog_connect(lane, key, d, 0, -1, ECONNREFUSED, refused);
+	cr_cfgref_release(cfg);
+	errno = ECONNREFUSED;
+	return -1;
 }
 
 /* A connect's outcome, when known now: only what says something about the
- * upstream counts (a refused, unreachable or timed out connect). */
-static void health_note(const struct cr_lane *lane, const struct cr_dest *d, int adm, int err)
+ * upstream counts (a refused, unreachable or timed out connect). A
+ * non-blocking connect in progress is decided at its close. */
+__attribute__((noinline, cold)) static void health_note(int fd, uint64_t ino,
+							 const struct cr_lane *lane,
+							 const struct cr_dest *d, long r, int err)
 {
+	int adm = tls_adm;
+	if (r < 0 && (err == EINPROGRESS || err == EINTR)) {
+		/* The fd's entry says so (HPEND): its close decides (the same
+		 * take-and-put as cr_route_again0). */
+		struct cr_fdinfo now;
+		if (!cr_fdtab_peek(fd, &now) || now.ino != ino || !cr_fdtab_take(fd, &now))
+			return;
+		now.flags |= CR_FDF_HPEND;
+		if (cr_fdtab_put(fd, &now) != 0) {
+			cr_route_release_fd(fd, &now, NULL);
+			return;
+		}
+		cr_health_pending(fd, ino, lane, d, adm);
+		return;
+	}
+	if (r >= 0)
+		err = 0;
 	int ok = err == 0;
 	if (!ok && err != ECONNREFUSED && err != ETIMEDOUT && err != EHOSTUNREACH &&
 	    err != ENETUNREACH && err != ECONNRESET && err != ECONNABORTED)
@@ -345,18 +377,13 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	cr_guard_record_mask();
 	if (unmatched && strcmp(key, "default") != 0)
 		cr_m_unmatched();
-	int adm = CR_ADMIT_YES, refused;
-	if (lane->health && (refused = health_refuse(lane, &d, &adm)) != 0) {
-		cr_alog_connect(lane, key, &d, 0, -1, ECONNREFUSED, refused);
-		cr_cfgref_release(cfg);
-		errno = ECONNREFUSED;
-		return -1;
-	}
 
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0)
 		flags = 0;
 	int nonblock = (flags & O_NONBLOCK) != 0;
+	if (__builtin_expect(lane->health != 0, 0) && health_refuse(lane, key, &d, cfg) != 0)
+		return -1;
 	int warm = !kcall && cr_warm_lane_has_pools(lane);
 	if (warm) {
 		int ret;
@@ -428,12 +455,8 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 	 * call (a siglongjmp out of the connect), the app's close of the fd
 	 * gives it back, or the reaper finds it (docs/INTERNALS.md, "Raw
 	 * connect"). */
-	/* A non-blocking connect's outcome is known at its close (HPEND). */
-	struct cr_fdinfo info = {.slot = slot,
-				 .lane = lane->id,
-				 .flags = CR_FDF_ROUTED |
-					  (lane->health && (nonblock || kcall) ? CR_FDF_HPEND : 0),
-				 .ino = ino};
+	struct cr_fdinfo info = {
+		.slot = slot, .lane = lane->id, .flags = CR_FDF_ROUTED, .ino = ino};
 	int tracked = cr_fdtab_put(fd, &info) == 0;
 	errno = saved;
 	if (kcall) {
@@ -478,12 +501,8 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (cr_fdtab_take(fd, &back))
 			cr_limit_release(back.slot);
 	}
-	if (lane->health) {
-		if (r < 0 && (e == EINPROGRESS || e == EINTR))
-			cr_health_pending(fd, ino, lane, &d, adm);
-		else
-			health_note(lane, &d, adm, r >= 0 ? 0 : e);
-	}
+	if (__builtin_expect(lane->health != 0, 0))
+		health_note(fd, ino, lane, &d, r, e);
 	cr_alog_connect(lane, key, &d, waited, r == 0 || !nonblock ? (int64_t)took : -1,
 			r == 0 ? 0 : e, 0);
 	cr_cfgref_release(cfg);
@@ -516,7 +535,7 @@ void cr_route_close_begin(int fd, struct cr_closing *c)
 {
 	c->fd = fd;
 	c->tracked = !in_vfork_child() && cr_fdtab_take(fd, &c->info);
-	if (c->tracked && (c->info.flags & CR_FDF_HPEND)) {
+	if (__builtin_expect(c->tracked && (c->info.flags & CR_FDF_HPEND), 0)) {
 		/* How its non-blocking connect ended, while the socket is open. */
 		const struct cr_config *cfg = cr_cfgref_acquire();
 		cr_health_pending_settle(fd, c->info.ino, cfg);
