@@ -387,7 +387,7 @@ struct hbrk {
 static struct hbrk brks[CR_HEALTH_HOSTS];
 static atomic_int brks_full_said;
 
-static struct hbrk *brk_get(const struct cr_lane *l, uint64_t host, const char *label,
+static struct hbrk *brk_get(const struct cr_lane *l, uint64_t host, const char *label, int port,
 			    const struct cr_dest *d)
 {
 	uint64_t k = cr_fnv64(CR_FNV64_INIT, &l->id, sizeof(l->id));
@@ -409,6 +409,8 @@ static struct hbrk *brk_get(const struct cr_lane *l, uint64_t host, const char *
 		b->hh = l->health_hash;
 		if (d)
 			dest_text(d, b->label, sizeof(b->label));
+		else if (port >= 0)
+			snprintf(b->label, sizeof(b->label), "%.80s:%d", label ? label : "?", port);
 		else
 			snprintf(b->label, sizeof(b->label), "%s", label ? label : "?");
 		atomic_store_explicit(&b->ready, 1, REL);
@@ -458,10 +460,10 @@ static void bk_add(const struct cr_lane *l, struct hbrk *b, int ok, int64_t now,
 	}
 }
 
-static int admit(const struct cr_lane *l, uint64_t host, const char *label,
+static int admit(const struct cr_lane *l, uint64_t host, const char *label, int port,
 		 const struct cr_dest *d, int64_t now, int *state)
 {
-	struct hbrk *b = brk_get(l, host, label, d);
+	struct hbrk *b = brk_get(l, host, label, port, d);
 	if (state)
 		*state = CR_BRK_CLOSED;
 	if (!b)
@@ -498,15 +500,15 @@ static int admit(const struct cr_lane *l, uint64_t host, const char *label,
 	return CR_ADMIT_NO;
 }
 
-int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *label, int64_t now,
-		    int *state)
+int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *name, int port,
+		    int64_t now, int *state)
 {
-	return admit(l, host, label, NULL, now, state);
+	return admit(l, host, name, port, NULL, now, state);
 }
 
 int cr_health_admit_addr(const struct cr_lane *l, const struct cr_dest *d, int64_t now)
 {
-	return admit(l, cr_health_host_addr(d), NULL, d, now, NULL);
+	return admit(l, cr_health_host_addr(d), NULL, -1, d, now, NULL);
 }
 
 static void brk_open(const struct cr_lane *l, struct hbrk *b, uint64_t from, int64_t now)
@@ -520,7 +522,7 @@ void cr_health_result(const struct cr_lane *l, uint64_t host, int admitted, int 
 {
 	if (admitted == CR_ADMIT_NO)
 		return;
-	struct hbrk *b = brk_get(l, host, NULL, NULL);
+	struct hbrk *b = brk_get(l, host, NULL, -1, NULL);
 	if (!b)
 		return;
 	uint64_t w = atomic_load_explicit(&b->st, ACQ);

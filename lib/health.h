@@ -65,11 +65,11 @@ int cr_health_conn_ejected(uint64_t key, int64_t now);
 /* ---- circuit breaker (lane->health & CR_H_BREAKER) */
 
 /* May a request to HOST go? CR_ADMIT_NO (rejected, counted), _YES, or _PROBE
- * (a half-open probe: pass it back to cr_health_result). LABEL names the
- * host in metrics (copied when the breaker is made). *STATE (may be NULL)
- * gets the state that decided. */
-int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *label, int64_t now,
-		    int *state);
+ * (a half-open probe: pass it back to cr_health_result). NAME:PORT names
+ * the host in metrics (written when the breaker is made; PORT < 0: NAME
+ * alone). *STATE (may be NULL) gets the state that decided. */
+int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *name, int port,
+		    int64_t now, int *state);
 /* The same for a raw connect to D: the host is D's address and port. */
 int cr_health_admit_addr(const struct cr_lane *l, const struct cr_dest *d, int64_t now);
 /* The outcome of a request ADMITTED (what cr_health_admit answered). */

@@ -39,6 +39,23 @@ static __thread struct {
 	struct cr_dest d[TRIED_MAX];
 } tried;
 
+/* The URL's host:port hash of this thread's current perform, computed once
+ * by cr_curl_health_before (the perform runs on this thread; every other
+ * call here belongs to it). */
+static __thread struct {
+	const struct cr_curl_easy *e;
+	uint64_t h;
+} hostc;
+
+static uint64_t host_of(const struct cr_curl_easy *e)
+{
+	if (hostc.e != e) {
+		hostc.e = e;
+		hostc.h = cr_health_host_name(e->u_host, e->u_port);
+	}
+	return hostc.h;
+}
+
 /* -1: says nothing about the upstream; 0 failed; 1 ok. */
 static int outcome(const struct cr_curl_easy *e, CURLcode rc)
 {
@@ -68,7 +85,7 @@ static void known_from_resolve(const struct cr_curl_easy *e, const struct cr_lan
 	size_t hl = strlen(e->u_host);
 	char port[8];
 	int pl = snprintf(port, sizeof(port), ":%d:", e->u_port);
-	uint64_t group = cr_health_host_name(e->u_host, e->u_port);
+	uint64_t group = host_of(e);
 	int64_t now = cr_health_now();
 	for (const struct curl_slist *l = e->resolve; l; l = l->next) {
 		const char *p = l->data;
@@ -111,6 +128,8 @@ int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, co
 {
 	tried.n = 0;
 	*adm = CR_ADMIT_YES;
+	hostc.e = e;
+	hostc.h = cr_health_host_name(e->u_host, e->u_port);
 	if (lane->health & CR_H_EJECT) {
 		if (e->resolve)
 			known_from_resolve(e, lane);
@@ -121,26 +140,22 @@ int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, co
 	}
 	if (!(lane->health & CR_H_BREAKER))
 		return 0;
-	char label[CR_HOST_MAX + 8];
 	int st;
-	snprintf(label, sizeof(label), "%s:%d", e->u_host, e->u_port);
-	*adm = cr_health_admit(lane, cr_health_host_name(e->u_host, e->u_port), label,
-			       cr_health_now(), &st);
+	*adm = cr_health_admit(lane, host_of(e), e->u_host, e->u_port, cr_health_now(), &st);
 	if (*adm != CR_ADMIT_NO)
 		return 0;
 	if (e->errbuf)
 		snprintf(e->errbuf, CURL_ERROR_SIZE,
-			 "connroute: lane '%.48s': circuit breaker %s for %.100s; request not sent",
+			 "connroute: lane '%.48s': circuit breaker %s for %.80s:%d; request not sent",
 			 lane->name, st == CR_BRK_OPEN ? "open" : "half-open (probes in flight)",
-			 label);
+			 e->u_host, e->u_port);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_ERROR);
 	cr_curl_alog(e, lane, key, CURLE_COULDNT_CONNECT, t_start, 0, 2);
 	return -1;
 }
 
-void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc)
+static void attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, int ok)
 {
-	int ok = outcome(e, rc);
 	int n = tried.n;
 	tried.n = 0;
 	if (lane->health & CR_H_THROTTLE && ok >= 0)
@@ -159,7 +174,7 @@ void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *
 			p.family = AF_INET6;
 		p.port = (uint16_t)port;
 	}
-	uint64_t group = cr_health_host_name(e->u_host, e->u_port);
+	uint64_t group = host_of(e);
 	int64_t now = cr_health_now();
 	for (int i = 0; i < n && i < TRIED_MAX; i++) {
 		const struct cr_dest *d = &tried.d[i];
@@ -176,18 +191,24 @@ void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *
 		cr_curl_shares_note_addr(e->share, cr_health_conn_key(lane->id, &p));
 }
 
+void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane,
+			    CURLcode rc)
+{
+	attempt(e, lane, outcome(e, rc));
+}
+
 void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc, int adm)
 {
 	int ok = outcome(e, rc);
-	cr_curl_health_attempt(e, lane, rc);
+	attempt(e, lane, ok);
 	if ((lane->health & CR_H_BREAKER) && ok >= 0)
-		cr_health_result(lane, cr_health_host_name(e->u_host, e->u_port), adm, ok,
+		cr_health_result(lane, host_of(e), adm, ok,
 				 cr_health_now());
 }
 
 void cr_curl_health_eyeballs(struct cr_curl_easy *e, const struct cr_lane *lane)
 {
-	long v = cr_health_host_has_ejected(lane, cr_health_host_name(e->u_host, e->u_port),
+	long v = cr_health_host_has_ejected(lane, host_of(e),
 					     cr_health_now())
 			 ? 1
 			 : e->app_happy_ms;
@@ -199,7 +220,7 @@ int cr_curl_health_skip(struct cr_curl_easy *e, const struct cr_dest *d)
 {
 	if (!(e->lane->health & CR_H_EJECT))
 		return 0;
-	if (cr_health_ejected(e->lane, cr_health_host_name(e->u_host, e->u_port), d,
+	if (cr_health_ejected(e->lane, host_of(e), d,
 			      cr_health_now()))
 		return 1;
 	if (tried.n < TRIED_MAX)

@@ -330,7 +330,7 @@ static void *health_worker(void *arg)
 		int64_t now = i / 20;
 		if (!cr_health_ejected(&hl, g, &d, now))
 			cr_health_addr_result(&hl, g, &d, d.addr[3] != 1, now);
-		int adm = cr_health_admit(&hl, g, "api:80", now, NULL);
+		int adm = cr_health_admit(&hl, g, "api", 80, now, NULL);
 		if (adm)
 			cr_health_result(&hl, g, adm, (i % 3) != 0, now);
 		cr_health_tokens_result(&hl, i & 1);

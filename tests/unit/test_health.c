@@ -157,7 +157,7 @@ Test(health, settings_change_starts_afresh_and_same_settings_keep_state)
 
 static int admit(const struct cr_lane *l, int64_t now)
 {
-	return cr_health_admit(l, cr_health_host_name("api", 80), "api:80", now, NULL);
+	return cr_health_admit(l, cr_health_host_name("api", 80), "api", 80, now, NULL);
 }
 
 static void result(const struct cr_lane *l, int adm, int ok, int64_t now)
@@ -175,7 +175,7 @@ Test(health, breaker_opens_at_ratio_after_min_requests)
 	cr_expect_eq(admit(&l, 2), CR_ADMIT_YES, "opens on a failure only");
 	result(&l, CR_ADMIT_YES, 0, 2);
 	int st = -1;
-	cr_expect_eq(cr_health_admit(&l, cr_health_host_name("api", 80), "api:80", 3, &st),
+	cr_expect_eq(cr_health_admit(&l, cr_health_host_name("api", 80), "api", 80, 3, &st),
 		     CR_ADMIT_NO);
 	cr_expect_eq(st, CR_BRK_OPEN);
 }
