@@ -230,8 +230,15 @@ $(B)/bench/%: bench/%.c
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -ldl
 
+# the resilience client (bench/resilience.sh) is a libcurl program
+$(B)/bench/resilience: bench/resilience.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) $(CURL_CFLAGS) -o $@ $< -lcurl -lpthread
+
 bench: check-deps
-	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS) $(B)/bench/overhead
+	@$(MAKE) --no-print-directory all $(B)/upstream $(PROGS) $(B)/bench/overhead \
+		$(B)/bench/resilience $(B)/bench/conncost
 	bash bench/run.sh $(B)
 
 # --- man pages: scdoc sources in docs/man; connroute.conf(5) is generated from

@@ -6,7 +6,8 @@
 #
 # In order: bench/reuse.sh, bench/percost.sh, bench/idle.sh, bench/isolation.sh,
 # bench/overhead.sh, bench/sidecar.sh,
-# bench/latency.sh (delayproxy at 1 and 10 ms, reuse-style and isolation), bench/prewarm.sh
+# bench/latency.sh (delayproxy at 1 and 10 ms, reuse-style and isolation), bench/prewarm.sh,
+# bench/resilience.sh
 # (when it and build/progs/connlat exist). Each one's
 # markdown goes to bench/RESULTS.md (through bench/RESULTS.tmp, renamed at the end), its
 # progress and raw per-run lines to BUILD_DIR/bench/run.log. Each is bounded by `timeout`;
@@ -100,6 +101,9 @@ section sidecar 180 bash bench/sidecar.sh --no-build "${SIDE[@]}"
 section latency 360 bash bench/latency.sh --no-build "${LAT[@]}"
 if [ -f bench/prewarm.sh ] && [ -x "$B/progs/connlat" ]; then
   section prewarm 300 bash bench/prewarm.sh --no-build "${PRE[@]}"
+fi
+if [ -x "$B/bench/resilience" ]; then
+  section resilience 180 bash bench/resilience.sh --no-build
 fi
 
 mv -f "$TMP" "$OUT"
