@@ -544,7 +544,8 @@ static void parse_scrape(const char *text, struct scrape *s)
 		}
 		int ej = !strcmp(name, "connroute_ejected_remaining_seconds");
 		if (ej || (!strcmp(name, "connroute_breaker_state") && v != 0)) {
-			struct healthstat *h = ej ? &s->ejected[s->nejected] : &s->breakers[s->nbreakers];
+			struct healthstat *h = ej ? &s->ejected[s->nejected]
+						  : &s->breakers[s->nbreakers];
 			if ((ej ? s->nejected : s->nbreakers) >= MAX_HEALTH ||
 			    label(labels, "lane", h->lane, sizeof(h->lane)) != 0 ||
 			    label(labels, ej ? "address" : "host", h->what, sizeof(h->what)) != 0)

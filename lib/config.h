@@ -114,9 +114,9 @@ struct cr_lane {
 	int access_log_query;              /* [off] */
 
 	/* derived at load by cr_config_finish() */
-	int passthrough; /* nothing to apply to a raw connect() */
-	int alog_on;     /* this lane's calls are logged (access_log names an output) */
-	int health;      /* CR_H_* parts of lib/health.c that are on; 0: none (one branch) */
+	int passthrough;      /* nothing to apply to a raw connect() */
+	int alog_on;          /* this lane's calls are logged (access_log names an output) */
+	int health;           /* CR_H_* parts of lib/health.c that are on; 0: none (one branch) */
 	uint64_t health_hash; /* the resilience settings: state survives a reload
 			       * that keeps them (lib/health.c) */
 	int index;

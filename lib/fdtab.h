@@ -30,7 +30,8 @@ struct cr_fdinfo {
 
 #define CR_FDF_ROUTED 1u
 #define CR_FDF_WARM   2u /* a warm socket still owned by the engine */
-#define CR_FDF_HPEND  8u /* a non-blocking connect whose outcome lib/health.c
+#define CR_FDF_HPEND \
+	8u /* a non-blocking connect whose outcome lib/health.c
 			    * takes at close (cr_health_pending_settle) */
 #define CR_FDF_AGAIN0 \
 	4u /* substituted for a non-blocking connect: the app's

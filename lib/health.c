@@ -33,9 +33,9 @@
 #include "log.h"
 #include "metrics.h"
 
-#define RLX memory_order_relaxed
-#define ACQ memory_order_acquire
-#define REL memory_order_release
+#define RLX       memory_order_relaxed
+#define ACQ       memory_order_acquire
+#define REL       memory_order_release
 #define PROBE_MAX 32 /* linear probing bound in the tables */
 
 /* ------------------------------------------------------------------ clock */
@@ -99,14 +99,14 @@ struct haddr {
 	atomic_int ready;     /* the fields below the key are written */
 	int lane;
 	uint64_t hh, group;
-	struct cr_dest d; /* host always NULL */
-	_Atomic uint32_t consec;  /* consecutive failures */
-	_Atomic int64_t until;    /* ejected until (ms); 0: in */
-	_Atomic int64_t at;       /* last ejected at (ms) */
-	_Atomic int64_t back;     /* last let back in at (ms) */
-	_Atomic uint32_t count;   /* ejections, for the multiplier */
-	atomic_int probing;       /* back in after an ejection, no success yet */
-	_Atomic uint64_t total;   /* ejections ever (metrics) */
+	struct cr_dest d;        /* host always NULL */
+	_Atomic uint32_t consec; /* consecutive failures */
+	_Atomic int64_t until;   /* ejected until (ms); 0: in */
+	_Atomic int64_t at;      /* last ejected at (ms) */
+	_Atomic int64_t back;    /* last let back in at (ms) */
+	_Atomic uint32_t count;  /* ejections, for the multiplier */
+	atomic_int probing;      /* back in after an ejection, no success yet */
+	_Atomic uint64_t total;  /* ejections ever (metrics) */
 };
 
 static struct haddr addrs[CR_HEALTH_ADDRS];
@@ -296,8 +296,7 @@ static void eject(const struct cr_lane *l, struct haddr *a, int64_t now)
 		  (long)l->eject_time_ms * mult, n);
 }
 
-int cr_health_ejected(const struct cr_lane *l, uint64_t group, const struct cr_dest *d,
-		      int64_t now)
+int cr_health_ejected(const struct cr_lane *l, uint64_t group, const struct cr_dest *d, int64_t now)
 {
 	struct haddr *a = addr_get(l, group, d);
 	if (!a)
@@ -315,8 +314,8 @@ int cr_health_ejected(const struct cr_lane *l, uint64_t group, const struct cr_d
 	return 0;
 }
 
-void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct cr_dest *d,
-			   int ok, int64_t now)
+void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct cr_dest *d, int ok,
+			   int64_t now)
 {
 	struct haddr *a = addr_get(l, group, d);
 	if (!a)
@@ -360,9 +359,10 @@ int cr_health_ejected_count(int id, int64_t now)
 
 /* state word: state (2 bits) | issued probes (10) | good probes (10) |
  * since, ms (42) */
-#define ST(s, iss, okc, since) \
-	((uint64_t)(s) | ((uint64_t)(iss) << 2) | ((uint64_t)(okc) << 12) | ((uint64_t)(since) << 22))
-#define ST_STATE(w) ((int)((w) & 3))
+#define ST(s, iss, okc, since)                                              \
+	((uint64_t)(s) | ((uint64_t)(iss) << 2) | ((uint64_t)(okc) << 12) | \
+	 ((uint64_t)(since) << 22))
+#define ST_STATE(w) ((int)((w)&3))
 #define ST_ISS(w)   ((int)(((w) >> 2) & 1023))
 #define ST_OK(w)    ((int)(((w) >> 12) & 1023))
 #define ST_SINCE(w) ((int64_t)((w) >> 22))
@@ -371,7 +371,7 @@ int cr_health_ejected_count(int id, int64_t now)
 #define BK(ep, f, n) (((uint64_t)(ep) << 40) | ((uint64_t)(f) << 20) | (uint64_t)(n))
 #define BK_EP(w)     ((uint32_t)((w) >> 40))
 #define BK_F(w)      ((uint32_t)(((w) >> 20) & 0xfffff))
-#define BK_N(w)      ((uint32_t)((w) & 0xfffff))
+#define BK_N(w)      ((uint32_t)((w)&0xfffff))
 #define EP_MASK      0xffffffu
 
 struct hbrk {
@@ -443,7 +443,8 @@ static void bk_add(const struct cr_lane *l, struct hbrk *b, int ok, int64_t now,
 	_Atomic uint64_t *w = &b->bk[ep % NBK];
 	uint64_t cur = atomic_load_explicit(w, RLX), nw;
 	do {
-		uint32_t cn = BK_EP(cur) == ep ? BK_N(cur) : 0, cf = BK_EP(cur) == ep ? BK_F(cur) : 0;
+		uint32_t cn = BK_EP(cur) == ep ? BK_N(cur) : 0,
+			 cf = BK_EP(cur) == ep ? BK_F(cur) : 0;
 		if (cn < 0xfffff)
 			cn++;
 		if (!ok && cf < 0xfffff)
@@ -500,8 +501,8 @@ static int admit(const struct cr_lane *l, uint64_t host, const char *label, int 
 	return CR_ADMIT_NO;
 }
 
-int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *name, int port,
-		    int64_t now, int *state)
+int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *name, int port, int64_t now,
+		    int *state)
 {
 	return admit(l, host, name, port, NULL, now, state);
 }
@@ -547,12 +548,14 @@ void cr_health_result(const struct cr_lane *l, uint64_t host, int admitted, int 
 				return;
 			uint64_t nw = ST_OK(w) + 1 >= l->breaker_probes
 					      ? ST(CR_BRK_CLOSED, 0, 0, now)
-					      : ST(CR_BRK_HALF, ST_ISS(w), ST_OK(w) + 1, ST_SINCE(w));
+					      : ST(CR_BRK_HALF, ST_ISS(w), ST_OK(w) + 1,
+						   ST_SINCE(w));
 			if (atomic_compare_exchange_weak(&b->st, &w, nw)) {
 				if (ST_STATE(nw) == CR_BRK_CLOSED) {
 					bk_clear(b);
-					cr_logmsg(CR_LL_INFO, "lane %s: circuit breaker closed for %s",
-						  l->name, b->label);
+					cr_logmsg(CR_LL_INFO,
+						  "lane %s: circuit breaker closed for %s", l->name,
+						  b->label);
 				}
 				return;
 			}

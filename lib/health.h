@@ -19,7 +19,7 @@
 #include "config.h"
 #include "lane.h"
 
-#define CR_EJECT_MULT_MAX 10  /* eject_time x ejections, at most this many times */
+#define CR_EJECT_MULT_MAX 10   /* eject_time x ejections, at most this many times */
 #define CR_HEALTH_ADDRS   1024 /* (lane, host, address) entries per process */
 #define CR_HEALTH_HOSTS   512  /* (lane, host) breakers per process */
 
@@ -47,8 +47,8 @@ uint64_t cr_health_host_addr(const struct cr_dest *d);
 int cr_health_ejected(const struct cr_lane *l, uint64_t group, const struct cr_dest *d,
 		      int64_t now);
 /* The outcome of a connection or request to D (ok 1 / 0). */
-void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct cr_dest *d,
-			   int ok, int64_t now);
+void cr_health_addr_result(const struct cr_lane *l, uint64_t group, const struct cr_dest *d, int ok,
+			   int64_t now);
 
 /* Has host GROUP of L an address ejected now? (A hint: a hash collision
  * with another host may answer 1.) */
@@ -68,8 +68,8 @@ int cr_health_conn_ejected(uint64_t key, int64_t now);
  * (a half-open probe: pass it back to cr_health_result). NAME:PORT names
  * the host in metrics (written when the breaker is made; PORT < 0: NAME
  * alone). *STATE (may be NULL) gets the state that decided. */
-int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *name, int port,
-		    int64_t now, int *state);
+int cr_health_admit(const struct cr_lane *l, uint64_t host, const char *name, int port, int64_t now,
+		    int *state);
 /* The same for a raw connect to D: the host is D's address and port. */
 int cr_health_admit_addr(const struct cr_lane *l, const struct cr_dest *d, int64_t now);
 /* The outcome of a request ADMITTED (what cr_health_admit answered). */

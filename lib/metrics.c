@@ -708,7 +708,8 @@ static void health_sample(void *ctx, int lane, const char *label, int64_t v)
 
 static void render_health(struct out *o, const struct family *f)
 {
-	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn, memory_order_acquire);
+	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn,
+								     memory_order_acquire);
 	struct health_out h = {.o = o, .f = f, .name = f->name, .label = f->label};
 	if (fn)
 		fn(f->n, health_sample, &h);
@@ -716,7 +717,8 @@ static void render_health(struct out *o, const struct family *f)
 
 static void render_ejected(struct out *o, const struct family *f)
 {
-	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn, memory_order_acquire);
+	void (*fn)(int, cr_m_emit_fn, void *) = atomic_load_explicit(&health_fn,
+								     memory_order_acquire);
 	static struct health_out h; /* the render runs on one thread at a time */
 	memset(&h, 0, sizeof(h));
 	if (fn)

@@ -258,8 +258,8 @@ int cr_route_again0(int fd)
 static __thread int tls_adm;
 
 __attribute__((noinline, cold)) static int health_refuse(const struct cr_lane *lane,
-							  const char *key, const struct cr_dest *d,
-							  const struct cr_config *cfg)
+							 const char *key, const struct cr_dest *d,
+							 const struct cr_config *cfg)
 {
 	int64_t now = cr_health_now();
 	int refused = 0, *adm = &tls_adm;
@@ -282,8 +282,8 @@ __attribute__((noinline, cold)) static int health_refuse(const struct cr_lane *l
  * upstream counts (a refused, unreachable or timed out connect). A
  * non-blocking connect in progress is decided at its close. */
 __attribute__((noinline, cold)) static void health_note(int fd, uint64_t ino,
-							 const struct cr_lane *lane,
-							 const struct cr_dest *d, long r, int err)
+							const struct cr_lane *lane,
+							const struct cr_dest *d, long r, int err)
 {
 	int adm = tls_adm;
 	if (r < 0 && (err == EINPROGRESS || err == EINTR)) {

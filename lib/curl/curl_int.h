@@ -416,10 +416,8 @@ void cr_curl_sockets_count(struct cr_curl_easy *e);
  * attempt that is retried is reported by retry.c (_attempt). */
 int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
 			  uint64_t t_start, int *adm);
-void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc,
-			  int adm);
-void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane,
-			    CURLcode rc);
+void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc, int adm);
+void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc);
 struct cr_dest;
 /* Before a perform in a lane with ejection: while the URL's host has an
  * ejected address, libcurl's happy-eyeballs timeout is made short, so

@@ -124,7 +124,8 @@ enum { F_S = 1, F_L = 2, F_M = 4, F_O = 8, F_X = 16, F_P = 32, F_STR = 64 };
 	X(MAXAGE_CONN, CURLOPT_MAXAGE_CONN, K_LONG, F_S | F_O | F_X, 0)                           \
 	X(MAXLIFETIME_CONN, CURLOPT_MAXLIFETIME_CONN, K_LONG, F_S | F_O | F_X, 0)                 \
 	X(MAXCONNECTS, CURLOPT_MAXCONNECTS, K_LONG, F_S | F_O | F_X, 0)                           \
-	X(HAPPY_EYEBALLS_TIMEOUT_MS, CURLOPT_HAPPY_EYEBALLS_TIMEOUT_MS, K_LONG, F_S | F_O | F_X, 0) \
+	X(HAPPY_EYEBALLS_TIMEOUT_MS, CURLOPT_HAPPY_EYEBALLS_TIMEOUT_MS, K_LONG, F_S | F_O | F_X,  \
+	  0)                                                                                      \
 	X(SSLVERSION, CURLOPT_SSLVERSION, K_LONG, F_S | F_O | F_X, 0)                             \
 	X(SOCKOPTFUNCTION, CURLOPT_SOCKOPTFUNCTION, K_FUNC, F_S | F_O | F_X, 0)                   \
 	X(SOCKOPTDATA, CURLOPT_SOCKOPTDATA, K_PTR, F_S | F_O | F_X, 0)                            \

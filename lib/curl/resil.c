@@ -114,7 +114,8 @@ static void known_from_resolve(const struct cr_curl_easy *e, const struct cr_lan
 				else if (inet_pton(AF_INET6, a, d.addr) == 1)
 					d.family = AF_INET6;
 				if (d.family)
-					(void)cr_health_ejected(lane, group, &d, now); /* registers it */
+					(void)cr_health_ejected(lane, group, &d,
+								now); /* registers it */
 			}
 			p += n;
 			if (*p == ',')
@@ -146,7 +147,8 @@ int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, co
 		return 0;
 	if (e->errbuf)
 		snprintf(e->errbuf, CURL_ERROR_SIZE,
-			 "connroute: lane '%.48s': circuit breaker %s for %.80s:%d; request not sent",
+			 "connroute: lane '%.48s': circuit breaker %s for %.80s:%d; request not "
+			 "sent",
 			 lane->name, st == CR_BRK_OPEN ? "open" : "half-open (probes in flight)",
 			 e->u_host, e->u_port);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_ERROR);
@@ -191,8 +193,7 @@ static void attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, in
 		cr_curl_shares_note_addr(e->share, cr_health_conn_key(lane->id, &p));
 }
 
-void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane,
-			    CURLcode rc)
+void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc)
 {
 	attempt(e, lane, outcome(e, rc));
 }
@@ -202,16 +203,13 @@ void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CU
 	int ok = outcome(e, rc);
 	attempt(e, lane, ok);
 	if ((lane->health & CR_H_BREAKER) && ok >= 0)
-		cr_health_result(lane, host_of(e), adm, ok,
-				 cr_health_now());
+		cr_health_result(lane, host_of(e), adm, ok, cr_health_now());
 }
 
 void cr_curl_health_eyeballs(struct cr_curl_easy *e, const struct cr_lane *lane)
 {
-	long v = cr_health_host_has_ejected(lane, host_of(e),
-					     cr_health_now())
-			 ? 1
-			 : e->app_happy_ms;
+	long v = cr_health_host_has_ejected(lane, host_of(e), cr_health_now()) ? 1
+									       : e->app_happy_ms;
 	if (e->held[OV_HAPPY].l != v)
 		cr_curl_hold(e, OV_HAPPY, (union cr_ov_val){.l = v});
 }
@@ -220,8 +218,7 @@ int cr_curl_health_skip(struct cr_curl_easy *e, const struct cr_dest *d)
 {
 	if (!(e->lane->health & CR_H_EJECT))
 		return 0;
-	if (cr_health_ejected(e->lane, host_of(e), d,
-			      cr_health_now()))
+	if (cr_health_ejected(e->lane, host_of(e), d, cr_health_now()))
 		return 1;
 	if (tried.n < TRIED_MAX)
 		tried.d[tried.n++] = *d;
