@@ -305,6 +305,25 @@ Test(alog, the_json_line_of_a_raw_connect, .fini = empty)
 	free(cfg);
 }
 
+/* Resilience refusals (lib/health.c): their own outcomes. */
+Test(alog, a_raw_connect_refused_by_ejection_or_breaker, .fini = empty)
+{
+	struct cr_config *cfg = load("[global]\naccess_log = stderr\n");
+	struct cr_dest d = {.family = AF_INET, .addr = {127, 0, 0, 2}, .port = 80};
+	cr_alog_reset(8);
+	cr_alog_connect(&cfg->lanes[0], "db", &d, 0, -1, ECONNREFUSED, CR_ALOG_F_EJECTED);
+	cr_alog_connect(&cfg->lanes[0], "db", &d, 0, -1, ECONNREFUSED, CR_ALOG_F_BREAKER);
+	cr_assert_eq(cr_alog_take(out, 8), 2);
+	char buf[4096];
+	cr_assert_gt(cr_alog_format(&out[0], "default", 1, buf, sizeof(buf)), 0);
+	cr_expect(strstr(buf, "\"error.type\":\"ECONNREFUSED\"") &&
+			  strstr(buf, "\"outcome\":\"ejected\""),
+		  "%s", buf);
+	cr_assert_gt(cr_alog_format(&out[1], "default", 1, buf, sizeof(buf)), 0);
+	cr_expect(strstr(buf, "\"outcome\":\"breaker_open\""), "%s", buf);
+	free(cfg);
+}
+
 /* ---------------------------------------------------------------- config */
 
 Test(alog_config, lanes_take_the_global_values_unless_they_set_their_own, .fini = empty)
