@@ -511,3 +511,44 @@ Test(resilience, stats_show_ejected_addresses_and_open_breakers, .init = start_t
 	pthread_join(t, NULL);
 	h_run_free(&b.r);
 }
+
+/* A reload that keeps the lane's resilience keys keeps its state (the
+ * address stays ejected); one that changes them starts afresh. The reloads
+ * are seen through SO_PRIORITY, changed by each file. */
+Test(resilience, reload_keeps_state_unless_the_settings_change, .init = start_hanging,
+     .fini = stop_pair)
+{
+	static const char *const confs[] = {"priority = 1\neject_time = 30s\n",
+					    "priority = 2\neject_time = 30s\n",
+					    "priority = 3\neject_time = 20s\n"};
+	char path[3][400], text[256], env_conf[450];
+	for (int i = 0; i < 3; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "c%d.conf", i);
+		snprintf(text, sizeof(text),
+			 "[lane default]\nconnect_timeout = 300ms\neject_after = 2\n%s", confs[i]);
+		cr_assert_eq(h_write_file(good.dir, i ? name : "connroute.conf", text, path[i],
+					  sizeof(path[i])),
+			     0);
+	}
+	snprintf(env_conf, sizeof(env_conf), "CONNROUTE_CONFIG=%s", path[0]);
+	const char *env[] = {env_conf, NULL};
+	int p = good.port;
+	char r1[900], r2[900], w1[64], w2[64];
+	snprintf(r1, sizeof(r1), "rename=%s:%s", path[1], path[0]);
+	snprintf(r2, sizeof(r2), "rename=%s:%s", path[2], path[0]);
+	snprintf(w1, sizeof(w1), "await_opt=1:12:2@127.0.0.1:%d", p);
+	snprintf(w2, sizeof(w2), "await_opt=1:12:3@127.0.0.1:%d", p);
+	const char *argv[] = {"sockprog", "tcp=g", cto("g", "127.0.0.1", p), "tcp=a",
+			      cto("a", "127.0.0.2", p), "tcp=b", cto("b", "127.0.0.2", p), r1, w1,
+			      "tcp=c", cto("c", "127.0.0.2", p), r2, w2, "tcp=d",
+			      cto("d", "127.0.0.2", p), NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	cr_assert(strstr(r.out, "await_opt ok") && !strstr(r.out, "await_opt timeout"),
+		  "the reloads were not seen: %s\n%s", r.out, r.err);
+	expect_connect(&r, "b", "ETIMEDOUT", 250, 1000);
+	expect_connect(&r, "c", "ECONNREFUSED", 0, 50); /* same settings: still ejected */
+	expect_connect(&r, "d", "ETIMEDOUT", 250, 1000); /* eject_time changed: afresh */
+	h_run_free(&r);
+}
