@@ -84,6 +84,7 @@ struct cr_mx {
 	void *app_timer_data;
 	int lib_has;         /* libcurl wants a timer ... */
 	uint64_t lib_exp_ns; /* ... at this time */
+	uint64_t check_ns;   /* the queue's next periodic check */
 	int armed;           /* the app's timer is set ... */
 	uint64_t armed_ns;   /* ... for this time */
 };
@@ -508,11 +509,17 @@ static void pump(struct cr_mx *x)
 }
 
 /* When the queue must be looked at next (0: nothing queued). */
-static uint64_t next_check(const struct cr_mx *x, uint64_t now)
+static uint64_t next_check(struct cr_mx *x, uint64_t now)
 {
-	if (!x->nqueued)
+	if (!x->nqueued) {
+		x->check_ns = 0;
 		return 0;
-	uint64_t t_next = now + MX_CHECK_NS;
+	}
+	/* A fixed schedule, not "now + 20 ms" at every call: the app's timer
+	 * is re-armed only when what it must be changed. */
+	if (x->check_ns <= now)
+		x->check_ns = now + MX_CHECK_NS;
+	uint64_t t_next = x->check_ns;
 	for (const struct cr_mxt *t = x->head; t; t = t->next) {
 		if (t->state == T_QUEUED && t->deadline_ns && t->deadline_ns < t_next)
 			t_next = t->deadline_ns;
