@@ -1,7 +1,7 @@
 /* multiprog: an ordinary libcurl multi-interface program, for the tests of multi transfers
  * in lanes (docs/INTERNALS.md, "libcurl lanes", multi transfers).
  *
- *   multiprog MODE URL [-n N] [-t THREADS] [-k KEY,KEY...] [-c] [-e] [-T MS] [-s]
+ *   multiprog MODE URL [-n N] [-t THREADS] [-k KEY,KEY...] [-c] [-e] [-T MS] [-s] [-r R]
  *
  * MODE: perform  curl_multi_perform + curl_multi_poll, looping while running_handles > 0
  *       socket   curl_multi_socket_action with CURLMOPT_SOCKETFUNCTION (epoll) and a
@@ -15,6 +15,9 @@
  * order:  "x <thread> <i> rc <CURLcode> http <status> bytes <body bytes>"
  * -c adds " conn <X-Conn-Id>", -e adds " err <error buffer>" for a failed one.
  * -T sets CURLOPT_TIMEOUT_MS (default 10000). -s: each handle's TIMEOUT is not set.
+ * -r R: R rounds (default 1): the same handles are added again to the same multi after
+ * each round (persistent handles and multi; the output is the last round's). For
+ * bench/percost-style measurements of the cost per multi transfer.
  * A transfer that never got a CURLMSG_DONE prints rc -1. Exit status 0 when every
  * transfer succeeded, 1 otherwise, 2 on bad usage. */
 #include <connroute.h>
@@ -29,7 +32,7 @@
 #include <time.h>
 
 static const char *mode, *url;
-static int nx = 1, nthreads = 1, show_conn, show_err, no_timeout;
+static int nx = 1, nthreads = 1, show_conn, show_err, no_timeout, rounds = 1;
 static long timeout_ms = 10000;
 static char *keys[64];
 static int nkeys;
@@ -214,13 +217,23 @@ static void *run(void *arg)
 		curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->err);
 		if (!no_timeout)
 			curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, timeout_ms);
-		x->rc = (CURLcode)-1;
-		curl_multi_add_handle(t->m, x->h);
 	}
-	if (!strcmp(mode, "socket"))
-		run_socket(t);
-	else
-		run_perform(t, !strcmp(mode, "wait"));
+	for (int r = 0; r < rounds; r++) {
+		t->ndone = 0;
+		for (int i = 0; i < nx; i++) {
+			struct xfer *x = &t->x[i];
+			x->rc = (CURLcode)-1;
+			x->done = 0;
+			x->bytes = 0;
+			x->http = 0;
+			x->conn[0] = '\0';
+			curl_multi_add_handle(t->m, x->h);
+		}
+		if (!strcmp(mode, "socket"))
+			run_socket(t);
+		else
+			run_perform(t, !strcmp(mode, "wait"));
+	}
 	return NULL;
 }
 
@@ -250,6 +263,8 @@ int main(int argc, char **argv)
 			show_err = 1;
 		else if (!strcmp(argv[i], "-s"))
 			no_timeout = 1;
+		else if (!strcmp(argv[i], "-r") && i + 1 < argc)
+			rounds = atoi(argv[++i]);
 		else
 			return 2;
 	}
