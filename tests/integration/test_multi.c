@@ -265,3 +265,32 @@ Test(multi, lanes_apart_socket, .init = start_plain, .fini = stop)
 {
 	lanes_case("socket");
 }
+
+/* ----------------------------------------------------------------- retries */
+
+/* retries = 2: a GET the server drops unanswered reaches it three times; the app sees
+ * one CURLMSG_DONE with the last error (52, as without the shim), in either loop. */
+static void retry_case(const char *mode)
+{
+	struct h_run a, b;
+	const char *env[] = {config("[lane default]\nretries = 2\n"), NULL};
+	RUN(&a, env, 0, "multiprog", mode, path_url("/fault/drop"), "-n", "2");
+	cr_assert_eq(h_stat(&up, "path_fault"), 2, "without the shim: one attempt each");
+	cr_expect_eq(count_rc(a.out, 52), 2, "%s", a.out);
+	reset();
+	RUN(&b, env, 1, "multiprog", mode, path_url("/fault/drop"), "-n", "2");
+	cr_expect_str_eq(b.out, a.out, "the app sees what it saw without the shim");
+	cr_expect_eq(h_stat(&up, "path_fault"), 6, "each GET retried twice");
+	h_run_free(&a);
+	h_run_free(&b);
+}
+
+Test(multi, retries_perform, .init = start_plain, .fini = stop)
+{
+	retry_case("perform");
+}
+
+Test(multi, retries_socket, .init = start_plain, .fini = stop)
+{
+	retry_case("socket");
+}
