@@ -294,3 +294,29 @@ Test(multi, retries_socket, .init = start_plain, .fini = stop)
 {
 	retry_case("socket");
 }
+
+/* ------------------------------------------------------------ access log */
+
+/* One line per multi transfer at its completion, refused ones as overflow; libcurl's own
+ * connects are the lane's business, never logged as raw connects. */
+Test(multi, access_log_per_transfer, .init = start_plain, .fini = stop)
+{
+	struct h_run b;
+	char logpath[400], text[800];
+	snprintf(logpath, sizeof(logpath), "%s/access.log", dir);
+	snprintf(text, sizeof(text),
+		 "[global]\naccess_log = %s\n[lane default]\nmax_conns_per_host = 2\n"
+		 "queue_timeout = 200ms\n",
+		 logpath);
+	const char *env[] = {config(text), NULL};
+	RUN(&b, env, 1, "multiprog", "perform", path_url("/delay/1000"), "-n", "6");
+	char *log = h_read_file(logpath);
+	cr_assert_not_null(log, "no access log");
+	cr_expect_eq(count_substr(log, "\"connroute.kind\":\"http\""), 6, "%s", log);
+	cr_expect_eq(count_substr(log, "\"outcome\":\"ok\""), 2, "%s", log);
+	cr_expect_eq(count_substr(log, "\"outcome\":\"overflow\""), 4, "%s", log);
+	cr_expect_eq(count_substr(log, "\"url.path\":\"/delay/1000\""), 2, "%s", log);
+	cr_expect_eq(count_substr(log, "\"connroute.kind\":\"connect\""), 0, "%s", log);
+	free(log);
+	h_run_free(&b);
+}
