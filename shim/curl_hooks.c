@@ -29,6 +29,8 @@ static inline __attribute__((always_inline)) int active(void)
  * libcurl's own curl_multi_* calls from there (with the handle's private
  * multi) are none of the multi hooks' business. */
 static __thread CURL *cur_h;
+/* ... and its library: what libcurl's calls on its private multi use. */
+static __thread struct cr_curllib *cur_lib;
 
 /* ------------------------------------------------------------------ hooks */
 
@@ -97,11 +99,14 @@ HOOK(CURLcode, curl_easy_perform, (CURL * h))
 		 * (socket options through the sockopt callback, limits per
 		 * transfer): the raw connect hook stays out of them. */
 		CURL *outer = cur_h;
+		struct cr_curllib *outer_lib = cur_lib;
 		cur_h = h;
+		cur_lib = lib;
 		cr_guard_set(__builtin_frame_address(0), 0);
 		rc = cr_curl_perform(lib, h);
 		cr_guard_clear();
 		cur_h = outer;
+		cur_lib = outer_lib;
 		/* After the library's first perform: libcurl's global init (and
 		 * its TLS library's exit handler) came first. */
 		cr_curl_exit_arm(lib);
@@ -122,9 +127,12 @@ HOOK(void, curl_easy_cleanup, (CURL * h))
 		return;
 	}
 	CURL *outer = cur_h;
+	struct cr_curllib *outer_lib = cur_lib;
 	cur_h = h;
+	cur_lib = lib;
 	cr_curl_cleanup(lib, h);
 	cur_h = outer;
+	cur_lib = outer_lib;
 }
 
 HOOK(void, curl_easy_reset, (CURL * h))
@@ -223,8 +231,7 @@ static inline int multi_records(void)
 /* The libcurl of a multi we do not know. */
 static inline struct cr_curllib *mlib(const void *ret)
 {
-	struct cr_curllib *lib = cur_h ? cr_curl_lib_of(cur_h) : NULL;
-	return lib ? lib : cr_curl_find_caller(ret, NULL);
+	return cur_lib ? cur_lib : cr_curl_find_caller(ret, NULL);
 }
 
 /* libcurl's connects inside a known multi's transfers are the lane's
@@ -244,6 +251,8 @@ static inline struct cr_curllib *mlib(const void *ret)
 
 HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
 {
+	if (h == cur_h && cur_lib) /* libcurl's own, inside our perform */
+		return cr_curl_lib_fns(cur_lib)->multi_add_handle(m, h);
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
@@ -257,6 +266,8 @@ HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
 
 HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
 {
+	if (h == cur_h && cur_lib) /* libcurl's own, inside our perform or cleanup */
+		return cr_curl_lib_fns(cur_lib)->multi_remove_handle(m, h);
 	struct cr_mx *x = h != cur_h ? cr_curl_mx_get(m) : NULL;
 	if (x)
 		return cr_curl_mx_remove(x, h);
