@@ -29,8 +29,11 @@ static inline __attribute__((always_inline)) int active(void)
  * libcurl's own curl_multi_* calls from there (with the handle's private
  * multi) are none of the multi hooks' business. */
 static __thread CURL *cur_h;
-/* ... and its library: what libcurl's calls on its private multi use. */
+/* ... and its library and that library's functions: what libcurl's calls
+ * on its private multi use (a few instructions a call: they are on every
+ * easy perform's path). */
 static __thread struct cr_curllib *cur_lib;
+static __thread const struct cr_curlfns *cur_fns;
 
 /* ------------------------------------------------------------------ hooks */
 
@@ -100,13 +103,16 @@ HOOK(CURLcode, curl_easy_perform, (CURL * h))
 		 * transfer): the raw connect hook stays out of them. */
 		CURL *outer = cur_h;
 		struct cr_curllib *outer_lib = cur_lib;
+		const struct cr_curlfns *outer_fns = cur_fns;
 		cur_h = h;
 		cur_lib = lib;
+		cur_fns = cr_curl_lib_fns(lib);
 		cr_guard_set(__builtin_frame_address(0), 0);
 		rc = cr_curl_perform(lib, h);
 		cr_guard_clear();
 		cur_h = outer;
 		cur_lib = outer_lib;
+		cur_fns = outer_fns;
 		/* After the library's first perform: libcurl's global init (and
 		 * its TLS library's exit handler) came first. */
 		cr_curl_exit_arm(lib);
@@ -128,11 +134,14 @@ HOOK(void, curl_easy_cleanup, (CURL * h))
 	}
 	CURL *outer = cur_h;
 	struct cr_curllib *outer_lib = cur_lib;
+	const struct cr_curlfns *outer_fns = cur_fns;
 	cur_h = h;
 	cur_lib = lib;
+	cur_fns = cr_curl_lib_fns(lib);
 	cr_curl_cleanup(lib, h);
 	cur_h = outer;
 	cur_lib = outer_lib;
+	cur_fns = outer_fns;
 }
 
 HOOK(void, curl_easy_reset, (CURL * h))
@@ -234,6 +243,14 @@ static inline struct cr_curllib *mlib(const void *ret)
 	return cur_lib ? cur_lib : cr_curl_find_caller(ret, NULL);
 }
 
+/* No multi is known in the process and we are inside our perform: the call
+ * is libcurl's own on the performing handle's private multi (or an app's
+ * callback calling its own, still unknown multi: the same libcurl in
+ * practice). */
+#define PRIVATE_FAST()                                                                   \
+	(__builtin_expect(!atomic_load_explicit(&cr_curl_mx_known, memory_order_relaxed), 1) && \
+	 cur_fns)
+
 /* libcurl's connects inside a known multi's transfers are the lane's
  * business (sockopt callback, limits per transfer): the raw connect hook
  * stays out, as inside an easy perform. Set only around the calls that
@@ -249,11 +266,9 @@ static inline struct cr_curllib *mlib(const void *ret)
 		r_;                                                     \
 	})
 
-HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
+static __attribute__((noinline)) CURLMcode add_handle_slow(CURLM *m, CURL *h, const void *ret)
 {
-	if (h == cur_h && cur_lib) /* libcurl's own, inside our perform */
-		return cr_curl_lib_fns(cur_lib)->multi_add_handle(m, h);
-	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	struct cr_curllib *lib = lib_for(h, ret);
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
 	if (h != cur_h && active())
@@ -264,20 +279,32 @@ HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
 	return rc;
 }
 
-HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
+HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
 {
-	if (h == cur_h && cur_lib) /* libcurl's own, inside our perform or cleanup */
-		return cr_curl_lib_fns(cur_lib)->multi_remove_handle(m, h);
+	if (h == cur_h && cur_fns) /* libcurl's own, inside our perform */
+		return cur_fns->multi_add_handle(m, h);
+	return add_handle_slow(m, h, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode remove_handle_slow(CURLM *m, CURL *h, const void *ret)
+{
 	struct cr_mx *x = h != cur_h ? cr_curl_mx_get(m) : NULL;
 	if (x)
 		return cr_curl_mx_remove(x, h);
-	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	struct cr_curllib *lib = lib_for(h, ret);
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
 	CURLMcode rc = cr_curl_lib_fns(lib)->multi_remove_handle(m, h);
 	if (rc == CURLM_OK && h != cur_h && multi_records())
 		cr_curl_multi_removed(m, h);
 	return rc;
+}
+
+HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
+{
+	if (h == cur_h && cur_fns) /* libcurl's own, inside our perform or cleanup */
+		return cur_fns->multi_remove_handle(m, h);
+	return remove_handle_slow(m, h, __builtin_return_address(0));
 }
 
 HOOK(CURLMcode, curl_multi_cleanup, (CURLM * m))
@@ -301,6 +328,24 @@ HOOK(CURLMcode, curl_multi_cleanup, (CURLM * m))
 	return rc;
 }
 
+static __attribute__((noinline)) CURLMcode setopt_slow(CURLM *m, CURLMoption opt, long l, void *p,
+							 curl_off_t o, const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	struct cr_curllib *lib = x ? cr_curl_mx_lib(x) : mlib(ret);
+	if (!lib)
+		return CURLM_BAD_HANDLE;
+	/* The app's timer callback is wrapped (the queue's checks). */
+	if ((opt == CURLMOPT_TIMERFUNCTION || opt == CURLMOPT_TIMERDATA) && !cur_h && active())
+		return cr_curl_mx_setopt(lib, m, opt, p);
+	const struct cr_curlfns *f = cr_curl_lib_fns(lib);
+	if (opt < CURLOPTTYPE_OBJECTPOINT)
+		return f->multi_setopt(m, opt, l);
+	if (opt < CURLOPTTYPE_OFF_T)
+		return f->multi_setopt(m, opt, p);
+	return f->multi_setopt(m, opt, o);
+}
+
 HOOK(CURLMcode, curl_multi_setopt, (CURLM * m, CURLMoption opt, ...))
 {
 	va_list ap;
@@ -316,38 +361,43 @@ HOOK(CURLMcode, curl_multi_setopt, (CURLM * m, CURLMoption opt, ...))
 	else
 		o = va_arg(ap, curl_off_t);
 	va_end(ap);
-	struct cr_mx *x = cr_curl_mx_get(m);
-	struct cr_curllib *lib = x ? cr_curl_mx_lib(x) : mlib(__builtin_return_address(0));
-	if (!lib)
-		return CURLM_BAD_HANDLE;
-	/* The app's timer callback is wrapped (the queue's checks). */
-	if ((opt == CURLMOPT_TIMERFUNCTION || opt == CURLMOPT_TIMERDATA) && !cur_h && active())
-		return cr_curl_mx_setopt(lib, m, opt, p);
-	const struct cr_curlfns *f = cr_curl_lib_fns(lib);
-	if (opt < CURLOPTTYPE_OBJECTPOINT)
-		return f->multi_setopt(m, opt, l);
-	if (opt < CURLOPTTYPE_OFF_T)
-		return f->multi_setopt(m, opt, p);
-	return f->multi_setopt(m, opt, o);
+	/* libcurl's own setopt on its private multi, inside our perform */
+	if (PRIVATE_FAST() && opt < CURLOPTTYPE_OBJECTPOINT)
+		return cur_fns->multi_setopt(m, opt, l);
+	return setopt_slow(m, opt, l, p, o, __builtin_return_address(0));
 }
 
-HOOK(CURLMcode, curl_multi_perform, (CURLM * m, int *running))
+static __attribute__((noinline)) CURLMcode perform_slow(CURLM *m, int *running, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return GUARDED(cr_curl_mx_perform(x, running));
-	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_perform(m, running) : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMcode, curl_multi_socket_action, (CURLM * m, curl_socket_t s, int ev, int *running))
+HOOK(CURLMcode, curl_multi_perform, (CURLM * m, int *running))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_perform(m, running);
+	return perform_slow(m, running, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode socket_action_slow(CURLM *m, curl_socket_t s, int ev, int *running, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return GUARDED(cr_curl_mx_socket_action(x, s, ev, running));
-	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_socket_action(m, s, ev, running)
 		   : CURLM_BAD_HANDLE;
+}
+
+HOOK(CURLMcode, curl_multi_socket_action, (CURLM * m, curl_socket_t s, int ev, int *running))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_socket_action(m, s, ev, running);
+	return socket_action_slow(m, s, ev, running, __builtin_return_address(0));
 }
 
 HOOK(CURLMcode, curl_multi_socket_all, (CURLM * m, int *running))
@@ -373,45 +423,71 @@ HOOK(CURLMcode, curl_multi_socket, (CURLM * m, curl_socket_t s, int *running))
 	return f && f->multi_socket ? f->multi_socket(m, s, running) : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMcode, curl_multi_wait,
-     (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 0);
-	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_wait(m, fds, n, timeout_ms, numfds)
 		   : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMcode, curl_multi_poll,
-     (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+HOOK(CURLMcode, curl_multi_wait, (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_wait(m, fds, n, timeout_ms, numfds);
+	return wait_slow(m, fds, n, timeout_ms, numfds, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode poll_slow(CURLM *m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 1);
-	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	struct cr_curllib *lib = mlib(ret);
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_poll ? f->multi_poll(m, fds, n, timeout_ms, numfds)
 				  : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMcode, curl_multi_timeout, (CURLM * m, long *ms))
+HOOK(CURLMcode, curl_multi_poll, (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_poll ? cur_fns->multi_poll(m, fds, n, timeout_ms, numfds) : CURLM_BAD_HANDLE;
+	return poll_slow(m, fds, n, timeout_ms, numfds, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode timeout_slow(CURLM *m, long *ms, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return cr_curl_mx_timeout(x, ms);
-	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_timeout(m, ms) : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMsg *, curl_multi_info_read, (CURLM * m, int *msgs_in_queue))
+HOOK(CURLMcode, curl_multi_timeout, (CURLM * m, long *ms))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_timeout(m, ms);
+	return timeout_slow(m, ms, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMsg * info_read_slow(CURLM *m, int *msgs_in_queue, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return cr_curl_mx_info_read(x, msgs_in_queue);
-	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_info_read(m, msgs_in_queue) : NULL;
+}
+
+HOOK(CURLMsg *, curl_multi_info_read, (CURLM * m, int *msgs_in_queue))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_info_read(m, msgs_in_queue);
+	return info_read_slow(m, msgs_in_queue, __builtin_return_address(0));
 }
 
 HOOK(CURLMcode, curl_multi_fdset, (CURLM * m, fd_set *r, fd_set *w, fd_set *ex, int *max_fd))
