@@ -247,7 +247,7 @@ static inline struct cr_curllib *mlib(const void *ret)
  * is libcurl's own on the performing handle's private multi (or an app's
  * callback calling its own, still unknown multi: the same libcurl in
  * practice). */
-#define PRIVATE_FAST()                                                                   \
+#define PRIVATE_FAST()                                                                          \
 	(__builtin_expect(!atomic_load_explicit(&cr_curl_mx_known, memory_order_relaxed), 1) && \
 	 cur_fns)
 
@@ -255,15 +255,15 @@ static inline struct cr_curllib *mlib(const void *ret)
  * business (sockopt callback, limits per transfer): the raw connect hook
  * stays out, as inside an easy perform. Set only around the calls that
  * run transfers, and only if not set already (a nested call). */
-#define GUARDED(call)                                                   \
-	({                                                              \
-		int g_ = active();                                      \
-		if (g_)                                                 \
-			cr_guard_set(__builtin_frame_address(0), 0);    \
-		__typeof__(call) r_ = (call);                           \
-		if (g_)                                                 \
-			cr_guard_clear();                               \
-		r_;                                                     \
+#define GUARDED(call)                                                \
+	({                                                           \
+		int g_ = active();                                   \
+		if (g_)                                              \
+			cr_guard_set(__builtin_frame_address(0), 0); \
+		__typeof__(call) r_ = (call);                        \
+		if (g_)                                              \
+			cr_guard_clear();                            \
+		r_;                                                  \
 	})
 
 static __attribute__((noinline)) CURLMcode add_handle_slow(CURLM *m, CURL *h, const void *ret)
@@ -329,7 +329,7 @@ HOOK(CURLMcode, curl_multi_cleanup, (CURLM * m))
 }
 
 static __attribute__((noinline)) CURLMcode setopt_slow(CURLM *m, CURLMoption opt, long l, void *p,
-							 curl_off_t o, const void *ret)
+						       curl_off_t o, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	struct cr_curllib *lib = x ? cr_curl_mx_lib(x) : mlib(ret);
@@ -383,7 +383,8 @@ HOOK(CURLMcode, curl_multi_perform, (CURLM * m, int *running))
 	return perform_slow(m, running, __builtin_return_address(0));
 }
 
-static __attribute__((noinline)) CURLMcode socket_action_slow(CURLM *m, curl_socket_t s, int ev, int *running, const void *ret)
+static __attribute__((noinline)) CURLMcode socket_action_slow(CURLM *m, curl_socket_t s, int ev,
+							      int *running, const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
@@ -423,7 +424,9 @@ HOOK(CURLMcode, curl_multi_socket, (CURLM * m, curl_socket_t s, int *running))
 	return f && f->multi_socket ? f->multi_socket(m, s, running) : CURLM_BAD_HANDLE;
 }
 
-static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds, const void *ret)
+static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitfd *fds,
+						     unsigned int n, int timeout_ms, int *numfds,
+						     const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
@@ -433,28 +436,32 @@ static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitf
 		   : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMcode, curl_multi_wait, (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+HOOK(CURLMcode, curl_multi_wait,
+     (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
 {
 	if (PRIVATE_FAST())
 		return cur_fns->multi_wait(m, fds, n, timeout_ms, numfds);
 	return wait_slow(m, fds, n, timeout_ms, numfds, __builtin_return_address(0));
 }
 
-static __attribute__((noinline)) CURLMcode poll_slow(CURLM *m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds, const void *ret)
+static __attribute__((noinline)) CURLMcode poll_slow(CURLM *m, struct curl_waitfd *fds,
+						     unsigned int n, int timeout_ms, int *numfds,
+						     const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
 		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 1);
 	struct cr_curllib *lib = mlib(ret);
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
-	return f && f->multi_poll ? f->multi_poll(m, fds, n, timeout_ms, numfds)
-				  : CURLM_BAD_HANDLE;
+	return f && f->multi_poll ? f->multi_poll(m, fds, n, timeout_ms, numfds) : CURLM_BAD_HANDLE;
 }
 
-HOOK(CURLMcode, curl_multi_poll, (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+HOOK(CURLMcode, curl_multi_poll,
+     (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
 {
 	if (PRIVATE_FAST())
-		return cur_fns->multi_poll ? cur_fns->multi_poll(m, fds, n, timeout_ms, numfds) : CURLM_BAD_HANDLE;
+		return cur_fns->multi_poll ? cur_fns->multi_poll(m, fds, n, timeout_ms, numfds)
+					   : CURLM_BAD_HANDLE;
 	return poll_slow(m, fds, n, timeout_ms, numfds, __builtin_return_address(0));
 }
 
@@ -474,7 +481,8 @@ HOOK(CURLMcode, curl_multi_timeout, (CURLM * m, long *ms))
 	return timeout_slow(m, ms, __builtin_return_address(0));
 }
 
-static __attribute__((noinline)) CURLMsg * info_read_slow(CURLM *m, int *msgs_in_queue, const void *ret)
+static __attribute__((noinline)) CURLMsg *info_read_slow(CURLM *m, int *msgs_in_queue,
+							 const void *ret)
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)

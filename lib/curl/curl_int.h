@@ -149,8 +149,8 @@ struct cr_curl_easy {
 	CURL *h;
 	struct cr_curllib *lib;
 	struct cr_curl_easy *next;
-	atomic_int pin; /* CR_PIN_*: see cr_curl_pin() */
-	CURLM *multi;   /* the multi the handle is attached to, or NULL:
+	atomic_int pin;     /* CR_PIN_*: see cr_curl_pin() */
+	CURLM *multi;       /* the multi the handle is attached to, or NULL:
 				     kept across a reset, never recycled while set */
 	struct cr_mxt *mxt; /* its transfer in a multi we route (multi.c), or NULL;
 			       only the thread driving that multi touches it */

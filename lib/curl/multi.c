@@ -91,7 +91,7 @@ struct cr_mx {
 
 /* ------------------------------------------------------ the multi table */
 
-#define MX_TAB 1024
+#define MX_TAB  1024
 #define MX_TOMB ((CURLM *)1)
 static struct {
 	CURLM *_Atomic key;
@@ -164,8 +164,9 @@ static struct cr_mx *mx_make(struct cr_curllib *lib, CURLM *m)
 	if (mx_insert(x) != 0) {
 		static atomic_int said;
 		if (!atomic_exchange(&said, 1))
-			cr_logmsg(CR_LL_WARN, "libcurl: more than %d multi handles at once: "
-					      "the others' transfers are not routed",
+			cr_logmsg(CR_LL_WARN,
+				  "libcurl: more than %d multi handles at once: "
+				  "the others' transfers are not routed",
 				  MX_TAB);
 		free(x);
 		return NULL;
@@ -781,7 +782,8 @@ CURLMcode cr_curl_mx_socket_all(struct cr_mx *x, int *running)
 	pump(x);
 	CURLMcode rc = x->lib->fns.multi_socket_all
 			       ? x->lib->fns.multi_socket_all(x->m, running)
-			       : x->lib->fns.multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0, running);
+			       : x->lib->fns.multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0,
+								 running);
 	int a = x->admits;
 	pump(x);
 	if (rc == CURLM_OK && running)
