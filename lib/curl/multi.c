@@ -76,6 +76,8 @@ struct cr_mx {
 	int nqueued; /* T_QUEUED + T_RETRY */
 	int nadded;  /* T_ADDED */
 	int admits;  /* real adds by pumps (admissions, retries), ever */
+	int busy;    /* inside the real socket_all or wait/poll: libcurl's own nested
+			curl_multi_perform/_timeout calls (through its PLT) pass through */
 	CURLMsg **q; /* messages to deliver, oldest first */
 	int qn, qcap;
 	struct mxshare *shares;
@@ -753,6 +755,8 @@ static void running_fix(const struct cr_mx *x, int admits_before, int *running)
 
 CURLMcode cr_curl_mx_perform(struct cr_mx *x, int *running)
 {
+	if (x->busy) /* libcurl's curl_multi_socket_all calls it: counted there */
+		return x->lib->fns.multi_perform(x->m, running);
 	pump(x);
 	CURLMcode rc = x->lib->fns.multi_perform(x->m, running);
 	int a = x->admits;
@@ -780,10 +784,12 @@ CURLMcode cr_curl_mx_socket_action(struct cr_mx *x, curl_socket_t s, int ev, int
 CURLMcode cr_curl_mx_socket_all(struct cr_mx *x, int *running)
 {
 	pump(x);
+	x->busy = 1;
 	CURLMcode rc = x->lib->fns.multi_socket_all
 			       ? x->lib->fns.multi_socket_all(x->m, running)
 			       : x->lib->fns.multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0,
 								 running);
+	x->busy = 0;
 	int a = x->admits;
 	pump(x);
 	if (rc == CURLM_OK && running)
@@ -804,8 +810,10 @@ CURLMcode cr_curl_mx_wait(struct cr_mx *x, struct curl_waitfd *fds, unsigned n, 
 			timeout_ms = (int)cap;
 	}
 	const struct cr_curlfns *f = &x->lib->fns;
+	x->busy = 1; /* libcurl's wait asks its own curl_multi_timeout */
 	CURLMcode rc = poll && f->multi_poll ? f->multi_poll(x->m, fds, n, timeout_ms, numfds)
 					     : f->multi_wait(x->m, fds, n, timeout_ms, numfds);
+	x->busy = 0;
 	pump(x);
 	timer_sync(x);
 	return rc;
@@ -813,6 +821,8 @@ CURLMcode cr_curl_mx_wait(struct cr_mx *x, struct curl_waitfd *fds, unsigned n, 
 
 CURLMcode cr_curl_mx_timeout(struct cr_mx *x, long *ms)
 {
+	if (x->busy) /* libcurl's wait asks it: our cap is on the wait already */
+		return x->lib->fns.multi_timeout(x->m, ms);
 	pump(x);
 	CURLMcode rc = x->lib->fns.multi_timeout(x->m, ms);
 	uint64_t now = cr_now_ns();
