@@ -87,6 +87,16 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	SYM(multi_remove_handle, "curl_multi_remove_handle");
 	SYM(multi_cleanup, "curl_multi_cleanup");
 	SYM(global_cleanup, "curl_global_cleanup");
+	SYM(multi_setopt, "curl_multi_setopt");
+	SYM(multi_perform, "curl_multi_perform");
+	SYM(multi_socket_action, "curl_multi_socket_action");
+	SYM(multi_socket_all, "curl_multi_socket_all"); /* optional, like these two */
+	SYM(multi_socket, "curl_multi_socket");
+	SYM(multi_poll, "curl_multi_poll");
+	SYM(multi_wait, "curl_multi_wait");
+	SYM(multi_timeout, "curl_multi_timeout");
+	SYM(multi_info_read, "curl_multi_info_read");
+	SYM(multi_fdset, "curl_multi_fdset");
 #undef SYM
 	/* dlsym on a library handle searches that library and its
 	 * dependencies, in that order: for the curl_* names that is the
@@ -95,7 +105,9 @@ static struct cr_curllib *register_path(const char *path, const void *base)
 	if (!f.easy_init || !f.easy_setopt || !f.easy_perform || !f.easy_cleanup || !f.easy_reset ||
 	    !f.easy_duphandle || !f.easy_getinfo || !f.share_init || !f.share_setopt ||
 	    !f.share_cleanup || !f.multi_init || !f.multi_add_handle || !f.multi_remove_handle ||
-	    !f.multi_cleanup || !f.global_cleanup)
+	    !f.multi_cleanup || !f.global_cleanup || !f.multi_setopt || !f.multi_perform ||
+	    !f.multi_socket_action || !f.multi_wait || !f.multi_timeout || !f.multi_info_read ||
+	    !f.multi_fdset)
 		return NULL;
 	if (dladdr((void *)register_path, &self) && dladdr(*(void **)&f.easy_init, &got) &&
 	    self.dli_fbase == got.dli_fbase)

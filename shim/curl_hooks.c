@@ -1,7 +1,7 @@
 /* connroute: libcurl's easy interface. A known handle maps to its library
  * directly; otherwise the caller's libcurl is found by shim/curl_find.c.
- * The curl_multi_* hooks and curl_global_cleanup only pass through and keep
- * records (docs/INTERNALS.md, "libcurl lanes"). */
+ * The curl_multi_* hooks hand the app's multis to lib/curl/multi.c;
+ * curl_global_cleanup closes the pools (docs/INTERNALS.md, "libcurl lanes"). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,6 +29,11 @@ static inline __attribute__((always_inline)) int active(void)
  * libcurl's own curl_multi_* calls from there (with the handle's private
  * multi) are none of the multi hooks' business. */
 static __thread CURL *cur_h;
+/* ... and its library and that library's functions: what libcurl's calls
+ * on its private multi use (a few instructions a call: they are on every
+ * easy perform's path). */
+static __thread struct cr_curllib *cur_lib;
+static __thread const struct cr_curlfns *cur_fns;
 
 /* ------------------------------------------------------------------ hooks */
 
@@ -97,11 +102,17 @@ HOOK(CURLcode, curl_easy_perform, (CURL * h))
 		 * (socket options through the sockopt callback, limits per
 		 * transfer): the raw connect hook stays out of them. */
 		CURL *outer = cur_h;
+		struct cr_curllib *outer_lib = cur_lib;
+		const struct cr_curlfns *outer_fns = cur_fns;
 		cur_h = h;
+		cur_lib = lib;
+		cur_fns = cr_curl_lib_fns(lib);
 		cr_guard_set(__builtin_frame_address(0), 0);
 		rc = cr_curl_perform(lib, h);
 		cr_guard_clear();
 		cur_h = outer;
+		cur_lib = outer_lib;
+		cur_fns = outer_fns;
 		/* After the library's first perform: libcurl's global init (and
 		 * its TLS library's exit handler) came first. */
 		cr_curl_exit_arm(lib);
@@ -122,9 +133,15 @@ HOOK(void, curl_easy_cleanup, (CURL * h))
 		return;
 	}
 	CURL *outer = cur_h;
+	struct cr_curllib *outer_lib = cur_lib;
+	const struct cr_curlfns *outer_fns = cur_fns;
 	cur_h = h;
+	cur_lib = lib;
+	cur_fns = cr_curl_lib_fns(lib);
 	cr_curl_cleanup(lib, h);
 	cur_h = outer;
+	cur_lib = outer_lib;
+	cur_fns = outer_fns;
 }
 
 HOOK(void, curl_easy_reset, (CURL * h))
@@ -208,37 +225,73 @@ HOOK(struct curl_header *, curl_easy_nextheader,
 
 /* ------------------------------------------------------------ multi handles
  *
- * Multi transfers are not routed into lanes (issue 13 will): these hooks
- * pass through to the handle's (else the caller's) libcurl and only record
- * which multi each handle we know is attached to, so that its
- * curl_easy_cleanup never recycles it while attached (lib/curl/handles.c).
- * libcurl's own calls with a handle's private multi, made from inside our
- * perform and cleanup hooks for that very handle (cur_h), keep no records. */
+ * Transfers the app adds to its multi handles run in lanes (lib/curl/multi.c,
+ * docs/INTERNALS.md "libcurl lanes", multi transfers). A multi is known to
+ * the engine once the app added a handle we know to it while READY; every
+ * other multi (libcurl's private one inside our perform and cleanup hooks,
+ * for the handle cur_h; one used before READY) passes through to its
+ * libcurl: the performing handle's inside our hooks, else the caller's. */
 
 static inline int multi_records(void)
 {
 	return atomic_load_explicit(&cr_state, memory_order_relaxed) == CR_ST_READY;
 }
 
-HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
+/* The libcurl of a multi we do not know. */
+static inline struct cr_curllib *mlib(const void *ret)
 {
-	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	return cur_lib ? cur_lib : cr_curl_find_caller(ret, NULL);
+}
+
+/* No multi is known in the process and we are inside our perform: the call
+ * is libcurl's own on the performing handle's private multi (or an app's
+ * callback calling its own, still unknown multi: the same libcurl in
+ * practice). */
+#define PRIVATE_FAST()                                                                          \
+	(__builtin_expect(!atomic_load_explicit(&cr_curl_mx_known, memory_order_relaxed), 1) && \
+	 cur_fns)
+
+/* libcurl's connects inside a known multi's transfers are the lane's
+ * business (sockopt callback, limits per transfer): the raw connect hook
+ * stays out, as inside an easy perform. Set only around the calls that
+ * run transfers, and only if not set already (a nested call). */
+#define GUARDED(call)                                                \
+	({                                                           \
+		int g_ = active();                                   \
+		if (g_)                                              \
+			cr_guard_set(__builtin_frame_address(0), 0); \
+		__typeof__(call) r_ = (call);                        \
+		if (g_)                                              \
+			cr_guard_clear();                            \
+		r_;                                                  \
+	})
+
+static __attribute__((noinline)) CURLMcode add_handle_slow(CURLM *m, CURL *h, const void *ret)
+{
+	struct cr_curllib *lib = lib_for(h, ret);
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
-	/* Before libcurl takes it: the multi must see exactly the app's handle,
-	 * without a share parked on it by an earlier perform (another thread
-	 * could take that share while the multi drives a transfer on it). */
 	if (h != cur_h && active())
-		cr_curl_unroute(lib, h);
+		return cr_curl_mx_add(lib, m, h);
 	CURLMcode rc = cr_curl_lib_fns(lib)->multi_add_handle(m, h);
 	if (rc == CURLM_OK && h != cur_h && multi_records())
 		cr_curl_multi_added(m, h);
 	return rc;
 }
 
-HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
+HOOK(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL *h))
 {
-	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
+	if (h == cur_h && cur_fns) /* libcurl's own, inside our perform */
+		return cur_fns->multi_add_handle(m, h);
+	return add_handle_slow(m, h, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode remove_handle_slow(CURLM *m, CURL *h, const void *ret)
+{
+	struct cr_mx *x = h != cur_h ? cr_curl_mx_get(m) : NULL;
+	if (x)
+		return cr_curl_mx_remove(x, h);
+	struct cr_curllib *lib = lib_for(h, ret);
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
 	CURLMcode rc = cr_curl_lib_fns(lib)->multi_remove_handle(m, h);
@@ -247,12 +300,25 @@ HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
 	return rc;
 }
 
+HOOK(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL *h))
+{
+	if (h == cur_h && cur_fns) /* libcurl's own, inside our perform or cleanup */
+		return cur_fns->multi_remove_handle(m, h);
+	return remove_handle_slow(m, h, __builtin_return_address(0));
+}
+
 HOOK(CURLMcode, curl_multi_cleanup, (CURLM * m))
 {
-	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), NULL);
-	if (!lib)
-		return CURLM_BAD_HANDLE;
-	CURLMcode rc = cr_curl_lib_fns(lib)->multi_cleanup(m);
+	struct cr_mx *x = cr_curl_mx_get(m);
+	CURLMcode rc;
+	if (x) {
+		rc = cr_curl_mx_cleanup(x);
+	} else {
+		struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), NULL);
+		if (!lib)
+			return CURLM_BAD_HANDLE;
+		rc = cr_curl_lib_fns(lib)->multi_cleanup(m);
+	}
 	/* libcurl leaves the easy handles alone, detached. Inside our hooks
 	 * this is libcurl closing a private multi: no handle of ours is
 	 * recorded in one. (An app's multi cleaned up from a callback of our
@@ -260,6 +326,185 @@ HOOK(CURLMcode, curl_multi_cleanup, (CURLM * m))
 	if (rc == CURLM_OK && !cur_h && multi_records())
 		cr_curl_multi_gone(m);
 	return rc;
+}
+
+static __attribute__((noinline)) CURLMcode setopt_slow(CURLM *m, CURLMoption opt, long l, void *p,
+						       curl_off_t o, const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	struct cr_curllib *lib = x ? cr_curl_mx_lib(x) : mlib(ret);
+	if (!lib)
+		return CURLM_BAD_HANDLE;
+	/* The app's timer callback is wrapped (the queue's checks). */
+	if ((opt == CURLMOPT_TIMERFUNCTION || opt == CURLMOPT_TIMERDATA) && !cur_h && active())
+		return cr_curl_mx_setopt(lib, m, opt, p);
+	const struct cr_curlfns *f = cr_curl_lib_fns(lib);
+	if (opt < CURLOPTTYPE_OBJECTPOINT)
+		return f->multi_setopt(m, opt, l);
+	if (opt < CURLOPTTYPE_OFF_T)
+		return f->multi_setopt(m, opt, p);
+	return f->multi_setopt(m, opt, o);
+}
+
+HOOK(CURLMcode, curl_multi_setopt, (CURLM * m, CURLMoption opt, ...))
+{
+	va_list ap;
+	long l = 0;
+	void *p = NULL;
+	curl_off_t o = 0;
+	/* The option number says the argument's type (multi.h's CURLOPTTYPE_*). */
+	va_start(ap, opt);
+	if (opt < CURLOPTTYPE_OBJECTPOINT)
+		l = va_arg(ap, long);
+	else if (opt < CURLOPTTYPE_OFF_T)
+		p = va_arg(ap, void *);
+	else
+		o = va_arg(ap, curl_off_t);
+	va_end(ap);
+	/* libcurl's own setopt on its private multi, inside our perform */
+	if (PRIVATE_FAST() && opt < CURLOPTTYPE_OBJECTPOINT)
+		return cur_fns->multi_setopt(m, opt, l);
+	return setopt_slow(m, opt, l, p, o, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode perform_slow(CURLM *m, int *running, const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return GUARDED(cr_curl_mx_perform(x, running));
+	struct cr_curllib *lib = mlib(ret);
+	return lib ? cr_curl_lib_fns(lib)->multi_perform(m, running) : CURLM_BAD_HANDLE;
+}
+
+HOOK(CURLMcode, curl_multi_perform, (CURLM * m, int *running))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_perform(m, running);
+	return perform_slow(m, running, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode socket_action_slow(CURLM *m, curl_socket_t s, int ev,
+							      int *running, const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return GUARDED(cr_curl_mx_socket_action(x, s, ev, running));
+	struct cr_curllib *lib = mlib(ret);
+	return lib ? cr_curl_lib_fns(lib)->multi_socket_action(m, s, ev, running)
+		   : CURLM_BAD_HANDLE;
+}
+
+HOOK(CURLMcode, curl_multi_socket_action, (CURLM * m, curl_socket_t s, int ev, int *running))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_socket_action(m, s, ev, running);
+	return socket_action_slow(m, s, ev, running, __builtin_return_address(0));
+}
+
+HOOK(CURLMcode, curl_multi_socket_all, (CURLM * m, int *running))
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return GUARDED(cr_curl_mx_socket_all(x, running));
+	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
+	return f && f->multi_socket_all ? f->multi_socket_all(m, running) : CURLM_BAD_HANDLE;
+}
+
+/* Deprecated: curl_multi_socket_action with no event bits. curl/multi.h
+ * makes the name a macro for that; programs built before still call it. */
+#undef curl_multi_socket
+HOOK(CURLMcode, curl_multi_socket, (CURLM * m, curl_socket_t s, int *running))
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return GUARDED(cr_curl_mx_socket_action(x, s, 0, running));
+	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
+	return f && f->multi_socket ? f->multi_socket(m, s, running) : CURLM_BAD_HANDLE;
+}
+
+static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitfd *fds,
+						     unsigned int n, int timeout_ms, int *numfds,
+						     const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 0);
+	struct cr_curllib *lib = mlib(ret);
+	return lib ? cr_curl_lib_fns(lib)->multi_wait(m, fds, n, timeout_ms, numfds)
+		   : CURLM_BAD_HANDLE;
+}
+
+HOOK(CURLMcode, curl_multi_wait,
+     (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_wait(m, fds, n, timeout_ms, numfds);
+	return wait_slow(m, fds, n, timeout_ms, numfds, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode poll_slow(CURLM *m, struct curl_waitfd *fds,
+						     unsigned int n, int timeout_ms, int *numfds,
+						     const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 1);
+	struct cr_curllib *lib = mlib(ret);
+	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
+	return f && f->multi_poll ? f->multi_poll(m, fds, n, timeout_ms, numfds) : CURLM_BAD_HANDLE;
+}
+
+HOOK(CURLMcode, curl_multi_poll,
+     (CURLM * m, struct curl_waitfd *fds, unsigned int n, int timeout_ms, int *numfds))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_poll ? cur_fns->multi_poll(m, fds, n, timeout_ms, numfds)
+					   : CURLM_BAD_HANDLE;
+	return poll_slow(m, fds, n, timeout_ms, numfds, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMcode timeout_slow(CURLM *m, long *ms, const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return cr_curl_mx_timeout(x, ms);
+	struct cr_curllib *lib = mlib(ret);
+	return lib ? cr_curl_lib_fns(lib)->multi_timeout(m, ms) : CURLM_BAD_HANDLE;
+}
+
+HOOK(CURLMcode, curl_multi_timeout, (CURLM * m, long *ms))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_timeout(m, ms);
+	return timeout_slow(m, ms, __builtin_return_address(0));
+}
+
+static __attribute__((noinline)) CURLMsg *info_read_slow(CURLM *m, int *msgs_in_queue,
+							 const void *ret)
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return cr_curl_mx_info_read(x, msgs_in_queue);
+	struct cr_curllib *lib = mlib(ret);
+	return lib ? cr_curl_lib_fns(lib)->multi_info_read(m, msgs_in_queue) : NULL;
+}
+
+HOOK(CURLMsg *, curl_multi_info_read, (CURLM * m, int *msgs_in_queue))
+{
+	if (PRIVATE_FAST())
+		return cur_fns->multi_info_read(m, msgs_in_queue);
+	return info_read_slow(m, msgs_in_queue, __builtin_return_address(0));
+}
+
+HOOK(CURLMcode, curl_multi_fdset, (CURLM * m, fd_set *r, fd_set *w, fd_set *ex, int *max_fd))
+{
+	struct cr_mx *x = cr_curl_mx_get(m);
+	if (x)
+		return cr_curl_mx_fdset(x, r, w, ex, max_fd);
+	struct cr_curllib *lib = mlib(__builtin_return_address(0));
+	return lib ? cr_curl_lib_fns(lib)->multi_fdset(m, r, w, ex, max_fd) : CURLM_BAD_HANDLE;
 }
 
 /* The app is done with libcurl: the pools of its libcurl are closed first,

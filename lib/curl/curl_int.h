@@ -151,9 +151,11 @@ struct cr_curl_easy {
 	CURL *h;
 	struct cr_curllib *lib;
 	struct cr_curl_easy *next;
-	atomic_int pin; /* CR_PIN_*: see cr_curl_pin() */
-	CURLM *multi;   /* the multi the handle is attached to, or NULL:
+	atomic_int pin;     /* CR_PIN_*: see cr_curl_pin() */
+	CURLM *multi;       /* the multi the handle is attached to, or NULL:
 				     kept across a reset, never recycled while set */
+	struct cr_mxt *mxt; /* its transfer in a multi we route (multi.c), or NULL;
+			       only the thread driving that multi touches it */
 
 	/* Options that leave state surviving curl_easy_reset (cookies,
 	 * credentials, HSTS, ...) or that we do not know: not recyclable. */
@@ -378,6 +380,36 @@ int cr_curl_shares_lent(struct cr_curllib *lib);
 /* Changes the handle's CURLOPT_TIMEOUT_MS during a perform (the deadlines of
  * response_header_timeout), recorded as held. */
 void cr_curl_perform_set_timeout(struct cr_curl_easy *e, long ms);
+
+/* The pieces of the perform path the multi interface shares (multi.c):
+ * the lane of E for the thread's key (KEY: where it was read); the lane's
+ * options on E (returns the request deadline in ms, 0 = none); the limit
+ * slot of E's destination in LANE; a transfer refused at the limit
+ * (counted, logged, said in the app's error buffer; SHOWN_MS is the wait
+ * the message names); an attempt's start and end (response-header
+ * deadline, new connections counted; returns the transfer's code). */
+const struct cr_lane *cr_curl_lane_for(const struct cr_config *cfg, struct cr_curl_easy *e,
+				       const char **key);
+long cr_curl_apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg,
+			const struct cr_lane *lane, long waited_ms);
+uint32_t cr_curl_limit_slot(const struct cr_curl_easy *e, const struct cr_lane *lane);
+void cr_curl_limit_refused(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
+			   uint64_t t_start, long waited_ms, long shown_ms);
+void cr_curl_attempt_start(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns);
+CURLcode cr_curl_attempt_end(struct cr_curl_easy *e, CURLcode rc, long rt_ms);
+
+/* --------------------------------------------------------------- multi.c */
+
+struct cr_mxt;
+/* curl_easy_perform of a handle in a multi of ours: libcurl's refusal. */
+CURLcode cr_curl_mx_easy_perform(struct cr_curllib *lib, struct cr_curl_easy *e);
+/* E (pinned or owned by the caller) leaves its multi transfer: the handle
+ * is cleaned up (HOW = CR_MX_CLEANUP: really removed from the multi first,
+ * everything given back) or reset (CR_MX_RESET: unit, config and lane given
+ * back; the share stays on the handle until its removal). */
+enum { CR_MX_CLEANUP, CR_MX_RESET };
+void cr_curl_mx_forget(struct cr_curl_easy *e, int how);
+void cr_curl_mx_atfork_child(void);
 
 /* Bumped at every re-publish of the config (perform.c). */
 extern atomic_uint cr_curl_cfg_gen;

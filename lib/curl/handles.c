@@ -298,8 +298,15 @@ void cr_curl_handles_atfork_child(void)
 			pthread_mutex_init(&easy_mu[i], NULL);
 	/* ... or a pin: the thread that held it is gone. */
 	for (int b = 0; b < EASY_BUCKETS; b++)
-		for (struct cr_curl_easy *e = easy_tab[b]; e; e = e->next)
+		for (struct cr_curl_easy *e = easy_tab[b]; e; e = e->next) {
 			atomic_store(&e->pin, CR_PIN_FREE);
+			/* ... or a multi transfer's record (abandoned with its
+			 * multi's: multi.c). */
+			if (e->mxt) {
+				e->mxt = NULL;
+				e->lane = NULL;
+			}
+		}
 }
 
 /* libcurl's compiled-in CA defaults, read from a handle nobody touched
@@ -889,6 +896,8 @@ void cr_curl_reset(struct cr_curllib *lib, CURL *h)
 	int took = e ? cr_curl_pin(e) : 0;
 	if (e)
 		twin_drop(e);
+	if (e && e->mxt) /* the lane of its multi transfer goes (multi.c) */
+		cr_curl_mx_forget(e, CR_MX_RESET);
 	lib->fns.easy_reset(h);
 	if (e) {
 		CURLSH *app_share = e->app_share;
@@ -1077,6 +1086,8 @@ void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 	int took = e ? cr_curl_pin(e) : 0;
 	if (e)
 		twin_drop(e);
+	if (e && e->mxt) /* its multi transfer first (multi.c) */
+		cr_curl_mx_forget(e, CR_MX_CLEANUP);
 	/* A handle attached to a multi is really cleaned up: libcurl detaches
 	 * it (ending its transfer there); a reset would leave it attached and
 	 * the multi driving a transfer on the next curl_easy_init's handle. */

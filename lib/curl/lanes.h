@@ -66,6 +66,19 @@ struct cr_curlfns {
 	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
 	CURLMcode (*multi_cleanup)(CURLM *);
 	void (*global_cleanup)(void);
+	/* The multi calls that drive transfers (multi.c); multi_poll,
+	 * multi_socket_all and multi_socket may be NULL (older or newer
+	 * libcurl). */
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode (*multi_perform)(CURLM *, int *);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMcode (*multi_socket_all)(CURLM *, int *);
+	CURLMcode (*multi_socket)(CURLM *, curl_socket_t, int *);
+	CURLMcode (*multi_wait)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+	CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+	CURLMcode (*multi_timeout)(CURLM *, long *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_fdset)(CURLM *, fd_set *, fd_set *, fd_set *, int *);
 };
 
 struct cr_curllib; /* one per loaded libcurl */
@@ -95,15 +108,50 @@ static inline struct cr_curllib *cr_curl_lib_of(CURL *h)
  * sockets are shared with the parent). Abandons every pool and free list. */
 void cr_curl_atfork_child(void);
 
-/* handles.c: multi membership, recorded by the shim's pass-through
- * curl_multi_* hooks for the handles we know (docs/INTERNALS.md, "libcurl
- * lanes", handle recycling): a handle attached to a multi is never recycled.
- * Multi transfers are not routed into lanes (yet): these only keep records. */
+/* handles.c: multi membership, recorded by the shim's curl_multi_* hooks
+ * (and multi.c) for the handles we know (docs/INTERNALS.md, "libcurl
+ * lanes", handle recycling): a handle attached to a multi is never
+ * recycled. */
 void cr_curl_multi_added(CURLM *m, CURL *h);
 void cr_curl_multi_removed(CURLM *m, CURL *h);
 /* M is gone (curl_multi_cleanup): libcurl left its easy handles alone,
  * detached. */
 void cr_curl_multi_gone(CURLM *m);
+
+/* multi.c: transfers driven by the app's multi handles run in lanes
+ * (docs/INTERNALS.md, "libcurl lanes", multi transfers). A multi is known
+ * from the app's first add of a handle we know (or its setopt of
+ * CURLMOPT_TIMERFUNCTION/TIMERDATA) while READY; any other (libcurl's
+ * private multi of an easy perform) costs one relaxed load, or one probe
+ * of the table while the process has known multis, and passes through. */
+struct cr_mx;
+extern atomic_int cr_curl_mx_known;
+struct cr_mx *cr_curl_mx_get_slow(CURLM *m);
+static inline struct cr_mx *cr_curl_mx_get(CURLM *m)
+{
+	if (!atomic_load_explicit(&cr_curl_mx_known, memory_order_relaxed))
+		return NULL;
+	return cr_curl_mx_get_slow(m);
+}
+struct cr_curllib *cr_curl_mx_lib(const struct cr_mx *x);
+/* The app adds H to M (READY, not libcurl's own add): routed if we know
+ * H; M becomes known. Does the real add (or queues the transfer). */
+CURLMcode cr_curl_mx_add(struct cr_curllib *lib, CURLM *m, CURL *h);
+/* The calls on a known multi X: each does what the real call does, after
+ * and before pumping X's queue (completions, admissions, expiries). */
+CURLMcode cr_curl_mx_remove(struct cr_mx *x, CURL *h);
+CURLMcode cr_curl_mx_cleanup(struct cr_mx *x); /* X is freed */
+CURLMcode cr_curl_mx_perform(struct cr_mx *x, int *running);
+CURLMcode cr_curl_mx_socket_action(struct cr_mx *x, curl_socket_t s, int ev, int *running);
+CURLMcode cr_curl_mx_socket_all(struct cr_mx *x, int *running);
+CURLMcode cr_curl_mx_wait(struct cr_mx *x, struct curl_waitfd *fds, unsigned n, int timeout_ms,
+			  int *numfds, int poll);
+CURLMcode cr_curl_mx_timeout(struct cr_mx *x, long *ms);
+CURLMcode cr_curl_mx_fdset(struct cr_mx *x, fd_set *r, fd_set *w, fd_set *ex, int *max_fd);
+CURLMsg *cr_curl_mx_info_read(struct cr_mx *x, int *msgs_in_queue);
+/* The app's curl_multi_setopt of CURLMOPT_TIMERFUNCTION or TIMERDATA (P):
+ * M becomes known, the app's callback is wrapped. */
+CURLMcode cr_curl_mx_setopt(struct cr_curllib *lib, CURLM *m, CURLMoption opt, void *p);
 
 /* lib.c. Pooled connections are closed by libcurl, as the app's own
  * curl_easy_cleanup would have closed them (docs/INTERNALS.md, "libcurl

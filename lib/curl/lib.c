@@ -99,6 +99,7 @@ void cr_curl_atfork_child(void)
 	 * down) connections the parent is still using. */
 	cr_curl_shares_atfork_child();
 	cr_curl_handles_atfork_child();
+	cr_curl_mx_atfork_child();
 	atomic_store(&cr_curl_performing, 0); /* the other threads' stayed behind */
 	atomic_store(&pools_pid, getpid());
 }

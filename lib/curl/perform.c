@@ -397,14 +397,7 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 	*waited_ms = 0;
 	if (lane->max_conns_per_host <= 0)
 		return 0;
-	const char *scheme = e->u_scheme, *host = e->u_host;
-	struct cr_dest ld = {.family = AF_UNSPEC, .port = (uint16_t)e->u_port};
-	uint64_t a = cr_fnv64(CR_FNV64_INIT, scheme, strlen(scheme));
-	a = cr_fnv64(a, host, strlen(host));
-	uint64_t b = cr_fnv64(a ^ 0x9e3779b97f4a7c15ull, host, strlen(host));
-	memcpy(ld.addr, &a, 8);
-	memcpy(ld.addr + 8, &b, 8);
-	*slot = cr_limit_slot(lane->id, &ld);
+	*slot = cr_curl_limit_slot(e, lane);
 	cr_m_queued(lane->id, 1);
 	int lrc = cr_limit_acquire(*slot, lane->max_conns_per_host, lane->queue_timeout_ms,
 				   &waited_ns);
@@ -414,6 +407,26 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 	*waited_ms = (long)(waited_ns / 1000000ull);
 	if (lrc == 0)
 		return 0;
+	cr_curl_limit_refused(e, lane, key, t_start, *waited_ms, lane->queue_timeout_ms);
+	return -1;
+}
+
+uint32_t cr_curl_limit_slot(const struct cr_curl_easy *e, const struct cr_lane *lane)
+{
+	const char *scheme = e->u_scheme, *host = e->u_host;
+	struct cr_dest ld = {.family = AF_UNSPEC, .port = (uint16_t)e->u_port};
+	uint64_t a = cr_fnv64(CR_FNV64_INIT, scheme, strlen(scheme));
+	a = cr_fnv64(a, host, strlen(host));
+	uint64_t b = cr_fnv64(a ^ 0x9e3779b97f4a7c15ull, host, strlen(host));
+	memcpy(ld.addr, &a, 8);
+	memcpy(ld.addr + 8, &b, 8);
+	return cr_limit_slot(lane->id, &ld);
+}
+
+void cr_curl_limit_refused(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
+			   uint64_t t_start, long waited_ms, long shown_ms)
+{
+	const char *scheme = e->u_scheme, *host = e->u_host;
 	atomic_fetch_add(&cr_curl_ctr.limit_overflows, 1);
 	cr_m_overflow(lane->id);
 	cr_notice_refused(
@@ -421,13 +434,12 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
 		&(struct cr_dest){.family = AF_UNSPEC, .port = (uint16_t)e->u_port, .host = host},
 		0);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_OVERFLOW);
-	cr_curl_alog(e, lane, key, CURLE_OPERATION_TIMEDOUT, t_start, *waited_ms, 1);
+	cr_curl_alog(e, lane, key, CURLE_OPERATION_TIMEDOUT, t_start, waited_ms, 1);
 	errbuf_set(e,
 		   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
 		   "(max_conns_per_host = %ld); waited %ld ms (queue_timeout)",
 		   lane->name, lane->max_conns_per_host, scheme, host, e->u_port,
-		   lane->max_conns_per_host, lane->queue_timeout_ms);
-	return -1;
+		   lane->max_conns_per_host, shown_ms);
 }
 
 /* One perform with deadline RT_MS (0 = none), started at T0_NS. A
@@ -436,7 +448,13 @@ static int limit(struct cr_curl_easy *e, const struct cr_lane *lane, const char 
  * for the message. */
 static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns)
 {
-	const struct cr_curlfns *f = &e->lib->fns;
+	cr_curl_attempt_start(e, rt_ms, t0_ns);
+	CURLcode rc = e->lib->fns.easy_perform(e->h);
+	return cr_curl_attempt_end(e, rc, rt_ms);
+}
+
+void cr_curl_attempt_start(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns)
+{
 	e->rht_ref_ns = 0;
 	e->rht_fired = 0;
 	e->rht_relaxed = 0;
@@ -451,7 +469,11 @@ static CURLcode perform_once(struct cr_curl_easy *e, long rt_ms, uint64_t t0_ns)
 	if (e->rht_ms > 0)
 		want_long(e, OV_TIMEOUT,
 			  cr_curl_min_nonzero(rt_ms, e->rht_ms + (e->ct_ms > 0 ? e->ct_ms : 0)));
-	CURLcode rc = f->easy_perform(e->h);
+}
+
+CURLcode cr_curl_attempt_end(struct cr_curl_easy *e, CURLcode rc, long rt_ms)
+{
+	const struct cr_curlfns *f = &e->lib->fns;
 	if (e->new_conns) {
 		/* libcurl's "connection died, retrying" counter only goes back
 		 * to 0 with a reset: this life ends with one. */
@@ -621,6 +643,18 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 	return rc;
 }
 
+const struct cr_lane *cr_curl_lane_for(const struct cr_config *cfg, struct cr_curl_easy *e,
+				       const char **key)
+{
+	return pick_lane(cfg, e, key);
+}
+
+long cr_curl_apply_lane(struct cr_curl_easy *e, const struct cr_config *cfg,
+			const struct cr_lane *lane, long waited_ms)
+{
+	return apply_lane(e, cfg, lane, waited_ms);
+}
+
 /* A perform we do not route: the handle as the app made it, without our
  * share (libcurl's private cache). */
 static CURLcode perform_unrouted(struct cr_curllib *lib, struct cr_curl_easy *e)
@@ -644,6 +678,10 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 		atomic_fetch_add(&cr_curl_ctr.performs_unpooled, 1);
 		return lib->fns.easy_perform(h);
 	}
+	/* In a multi through our hooks (maybe only queued there): libcurl's
+	 * refusal, and nothing of the lane's is taken off it. */
+	if (e->mxt)
+		return cr_curl_mx_easy_perform(lib, e);
 	int took = cr_curl_pin(e);
 	if (e->twin || (e->set_prev[0] & ~e->set_now[0]) || (e->set_prev[1] & ~e->set_now[1]))
 		cr_curl_settle(e);

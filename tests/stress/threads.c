@@ -3,7 +3,8 @@
  * server (half of them with more resolve flavours than pool slots) while the
  * config is reloaded; parked shares (persistent handles moving between
  * threads, shares taken from idle handles, reset, duphandle, getinfo,
- * recycled handles, the idle sweep); limits with waiters, and the fd table
+ * recycled handles, the idle sweep); multi transfers in lanes (one multi per
+ * thread, queued behind a limit); limits with waiters, and the fd table
  * with racing closers.
  * `make tsan` builds it with -fsanitize=thread and runs it; exit 0 = clean. */
 #include <pthread.h>
@@ -50,6 +51,56 @@ static void *curl_worker(void *arg)
 		if (cr_curl_perform(lib, h) != CURLE_OK)
 			return (void *)1;
 		cr_curl_cleanup(lib, h);
+	}
+	return NULL;
+}
+
+/* Multi transfers in lanes: each thread drives its own multi handle (lane a,
+ * or lane c whose max_conns_per_host = 2 makes transfers queue while the
+ * other thread's transfers hold and free its units), while the config is
+ * reloaded under them. */
+static void *multi_worker(void *arg)
+{
+	char url[128];
+	cr_key_set((intptr_t)arg % 2 ? "m/c" : "m/a");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ts_port());
+	for (int round = 0; round < 20; round++) {
+		CURLM *m = curl_multi_init();
+		CURL *h[6];
+		for (int i = 0; i < 6; i++) {
+			h[i] = cr_curl_init(lib);
+			cr_curl_setopt(lib, h[i], CURLOPT_URL, url, 0, 0);
+			cr_curl_setopt(lib, h[i], CURLOPT_WRITEFUNCTION, (void *)sink, 0, 0);
+			cr_curl_setopt(lib, h[i], CURLOPT_NOSIGNAL, NULL, 1, 0);
+			if (cr_curl_mx_add(lib, m, h[i]) != CURLM_OK)
+				return (void *)1;
+		}
+		struct cr_mx *x = cr_curl_mx_get(m);
+		if (!x)
+			return (void *)1;
+		int got = 0, running = 1;
+		for (int k = 0; k < 2000 && got < 6; k++) {
+			cr_curl_mx_perform(x, &running);
+			CURLMsg *msg;
+			int left;
+			while ((msg = cr_curl_mx_info_read(x, &left))) {
+				if (msg->data.result != CURLE_OK)
+					return (void *)1;
+				got++;
+				cr_curl_mx_remove(x, msg->easy_handle);
+			}
+			if (got < 6)
+				cr_curl_mx_wait(x, NULL, 0, 50, NULL, round % 2);
+		}
+		/* Every other round, cleanup with the handles still in it. */
+		if (round % 2)
+			cr_curl_mx_cleanup(x);
+		for (int i = 0; i < 6; i++)
+			cr_curl_cleanup(lib, h[i]);
+		if (!(round % 2))
+			cr_curl_mx_cleanup(x);
+		if (got < 6)
+			return (void *)1;
 	}
 	return NULL;
 }
@@ -172,14 +223,19 @@ static atomic_int stop_reload;
 
 /* Publishes a new config every few ms while the workers perform: the
  * refcounted swap and the pool retirement under TSan. */
+/* The multi workers' limited lane: its units are taken and freed by the
+ * multi threads only (an easy perform waiting for a unit is served first:
+ * docs/INTERNALS.md, "libcurl lanes", multi transfers). */
+#define LANE_C "[lane c]\nmatch = */c\nmax_conns_per_host = 2\nqueue_timeout = 60s\n"
+
 static void *reloader(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < 200 && !atomic_load(&stop_reload); i++) {
 		struct cr_config *c = calloc(1, sizeof(*c));
 		struct cr_diag d;
-		const char *text = i % 2 ? "[lane a]\nmatch = */a\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n"
-					 : "[lane a]\nmatch = */a\nnodelay = off\n[lane b]\nmatch = */b\n";
+		const char *text = i % 2 ? "[lane a]\nmatch = */a\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n" LANE_C
+					 : "[lane a]\nmatch = */a\nnodelay = off\n[lane b]\nmatch = */b\n" LANE_C;
 		if (cr_config_load_string(text, "reload.conf", c, &d) != 0)
 			return (void *)1;
 		cr_engine_publish(c);
@@ -379,17 +435,20 @@ int main(void)
 			       curl_share_setopt, curl_share_cleanup, curl_version_info,
 			       curl_easy_upkeep, curl_easy_header, curl_easy_nextheader, curl_multi_init,
 			       curl_multi_add_handle, curl_multi_remove_handle, curl_multi_cleanup,
-			       curl_global_cleanup};
+			       curl_global_cleanup, curl_multi_setopt, curl_multi_perform,
+			       curl_multi_socket_action, curl_multi_socket_all, NULL, curl_multi_wait,
+			       curl_multi_poll, curl_multi_timeout, curl_multi_info_read,
+			       curl_multi_fdset};
 	struct cr_config *cfg = calloc(1, sizeof(*cfg));
 	struct cr_diag d;
-	pthread_t t[8];
+	pthread_t t[8], mt[4];
 	int bad = 0;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl");
 	cr_limits_init(256, NULL, NULL);
 	if (cr_config_load_string("[lane a]\nmatch = */a\neject_after = 100\nbreaker_failure_ratio = 0.9\n"
-				  "retry_tokens = 10\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n",
+				  "retry_tokens = 10\n[lane b]\nmatch = */b\nmax_conns_per_host = 2\n" LANE_C,
 				  "stress.conf", cfg, &d) != 0)
 		return 2;
 	cr_engine_publish(cfg);
@@ -399,9 +458,18 @@ int main(void)
 	pthread_create(&rl, NULL, reloader, NULL);
 	for (intptr_t i = 0; i < 8; i++)
 		pthread_create(&t[i], NULL, i < 4 ? curl_worker : flavour_worker, (void *)(i < 4 ? i % 2 : i - 4));
+	for (intptr_t i = 0; i < 4; i++)
+		pthread_create(&mt[i], NULL, multi_worker, (void *)i);
 	for (int i = 0; i < 8; i++) {
 		void *r;
 		pthread_join(t[i], &r);
+		bad += r != NULL;
+	}
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		pthread_join(mt[i], &r);
+		if (r)
+			fprintf(stderr, "stress: multi worker %d failed\n", i);
 		bad += r != NULL;
 	}
 	atomic_store(&stop_reload, 1);
