@@ -250,7 +250,8 @@ static void *run(void *arg)
 			flockfile(stdout);
 			for (int i = 0; i < nx; i++) {
 				struct xfer *x = &t->x[i];
-				printf("r %d %d %d rc %d http %ld", r, t->id, i, (int)x->rc, x->http);
+				printf("r %d %d %d rc %d http %ld", r, t->id, i, (int)x->rc,
+				       x->http);
 				if (show_err && x->rc != CURLE_OK)
 					printf(" err %s", x->err);
 				printf("\n");

@@ -510,8 +510,9 @@ Test(curlmulti_lanes, breaker_refuses_at_admission, .init = mx_setup, .fini = mx
 	uint64_t host = cr_health_host_name("127.0.0.1", ts_port());
 	int64_t now = cr_health_now();
 	for (int i = 0; i < 2; i++)
-		cr_health_result(l, host, cr_health_admit(l, host, "127.0.0.1", ts_port(), now, NULL),
-				 0, now);
+		cr_health_result(l, host,
+				 cr_health_admit(l, host, "127.0.0.1", ts_port(), now, NULL), 0,
+				 now);
 	cr_expect_eq(cr_health_admit(l, host, "127.0.0.1", ts_port(), now, NULL), CR_ADMIT_NO);
 	cr_cfgref_release(c);
 	ts_release();
