@@ -653,3 +653,40 @@ Test(resilience, multi_skips_an_ejected_address_socket, .init = start_two, .fini
 {
 	multi_eject_case("socket");
 }
+
+/* Retry throttling for multi transfers: the easy path's decision (retry.c),
+ * fed by their completions. A bucket of 4 tokens, each success gives one
+ * back: round 0's request is dropped three times (two retries, then the
+ * bucket is at 1), rounds 1 and 2 succeed (back to 3), so round 3's
+ * dropped request is retried once more (3 > half) before the bucket is at
+ * half again: 2 attempts. Without the successes counted it would get none. */
+Test(resilience, multi_retry_throttling_counts_completions, .init = start_two, .fini = stop_pair)
+{
+	arm(&good, "/inject?fault=drop&count=3");
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "retries = 2\n"
+					     "retry_budget = 100%\n"
+					     "retry_budget_min = 1000\n"
+					     "retry_tokens = 4\n"
+					     "retry_token_ratio = 1\n"),
+			     NULL};
+	char u[128];
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
+	/* -F: a new connection each time (no replay by libcurl of a dead reused one) */
+	const char *argv[] = {"multiprog", "perform", u, "-r", "4", "-p", "400", "-a", "-F", NULL};
+	struct bg_run b = {.argv = argv, .env = env};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	/* rounds 0-2 done: 3 dropped + 2 answered; round 3 starts 400 ms later */
+	long n = h_wait_stat(&good, "requests", 5, 5000);
+	arm(&good, "/inject?fault=drop&count=3");
+	pthread_join(t, NULL);
+	cr_assert_eq(b.rc, 0);
+	cr_expect_eq(n, 5, "%s", b.r.out);
+	cr_expect(strstr(b.r.out, "r 0 0 0 rc 52 http 0\n"), "%s", b.r.out);
+	cr_expect(strstr(b.r.out, "r 2 0 0 rc 0 http 200\n"), "%s", b.r.out);
+	cr_expect(strstr(b.r.out, "r 3 0 0 rc 52 http 0\n"), "%s", b.r.out);
+	long total = h_stat(&good, "requests");
+	cr_expect_eq(total, 5 + 2, "round 3: one retry (%ld requests): %s", total, b.r.out);
+	h_run_free(&b.r);
+}
