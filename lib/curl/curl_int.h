@@ -21,6 +21,7 @@
 
 #include "lanes.h"
 #include "config.h"
+#include "lane.h"
 
 #define CR_CURL_LIBS_MAX 4
 
@@ -106,6 +107,10 @@ enum { CR_PIN_FREE, CR_PIN_CALL, CR_PIN_TAKE };
 #define CR_CURL_STR_MAX   256
 
 struct cr_curl_share;
+
+/* Addresses one attempt may try that resil.c remembers (libcurl's fallback
+ * through a name's addresses). */
+#define CR_CURL_TRIED_MAX 8
 
 /* What we know of one easy handle. The fields up to `h` are the app's
  * settings of the handle's current life (zeroed, then set to libcurl's
@@ -231,6 +236,12 @@ struct cr_curl_easy {
 	int new_conns;   /* sockets libcurl made during this attempt */
 	int warm_used;   /* this attempt's connection came from the warm pool */
 	int resends;     /* retries of this perform (the access log) */
+	/* resilience (resil.c), per transfer: one handle is one transfer at a
+	 * time, whether its perform is ours or a multi's (many transfers on one
+	 * thread) */
+	uint64_t hl_host; /* the URL's host:port (lib/health.c), set before it starts */
+	int hl_ntried;    /* addresses libcurl opened sockets for this attempt */
+	struct cr_dest hl_tried[CR_CURL_TRIED_MAX];
 };
 
 /* The record of a handle we know, or NULL. */
@@ -441,15 +452,20 @@ void cr_curl_sockets_count(struct cr_curl_easy *e);
 
 /* --------------------------------------------------------------- resil.c */
 
-/* Resilience of a routed perform of E in LANE (only when lane->health):
- * before it, the breaker (-1: refused, the error buffer, metrics and
- * access log say so; return CURLE_COULDNT_CONNECT without performing), with
- * *ADM the admission to pass to after; after it, the final outcome. A failed
- * attempt that is retried is reported by retry.c (_attempt). */
+/* Resilience of a routed transfer of E in LANE (only when lane->health): an
+ * easy perform, or a multi transfer at its admission and completion.
+ * Before it, the breaker (-1: refused, the error buffer, metrics and access
+ * log say so; the transfer fails with CURLE_COULDNT_CONNECT, nothing sent),
+ * with *ADM the admission to pass to after; after it, the final outcome. A
+ * failed attempt that is retried is reported by retry.c (_attempt); _request
+ * is the final outcome for the breaker alone (its last attempt reported so).
+ * The state between the calls is E's (hl_*): one transfer per handle. */
 int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
 			  uint64_t t_start, int *adm);
 void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc, int adm);
-void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc);
+void cr_curl_health_request(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc,
+			    int adm);
+void cr_curl_health_attempt(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc);
 struct cr_dest;
 /* Before a perform in a lane with ejection: while the URL's host has an
  * ejected address, libcurl's happy-eyeballs timeout is made short, so
@@ -469,7 +485,7 @@ void cr_curl_retry_note_request(int lane_id, uint64_t t_ns);
  * not, else the pause in ms before it. Takes from the lane's budget when it
  * answers yes. RT_MS is the request deadline (0 = none), T0_NS the start of
  * the first attempt, WAITED_MS the time queued for a limit before it. */
-long cr_curl_retry_next(const struct cr_curl_easy *e, const struct cr_lane *lane, unsigned keyflags,
+long cr_curl_retry_next(struct cr_curl_easy *e, const struct cr_lane *lane, unsigned keyflags,
 			int attempt, CURLcode rc, long rt_ms, uint64_t t0_ns, long waited_ms);
 /* A retry is made now: counted and logged. */
 void cr_curl_retry_count(const struct cr_lane *lane, const char *key, int attempt, CURLcode rc);

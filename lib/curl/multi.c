@@ -64,6 +64,8 @@ struct cr_mxt {
 	uint64_t t_start, deadline_ns, not_before_ns;
 	long rt, waited_ms;
 	int attempt;
+	int asked; /* the breaker was asked (once per request) ... */
+	int adm;   /* ... and answered this (CR_ADMIT_*: resil.c) */
 	CURLcode last_rc;
 	struct mxshare *share; /* set on the handle by us */
 	CURLMsg msg;           /* what info_read hands out for it */
@@ -87,6 +89,7 @@ struct cr_mx {
 	int lib_has;         /* libcurl wants a timer ... */
 	uint64_t lib_exp_ns; /* ... at this time */
 	uint64_t check_ns;   /* the queue's next periodic check */
+	int kick;            /* a message of ours the app's loop must come back for */
 	int armed;           /* the app's timer is set ... */
 	uint64_t armed_ns;   /* ... for this time */
 };
@@ -333,7 +336,11 @@ static struct mxshare *share_for(struct cr_mx *x, const struct cr_lane *lane)
 	return s;
 }
 
-/* Into libcurl's multi: the lane's options and share, then the real add. */
+static void deliver(struct cr_mx *x, struct cr_mxt *t, CURLcode rc, int overflow);
+
+/* Into libcurl's multi: the breaker, the lane's options and share, then the
+ * real add. A transfer the breaker refuses is failed here (state T_FAILED,
+ * its message queued): CURLM_OK all the same. */
 static CURLMcode admit(struct cr_mx *x, struct cr_mxt *t, uint64_t now)
 {
 	struct cr_curl_easy *e = t->e;
@@ -345,6 +352,24 @@ static CURLMcode admit(struct cr_mx *x, struct cr_mxt *t, uint64_t now)
 		t->waited_ms = (long)(w / 1000000ull);
 	}
 	int took = cr_curl_pin(e);
+	/* Resilience (docs/INTERNALS.md, "Resilience"): the breaker of (lane,
+	 * host) once per request, as the transfer is about to start (after the
+	 * queue); open, it fails at once as an easy perform does (resil.c says
+	 * so in the error buffer, metrics and access log), and the app gets a
+	 * CURLMSG_DONE. Also sets the handle's per-transfer state that the
+	 * opensocket callback (ejected addresses) and the completion use. */
+	if (lane->health && !t->asked) {
+		t->asked = 1;
+		if (cr_curl_health_before(e, lane, t->key, t->t_start, &t->adm) != 0) {
+			cr_curl_unpin(e, took);
+			set_state(t, T_FAILED);
+			deliver(x, t, CURLE_COULDNT_CONNECT, 1);
+			/* libcurl's add would have called the app's timer: an
+			 * event loop must come back to read the message. */
+			x->kick = 1;
+			return CURLM_OK;
+		}
+	}
 	t->rt = cr_curl_apply_lane(e, t->cfg, lane, t->waited_ms);
 	if (!e->app_share && !e->connect_only) {
 		t->share = share_for(x, lane);
@@ -375,7 +400,9 @@ static CURLMcode admit(struct cr_mx *x, struct cr_mxt *t, uint64_t now)
 	return CURLM_OK;
 }
 
-/* Nothing more will happen to it: counted, logged, its message queued. */
+/* Nothing more will happen to it: counted, logged, its message queued.
+ * OVERFLOW: refused before libcurl had it (queue, breaker), counted and
+ * logged already. */
 static void deliver(struct cr_mx *x, struct cr_mxt *t, CURLcode rc, int overflow)
 {
 	struct cr_curl_easy *e = t->e;
@@ -405,7 +432,9 @@ static void complete(struct cr_mx *x, struct cr_mxt *t, CURLcode rc)
 {
 	struct cr_curl_easy *e = t->e;
 	rc = cr_curl_attempt_end(e, rc, t->rt);
+	int reported = 0; /* the attempt's outcome went to resil.c with the retry */
 	if (rc != CURLE_OK && t->lane->retries > 0) {
+		/* retry.c: the easy path's decision, budget and throttle */
 		long pause = cr_curl_retry_next(e, t->lane, t->keyflags, t->attempt, rc, t->rt,
 						t->t_start, t->waited_ms);
 		if (pause >= 0 && x->lib->fns.multi_remove_handle(x->m, e->h) == CURLM_OK) {
@@ -414,6 +443,15 @@ static void complete(struct cr_mx *x, struct cr_mxt *t, CURLcode rc)
 			set_state(t, T_RETRY);
 			return;
 		}
+		reported = pause >= 0;
+	}
+	/* Resilience: the outcome, as after an easy perform (addresses tried,
+	 * tokens, the breaker's window). */
+	if (t->lane->health) {
+		if (reported)
+			cr_curl_health_request(e, t->lane, rc, t->adm);
+		else
+			cr_curl_health_after(e, t->lane, rc, t->adm);
 	}
 	set_state(t, T_DONE);
 	deliver(x, t, rc, 0);
@@ -438,6 +476,8 @@ static void retry_now(struct cr_mx *x, struct cr_mxt *t, uint64_t now)
 		x->admits++;
 		return;
 	}
+	if (t->lane->health) /* its last attempt went to resil.c with the retry */
+		cr_curl_health_request(e, t->lane, t->last_rc, t->adm);
 	set_state(t, T_DONE);
 	deliver(x, t, t->last_rc, 0);
 }
@@ -477,6 +517,7 @@ static void collect(struct cr_mx *x)
  * tried for a later one of the same slot (first come, first served). */
 static void pump(struct cr_mx *x)
 {
+	x->kick = 0; /* the app is here: it reads messages after this call */
 	if (x->nadded > 0)
 		collect(x);
 	if (!x->nqueued)
@@ -514,6 +555,8 @@ static void pump(struct cr_mx *x)
 /* When the queue must be looked at next (0: nothing queued). */
 static uint64_t next_check(struct cr_mx *x, uint64_t now)
 {
+	if (x->kick)
+		return now;
 	if (!x->nqueued) {
 		x->check_ns = 0;
 		return 0;
@@ -670,6 +713,8 @@ CURLMcode cr_curl_mx_add(struct cr_curllib *lib, CURLM *m, CURL *h)
 		return rc;
 	}
 	cr_curl_multi_added(m, h);
+	if (x->kick) /* refused by the breaker: its message is waiting */
+		timer_sync(x);
 	return CURLM_OK;
 }
 

@@ -16,8 +16,9 @@
  *   bucket gets one outcome per attempt; the breaker one per request.
  *
  * Entry points are two calls around the perform (before/after) and one per
- * failed attempt (from retry.c), so another perform path (the multi
- * interface) can call the same. */
+ * failed attempt (from retry.c); the multi interface (multi.c) calls the
+ * same at a transfer's admission and completion. What they keep between
+ * calls is the handle's (struct cr_curl_easy, hl_*), never the thread's. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,29 +32,13 @@
 #include "lane.h"
 #include "metrics.h"
 
-/* The addresses libcurl opened sockets for during this thread's current
- * attempt (a perform runs on one thread; the easy interface never nests). */
-#define TRIED_MAX 8
-static __thread struct {
-	int n;
-	struct cr_dest d[TRIED_MAX];
-} tried;
+/* The per-transfer state (the URL's host hash, the addresses tried this
+ * attempt) is the handle's (struct cr_curl_easy, hl_*): a handle runs one
+ * transfer at a time, and many multi transfers share one thread. */
 
-/* The URL's host:port hash of this thread's current perform, computed once
- * by cr_curl_health_before (the perform runs on this thread; every other
- * call here belongs to it). */
-static __thread struct {
-	const struct cr_curl_easy *e;
-	uint64_t h;
-} hostc;
-
-static uint64_t host_of(const struct cr_curl_easy *e)
+static inline uint64_t host_of(const struct cr_curl_easy *e)
 {
-	if (hostc.e != e) {
-		hostc.e = e;
-		hostc.h = cr_health_host_name(e->u_host, e->u_port);
-	}
-	return hostc.h;
+	return e->hl_host;
 }
 
 /* -1: says nothing about the upstream; 0 failed; 1 ok. */
@@ -127,10 +112,9 @@ static void known_from_resolve(const struct cr_curl_easy *e, const struct cr_lan
 int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, const char *key,
 			  uint64_t t_start, int *adm)
 {
-	tried.n = 0;
+	e->hl_ntried = 0;
 	*adm = CR_ADMIT_YES;
-	hostc.e = e;
-	hostc.h = cr_health_host_name(e->u_host, e->u_port);
+	e->hl_host = cr_health_host_name(e->u_host, e->u_port);
 	if (lane->health & CR_H_EJECT) {
 		if (e->resolve)
 			known_from_resolve(e, lane);
@@ -156,10 +140,10 @@ int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, co
 	return -1;
 }
 
-static void attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, int ok)
+static void attempt(struct cr_curl_easy *e, const struct cr_lane *lane, int ok)
 {
-	int n = tried.n;
-	tried.n = 0;
+	int n = e->hl_ntried;
+	e->hl_ntried = 0;
 	if (lane->health & CR_H_THROTTLE && ok >= 0)
 		cr_health_tokens_result(lane, ok);
 	if (!(lane->health & CR_H_EJECT))
@@ -178,8 +162,8 @@ static void attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, in
 	}
 	uint64_t group = host_of(e);
 	int64_t now = cr_health_now();
-	for (int i = 0; i < n && i < TRIED_MAX; i++) {
-		const struct cr_dest *d = &tried.d[i];
+	for (int i = 0; i < n && i < CR_CURL_TRIED_MAX; i++) {
+		const struct cr_dest *d = &e->hl_tried[i];
 		int last = d->family == p.family && d->port == p.port &&
 			   !memcmp(d->addr, p.addr, d->family == AF_INET ? 4 : 16);
 		if (!last)
@@ -193,7 +177,7 @@ static void attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, in
 		cr_curl_shares_note_addr(e->share, cr_health_conn_key(lane->id, &p));
 }
 
-void cr_curl_health_attempt(const struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc)
+void cr_curl_health_attempt(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc)
 {
 	attempt(e, lane, outcome(e, rc));
 }
@@ -202,6 +186,14 @@ void cr_curl_health_after(struct cr_curl_easy *e, const struct cr_lane *lane, CU
 {
 	int ok = outcome(e, rc);
 	attempt(e, lane, ok);
+	if ((lane->health & CR_H_BREAKER) && ok >= 0)
+		cr_health_result(lane, host_of(e), adm, ok, cr_health_now());
+}
+
+void cr_curl_health_request(struct cr_curl_easy *e, const struct cr_lane *lane, CURLcode rc,
+			    int adm)
+{
+	int ok = outcome(e, rc);
 	if ((lane->health & CR_H_BREAKER) && ok >= 0)
 		cr_health_result(lane, host_of(e), adm, ok, cr_health_now());
 }
@@ -220,7 +212,7 @@ int cr_curl_health_skip(struct cr_curl_easy *e, const struct cr_dest *d)
 		return 0;
 	if (cr_health_ejected(e->lane, host_of(e), d, cr_health_now()))
 		return 1;
-	if (tried.n < TRIED_MAX)
-		tried.d[tried.n++] = *d;
+	if (e->hl_ntried < CR_CURL_TRIED_MAX)
+		e->hl_tried[e->hl_ntried++] = *d;
 	return 0;
 }

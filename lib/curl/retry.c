@@ -138,7 +138,7 @@ static long backoff_ms(int attempt)
 	return (long)(rand_r(&seed) % (unsigned)cap);
 }
 
-long cr_curl_retry_next(const struct cr_curl_easy *e, const struct cr_lane *lane, unsigned keyflags,
+long cr_curl_retry_next(struct cr_curl_easy *e, const struct cr_lane *lane, unsigned keyflags,
 			int attempt, CURLcode rc, long rt_ms, uint64_t t0_ns, long waited_ms)
 {
 	if (attempt >= lane->retries || rc == CURLE_OK || !retryable(rc) ||

@@ -552,3 +552,141 @@ Test(resilience, reload_keeps_state_unless_the_settings_change, .init = start_ha
 	expect_connect(&r, "d", "ETIMEDOUT", 250, 1000); /* eject_time changed: afresh */
 	h_run_free(&r);
 }
+
+/* ------------------------------------------------------ libcurl multi */
+
+static int count_str(const char *s, const char *needle)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Multi transfers (tests/progs/multiprog) feed the breaker of
+ * 127.0.0.1:PORT and are refused by it at admission: round 0's four
+ * transfers get no answer (52) and open it; round 1's four fail at once
+ * with CURLE_COULDNT_CONNECT (7) and the easy path's message, delivered by
+ * curl_multi_info_read, logged breaker_open, never reaching the server;
+ * after breaker_open, round 2's probes succeed. In socket mode nothing of
+ * round 1 reaches libcurl: the app's timer must still bring its loop back
+ * for the messages. */
+static void multi_breaker_case(const char *mode)
+{
+	arm(&good, "/inject?fault=drop&count=4");
+	char logpath[400], text[600];
+	snprintf(logpath, sizeof(logpath), "%s/access.log", good.dir);
+	snprintf(text, sizeof(text),
+		 "[global]\naccess_log = %s\n[lane default]\n"
+		 "breaker_failure_ratio = 0.5\n"
+		 "breaker_min_requests = 4\n"
+		 "breaker_open = 1s\n"
+		 "breaker_probes = 4\n",
+		 logpath);
+	const char *env[] = {conf_env(&good, text), NULL};
+	char u[128];
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
+	const char *argv[] = {"multiprog", mode, u,   "-n", "4", "-r", "3",
+			      "-p",	 "700", "-a", "-e", NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	char want[200];
+	for (int i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "r 0 0 %d rc 52 ", i);
+		cr_expect(strstr(r.out, want), "%s\n%s", r.out, r.err);
+		snprintf(want, sizeof(want),
+			 "r 1 0 %d rc 7 http 0 err connroute: lane 'default': circuit breaker "
+			 "open for 127.0.0.1:%d; request not sent\n",
+			 i, good.port);
+		cr_expect(strstr(r.out, want), "%s\n%s", r.out, r.err);
+		snprintf(want, sizeof(want), "r 2 0 %d rc 0 http 200", i);
+		cr_expect(strstr(r.out, want), "%s\n%s", r.out, r.err);
+	}
+	/* 4 dropped + 4 probes: the refused ones never reached it */
+	cr_expect_eq(h_stat(&good, "requests"), 8, "%s", r.out);
+	char *log = h_read_file(logpath);
+	cr_assert_not_null(log, "no access log");
+	cr_expect_eq(count_str(log, "\"outcome\":\"breaker_open\""), 4, "%s", log);
+	free(log);
+	h_run_free(&r);
+}
+
+Test(resilience, multi_breaker_opens_and_rejects_perform, .init = start_two, .fini = stop_pair)
+{
+	multi_breaker_case("perform");
+}
+
+Test(resilience, multi_breaker_opens_and_rejects_socket, .init = start_two, .fini = stop_pair)
+{
+	multi_breaker_case("socket");
+}
+
+/* Multi transfers eject 127.0.0.2 (it closes every connection unanswered)
+ * and then skip it through the opensocket callback: with a connection per
+ * transfer, it accepts only the two that ejected it, 127.0.0.1 serves the
+ * rest (without resilience it would get one connection per transfer, as
+ * curl_without_ejection_keeps_failing shows for easy performs). */
+static void multi_eject_case(const char *mode)
+{
+	arm(&bad, "/inject?fault=drop&count=1000");
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "eject_after = 2\n"
+					     "eject_time = 30s\n"),
+			     NULL};
+	host_url(good.port, "127.0.0.2", "127.0.0.1");
+	const char *argv[] = {"multiprog", mode, url, "-n", "2", "-r", "6",
+			      "-F",	   "-a", "-R", resolve, NULL};
+	struct h_run r;
+	run(&r, argv, env);
+	cr_expect_eq(h_stat(&bad, "accepted"), 2, "%s\n%s\nbad: %ld accepted", r.out, r.err, h_stat(&bad, "accepted"));
+	cr_expect_eq(count_str(r.out, " rc 0 http 200\n"), 10, "%s", r.out); /* the r lines */
+	cr_expect_eq(h_stat(&good, "requests"), 10, "%s", r.out);
+	h_run_free(&r);
+}
+
+Test(resilience, multi_skips_an_ejected_address_perform, .init = start_two, .fini = stop_pair)
+{
+	multi_eject_case("perform");
+}
+
+Test(resilience, multi_skips_an_ejected_address_socket, .init = start_two, .fini = stop_pair)
+{
+	multi_eject_case("socket");
+}
+
+/* Retry throttling for multi transfers: the easy path's decision (retry.c),
+ * fed by their completions. A bucket of 4 tokens, each success gives one
+ * back: round 0's request is dropped three times (two retries, then the
+ * bucket is at 1), rounds 1 and 2 succeed (back to 3), so round 3's
+ * dropped request is retried once more (3 > half) before the bucket is at
+ * half again: 2 attempts. Without the successes counted it would get none. */
+Test(resilience, multi_retry_throttling_counts_completions, .init = start_two, .fini = stop_pair)
+{
+	arm(&good, "/inject?fault=drop&count=3");
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "retries = 2\n"
+					     "retry_budget = 100%\n"
+					     "retry_budget_min = 1000\n"
+					     "retry_tokens = 4\n"
+					     "retry_token_ratio = 1\n"),
+			     NULL};
+	char u[128];
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
+	/* -F: a new connection each time (no replay by libcurl of a dead reused one) */
+	const char *argv[] = {"multiprog", "perform", u, "-r", "4", "-p", "400", "-a", "-F", NULL};
+	struct bg_run b = {.argv = argv, .env = env};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	/* rounds 0-2 done: 3 dropped + 2 answered; round 3 starts 400 ms later */
+	long n = h_wait_stat(&good, "requests", 5, 5000);
+	arm(&good, "/inject?fault=drop&count=3");
+	pthread_join(t, NULL);
+	cr_assert_eq(b.rc, 0);
+	cr_expect_eq(n, 5, "%s", b.r.out);
+	cr_expect(strstr(b.r.out, "r 0 0 0 rc 52 http 0\n"), "%s", b.r.out);
+	cr_expect(strstr(b.r.out, "r 2 0 0 rc 0 http 200\n"), "%s", b.r.out);
+	cr_expect(strstr(b.r.out, "r 3 0 0 rc 52 http 0\n"), "%s", b.r.out);
+	long total = h_stat(&good, "requests");
+	cr_expect_eq(total, 5 + 2, "round 3: one retry (%ld requests): %s", total, b.r.out);
+	h_run_free(&b.r);
+}

@@ -2,6 +2,7 @@
  * in lanes (docs/INTERNALS.md, "libcurl lanes", multi transfers).
  *
  *   multiprog MODE URL [-n N] [-t THREADS] [-k KEY,KEY...] [-c] [-e] [-T MS] [-s] [-r R]
+ *             [-p MS] [-a] [-R HOST:PORT:ADDR[,ADDR]] [-F]
  *
  * MODE: perform  curl_multi_perform + curl_multi_poll, looping while running_handles > 0
  *       socket   curl_multi_socket_action with CURLMOPT_SOCKETFUNCTION (epoll) and a
@@ -18,6 +19,9 @@
  * -r R: R rounds (default 1): the same handles are added again to the same multi after
  * each round (persistent handles and multi; the output is the last round's). For
  * bench/percost-style measurements of the cost per multi transfer.
+ * -p MS: pause between rounds. -a: after each round, its lines too, as
+ * "r <round> <thread> <i> rc <CURLcode> http <status>" (+ " err <error buffer>" with -e).
+ * -R: CURLOPT_RESOLVE with that entry. -F: CURLOPT_FORBID_REUSE (a connection per transfer).
  * A transfer that never got a CURLMSG_DONE prints rc -1. Exit status 0 when every
  * transfer succeeded, 1 otherwise, 2 on bad usage. */
 #include <connroute.h>
@@ -33,6 +37,8 @@
 
 static const char *mode, *url;
 static int nx = 1, nthreads = 1, show_conn, show_err, no_timeout, rounds = 1;
+static int pause_ms, all_rounds, forbid_reuse;
+static const char *resolve;
 static long timeout_ms = 10000;
 static char *keys[64];
 static int nkeys;
@@ -57,6 +63,7 @@ struct thr {
 	int ep;
 	long timer_ms; /* -1: no timer */
 	struct timespec timer_set;
+	struct curl_slist *resolve;
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -199,6 +206,8 @@ static void *run(void *arg)
 		fprintf(stderr, "multiprog: setkey err %d\n", errno);
 	t->m = curl_multi_init();
 	t->timer_ms = -1;
+	if (resolve)
+		t->resolve = curl_slist_append(NULL, resolve);
 	if (!strcmp(mode, "socket")) {
 		curl_multi_setopt(t->m, CURLMOPT_SOCKETFUNCTION, on_socket);
 		curl_multi_setopt(t->m, CURLMOPT_SOCKETDATA, t);
@@ -217,6 +226,10 @@ static void *run(void *arg)
 		curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->err);
 		if (!no_timeout)
 			curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, timeout_ms);
+		if (forbid_reuse)
+			curl_easy_setopt(x->h, CURLOPT_FORBID_REUSE, 1L);
+		if (resolve)
+			curl_easy_setopt(x->h, CURLOPT_RESOLVE, t->resolve);
 	}
 	for (int r = 0; r < rounds; r++) {
 		t->ndone = 0;
@@ -233,6 +246,22 @@ static void *run(void *arg)
 			run_socket(t);
 		else
 			run_perform(t, !strcmp(mode, "wait"));
+		if (all_rounds) {
+			flockfile(stdout);
+			for (int i = 0; i < nx; i++) {
+				struct xfer *x = &t->x[i];
+				printf("r %d %d %d rc %d http %ld", r, t->id, i, (int)x->rc,
+				       x->http);
+				if (show_err && x->rc != CURLE_OK)
+					printf(" err %s", x->err);
+				printf("\n");
+			}
+			funlockfile(stdout);
+		}
+		if (pause_ms > 0 && r + 1 < rounds) {
+			struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+			nanosleep(&ts, NULL);
+		}
 	}
 	return NULL;
 }
@@ -265,6 +294,14 @@ int main(int argc, char **argv)
 			no_timeout = 1;
 		else if (!strcmp(argv[i], "-r") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-p") && i + 1 < argc)
+			pause_ms = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-a"))
+			all_rounds = 1;
+		else if (!strcmp(argv[i], "-R") && i + 1 < argc)
+			resolve = argv[++i];
+		else if (!strcmp(argv[i], "-F"))
+			forbid_reuse = 1;
 		else
 			return 2;
 	}
@@ -292,6 +329,7 @@ int main(int argc, char **argv)
 			curl_easy_cleanup(x->h);
 		}
 		curl_multi_cleanup(th[i].m);
+		curl_slist_free_all(th[i].resolve);
 		free(th[i].x);
 	}
 	free(th);

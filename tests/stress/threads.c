@@ -225,8 +225,12 @@ static atomic_int stop_reload;
  * refcounted swap and the pool retirement under TSan. */
 /* The multi workers' limited lane: its units are taken and freed by the
  * multi threads only (an easy perform waiting for a unit is served first:
- * docs/INTERNALS.md, "libcurl lanes", multi transfers). */
-#define LANE_C "[lane c]\nmatch = */c\nmax_conns_per_host = 2\nqueue_timeout = 60s\n"
+ * docs/INTERNALS.md, "libcurl lanes", multi transfers). With resilience:
+ * the breaker asked at each admission from the queue, outcomes recorded at
+ * completion, the handles' per-transfer state (never opens: healthy). */
+#define LANE_C                                                                            \
+	"[lane c]\nmatch = */c\nmax_conns_per_host = 2\nqueue_timeout = 60s\n"              \
+	"eject_after = 100\nbreaker_failure_ratio = 0.9\nretry_tokens = 10\n"
 
 static void *reloader(void *arg)
 {

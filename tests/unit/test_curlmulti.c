@@ -141,7 +141,9 @@ Test(curlmulti, multi_cleanup_detaches_its_handles, .init = setup, .fini = teard
 #include <errno.h>
 #include <time.h>
 
+#include "cfgref.h"
 #include "curlpool_server.h"
+#include "health.h"
 
 static void mx_setup(void)
 {
@@ -477,5 +479,74 @@ Test(curlmulti_lanes, cleanup_with_transfers_in_every_state, .init = mx_setup,
 	cr_assert_eq(mx_drive(x, 1, rcs, hs), 1);
 	cr_expect_eq(rcs[0], CURLE_OK);
 	cr_curl_cleanup(lib, again);
+	cr_expect_eq(cr_curl_mx_cleanup(x), CURLM_OK);
+}
+
+/* Resilience (docs/INTERNALS.md, "Resilience"): the lane's breaker is asked when a transfer is
+ * about to be added to libcurl, after the queue. One admitted while it was closed runs; one
+ * that waited in the queue meanwhile is refused when its unit comes, and one added while it
+ * is open at its add: CURLE_COULDNT_CONNECT through info_read, the easy path's message,
+ * nothing sent; for the latter, the app's single-shot timer is armed at once (libcurl never
+ * had the handle, so only that brings an event loop back for the message). */
+Test(curlmulti_lanes, breaker_refuses_at_admission, .init = mx_setup, .fini = mx_teardown)
+{
+	cr_health_reset();
+	mx_load("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 5s\n"
+		"breaker_failure_ratio = 0.5\nbreaker_min_requests = 2\nbreaker_open = 30s\n");
+	cr_assert_eq(cr_curl_mx_setopt(lib, m, CURLMOPT_TIMERFUNCTION, (void *)app_timer),
+		     CURLM_OK);
+	ts_hold();
+	CURL *a = mx_handle("/hold", 0), *b = mx_handle("/", 1);
+	cr_assert_eq(cr_curl_mx_add(lib, m, a), CURLM_OK);
+	cr_assert_eq(cr_curl_mx_add(lib, m, b), CURLM_OK); /* queued behind a */
+	struct cr_mx *x = cr_curl_mx_get(m);
+	cr_assert_not_null(x);
+	int running = 0;
+	cr_curl_mx_perform(x, &running);
+	cr_expect_eq(running, 2);
+	/* Two failures of the host (other transfers' reports): open. */
+	const struct cr_config *c = cr_cfgref_acquire();
+	const struct cr_lane *l = &c->lanes[c->default_lane];
+	uint64_t host = cr_health_host_name("127.0.0.1", ts_port());
+	int64_t now = cr_health_now();
+	for (int i = 0; i < 2; i++)
+		cr_health_result(l, host,
+				 cr_health_admit(l, host, "127.0.0.1", ts_port(), now, NULL), 0,
+				 now);
+	cr_expect_eq(cr_health_admit(l, host, "127.0.0.1", ts_port(), now, NULL), CR_ADMIT_NO);
+	cr_cfgref_release(c);
+	ts_release();
+	CURLcode rcs[2];
+	CURL *hs[2];
+	cr_assert_eq(mx_drive(x, 2, rcs, hs), 2);
+	cr_expect_eq(hs[0], a);
+	cr_expect_eq(rcs[0], CURLE_OK);
+	cr_expect_eq(hs[1], b);
+	cr_expect_eq(rcs[1], CURLE_COULDNT_CONNECT);
+	char want[160];
+	snprintf(want, sizeof(want),
+		 "connroute: lane 'default': circuit breaker open for 127.0.0.1:%d; request not "
+		 "sent",
+		 ts_port());
+	cr_expect_str_eq(errbufs[1], want);
+	/* Refused at its add. */
+	CURL *d = mx_handle("/", 2);
+	app_timer_ms = -2;
+	cr_assert_eq(cr_curl_mx_add(lib, m, d), CURLM_OK);
+	cr_expect_eq(app_timer_ms, 0, "the app's loop must come back for the message");
+	int left = -1;
+	cr_curl_mx_socket_action(x, CURL_SOCKET_TIMEOUT, 0, &running);
+	CURLMsg *msg = cr_curl_mx_info_read(x, &left);
+	cr_assert_not_null(msg);
+	cr_expect_eq(msg->easy_handle, d);
+	cr_expect_eq(msg->data.result, CURLE_COULDNT_CONNECT);
+	cr_expect_str_eq(errbufs[2], want);
+	cr_expect_eq(ts_requests(), 1, "refused transfers send nothing");
+	cr_expect_eq(cr_curl_mx_remove(x, a), CURLM_OK);
+	cr_expect_eq(cr_curl_mx_remove(x, b), CURLM_OK);
+	cr_expect_eq(cr_curl_mx_remove(x, d), CURLM_OK);
+	cr_curl_cleanup(lib, a);
+	cr_curl_cleanup(lib, b);
+	cr_curl_cleanup(lib, d);
 	cr_expect_eq(cr_curl_mx_cleanup(x), CURLM_OK);
 }
