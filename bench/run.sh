@@ -7,7 +7,7 @@
 # In order: bench/reuse.sh, bench/percost.sh, bench/idle.sh, bench/isolation.sh,
 # bench/overhead.sh, bench/sidecar.sh,
 # bench/latency.sh (delayproxy at 1 and 10 ms, reuse-style and isolation), bench/prewarm.sh,
-# bench/resilience.sh
+# bench/permulti.sh, bench/resilience.sh
 # (when it and build/progs/connlat exist). Each one's
 # markdown goes to bench/RESULTS.md (through bench/RESULTS.tmp, renamed at the end), its
 # progress and raw per-run lines to BUILD_DIR/bench/run.log. Each is bounded by `timeout`;
@@ -94,6 +94,9 @@ section() { # section NAME TIMEOUT_S CMD...
 
 section reuse 240 bash bench/reuse.sh --no-build "${REUSE[@]}"
 section percost 600 bash bench/percost.sh --no-build "${PC[@]}"
+if [ -x "$B/progs/multiprog" ]; then
+  section permulti 300 bash bench/permulti.sh --no-build "${PC[@]}"
+fi
 section idle 120 bash bench/idle.sh --no-build
 section isolation 240 bash bench/isolation.sh --no-build "${ISO[@]}"
 section overhead 360 bash bench/overhead.sh --no-build "${OVH[@]}"
