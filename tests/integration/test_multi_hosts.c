@@ -342,22 +342,22 @@ static void connections_reused(enum client c)
 	h_run_free(&b);
 }
 
-/* A lane's request_timeout = 300ms ends 1 s transfers at the lane's bound: each fails with
- * CURLE_OPERATION_TIMEDOUT (28), delivered like libcurl's own errors, well before 1 s.
+/* A lane's request_timeout = 300ms ends 1.5 s transfers at the lane's bound: each fails with
+ * CURLE_OPERATION_TIMEDOUT (28), delivered like libcurl's own errors, well before 1.5 s.
  * Without the shim they succeed. (The raw connect() path cannot do this: it sees sockets,
  * not transfers.) */
 static void request_timeout(enum client c)
 {
 	need(c);
 	const char *env = config("[lane default]\nrequest_timeout = 300ms\n");
-	const char *const *u = urls_of("/delay/1000", 3);
+	const char *const *u = urls_of("/delay/1500", 3);
 	struct h_run a, b;
 	run_client(&a, c, u, 3, 0, env, 0);
 	run_client(&b, c, u, 3, 0, env, 1);
 	cr_expect_eq(count_str(a.out, " ok 200 "), 3, "without the shim: %s%s", a.out, a.err);
 	cr_expect_eq(count_str(b.out, " error 28 "), 3, "with the shim, the lane's timeout:\n%s%s",
 		     b.out, b.err);
-	cr_expect_lt(b.secs, 0.9, "the transfers ended at the lane's bound, not the server's answer");
+	cr_expect_lt(b.secs, 1.2, "the transfers ended at the lane's bound, not the server's answer");
 	h_run_free(&a);
 	h_run_free(&b);
 }
@@ -546,6 +546,8 @@ Test(multi_git, lane_bind_address_in_nginx_log_and_connections_kept_alive, .fini
 		cr_expect_eq(from, lines, "without the shim (tls %d): %s", tls, la);
 		cr_expect_eq(count_str(la, " 200 "), lines, "%s", la);
 		cr_expect_lt(conns, lines, "git keeps its connections alive: %s", la);
+		cr_expect_gt(count_str(la, " POST /git/r.git/git-upload-pack\n"), 0,
+			     "the smart protocol: %s", la);
 		run_git(&b, tls, env, 1);
 		char *lb = h_nginx_log_take(&ngx);
 		conns = h_log_conns(lb, "127.0.0.2", &lines, &from);
