@@ -362,6 +362,93 @@ static void request_timeout(enum client c)
 	h_run_free(&b);
 }
 
+/* The queue's overflow: max_conns_per_host = 2, queue_timeout = 300ms, 6 transfers of 1 s
+ * added at once: 2 run and succeed; the 4 others wait in the lane's queue, never reach the
+ * server, and fail after queue_timeout with CURLE_OPERATION_TIMEDOUT (28) and a message
+ * naming the lane, the destination and the limit, delivered like libcurl's own errors.
+ * Without the shim all 6 succeed. */
+static void queue_overflow(enum client c)
+{
+	need(c);
+	const char *env = config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 300ms\n");
+	const char *const *u = urls_of("/delay/1000", 6);
+	struct h_run a, b;
+	run_client(&a, c, u, 6, 0, env, 0);
+	cr_assert_eq(h_reset(&up), 0);
+	run_client(&b, c, u, 6, 0, env, 1);
+	cr_expect_eq(count_str(a.out, " ok 200 "), 6, "without the shim: %s%s", a.out, a.err);
+	cr_expect_eq(count_str(b.out, " ok 200 "), 2, "with the shim:\n%s%s", b.out, b.err);
+	cr_expect_eq(count_str(b.out, " error 28 "), 4, "queued past queue_timeout:\n%s%s", b.out,
+		     b.err);
+	cr_expect_eq(count_str(b.out, "lane 'default'"), 4, "the message names the lane:\n%s", b.out);
+	cr_expect_eq(count_str(b.out, "max_conns_per_host = 2"), 4, "and the limit:\n%s", b.out);
+	cr_expect_eq(count_str(b.out, "127.0.0.1"), 4, "and the destination:\n%s", b.out);
+	cr_expect_eq(h_stat(&up, "requests"), 2, "a queued transfer reached the server");
+	cr_expect_leq(h_stat(&up, "max_inflight"), 2);
+	cr_expect_lt(b.secs, 3.0);
+	h_run_free(&a);
+	h_run_free(&b);
+}
+
+/* Two lanes in one multi, chosen by destination: lane `narrow` (hosts = *:PORT of the second
+ * server, bind = 127.0.0.3, max_conns_per_host = 1) and lane default (bind = 127.0.0.2, no
+ * limit); 4 transfers of 300 ms to each server, all added at once. Each server sees only
+ * its lane's address; the narrow lane's server answers one at a time while the other
+ * answers all 4 at once (a lane's queue never holds back another lane's transfers); every
+ * transfer succeeds, with the same output as without the shim. */
+static struct h_upstream up2;
+
+static void stop_both(void)
+{
+	h_upstream_stop(&up2);
+	h_upstream_stop(&up);
+}
+
+static void two_lanes(enum client c)
+{
+	need(c);
+	cr_assert_eq(h_upstream_start(&up2, NULL), 0);
+	char text[400];
+	snprintf(text, sizeof(text),
+		 "[lane narrow]\nmatch = *\nhosts = *:%d\nbind = 127.0.0.3\nmax_conns_per_host = 1\n"
+		 "queue_timeout = 10s\n[lane default]\nbind = 127.0.0.2\n",
+		 up2.port);
+	const char *env = config(text);
+	static char b2[8][200];
+	const char *urls[9];
+	for (int i = 0; i < 8; i++) {
+		snprintf(b2[i], sizeof(b2[i]), "http://127.0.0.1:%d/delay/300?%d", i % 2 ? up2.port : up.port,
+			 i);
+		urls[i] = b2[i];
+	}
+	urls[8] = NULL;
+	struct h_run a, b;
+	run_client(&a, c, urls, 8, 0, env, 0);
+	long a1 = h_stat(&up, "max_inflight"), a2 = h_stat(&up2, "max_inflight");
+	cr_assert_eq(h_reset(&up), 0);
+	cr_assert_eq(h_reset(&up2), 0);
+	run_client(&b, c, urls, 8, 0, env, 1);
+	char *p1 = h_peers(&up), *p2 = h_peers(&up2);
+	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
+	cr_expect_eq(a1, 4, "without the shim");
+	cr_expect_eq(a2, 4, "without the shim");
+	cr_expect_eq(b.status, 0, "every transfer succeeded:\n%s%s", b.out, b.err);
+	cr_expect_eq(h_stat(&up, "max_inflight"), 4, "the default lane is not held back");
+	cr_expect_eq(h_stat(&up2, "max_inflight"), 1, "the narrow lane's limit");
+	cr_expect_eq(h_stat(&up2, "max_open"), 1, "the narrow lane's limit, in connections");
+	cr_expect_gt(count_str(p1, " 127.0.0.2:"), 0, "%s", p1);
+	cr_expect_eq(count_str(p1, " 127.0.0.3:") + count_str(p1, " 127.0.0.1:"), 0,
+		     "only the default lane's address: %s", p1);
+	cr_expect_gt(count_str(p2, " 127.0.0.3:"), 0, "%s", p2);
+	cr_expect_eq(count_str(p2, " 127.0.0.2:") + count_str(p2, " 127.0.0.1:"), 0,
+		     "only the narrow lane's address: %s", p2);
+	cr_expect_str_eq(b.out, a.out);
+	free(p1);
+	free(p2);
+	h_run_free(&a);
+	h_run_free(&b);
+}
+
 #define CLIENT_TESTS(suite, c)                                                                   \
 	Test(suite, same_output_with_and_without_the_shim_http, .init = start_plain, .fini = stop) \
 	{                                                                                        \
@@ -379,6 +466,20 @@ static void request_timeout(enum client c)
 	     .init = start_plain, .fini = stop)                                                  \
 	{                                                                                        \
 		limit_holds(c);                                                                  \
+	}                                                                                        \
+	Test(suite, lane_limit_holds_at_the_server_over_https, .init = start_tls, .fini = stop)   \
+	{                                                                                        \
+		limit_holds(c);                                                                  \
+	}                                                                                        \
+	Test(suite, lane_queue_overflow_fails_with_timeout_naming_lane_and_limit,                 \
+	     .init = start_plain, .fini = stop)                                                  \
+	{                                                                                        \
+		queue_overflow(c);                                                               \
+	}                                                                                        \
+	Test(suite, two_lanes_in_one_multi_keep_their_own_address_and_limit,                      \
+	     .init = start_plain, .fini = stop_both)                                             \
+	{                                                                                        \
+		two_lanes(c);                                                                    \
 	}                                                                                        \
 	Test(suite, lane_connections_reused_across_transfers, .init = start_plain, .fini = stop)  \
 	{                                                                                        \
