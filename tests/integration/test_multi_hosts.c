@@ -537,7 +537,15 @@ static void make_repos(void)
 	free(id);
 }
 
+static void git_start_with(const char *extra);
+
 static void git_start(void)
+{
+	git_start_with("");
+}
+
+/* extra: more text for nginx's server block */
+static void git_start_with(const char *extra)
 {
 	if (system("git --version >/dev/null 2>&1") != 0)
 		cr_skip_test("git is not installed (Debian: git)");
@@ -560,7 +568,12 @@ static void git_start(void)
 		"   fastcgi_param REMOTE_ADDR $remote_addr;\n"
 		"   fastcgi_param SERVER_PROTOCOL $server_protocol;\n"
 		"  }\n";
-	int rc = h_nginx_start(&ngx, locations);
+	char *text = malloc(strlen(locations) + strlen(extra) + 1);
+	cr_assert_not_null(text);
+	strcpy(text, locations);
+	strcat(text, extra);
+	int rc = h_nginx_start(&ngx, text);
+	free(text);
 	if (rc == -2)
 		cr_skip_test("nginx is not installed (Debian: nginx-light)");
 	cr_assert_eq(rc, 0, "nginx did not start");
@@ -663,4 +676,35 @@ Test(multi_git, lane_bind_address_in_nginx_log_and_connections_kept_alive, .fini
 		h_run_free(&a);
 		h_run_free(&b);
 	}
+}
+
+/* A lane option only a routed libcurl transfer can carry (the raw connect() path sees a
+ * socket, not TLS): nginx speaks TLS 1.2 only, the lane says min_tls = 1.3. Without the
+ * shim git ls-remote works; with it, git-remote-https (libcurl-gnutls, a multi transfer)
+ * refuses the handshake: git fails and nginx logs no request. */
+Test(multi_git, lane_min_tls_reaches_git_remote_https, .fini = git_stop)
+{
+	git_start_with("  ssl_protocols TLSv1.2;\n");
+	const char *env_conf = config("[lane default]\nmin_tls = 1.3\n");
+	char url[200], ca[420], home[300];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/git/r.git", ngx.port);
+	snprintf(ca, sizeof(ca), "GIT_SSL_CAINFO=%s", ngx.cert);
+	snprintf(home, sizeof(home), "HOME=%s", ngx.dir);
+	const char *env[] = {ca, home, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", env_conf, NULL};
+	const char *argv[] = {"git", "ls-remote", url, NULL};
+	struct h_run a, b;
+	cr_assert_eq(h_run(&a, argv, env, 0, 30000), 0);
+	char *la = h_nginx_log_take(&ngx);
+	cr_assert_eq(h_run(&b, argv, env, 1, 30000), 0);
+	char *lb = h_nginx_log_take(&ngx);
+	cr_expect_eq(a.status, 0, "without the shim: %s%s", a.out, a.err);
+	cr_expect(strstr(a.out, "refs/heads/main\n") != NULL, "%s", a.out);
+	cr_expect_gt(count_str(la, " 200 "), 0, "%s", la);
+	cr_expect_neq(b.status, 0, "with the shim the lane's min_tls = 1.3 refuses TLS 1.2:\n%s%s",
+		      b.out, b.err);
+	cr_expect_eq(strlen(lb), 0, "nginx got no request: %s", lb);
+	free(la);
+	free(lb);
+	h_run_free(&a);
+	h_run_free(&b);
 }
