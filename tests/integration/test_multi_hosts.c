@@ -613,11 +613,12 @@ static void run_git(struct h_run *r, int tls, const char *env_conf, int preload)
 }
 
 /* (a) ls-remote, clone, fetch: the same refs, commit ids and working-tree files with and
- * without the shim (a config with a bind lane: the routed path, not the pass-through). */
+ * without the shim, in a configured lane (the routed path, not the pass-through) with
+ * max_conns_per_host = 1: git's transfers go through the lane's admission queue. */
 static void git_same(int tls)
 {
 	git_start();
-	const char *env = config(BIND2);
+	const char *env = config(BIND2 "max_conns_per_host = 1\nqueue_timeout = 10s\n");
 	struct h_run a, b;
 	run_git(&a, tls, env, 0);
 	run_git(&b, tls, env, 1);
