@@ -167,7 +167,7 @@ static void run_client(struct h_run *r, enum client c, const char *const *urls, 
 		       const char *env_conf, int preload)
 {
 	static int run_no;
-	const char *argv[128];
+	const char *argv[160]; /* curl: 14 + 3 per URL */
 	char maxs[16], prefix[400];
 	int k = 0;
 	snprintf(maxs, sizeof(maxs), "%d", max);
