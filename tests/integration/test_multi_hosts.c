@@ -22,7 +22,9 @@
  * A missing tool skips the test with the Debian package to install (scripts/deps.sh), as
  * the rest of the suite does. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +449,129 @@ static void two_lanes(enum client c)
 	free(p2);
 	h_run_free(&a);
 	h_run_free(&b);
+}
+
+/* ------------------------------------------------- metrics of multi transfers (live) */
+
+struct bgrun {
+	pthread_t t;
+	const char *argv[24];
+	const char *env[4];
+	struct h_run r;
+	int rc;
+};
+
+static void *bgrun_main(void *arg)
+{
+	struct bgrun *b = arg;
+	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
+	return NULL;
+}
+
+/* The sum of NAME{...LABEL...} samples in a Prometheus text scrape. */
+static double msum(const char *text, const char *name, const char *label)
+{
+	size_t n = strlen(name);
+	double s = 0;
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, name, n) || p[n] != '{')
+			continue;
+		const char *end = strchr(p, '}'), *l = strstr(p, label);
+		if (end && l && l < end)
+			s += strtod(end + 1, NULL);
+	}
+	return s;
+}
+
+/* The scrape of the process's metrics socket DIR/m-PID.sock (waits up to 10 s for it):
+ * malloc'd, or NULL. */
+static char *scrape_live(void)
+{
+	char sock[600] = "";
+	for (int i = 0; i < 1000 && !sock[0]; i++) {
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		while (d && (e = readdir(d)))
+			if (!strncmp(e->d_name, "m-", 2) && strstr(e->d_name, ".sock"))
+				snprintf(sock, sizeof(sock), "unix:%s/%s", dir, e->d_name);
+		if (d)
+			closedir(d);
+		if (!sock[0]) {
+			struct timespec ts = {0, 10 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!sock[0])
+		return NULL;
+	char cli[400];
+	snprintf(cli, sizeof(cli), "%s/connroute", h_build());
+	const char *argv[] = {cli, "stats", "--raw", sock, NULL};
+	struct h_run r;
+	if (h_run(&r, argv, NULL, 0, 10000) != 0 || r.status != 0) {
+		if (r.err)
+			fprintf(stderr, "connroute stats: %s\n", r.err);
+		h_run_free(&r);
+		return NULL;
+	}
+	free(r.err);
+	return r.out;
+}
+
+/* The lane's metrics count the multi's transfers: 6 transfers in a lane, scraped from the
+ * live process (it waits for a file before exiting): http_client_requests_total{lane=
+ * "default",outcome="ok"} is 6, the server's count. */
+static void metrics_counted(enum client c)
+{
+	need(c);
+	char text[600], hold[400];
+	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n" BIND2, dir);
+	snprintf(hold, sizeof(hold), "%s/hold", dir);
+	struct bgrun b = {0};
+	const char *const *u = urls_of("/delay/50", 6);
+	int k = 0;
+	b.argv[k++] = c == PYCURL ? python_with_pycurl() : "php";
+	b.argv[k++] = multi_script(c == PYCURL ? "pycurl_multi.py" : "curl_multi.php");
+	b.argv[k++] = "--hold-until";
+	b.argv[k++] = hold;
+	for (int i = 0; i < 6; i++)
+		b.argv[k++] = u[i];
+	b.argv[k] = NULL;
+	b.env[0] = config(text);
+	cr_assert_eq(pthread_create(&b.t, NULL, bgrun_main, &b), 0);
+	cr_expect_eq(h_wait_stat(&up, "requests", 6, 10000), 6, "the transfers reached the server");
+	char *t = NULL;
+	double ok = -1;
+	for (long long end = h_now_ms() + 3000; h_now_ms() < end;) {
+		free(t);
+		t = scrape_live();
+		ok = t ? msum(t, "http_client_requests_total", "outcome=\"ok\"") : -1;
+		if (ok >= 6)
+			break;
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	FILE *f = fopen(hold, "w");
+	if (f)
+		fclose(f);
+	pthread_join(b.t, NULL);
+	cr_assert_eq(b.rc, 0);
+	cr_expect_eq(b.r.status, 0, "%s%s", b.r.out, b.r.err);
+	cr_expect_not_null(t, "no metrics scrape");
+	cr_expect_eq(ok, 6, "requests counted ok in the lane:\n%s", t ? t : "");
+	cr_expect_eq(msum(t ? t : "", "http_client_requests_total", "lane=\"default\""), 6,
+		     "every one in lane default");
+	free(t);
+	h_run_free(&b.r);
+}
+
+Test(multi_pycurl, lane_metrics_count_the_transfers, .init = start_plain, .fini = stop)
+{
+	metrics_counted(PYCURL);
+}
+
+Test(multi_php, lane_metrics_count_the_transfers, .init = start_plain, .fini = stop)
+{
+	metrics_counted(PHP);
 }
 
 #define CLIENT_TESTS(suite, c)                                                                   \

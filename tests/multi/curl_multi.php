@@ -3,18 +3,22 @@
 // parallel requests (curl_multi_add_handle, curl_multi_exec, curl_multi_select,
 // curl_multi_info_read). Never calls curl_exec.
 //
-//     php curl_multi.php [--max N] [--cainfo FILE] URL...
+//     php curl_multi.php [--max N] [--cainfo FILE] [--hold-until FILE] URL...
 //
 // Keeps at most N transfers in the multi at once (0 = all at once; a new handle per URL,
 // added when one finishes). Prints one line per URL, in argument order:
 // "INDEX ok STATUS LENGTH FIRST-BYTES" or "INDEX error CURLCODE MESSAGE". Exit 0 when every
-// transfer got a 200, 1 otherwise, 2 when the 30 s deadline passed.
+// transfer got a 200, 1 otherwise, 2 when the 30 s deadline passed. --hold-until FILE: after
+// printing, wait (at most 10 s) until FILE exists before exiting, so that the test can look
+// at the live process (its metrics endpoint).
 $args = array_slice($argv, 1);
 $limit = 0;
 $ca = null;
+$hold = null;
 while ($args && substr($args[0], 0, 2) === '--') {
 	if ($args[0] === '--max') $limit = (int)$args[1];
 	elseif ($args[0] === '--cainfo') $ca = $args[1];
+	elseif ($args[0] === '--hold-until') $hold = $args[1];
 	else { fwrite(STDERR, "unknown option {$args[0]}\n"); exit(2); }
 	$args = array_slice($args, 2);
 }
@@ -65,4 +69,8 @@ foreach (array_keys($args) as $i) {
 	if (substr($line, 0, 7) !== 'ok 200 ') $bad++;
 	echo "$i $line\n";
 }
+fflush(STDOUT);
+$until = microtime(true) + 10;
+while ($hold !== null && !file_exists($hold) && microtime(true) < $until)
+	usleep(20000);
 exit($bad ? 1 : 0);

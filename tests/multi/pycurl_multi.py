@@ -3,13 +3,16 @@
 driving libcurl's multi interface with perform() + select(), as pycurl's documentation
 shows. Never calls Curl.perform().
 
-    pycurl_multi.py [--max N] [--cainfo FILE] URL...
+    pycurl_multi.py [--max N] [--cainfo FILE] [--hold-until FILE] URL...
 
 Keeps at most N transfers added to the multi at once (0 = all at once; a new Curl object
 for each URL, added when one finishes, as a pool of workers does). Prints one line per URL,
 in argument order: "INDEX ok STATUS LENGTH FIRST-BYTES" or "INDEX error CURLCODE MESSAGE".
-Exit 0 when every transfer got a 200, 1 otherwise, 2 when the 30 s deadline passed."""
+Exit 0 when every transfer got a 200, 1 otherwise, 2 when the 30 s deadline passed.
+--hold-until FILE: after printing, wait (at most 10 s) until FILE exists before exiting, so
+that the test can look at the live process (its metrics endpoint)."""
 import io
+import os
 import sys
 import time
 
@@ -18,12 +21,14 @@ import pycurl
 
 def main():
     args = sys.argv[1:]
-    limit, ca = 0, None
+    limit, ca, hold = 0, None, None
     while args and args[0].startswith("--"):
         if args[0] == "--max":
             limit = int(args[1])
         elif args[0] == "--cainfo":
             ca = args[1]
+        elif args[0] == "--hold-until":
+            hold = args[1]
         else:
             print("unknown option " + args[0], file=sys.stderr)
             return 2
@@ -78,6 +83,10 @@ def main():
         line = results.get(i, "missing")
         bad += not line.startswith("ok 200 ")
         print(i, line)
+    sys.stdout.flush()
+    until = time.monotonic() + 10
+    while hold and not os.path.exists(hold) and time.monotonic() < until:
+        time.sleep(0.02)
     return 1 if bad else 0
 
 
