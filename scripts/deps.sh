@@ -16,6 +16,7 @@ PKGS=(
   apache2-utils redis-server redis-tools   # warm-pool tests: ab, redis-benchmark
   haproxy                                  # bench/sidecar
   php-cli php-curl php-fpm                 # RTLD_DEEPBIND hosts: tests/integration/test_reach.c, make demo-php
+  git fcgiwrap                             # libcurl multi hosts: test_multi_hosts.c (git over HTTP(S), git-http-backend)
   prometheus                               # promtool check metrics
   scdoc man-db python3-yaml bash-completion binutils   # man pages, docs checks (objcopy)
 )

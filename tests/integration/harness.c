@@ -903,3 +903,244 @@ const char *h_python(const char *probe)
 	}
 	return NULL;
 }
+
+/* ---- background servers: h_spawn, nginx --------------------------------------------- */
+
+int h_free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &l) != 0) {
+        if (s >= 0)
+            close(s);
+        return -1;
+    }
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+pid_t h_spawn(const char *const *argv, const char *const *env_extra, const char *log_path)
+{
+    char **env = build_env(env_extra, 0);
+    if (!env)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; env[i]; i++)
+        if (strncmp(env[i], "LD_PRELOAD=", 11) != 0)
+            env[k++] = env[i];
+    env[k] = NULL;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(env);
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int in = open("/dev/null", O_RDONLY);
+        int out = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644)
+                           : open("/dev/null", O_WRONLY);
+        if (in < 0 || out < 0)
+            _exit(127);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(out, 2);
+        close_from_3();
+        execve(argv[0], (char *const *)argv, env);
+        _exit(127);
+    }
+    free(env);
+    setpgid(pid, pid);
+    registry_add(pid, "");
+    return pid;
+}
+
+int h_spawn_stop(pid_t pid, int timeout_ms)
+{
+    if (pid <= 0)
+        return -1;
+    int st = 0;
+    kill(-pid, SIGTERM);
+    kill(pid, SIGTERM);
+    if (wait_pid_bounded(pid, timeout_ms, &st) != 0) {
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    kill(-pid, SIGKILL); /* workers it left behind (fcgiwrap's children) */
+    registry_del(pid);
+    return status_code(st);
+}
+
+static void rm_tree(const char *dir)
+{
+    if (!dir[0])
+        return;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: could not remove %s\n", dir);
+}
+
+/* s with every `from` replaced by `to`: malloc'd, NULL on error. */
+static char *replace_all(const char *s, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    for (const char *p = s; (p = strstr(p, from)); p += fl)
+        n++;
+    char *out = malloc(strlen(s) + n * tl + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = s;;) {
+        const char *q = strstr(p, from);
+        size_t k = q ? (size_t)(q - p) : strlen(p);
+        memcpy(o, p, k);
+        o += k;
+        if (!q)
+            break;
+        memcpy(o, to, tl);
+        o += tl;
+        p = q + fl;
+    }
+    *o = '\0';
+    return out;
+}
+
+void h_nginx_stop(struct h_nginx *n)
+{
+    if (n->pid > 0)
+        h_spawn_stop(n->pid, 5000);
+    n->pid = 0;
+    rm_tree(n->dir);
+    n->dir[0] = '\0';
+}
+
+int h_nginx_start(struct h_nginx *n, const char *locations)
+{
+    static const char *const ngx = "/usr/sbin/nginx";
+    memset(n, 0, sizeof *n);
+    if (access(ngx, X_OK) != 0)
+        return -2;
+    char tmpl[] = "/tmp/cr-nginx-XXXXXX";
+    if (!mkdtemp(tmpl))
+        return -1;
+    snprintf(n->dir, sizeof n->dir, "%s", tmpl);
+    snprintf(n->cert, sizeof n->cert, "%s/cert.pem", n->dir);
+    char cmd[1200], path[400];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+             "%s/key.pem -out %s/cert.pem -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1",
+             n->dir, n->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "harness: openssl could not make a certificate\n");
+        h_nginx_stop(n);
+        return -1;
+    }
+    char *loc = replace_all(locations ? locations : "  location / { return 200 \"ok\\n\"; }\n",
+                            "@DIR@", n->dir);
+    size_t cap = (loc ? strlen(loc) : 0) + 4096;
+    char *text = malloc(cap);
+    if (!loc || !text) {
+        free(loc);
+        free(text);
+        h_nginx_stop(n);
+        return -1;
+    }
+    const char *d = n->dir;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        n->port = h_free_port();
+        n->plain_port = h_free_port();
+        if (n->port <= 0 || n->plain_port <= 0 || n->port == n->plain_port)
+            continue;
+        snprintf(text, cap,
+                 "daemon off;\nmaster_process off;\nworker_processes 1;\npid %s/nginx.pid;\n"
+                 "error_log %s/error.log warn;\nevents { worker_connections 256; }\n"
+                 "http {\n log_format cr '$remote_addr $connection $status $request_method $uri';\n"
+                 " access_log %s/access.log cr;\n"
+                 " client_body_temp_path %s/cb;\n proxy_temp_path %s/px;\n fastcgi_temp_path %s/fc;\n"
+                 " uwsgi_temp_path %s/uw;\n scgi_temp_path %s/sc;\n keepalive_requests 100000;\n"
+                 " server {\n  listen 127.0.0.1:%d ssl;\n  listen 127.0.0.1:%d;\n"
+                 "  ssl_certificate %s/cert.pem;\n  ssl_certificate_key %s/key.pem;\n%s }\n}\n",
+                 d, d, d, d, d, d, d, d, n->port, n->plain_port, d, d, loc);
+        if (h_write_file(d, "nginx.conf", text, path, sizeof path) != 0)
+            break;
+        const char *argv[] = {ngx, "-p", d, "-c", path, NULL};
+        snprintf(cmd, sizeof cmd, "%s/nginx.out", d);
+        n->pid = h_spawn(argv, NULL, cmd);
+        if (n->pid < 0) {
+            n->pid = 0;
+            break;
+        }
+        for (int i = 0; i < 200; i++) {
+            int a = h_connect("127.0.0.1", n->port, 200);
+            int b = a >= 0 ? h_connect("127.0.0.1", n->plain_port, 200) : -1;
+            if (a >= 0)
+                close(a);
+            if (b >= 0) {
+                close(b);
+                free(loc);
+                free(text);
+                free(h_nginx_log_take(n)); /* the probes were connections too */
+                return 0;
+            }
+            int st;
+            if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
+                registry_del(n->pid);
+                n->pid = 0; /* lost a port to someone: another pair */
+                break;
+            }
+            sleep_ms(25);
+        }
+        if (n->pid > 0)
+            h_spawn_stop(n->pid, 1000);
+        n->pid = 0;
+    }
+    snprintf(cmd, sizeof cmd, "%s/error.log", d);
+    char *err = h_read_file(cmd);
+    fprintf(stderr, "harness: nginx did not start: %s\n", err ? err : "(no error.log)");
+    free(err);
+    free(loc);
+    free(text);
+    h_nginx_stop(n);
+    return -1;
+}
+
+char *h_nginx_log_take(struct h_nginx *n)
+{
+    char log[400];
+    snprintf(log, sizeof log, "%s/access.log", n->dir);
+    sleep_ms(100);
+    char *t = h_read_file(log);
+    if (truncate(log, 0) != 0 && errno != ENOENT)
+        fprintf(stderr, "harness: could not empty %s\n", log);
+    return t ? t : strdup("");
+}
+
+int h_log_conns(const char *log, const char *addr, int *lines, int *addr_ok)
+{
+    long seen[4096];
+    int n = 0;
+    *lines = *addr_ok = 0;
+    for (const char *l = log; l && *l;) {
+        const char *nl = strchr(l, '\n');
+        char a[64];
+        long c;
+        if (sscanf(l, "%63s %ld", a, &c) == 2) {
+            (*lines)++;
+            *addr_ok += strcmp(a, addr) == 0;
+            int k;
+            for (k = 0; k < n && seen[k] != c; k++)
+                ;
+            if (k == n && n < 4096)
+                seen[n++] = c;
+        }
+        l = nl ? nl + 1 : NULL;
+    }
+    return n;
+}

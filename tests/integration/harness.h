@@ -119,4 +119,43 @@ int h_count_fds(pid_t pid);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long h_now_ms(void);
 
+/* ---- background servers other than the upstream (nginx, fcgiwrap, ...) ---------------- */
+
+/* An unused loopback TCP port (bound, read, closed: another process may take it before the
+ * caller binds it; callers retry), or -1. */
+int h_free_port(void);
+
+/* fork/exec argv (argv[0] a path) in the background: stdin /dev/null, stdout and stderr
+ * appended to log_path (or /dev/null when NULL), env_extra ("NAME=value", may be NULL) added
+ * to the environment and LD_PRELOAD removed (servers never run under the shim), its own
+ * process group, PR_SET_PDEATHSIG SIGKILL, remembered for the atexit kill. pid or -1. */
+pid_t h_spawn(const char *const *argv, const char *const *env_extra, const char *log_path);
+/* SIGTERM to the process group, up to timeout_ms for the leader to exit, then SIGKILL (the
+ * group too: workers it left behind). Exit status as h_upstream_stop; -1 if pid <= 0. */
+int h_spawn_stop(pid_t pid, int timeout_ms);
+
+/* nginx (one process in the foreground, master_process off) on 127.0.0.1 with two listeners
+ * in one server block: `port` over TLS (cert.pem: CN localhost, SAN DNS:localhost and
+ * IP:127.0.0.1; pass it as CAINFO) and `plain_port` over plain HTTP. Its access log has a
+ * line per request: "REMOTE_ADDR CONNECTION_SERIAL STATUS METHOD URI". */
+struct h_nginx {
+    pid_t pid;      /* 0 once stopped */
+    int port;       /* TLS listener */
+    int plain_port; /* plain HTTP listener */
+    char dir[256];  /* temp dir: nginx.conf, cert.pem, key.pem, access.log, error.log */
+    char cert[300]; /* <dir>/cert.pem */
+};
+/* locations: the text inside server { } (every "@DIR@" replaced by n->dir), NULL for
+ * `location / { return 200 "ok\n"; }`. Waits up to 5 s for both ports (tries 3 port pairs).
+ * 0, -1 (message on stderr), or -2 when /usr/sbin/nginx is not installed. */
+int h_nginx_start(struct h_nginx *n, const char *locations);
+/* SIGTERM, up to 5 s, SIGKILL; removes the temp dir. Safe to call twice or unstarted. */
+void h_nginx_stop(struct h_nginx *n);
+/* The access log since the last call (then emptied; waits 100 ms first: nginx writes the
+ * line after the response): malloc'd, never NULL. */
+char *h_nginx_log_take(struct h_nginx *n);
+/* Distinct connection serials in such a log; *lines counts its lines, *addr_ok those whose
+ * client address is addr. */
+int h_log_conns(const char *log, const char *addr, int *lines, int *addr_ok);
+
 #endif

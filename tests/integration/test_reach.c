@@ -71,13 +71,6 @@ static const char *port_str(int port)
 	return s;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
 /* -------------------------------------------------------- RTLD_DEEPBIND hosts */
 
 #define BIND2 "[lane default]\nbind = 127.0.0.2\n"
@@ -241,151 +234,33 @@ static int php_ready(void)
 	return system("php -r 'exit(function_exists(\"curl_init\") ? 0 : 1);' >/dev/null 2>&1") == 0;
 }
 
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof(a);
-	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    getsockname(s, (struct sockaddr *)&a, &l) != 0) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
-	close(s);
-	return ntohs(a.sin_port);
-}
-
-static char ngx_dir[256];
-static int ngx_port;
-static pid_t ngx_pid;
-static char *ngx_log_take(void);
+static struct h_nginx ngx;
 
 static void ngx_stop(void)
 {
-	if (ngx_pid > 0) {
-		kill(ngx_pid, SIGTERM);
-		int st;
-		for (int i = 0; i < 500 && waitpid(ngx_pid, &st, WNOHANG) == 0; i++)
-			sleep_ms(10);
-		kill(ngx_pid, SIGKILL);
-		waitpid(ngx_pid, &st, 0);
-		ngx_pid = 0;
-	}
-	if (ngx_dir[0]) {
-		char cmd[400];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ngx_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", ngx_dir);
-		ngx_dir[0] = '\0';
-	}
+	h_nginx_stop(&ngx);
 }
 
-/* nginx over TLS on 127.0.0.1 (one process, in the foreground, killed with this test), its
- * access log "ADDRESS CONNECTION-SERIAL" per request. */
+/* nginx over TLS on 127.0.0.1 (harness.h: h_nginx_start), killed with this test, its
+ * access log "ADDRESS CONNECTION-SERIAL ..." per request. */
 static void ngx_start(void)
 {
-	const char *ngx = access("/usr/sbin/nginx", X_OK) == 0 ? "/usr/sbin/nginx" : NULL;
-	if (!ngx)
+	if (access("/usr/sbin/nginx", X_OK) != 0)
 		cr_skip_test("nginx is not installed (Debian: nginx-light)");
 	if (!php_ready())
 		cr_skip_test("php-cli with php-curl is not installed (scripts/deps.sh)");
-	char tmpl[] = "/tmp/cr-reach-XXXXXX";
-	cr_assert_not_null(mkdtemp(tmpl));
-	snprintf(ngx_dir, sizeof(ngx_dir), "%s", tmpl);
-	snprintf(dir, sizeof(dir), "%s", tmpl);
-	char cmd[1200], text[6000], path[400];
-	snprintf(cmd, sizeof(cmd),
-		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s/key.pem "
-		 "-out %s/cert.pem -days 2 -subj /CN=localhost "
-		 "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1",
-		 ngx_dir, ngx_dir);
-	cr_assert_eq(system(cmd), 0, "openssl could not make a certificate");
-	for (int attempt = 0; attempt < 3; attempt++) {
-		ngx_port = free_port();
-		cr_assert_gt(ngx_port, 0);
-		snprintf(text, sizeof(text),
-			 "daemon off;\nmaster_process off;\nworker_processes 1;\npid %s/nginx.pid;\n"
-			 "error_log %s/error.log warn;\nevents { worker_connections 256; }\n"
-			 "http {\n log_format cr '$remote_addr $connection';\n access_log %s/access.log cr;\n"
-			 " client_body_temp_path %s/cb;\n proxy_temp_path %s/px;\n fastcgi_temp_path %s/fc;\n"
-			 " uwsgi_temp_path %s/uw;\n scgi_temp_path %s/sc;\n keepalive_requests 100000;\n"
-			 " server {\n  listen 127.0.0.1:%d ssl;\n  ssl_certificate %s/cert.pem;\n"
-			 "  ssl_certificate_key %s/key.pem;\n  location / { return 200 \"ok\\n\"; }\n }\n}\n",
-			 ngx_dir, ngx_dir, ngx_dir, ngx_dir, ngx_dir, ngx_dir, ngx_dir, ngx_dir, ngx_port, ngx_dir,
-			 ngx_dir);
-		cr_assert_eq(h_write_file(ngx_dir, "nginx.conf", text, path, sizeof(path)), 0);
-		pid_t parent = getpid();
-		ngx_pid = fork();
-		cr_assert_geq(ngx_pid, 0);
-		if (ngx_pid == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(127);
-			int devnull = open("/dev/null", O_RDWR);
-			dup2(devnull, 0);
-			dup2(devnull, 1);
-			dup2(devnull, 2);
-			execl(ngx, ngx, "-p", ngx_dir, "-c", path, (char *)NULL);
-			_exit(127);
-		}
-		for (int i = 0; i < 200; i++) {
-			int fd = h_connect("127.0.0.1", ngx_port, 200);
-			if (fd >= 0) {
-				close(fd);
-				free(ngx_log_take()); /* that probe was a connection too */
-				return;
-			}
-			int st;
-			if (waitpid(ngx_pid, &st, WNOHANG) == ngx_pid) {
-				ngx_pid = 0; /* lost the port to someone: another one */
-				break;
-			}
-			sleep_ms(25);
-		}
-		if (ngx_pid > 0) {
-			kill(ngx_pid, SIGKILL);
-			waitpid(ngx_pid, NULL, 0);
-			ngx_pid = 0;
-		}
-	}
-	cr_assert_fail("nginx did not start");
+	cr_assert_eq(h_nginx_start(&ngx, NULL), 0, "nginx did not start");
+	snprintf(dir, sizeof(dir), "%s", ngx.dir);
 }
 
-/* The access log since the last call (it is emptied): malloc'd. */
 static char *ngx_log_take(void)
 {
-	char log[400];
-	snprintf(log, sizeof(log), "%s/access.log", ngx_dir);
-	sleep_ms(100); /* nginx writes the line after the response */
-	char *t = h_read_file(log);
-	if (truncate(log, 0) != 0)
-		fprintf(stderr, "could not empty %s\n", log);
-	return t ? t : strdup("");
+	return h_nginx_log_take(&ngx);
 }
 
-/* Distinct connection serials in an access log; *addr_ok counts lines from ADDR. */
 static int log_conns(const char *log, const char *addr, int *lines, int *addr_ok)
 {
-	long seen[4096];
-	int n = 0;
-	*lines = *addr_ok = 0;
-	for (const char *l = log; l && *l;) {
-		const char *nl = strchr(l, '\n');
-		char a[64];
-		long c;
-		if (sscanf(l, "%63s %ld", a, &c) == 2) {
-			(*lines)++;
-			*addr_ok += strcmp(a, addr) == 0;
-			int k;
-			for (k = 0; k < n && seen[k] != c; k++)
-				;
-			if (k == n && n < 4096)
-				seen[n++] = c;
-		}
-		l = nl ? nl + 1 : NULL;
-	}
-	return n;
+	return h_log_conns(log, addr, lines, addr_ok);
 }
 
 static const char *php_script(const char *name, const char *body)
@@ -411,8 +286,8 @@ static const char fresh_handles_php[] =
 static void php_fresh(struct h_run *r, const char *const *env, int preload, int n)
 {
 	char url[128], ca[400], num[16];
-	snprintf(url, sizeof(url), "https://localhost:%d/", ngx_port);
-	snprintf(ca, sizeof(ca), "%s/cert.pem", ngx_dir);
+	snprintf(url, sizeof(url), "https://localhost:%d/", ngx.port);
+	snprintf(ca, sizeof(ca), "%s", ngx.cert);
 	snprintf(num, sizeof(num), "%d", n);
 	const char *argv[] = {"php", php_script("fresh.php", fresh_handles_php), url, num, ca, NULL};
 	run(r, argv, env, preload);
@@ -498,9 +373,9 @@ Test(reach_php, same_output_with_and_without_the_shim, .fini = ngx_stop)
 		"var_dump(curl_exec($ch)); echo 'badca ', curl_errno($ch), \"\\n\";\n"
 		"echo 'done', \"\\n\";\n";
 	char url[128], ca[400], refused[64];
-	snprintf(url, sizeof(url), "https://localhost:%d/", ngx_port);
-	snprintf(ca, sizeof(ca), "%s/cert.pem", ngx_dir);
-	snprintf(refused, sizeof(refused), "http://127.0.0.1:%d/", free_port());
+	snprintf(url, sizeof(url), "https://localhost:%d/", ngx.port);
+	snprintf(ca, sizeof(ca), "%s", ngx.cert);
+	snprintf(refused, sizeof(refused), "http://127.0.0.1:%d/", h_free_port());
 	const char *argv[] = {"php", php_script("surface.php", script), url, ca, refused, NULL};
 	struct h_run a, b;
 	run(&a, argv, NULL, 0);
