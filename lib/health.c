@@ -637,16 +637,15 @@ void cr_health_pending(int fd, uint64_t ino, const struct cr_lane *l, const stru
 }
 
 /* How did the connect of FD end? 1 connected (now or before), 0 failed,
- * -1 unknown. The socket is about to be closed: reading SO_ERROR is
- * harmless. */
+ * -1 unknown. Only what reads nothing away: never SO_ERROR, which clears
+ * the pending error, and the fd being closed may be one of several
+ * (dup, fork) through which the app still reads it. */
 static int connect_outcome(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 		return 1;
-	int err = 0;
-	socklen_t el = sizeof(err);
 	struct tcp_info ti;
 	socklen_t tl = sizeof(ti);
 	memset(&ti, 0, sizeof(ti));
@@ -658,8 +657,8 @@ static int connect_outcome(int fd)
 	 * shut down); none: the connect was refused or timed out. */
 	if (ti.tcpi_options & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE))
 		return 1;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err != 0)
-		return 0;
+	/* Closed without a SYN-ACK ever measured: refused, unreachable or
+	 * timed out (the kernel's own timeout). */
 	return ti.tcpi_state == 7 /* TCP_CLOSE */ && ti.tcpi_rtt == 0 ? 0 : -1;
 }
 

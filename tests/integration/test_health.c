@@ -245,6 +245,31 @@ Test(resilience, raw_nonblocking_outcome_is_taken_at_close, .init = start_hangin
 	h_run_free(&r);
 }
 
+/* Taking the outcome at close must not take the socket's pending error:
+ * the app closes one of two fds of a refused non-blocking connect and
+ * reads SO_ERROR on the other (reading SO_ERROR clears it). Without the
+ * shim it reads ECONNREFUSED; so must it with the shim. */
+Test(resilience, raw_nonblocking_close_of_a_dup_keeps_the_pending_error, .init = start_hanging,
+     .fini = stop_pair)
+{
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "eject_after = 2\n"
+					     "eject_time = 10s\n"),
+			     NULL};
+	int p = good.port;
+	const char *argv[] = {"sockprog",	       "tcp=a", "nonblock=a",
+			      cto("a", "127.0.0.3", p), "sleep=100", "dup=a:b",
+			      "close=a",	       "wait=b", NULL};
+	for (int shim = 0; shim < 2; shim++) {
+		struct h_run r;
+		cr_assert_eq(h_run(&r, argv, env, shim, 30000), 0);
+		cr_assert_eq(r.timed_out, 0, "program hung: %s", r.out);
+		cr_assert(strstr(r.out, "connect a err EINPROGRESS"), "%s", r.out);
+		cr_expect(strstr(r.out, "wait b ready ECONNREFUSED"), "shim %d:\n%s", shim, r.out);
+		h_run_free(&r);
+	}
+}
+
 /* ------------------------------------------------------------- libcurl */
 
 static void start_two(void)
