@@ -395,6 +395,39 @@ Test(resilience, curl_breaker_opens_rejects_probes_and_closes, .init = start_two
 	h_run_free(&r);
 }
 
+/* A request the breaker refuses reads as the failed connect it stands
+ * for: one handle alternates a healthy host (200) and a host where nothing
+ * listens. Without the shim each request to the latter ends code=7
+ * status=0; with it, once the breaker is open, the handle's getinfo must
+ * not answer the previous transfer's 200. */
+Test(resilience, curl_breaker_refusal_shows_no_previous_response_code, .init = start_two,
+     .fini = stop_pair)
+{
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "breaker_failure_ratio = 0.5\n"
+					     "breaker_min_requests = 2\n"
+					     "breaker_open = 30s\n"),
+			     NULL};
+	char seq[64];
+	snprintf(seq, sizeof(seq), "1:%d/,3:%d/", good.port, good.port);
+	const char *argv[] = {"curlprog", "--mode",	"persistent", "--requests",
+			      "8",	  "--path-seq", seq,	      "--errbuf",
+			      "http://127.0.0.", NULL};
+	for (int shim = 0; shim < 2; shim++) {
+		struct h_run r;
+		cr_assert_eq(h_run(&r, argv, env, shim, 30000), 0);
+		cr_assert_eq(r.timed_out, 0, "program hung: %s", r.out);
+		for (int i = 1; i < 8; i += 2) {
+			char want[48];
+			snprintf(want, sizeof(want), "req 0 %d code=7 status=0 ", i);
+			cr_expect(strstr(r.out, want), "shim %d, request %d:\n%s", shim, i, r.out);
+		}
+		if (shim)
+			cr_expect(strstr(r.out, "circuit breaker open for 127.0.0.3"), "%s", r.out);
+		h_run_free(&r);
+	}
+}
+
 /* Retry throttling: every request gets no answer; retries = 2 with a budget
  * that never binds. The token bucket (4, at most half spent before
  * throttling) allows the first request's two retries, then none: the
