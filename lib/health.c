@@ -714,13 +714,15 @@ void cr_health_each(int what, void (*fn)(void *ctx, int lane, const char *label,
 			if (!atomic_load_explicit(&a->ready, ACQ) || !current(a->lane, a->hh))
 				continue;
 			uint64_t total = atomic_load_explicit(&a->total, RLX);
-			if (what == 0 && atomic_load_explicit(&a->until, RLX) <= now)
+			/* Read once: another thread may let it back in (0) meanwhile,
+			 * and the time left must not come out negative. */
+			int64_t until = atomic_load_explicit(&a->until, RLX);
+			if (what == 0 && until <= now)
 				continue;
 			if (what == 1 && total == 0)
 				continue;
 			dest_text(&a->d, t, sizeof(t));
-			fn(ctx, a->lane, t,
-			   what == 0 ? atomic_load_explicit(&a->until, RLX) - now : (int64_t)total);
+			fn(ctx, a->lane, t, what == 0 ? until - now : (int64_t)total);
 		}
 		return;
 	}
