@@ -270,6 +270,65 @@ Test(resilience, raw_nonblocking_close_of_a_dup_keeps_the_pending_error, .init =
 	}
 }
 
+static void start_two(void);
+
+struct bg_run {
+	struct h_run r;
+	const char *const *argv, *const *env;
+	int rc;
+};
+
+static void *bg_run_fn(void *arg)
+{
+	struct bg_run *b = arg;
+	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
+	return NULL;
+}
+
+/* A half-open breaker's probe served by a warm socket reports its success:
+ * 127.0.0.2 is down (two refused connects open the breaker), comes back,
+ * the lane's warm pool refills; after breaker_open the probe (probes = 1)
+ * is served warm and closes the breaker, so the next connect goes through.
+ * (Unreported, the breaker stayed half-open with its one probe out and
+ * refused every connect until breaker_open passed again, and again.) */
+Test(resilience, raw_breaker_probe_served_warm_closes_it, .init = start_two, .fini = stop_pair)
+{
+	int p = good.port;
+	char text[256], ps[16];
+	snprintf(text, sizeof(text),
+		 "[lane default]\nprewarm = 127.0.0.2:%d*2\nbreaker_failure_ratio = 0.5\n"
+		 "breaker_min_requests = 2\nbreaker_open = 2s\nbreaker_probes = 1\n",
+		 p);
+	const char *env[] = {conf_env(&good, text), NULL};
+	cr_assert_eq(h_upstream_stop(&bad), 0);
+	const char *argv[] = {"sockprog",
+			      "tcp=a",
+			      cto("a", "127.0.0.2", p),
+			      "tcp=b",
+			      cto("b", "127.0.0.2", p),
+			      "sleep=2600",
+			      "tcp=c",
+			      cto("c", "127.0.0.2", p),
+			      "tcp=d",
+			      cto("d", "127.0.0.2", p),
+			      NULL};
+	struct bg_run b = {.argv = argv, .env = env};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	usleep(300 * 1000);
+	snprintf(ps, sizeof(ps), "%d", p);
+	const char *args[] = {"--bind", "127.0.0.2", "--port", ps, NULL};
+	cr_assert_eq(h_upstream_start(&bad, args), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(b.rc, 0);
+	expect_connect(&b.r, "b", "ECONNREFUSED", 0, 50);
+	expect_connect(&b.r, "c", "ok", 0, 50);
+	expect_connect(&b.r, "d", "ok", 0, 50);
+	/* The pool had refilled: its connections were accepted. */
+	cr_expect_eq(h_stat(&bad, "accepted") >= 2, 1, "%s", b.r.out);
+	h_run_free(&b.r);
+}
+
 /* ------------------------------------------------------------- libcurl */
 
 static void start_two(void)
@@ -457,19 +516,6 @@ Test(resilience, curl_retry_throttling_stops_retries, .init = start_two, .fini =
 	run(&r, argv, env2);
 	cr_expect_eq(h_stat(&good, "accepted"), 15, "without retry_tokens: %s", r.out);
 	h_run_free(&r);
-}
-
-struct bg_run {
-	struct h_run r;
-	const char *const *argv, *const *env;
-	int rc;
-};
-
-static void *bg_run_fn(void *arg)
-{
-	struct bg_run *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
-	return NULL;
 }
 
 /* Pooled connections to an ejected address are closed: 4 persistent
