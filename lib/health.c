@@ -610,7 +610,7 @@ int cr_health_retry_allowed(const struct cr_lane *l)
 
 /* ------------------------------------------------- pending raw connects */
 
-#define NPEND 1024
+#define NPEND     1024
 /* A slot's ino: 0 free, PEND_BUSY while one thread writes or reads its
  * fields (it owns them then: no other thread touches them), else the
  * pending socket's inode. Nobody waits for a busy slot: a note gives up
