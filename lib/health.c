@@ -610,9 +610,16 @@ int cr_health_retry_allowed(const struct cr_lane *l)
 
 /* ------------------------------------------------- pending raw connects */
 
-#define NPEND 1024
+#define NPEND     1024
+/* A slot's ino: 0 free, PEND_BUSY while one thread writes or reads its
+ * fields (it owns them then: no other thread touches them), else the
+ * pending socket's inode. Nobody waits for a busy slot: a note gives up
+ * (that outcome is dropped), and so does a settle (the slot holds another
+ * fd's connect by then), so a signal handler's connect or close in the
+ * middle of ours cannot deadlock. */
+#define PEND_BUSY UINT64_MAX
 static struct pend {
-	_Atomic uint64_t ino; /* 0 free */
+	_Atomic uint64_t ino;
 	int fd, lane, admitted;
 	uint64_t hh;
 	struct cr_dest d;
@@ -622,11 +629,14 @@ void cr_health_pending(int fd, uint64_t ino, const struct cr_lane *l, const stru
 		       int admitted)
 {
 	struct pend *p = &pend[(unsigned)fd % NPEND];
-	if (!ino)
+	if (!ino || ino == PEND_BUSY)
 		return;
 	/* A slot still held by another fd's pending connect: that one is
 	 * overwritten (its outcome dropped). */
-	atomic_store_explicit(&p->ino, 0, RLX);
+	uint64_t cur = atomic_load_explicit(&p->ino, RLX);
+	if (cur == PEND_BUSY ||
+	    !atomic_compare_exchange_strong_explicit(&p->ino, &cur, PEND_BUSY, ACQ, RLX))
+		return;
 	p->fd = fd;
 	p->lane = l->id;
 	p->admitted = admitted;
@@ -637,16 +647,15 @@ void cr_health_pending(int fd, uint64_t ino, const struct cr_lane *l, const stru
 }
 
 /* How did the connect of FD end? 1 connected (now or before), 0 failed,
- * -1 unknown. The socket is about to be closed: reading SO_ERROR is
- * harmless. */
+ * -1 unknown. Only what reads nothing away: never SO_ERROR, which clears
+ * the pending error, and the fd being closed may be one of several
+ * (dup, fork) through which the app still reads it. */
 static int connect_outcome(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 		return 1;
-	int err = 0;
-	socklen_t el = sizeof(err);
 	struct tcp_info ti;
 	socklen_t tl = sizeof(ti);
 	memset(&ti, 0, sizeof(ti));
@@ -658,21 +667,29 @@ static int connect_outcome(int fd)
 	 * shut down); none: the connect was refused or timed out. */
 	if (ti.tcpi_options & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE))
 		return 1;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err != 0)
-		return 0;
+	/* Closed without a SYN-ACK ever measured: refused, unreachable or
+	 * timed out (the kernel's own timeout). */
 	return ti.tcpi_state == 7 /* TCP_CLOSE */ && ti.tcpi_rtt == 0 ? 0 : -1;
 }
 
 void cr_health_pending_settle(int fd, uint64_t ino, const struct cr_config *cfg)
 {
 	struct pend *p = &pend[(unsigned)fd % NPEND];
-	uint64_t cur = atomic_load_explicit(&p->ino, ACQ);
-	if (!cfg || !ino || cur != ino || p->fd != fd ||
-	    !atomic_compare_exchange_strong(&p->ino, &cur, 0))
+	uint64_t cur = ino;
+	if (!cfg || !ino || ino == PEND_BUSY ||
+	    !atomic_compare_exchange_strong_explicit(&p->ino, &cur, PEND_BUSY, ACQ, RLX))
+		return;
+	/* The fields are ours until the slot is given back: copied first. */
+	int pfd = p->fd, lane = p->lane, admitted = p->admitted;
+	uint64_t hh = p->hh;
+	struct cr_dest d = p->d;
+	/* Another fd number of the same slot: not ours, left as it was. */
+	atomic_store_explicit(&p->ino, pfd == fd ? 0 : ino, REL);
+	if (pfd != fd)
 		return;
 	const struct cr_lane *l = NULL;
 	for (int i = 0; i < cfg->nlanes; i++)
-		if (cfg->lanes[i].id == p->lane && cfg->lanes[i].health_hash == p->hh)
+		if (cfg->lanes[i].id == lane && cfg->lanes[i].health_hash == hh)
 			l = &cfg->lanes[i];
 	if (!l)
 		return;
@@ -683,9 +700,9 @@ void cr_health_pending_settle(int fd, uint64_t ino, const struct cr_config *cfg)
 		return;
 	int64_t now = cr_health_now();
 	if (l->health & CR_H_EJECT)
-		cr_health_addr_result(l, cr_health_host_raw_group(p->d.port), &p->d, ok, now);
+		cr_health_addr_result(l, cr_health_host_raw_group(d.port), &d, ok, now);
 	if (l->health & CR_H_BREAKER)
-		cr_health_result(l, cr_health_host_addr(&p->d), p->admitted, ok, now);
+		cr_health_result(l, cr_health_host_addr(&d), admitted, ok, now);
 }
 
 /* -------------------------------------------------------------- observing */
@@ -715,13 +732,15 @@ void cr_health_each(int what, void (*fn)(void *ctx, int lane, const char *label,
 			if (!atomic_load_explicit(&a->ready, ACQ) || !current(a->lane, a->hh))
 				continue;
 			uint64_t total = atomic_load_explicit(&a->total, RLX);
-			if (what == 0 && atomic_load_explicit(&a->until, RLX) <= now)
+			/* Read once: another thread may let it back in (0) meanwhile,
+			 * and the time left must not come out negative. */
+			int64_t until = atomic_load_explicit(&a->until, RLX);
+			if (what == 0 && until <= now)
 				continue;
 			if (what == 1 && total == 0)
 				continue;
 			dest_text(&a->d, t, sizeof(t));
-			fn(ctx, a->lane, t,
-			   what == 0 ? atomic_load_explicit(&a->until, RLX) - now : (int64_t)total);
+			fn(ctx, a->lane, t, what == 0 ? until - now : (int64_t)total);
 		}
 		return;
 	}

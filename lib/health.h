@@ -92,7 +92,7 @@ int cr_health_retry_allowed(const struct cr_lane *l);
 void cr_health_pending(int fd, uint64_t ino, const struct cr_lane *l, const struct cr_dest *d,
 		       int admitted);
 /* FD is being closed (still open): decide how its connect ended (getpeername,
- * SO_ERROR, TCP_INFO; errno kept) and record it under CFG's lane of the same
+ * TCP_INFO; never SO_ERROR, which reading clears; errno kept) and record it under CFG's lane of the same
  * id and settings (none: the outcome is dropped). */
 void cr_health_pending_settle(int fd, uint64_t ino, const struct cr_config *cfg);
 

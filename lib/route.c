@@ -392,6 +392,10 @@ static long route(int fd, const struct sockaddr *sa, socklen_t len, ssize_t (*kc
 		if (serve_warm(fd, sa->sa_family, lane, &d, ino, flags, &ret)) {
 			int e = ret == 0 ? saved : errno;
 			cr_warm_note(lane, &d, 0);
+			/* A warm socket is connected: a success (a half-open
+			 * breaker's probe must report, or it never closes). */
+			if (__builtin_expect(lane->health != 0, 0))
+				health_note(fd, ino, lane, &d, 0, 0);
 			cr_alog_connect(lane, key, &d, 0, (int64_t)(cr_now_ns() - tw), 0,
 					CR_ALOG_F_WARM);
 			cr_cfgref_release(cfg);

@@ -137,6 +137,11 @@ int cr_curl_health_before(struct cr_curl_easy *e, const struct cr_lane *lane, co
 			 e->u_host, e->u_port);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_ERROR);
 	cr_curl_alog(e, lane, key, CURLE_COULDNT_CONNECT, t_start, 0, 2);
+	/* As for the failed connect it stands for, the handle's results are
+	 * not the previous transfer's (RESPONSE_CODE 0, not its 200): a
+	 * performed handle is answered by a fresh twin until its next
+	 * perform (handles.c, cr_curl_getinfo). */
+	e->stale = e->performed;
 	return -1;
 }
 

@@ -245,6 +245,90 @@ Test(resilience, raw_nonblocking_outcome_is_taken_at_close, .init = start_hangin
 	h_run_free(&r);
 }
 
+/* Taking the outcome at close must not take the socket's pending error:
+ * the app closes one of two fds of a refused non-blocking connect and
+ * reads SO_ERROR on the other (reading SO_ERROR clears it). Without the
+ * shim it reads ECONNREFUSED; so must it with the shim. */
+Test(resilience, raw_nonblocking_close_of_a_dup_keeps_the_pending_error, .init = start_hanging,
+     .fini = stop_pair)
+{
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "eject_after = 2\n"
+					     "eject_time = 10s\n"),
+			     NULL};
+	int p = good.port;
+	const char *argv[] = {"sockprog",	       "tcp=a", "nonblock=a",
+			      cto("a", "127.0.0.3", p), "sleep=100", "dup=a:b",
+			      "close=a",	       "wait=b", NULL};
+	for (int shim = 0; shim < 2; shim++) {
+		struct h_run r;
+		cr_assert_eq(h_run(&r, argv, env, shim, 30000), 0);
+		cr_assert_eq(r.timed_out, 0, "program hung: %s", r.out);
+		cr_assert(strstr(r.out, "connect a err EINPROGRESS"), "%s", r.out);
+		cr_expect(strstr(r.out, "wait b ready ECONNREFUSED"), "shim %d:\n%s", shim, r.out);
+		h_run_free(&r);
+	}
+}
+
+static void start_two(void);
+
+struct bg_run {
+	struct h_run r;
+	const char *const *argv, *const *env;
+	int rc;
+};
+
+static void *bg_run_fn(void *arg)
+{
+	struct bg_run *b = arg;
+	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
+	return NULL;
+}
+
+/* A half-open breaker's probe served by a warm socket reports its success:
+ * 127.0.0.2 is down (two refused connects open the breaker), comes back,
+ * the lane's warm pool refills; after breaker_open the probe (probes = 1)
+ * is served warm and closes the breaker, so the next connect goes through.
+ * (Unreported, the breaker stayed half-open with its one probe out and
+ * refused every connect until breaker_open passed again, and again.) */
+Test(resilience, raw_breaker_probe_served_warm_closes_it, .init = start_two, .fini = stop_pair)
+{
+	int p = good.port;
+	char text[256], ps[16];
+	snprintf(text, sizeof(text),
+		 "[lane default]\nprewarm = 127.0.0.2:%d*2\nbreaker_failure_ratio = 0.5\n"
+		 "breaker_min_requests = 2\nbreaker_open = 2s\nbreaker_probes = 1\n",
+		 p);
+	const char *env[] = {conf_env(&good, text), NULL};
+	cr_assert_eq(h_upstream_stop(&bad), 0);
+	const char *argv[] = {"sockprog",
+			      "tcp=a",
+			      cto("a", "127.0.0.2", p),
+			      "tcp=b",
+			      cto("b", "127.0.0.2", p),
+			      "sleep=2600",
+			      "tcp=c",
+			      cto("c", "127.0.0.2", p),
+			      "tcp=d",
+			      cto("d", "127.0.0.2", p),
+			      NULL};
+	struct bg_run b = {.argv = argv, .env = env};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	usleep(300 * 1000);
+	snprintf(ps, sizeof(ps), "%d", p);
+	const char *args[] = {"--bind", "127.0.0.2", "--port", ps, NULL};
+	cr_assert_eq(h_upstream_start(&bad, args), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(b.rc, 0);
+	expect_connect(&b.r, "b", "ECONNREFUSED", 0, 50);
+	expect_connect(&b.r, "c", "ok", 0, 50);
+	expect_connect(&b.r, "d", "ok", 0, 50);
+	/* The pool had refilled: its connections were accepted. */
+	cr_expect_eq(h_stat(&bad, "accepted") >= 2, 1, "%s", b.r.out);
+	h_run_free(&b.r);
+}
+
 /* ------------------------------------------------------------- libcurl */
 
 static void start_two(void)
@@ -370,6 +454,39 @@ Test(resilience, curl_breaker_opens_rejects_probes_and_closes, .init = start_two
 	h_run_free(&r);
 }
 
+/* A request the breaker refuses reads as the failed connect it stands
+ * for: one handle alternates a healthy host (200) and a host where nothing
+ * listens. Without the shim each request to the latter ends code=7
+ * status=0; with it, once the breaker is open, the handle's getinfo must
+ * not answer the previous transfer's 200. */
+Test(resilience, curl_breaker_refusal_shows_no_previous_response_code, .init = start_two,
+     .fini = stop_pair)
+{
+	const char *env[] = {conf_env(&good, "[lane default]\n"
+					     "breaker_failure_ratio = 0.5\n"
+					     "breaker_min_requests = 2\n"
+					     "breaker_open = 30s\n"),
+			     NULL};
+	char seq[64];
+	snprintf(seq, sizeof(seq), "1:%d/,3:%d/", good.port, good.port);
+	const char *argv[] = {"curlprog", "--mode",	"persistent", "--requests",
+			      "8",	  "--path-seq", seq,	      "--errbuf",
+			      "http://127.0.0.", NULL};
+	for (int shim = 0; shim < 2; shim++) {
+		struct h_run r;
+		cr_assert_eq(h_run(&r, argv, env, shim, 30000), 0);
+		cr_assert_eq(r.timed_out, 0, "program hung: %s", r.out);
+		for (int i = 1; i < 8; i += 2) {
+			char want[48];
+			snprintf(want, sizeof(want), "req 0 %d code=7 status=0 ", i);
+			cr_expect(strstr(r.out, want), "shim %d, request %d:\n%s", shim, i, r.out);
+		}
+		if (shim)
+			cr_expect(strstr(r.out, "circuit breaker open for 127.0.0.3"), "%s", r.out);
+		h_run_free(&r);
+	}
+}
+
 /* Retry throttling: every request gets no answer; retries = 2 with a budget
  * that never binds. The token bucket (4, at most half spent before
  * throttling) allows the first request's two retries, then none: the
@@ -399,19 +516,6 @@ Test(resilience, curl_retry_throttling_stops_retries, .init = start_two, .fini =
 	run(&r, argv, env2);
 	cr_expect_eq(h_stat(&good, "accepted"), 15, "without retry_tokens: %s", r.out);
 	h_run_free(&r);
-}
-
-struct bg_run {
-	struct h_run r;
-	const char *const *argv, *const *env;
-	int rc;
-};
-
-static void *bg_run_fn(void *arg)
-{
-	struct bg_run *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
-	return NULL;
 }
 
 /* Pooled connections to an ejected address are closed: 4 persistent

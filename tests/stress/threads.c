@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "alog.h"
@@ -410,6 +411,26 @@ static void *health_scraper(void *arg)
 	return NULL;
 }
 
+/* Pending raw connects (cr_health_pending / _settle): threads note and
+ * take outcomes on one slot (the same fd number, sockets of different
+ * inodes as far as the table knows), as fds 1024 apart would. */
+static struct cr_config *hcfg;
+static int hfd = -1;
+
+static void *pend_worker(void *arg)
+{
+	int me = (int)(intptr_t)arg;
+	for (int i = 0; i < 20000; i++) {
+		struct cr_dest d = {.family = AF_INET, .port = 81};
+		d.addr[0] = 10;
+		d.addr[3] = (uint8_t)(1 + me);
+		uint64_t ino = (uint64_t)(me + 1) * 1000000u + (uint64_t)i + 1;
+		cr_health_pending(hfd, ino, &hl, &d, CR_ADMIT_YES);
+		cr_health_pending_settle(hfd, ino, hcfg);
+	}
+	return NULL;
+}
+
 static int health_stress(void)
 {
 	struct cr_config *c = calloc(1, sizeof(*c));
@@ -427,6 +448,14 @@ static int health_stress(void)
 		pthread_create(&t[i], NULL, health_worker, (void *)i);
 	for (int i = 0; i < 8; i++)
 		pthread_join(t[i], NULL);
+	/* A TCP socket never connected: its outcome reads as failed. */
+	hcfg = c;
+	hfd = socket(AF_INET, SOCK_STREAM, 0);
+	for (intptr_t i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, pend_worker, (void *)i);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	close(hfd);
 	atomic_store(&health_stop, 1);
 	pthread_join(sc, NULL);
 	return 0;

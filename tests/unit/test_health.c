@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "base.h"
 #include "config.h"
 #include "health.h"
 #include "metrics.h"
@@ -322,4 +323,51 @@ Test(health, concurrent_use)
 	cr_expect_leq(cr_health_ejected_count(6, 1999), 1);
 	struct cr_dest ok = addr("127.0.0.2", 80);
 	cr_expect_eq(cr_health_ejected(&tl, G, &ok, 1999), 0);
+}
+
+/* The metrics read an ejected address's time left while other threads let
+ * it back in (its time is up, or the eject_max cap): the value shown is
+ * never negative (a "-0.-500" sample would make the whole scrape invalid).
+ * One thread ejects 127.0.0.2 and lets it back in, over and over; the
+ * reader walks the table (at time 1, before every ejection ends). */
+static struct cr_lane el;
+static atomic_int el_stop;
+
+static void *eject_flapper(void *arg)
+{
+	(void)arg;
+	struct cr_dest b = addr("127.0.0.2", 80);
+	for (int64_t t = 2; !atomic_load(&el_stop); t += 20000) {
+		cr_health_addr_result(&el, G, &b, 0, t); /* out (again: on probation) */
+		/* at most 10 x eject_time later: back in */
+		(void)cr_health_ejected(&el, G, &b, t + 10 * 1000);
+	}
+	return NULL;
+}
+
+static void count_negative(void *ctx, int lane, const char *label, int64_t v)
+{
+	(void)lane;
+	(void)label;
+	if (v < 0)
+		(*(int *)ctx)++;
+}
+
+Test(health, time_left_is_never_negative_while_addresses_come_back)
+{
+	el = lane(9);
+	el.eject_after = 1;
+	el.eject_time_ms = 1000;
+	struct cr_dest a = addr("127.0.0.1", 80);
+	(void)cr_health_ejected(&el, G, &a, 1); /* a second known address: cap 1 */
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, eject_flapper, NULL), 0);
+	int neg = 0;
+	int64_t end = cr_now_ms() + 1500;
+	while (neg == 0 && cr_now_ms() < end)
+		for (int i = 0; i < 1000; i++)
+			cr_health_each(0, count_negative, &neg, 1);
+	atomic_store(&el_stop, 1);
+	pthread_join(t, NULL);
+	cr_expect_eq(neg, 0, "%d negative samples", neg);
 }
