@@ -435,6 +435,11 @@ void cr_curl_limit_refused(struct cr_curl_easy *e, const struct cr_lane *lane, c
 		0);
 	cr_m_request(lane->id, key, cr_now_ns() - t_start, CR_OUT_OVERFLOW);
 	cr_curl_alog(e, lane, key, CURLE_OPERATION_TIMEDOUT, t_start, waited_ms, 1);
+	/* As for the timeout it reports, the handle's results are not the
+	 * previous transfer's (RESPONSE_CODE 0, not its 200): a performed handle
+	 * is answered by a fresh twin until its next perform (handles.c,
+	 * cr_curl_getinfo), as after a breaker refusal (resil.c). */
+	e->stale = e->performed;
 	errbuf_set(e,
 		   "connroute: lane '%s': %ld transfers to %s://%s:%d already in flight "
 		   "(max_conns_per_host = %ld); waited %ld ms (queue_timeout)",

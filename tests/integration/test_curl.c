@@ -804,3 +804,33 @@ Test(curl_retries, response_header_timeout_then_retry, .init = start_plain, .fin
 	cr_expect_eq(h_stat(&up, "path_delay"), 2, "one retry");
 	h_run_free(&r);
 }
+
+/* A perform refused at the limit reads as the timeout it reports: its
+ * handle's getinfo shows no response (status 0), not the 200 of the
+ * handle's previous request (libcurl's answer for a transfer that timed out
+ * before any response). Two persistent handles: request 0 quick (both
+ * served), request 1 slow: one holds the lane's only unit, the other is
+ * refused after queue_timeout. */
+Test(curl_limits, refused_perform_shows_no_previous_response, .init = start_plain, .fini = stop)
+{
+	struct h_run r;
+	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 300ms\n"),
+			     NULL};
+	RUN(&r, env, 1, "curlprog", "--mode", "persistent", "--threads", "2", "--requests", "2",
+	    "--path-seq", "/,/delay/1500", "--errbuf", path_url(""));
+	int refused = 0;
+	for (const char *p = r.out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, "req ", 4) != 0)
+			continue;
+		const char *eol = strchr(p, '\n');
+		char line[512];
+		snprintf(line, sizeof(line), "%.*s", (int)(eol ? eol - p : (long)strlen(p)), p);
+		if (!strstr(line, " code=28 "))
+			continue;
+		refused++;
+		cr_expect(strstr(line, " status=0 ") != NULL, "a refused perform shows a response: %s",
+			  line);
+	}
+	cr_expect_eq(refused, 1, "%s\n%s", r.out, r.err);
+	h_run_free(&r);
+}
