@@ -111,7 +111,7 @@ $(B)/connroute: $(CLI_SRC) $(B)/libcr.a
 	$(Q)$(CC) $(LIBFLAGS) -fPIE -pie -o $@ $(CLI_SRC) $(B)/libcr.a $(INIH_A) -lpthread $(LDFLAGS)
 
 # --- tests ------------------------------------------------------------------
-$(B)/progs/%: tests/progs/%.c include/connroute.h
+$(B)/progs/%: tests/progs/%.c include/connroute.h $(wildcard tests/progs/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -lcurl -lpthread

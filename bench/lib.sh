@@ -330,6 +330,72 @@ cr_cleanup() {
   return 0
 }
 
+# --- callgrind benches (bench/percost.sh, bench/permulti.sh) ---------------------------
+
+# cr_callgrind_init PROG ARGS... : their common start. Parses [--reps N] [--shim FILE]
+# [--no-build] into REPS (3), SHIM (default: $CR_BUILD/libconnroute.so) and BUILD; unless
+# --no-build, builds the shim, the upstream and $B/progs/PROG; needs valgrind. An unknown
+# argument calls the script's usage function when it has one (it also serves -h/--help),
+# else exits 2.
+cr_callgrind_init() {
+  local prog=$1
+  shift
+  REPS=3
+  BUILD=1
+  SHIM=
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --reps) REPS=${2:?}; shift 2 ;;
+      --shim) SHIM=${2:?}; shift 2 ;;
+      --no-build) BUILD=0; shift ;;
+      -h|--help) if declare -F usage >/dev/null; then usage; fi; cr_bad_arg "$1" ;;
+      *) cr_bad_arg "$1" ;;
+    esac
+  done
+  [ "$BUILD" = 1 ] && make -s B="$B" all "$B/upstream" "$B/progs/$prog" >&2
+  SHIM=${SHIM:-$CR_BUILD/libconnroute.so}
+  command -v valgrind >/dev/null || { echo "$CR_ME.sh: valgrind is needed" >&2; exit 1; }
+}
+cr_bad_arg() {
+  echo "$CR_ME.sh: unknown argument '$1'" >&2
+  if declare -F usage >/dev/null; then usage; fi
+  exit 2
+}
+
+# cr_cg_marginal NAME OKPAT ENV... -- PROG ARGS... : the marginal user-space instructions
+# of one operation of PROG: runs `env ENV... valgrind --tool=callgrind PROG ARGS` (under
+# ${CR_CG_PREFIX[@]}, e.g. taskset, when set) with every argument "@N@" replaced by N1, then by
+# N2, and prints (instructions at N2 - those at N1) / (N2 - N1), counted in the client's
+# own threads: callgrind numbers threads in creation order, 1 main and 2 the program's
+# worker; connroute's background thread, which wakes once a second whatever the load,
+# comes later and is left out. Each run's stdout must contain OKPAT ("@N@" replaced too);
+# a failed run exits with its output.
+cr_cg_marginal() {
+  local name=$1 okpat=$2 n a b
+  shift 2
+  local envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  for n in $N1 $N2; do
+    local args=("${@//@N@/$n}")
+    rm -f "$CR_DIR/cg.$name.$n"-*
+    env ${envs[@]+"${envs[@]}"} ${CR_CG_PREFIX[@]+"${CR_CG_PREFIX[@]}"} valgrind --tool=callgrind \
+      --separate-threads=yes --callgrind-out-file="$CR_DIR/cg.$name.$n" "${args[@]}" \
+      >"$CR_DIR/out" 2>"$CR_DIR/err" ||
+      { echo "$CR_ME.sh: $name failed: $(head -c 500 "$CR_DIR/err")" >&2; exit 1; }
+    grep -q -- "${okpat//@N@/$n}" "$CR_DIR/out" || { echo "$CR_ME.sh: $name: $(cat "$CR_DIR/out")" >&2; exit 1; }
+  done
+  a=$(cr_cg_client_ir "$CR_DIR/cg.$name.$N1")
+  b=$(cr_cg_client_ir "$CR_DIR/cg.$name.$N2")
+  echo $(((b - a) / (N2 - N1)))
+}
+cr_cg_client_ir() {
+  awk '/^totals:/ { s += $2 } END { printf "%.0f", s }' "$1"-01 "$1"-02
+}
+
+# Median of the numbers on stdin, one a line (0 for none).
+cr_median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print 0 }'; }
+
 # examples/payments.conf with the thread-name rules payments' threads need; a private copy
 # with them appended when the file has no [threads] section. Sets PAYMENTS_CONF, and
 # PAYMENTS_CONF_NOTE when a copy was made.

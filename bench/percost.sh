@@ -26,31 +26,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-REPS=3
-BUILD=1
-SHIM=
 usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --reps) REPS=${2:?}; shift 2 ;;
-    --shim) SHIM=${2:?}; shift 2 ;;
-    --no-build) BUILD=0; shift ;;
-    -h|--help) usage ;;
-    *) echo "percost.sh: unknown argument '$1'" >&2; usage ;;
-  esac
-done
 B=${B:-build}
-[ "$BUILD" = 1 ] && make -s B="$B" all "$B/upstream" "$B/progs/curlprog" >&2
 case "$B" in /*) CR_BUILD=$B ;; *) CR_BUILD=$ROOT/$B ;; esac
-SHIM=${SHIM:-$CR_BUILD/libconnroute.so}
-command -v valgrind >/dev/null || { echo "percost.sh: valgrind is needed" >&2; exit 1; }
 CR_DIR=$(mktemp -d /tmp/cr-bench-percost.XXXXXX)
 CR_ME=percost
 . bench/lib.sh
 trap 'cr_cleanup; rm -rf "$CR_DIR"' EXIT
 trap 'exit 130' INT TERM
-PIN=()
-[ "${CR_PIN:-0}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && PIN=(taskset -c 1)
+cr_callgrind_init curlprog "$@"
+CR_CG_PREFIX=()
+[ "${CR_PIN:-0}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && CR_CG_PREFIX=(taskset -c 1)
 N1=500
 N2=1500
 
@@ -59,28 +45,11 @@ cr_start_upstream
 cr_start_nginx
 CA_FILE=$CR_DIR/nginx/cert.pem
 
-# Instructions of the client's main and worker threads (callgrind numbers threads in
-# creation order: 1 main, 2 curlprog's worker; connroute's own come later).
-client_ir() {
-  awk '/^totals:/ { s += $2 } END { printf "%.0f", s }' "$1"-01 "$1"-02
-}
-
 # one NAME PRELOAD MODE URL -> prints the marginal instructions per request of one run
 one() {
-  local name=$1 pre=$2 mode=$3 u=$4 n a b
-  for n in $N1 $N2; do
-    rm -f "$CR_DIR/cg.$name.$n"-*
-    env ${pre:+LD_PRELOAD=$pre} "${PIN[@]}" valgrind --tool=callgrind --separate-threads=yes \
-      --callgrind-out-file="$CR_DIR/cg.$name.$n" "$CR_BUILD/progs/curlprog" --mode "$mode" --threads 1 \
-      --requests "$n" --quiet --cacert "$CA_FILE" "$u" >"$CR_DIR/out" 2>"$CR_DIR/err" ||
-      { echo "percost.sh: $name failed: $(head -c 500 "$CR_DIR/err")" >&2; exit 1; }
-    grep -q "ok=$n " "$CR_DIR/out" || { echo "percost.sh: $name: $(cat "$CR_DIR/out")" >&2; exit 1; }
-  done
-  a=$(client_ir "$CR_DIR/cg.$name.$N1")
-  b=$(client_ir "$CR_DIR/cg.$name.$N2")
-  echo $(((b - a) / (N2 - N1)))
+  cr_cg_marginal "$1" "ok=@N@ " ${2:+LD_PRELOAD=$2} -- "$CR_BUILD/progs/curlprog" --mode "$3" \
+    --threads 1 --requests @N@ --quiet --cacert "$CA_FILE" "$4"
 }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print 0 }'; }
 
 declare -A IR RUNS
 CLIENTS=(pers-none pers-shim fresh-shim)
@@ -97,7 +66,7 @@ for proto in http https; do
       echo "$v" >>"$CR_DIR/runs"
       echo "  $proto $c #$r: $v instructions/request" >&2
     done
-    IR[$proto,$c]=$(median <"$CR_DIR/runs")
+    IR[$proto,$c]=$(cr_median <"$CR_DIR/runs")
     RUNS[$proto,$c]=$(sort -n "$CR_DIR/runs" | tr '\n' ' ' | sed 's/ $//')
   done
 done

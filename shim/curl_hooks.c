@@ -35,6 +35,41 @@ static __thread CURL *cur_h;
 static __thread struct cr_curllib *cur_lib;
 static __thread const struct cr_curlfns *cur_fns;
 
+/* The one argument after the option of curl_easy_setopt / curl_multi_setopt,
+ * read in the type its number says (curl.h's CURLOPTTYPE_*): a long, a
+ * pointer (object and function options; for easy options also blobs, from
+ * CURLOPTTYPE_BLOB on) or a curl_off_t. BLOB is 1 for easy options, 0 for
+ * multi ones (multi.h has no blob type). Always inlined with a constant BLOB:
+ * the setopt hooks are on every request's path. */
+struct optarg {
+	long l;
+	void *p;
+	curl_off_t o;
+};
+
+static inline __attribute__((always_inline)) int optarg_is_ptr(unsigned int opt, int blob)
+{
+	return opt >= CURLOPTTYPE_OBJECTPOINT &&
+	       (opt < CURLOPTTYPE_OFF_T || (blob && opt >= CURLOPTTYPE_BLOB));
+}
+
+static inline __attribute__((always_inline)) void optarg_read(struct optarg *a, va_list *ap,
+							      unsigned int opt, int blob)
+{
+	if (opt < CURLOPTTYPE_OBJECTPOINT)
+		a->l = va_arg(*ap, long);
+	else if (optarg_is_ptr(opt, blob))
+		a->p = va_arg(*ap, void *);
+	else
+		a->o = va_arg(*ap, curl_off_t);
+}
+
+/* FN(H, OPT, the argument in its own type). */
+#define OPTARG_PASS(fn, h, opt, a, blob)                     \
+	((opt) < CURLOPTTYPE_OBJECTPOINT ? fn(h, opt, (a).l) \
+	 : optarg_is_ptr(opt, blob)      ? fn(h, opt, (a).p) \
+					 : fn(h, opt, (a).o))
+
 /* ------------------------------------------------------------------ hooks */
 
 HOOK(CURL *, curl_easy_init, (void))
@@ -55,19 +90,9 @@ HOOK(CURL *, curl_easy_init, (void))
 HOOK(CURLcode, curl_easy_setopt, (CURL * h, CURLoption opt, ...))
 {
 	va_list ap;
-	long l = 0;
-	void *p = NULL;
-	curl_off_t o = 0;
-	/* The option number says the argument's type (curl.h's CURLOPTTYPE_*). */
+	struct optarg a = {0, NULL, 0};
 	va_start(ap, opt);
-	if (opt < CURLOPTTYPE_OBJECTPOINT)
-		l = va_arg(ap, long);
-	else if (opt < CURLOPTTYPE_OFF_T)
-		p = va_arg(ap, void *);
-	else if (opt < CURLOPTTYPE_BLOB)
-		o = va_arg(ap, curl_off_t);
-	else
-		p = va_arg(ap, void *);
+	optarg_read(&a, &ap, opt, 1);
 	va_end(ap);
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
@@ -77,13 +102,9 @@ HOOK(CURLcode, curl_easy_setopt, (CURL * h, CURLoption opt, ...))
 	 * must stay known. */
 	if (atomic_load_explicit(&cr_state, memory_order_relaxed) != CR_ST_READY) {
 		const struct cr_curlfns *f = cr_curl_lib_fns(lib);
-		if (opt < CURLOPTTYPE_OBJECTPOINT)
-			return f->easy_setopt(h, opt, l);
-		if (opt < CURLOPTTYPE_OFF_T || opt >= CURLOPTTYPE_BLOB)
-			return f->easy_setopt(h, opt, p);
-		return f->easy_setopt(h, opt, o);
+		return OPTARG_PASS(f->easy_setopt, h, opt, a, 1);
 	}
-	return cr_curl_setopt(lib, h, opt, p, l, o);
+	return cr_curl_setopt(lib, h, opt, a.p, a.l, a.o);
 }
 
 HOOK(CURLcode, curl_easy_perform, (CURL * h))
@@ -339,32 +360,21 @@ static __attribute__((noinline)) CURLMcode setopt_slow(CURLM *m, CURLMoption opt
 	if ((opt == CURLMOPT_TIMERFUNCTION || opt == CURLMOPT_TIMERDATA) && !cur_h && active())
 		return cr_curl_mx_setopt(lib, m, opt, p);
 	const struct cr_curlfns *f = cr_curl_lib_fns(lib);
-	if (opt < CURLOPTTYPE_OBJECTPOINT)
-		return f->multi_setopt(m, opt, l);
-	if (opt < CURLOPTTYPE_OFF_T)
-		return f->multi_setopt(m, opt, p);
-	return f->multi_setopt(m, opt, o);
+	struct optarg a = {l, p, o};
+	return OPTARG_PASS(f->multi_setopt, m, opt, a, 0);
 }
 
 HOOK(CURLMcode, curl_multi_setopt, (CURLM * m, CURLMoption opt, ...))
 {
 	va_list ap;
-	long l = 0;
-	void *p = NULL;
-	curl_off_t o = 0;
-	/* The option number says the argument's type (multi.h's CURLOPTTYPE_*). */
+	struct optarg a = {0, NULL, 0};
 	va_start(ap, opt);
-	if (opt < CURLOPTTYPE_OBJECTPOINT)
-		l = va_arg(ap, long);
-	else if (opt < CURLOPTTYPE_OFF_T)
-		p = va_arg(ap, void *);
-	else
-		o = va_arg(ap, curl_off_t);
+	optarg_read(&a, &ap, opt, 0);
 	va_end(ap);
 	/* libcurl's own setopt on its private multi, inside our perform */
 	if (PRIVATE_FAST() && opt < CURLOPTTYPE_OBJECTPOINT)
-		return cur_fns->multi_setopt(m, opt, l);
-	return setopt_slow(m, opt, l, p, o, __builtin_return_address(0));
+		return cur_fns->multi_setopt(m, opt, a.l);
+	return setopt_slow(m, opt, a.l, a.p, a.o, __builtin_return_address(0));
 }
 
 static __attribute__((noinline)) CURLMcode perform_slow(CURLM *m, int *running, const void *ret)

@@ -791,11 +791,19 @@ CURLMcode cr_curl_mx_cleanup(struct cr_mx *x)
 	return rc;
 }
 
-/* What the app's `while (running)` loop must count: libcurl's answer, the
- * transfers a pump added after libcurl counted, and those still queued. */
-static void running_fix(const struct cr_mx *x, int admits_before, int *running)
+/* After libcurl ran the multi (perform, socket_action, socket_all) and
+ * answered RC: a pump admits what the run freed, *running becomes what the
+ * app's `while (running)` loop must count (libcurl's answer, the transfers
+ * that pump added after libcurl counted, and those still queued), and the
+ * app's timer is re-armed. Returns RC. */
+static CURLMcode after_run(struct cr_mx *x, CURLMcode rc, int *running)
 {
-	*running += (x->admits - admits_before) + x->nqueued;
+	int a = x->admits;
+	pump(x);
+	if (rc == CURLM_OK && running)
+		*running += (x->admits - a) + x->nqueued;
+	timer_sync(x);
+	return rc;
 }
 
 CURLMcode cr_curl_mx_perform(struct cr_mx *x, int *running)
@@ -804,12 +812,7 @@ CURLMcode cr_curl_mx_perform(struct cr_mx *x, int *running)
 		return x->lib->fns.multi_perform(x->m, running);
 	pump(x);
 	CURLMcode rc = x->lib->fns.multi_perform(x->m, running);
-	int a = x->admits;
-	pump(x);
-	if (rc == CURLM_OK && running)
-		running_fix(x, a, running);
-	timer_sync(x);
-	return rc;
+	return after_run(x, rc, running);
 }
 
 CURLMcode cr_curl_mx_socket_action(struct cr_mx *x, curl_socket_t s, int ev, int *running)
@@ -818,12 +821,7 @@ CURLMcode cr_curl_mx_socket_action(struct cr_mx *x, curl_socket_t s, int ev, int
 		x->armed = 0; /* the app's single-shot timer fired */
 	pump(x);
 	CURLMcode rc = x->lib->fns.multi_socket_action(x->m, s, ev, running);
-	int a = x->admits;
-	pump(x);
-	if (rc == CURLM_OK && running)
-		running_fix(x, a, running);
-	timer_sync(x);
-	return rc;
+	return after_run(x, rc, running);
 }
 
 CURLMcode cr_curl_mx_socket_all(struct cr_mx *x, int *running)
@@ -835,12 +833,7 @@ CURLMcode cr_curl_mx_socket_all(struct cr_mx *x, int *running)
 			       : x->lib->fns.multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0,
 								 running);
 	x->busy = 0;
-	int a = x->admits;
-	pump(x);
-	if (rc == CURLM_OK && running)
-		running_fix(x, a, running);
-	timer_sync(x);
-	return rc;
+	return after_run(x, rc, running);
 }
 
 CURLMcode cr_curl_mx_wait(struct cr_mx *x, struct curl_waitfd *fds, unsigned n, int timeout_ms,

@@ -3,12 +3,14 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,7 @@ long long h_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+void h_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -230,7 +232,7 @@ int h_upstream_start(struct h_upstream *u, const char *const *extra_args)
             u->control_port = cp;
             return 0;
         }
-        sleep_ms(10);
+        h_sleep_ms(10);
     }
     fprintf(stderr, "harness: upstream did not report its port within 10 s\n");
     h_upstream_stop(u);
@@ -248,7 +250,7 @@ static int wait_pid_bounded(pid_t pid, int timeout_ms, int *st)
             return -1;
         if (h_now_ms() >= deadline)
             return 1;
-        sleep_ms(5);
+        h_sleep_ms(5);
     }
 }
 
@@ -597,7 +599,7 @@ long h_wait_stat(struct h_upstream *u, const char *name, long want, int timeout_
         v = h_stat(u, name);
         if (v == want || h_now_ms() >= deadline)
             return v;
-        sleep_ms(10);
+        h_sleep_ms(10);
     }
 }
 
@@ -1095,7 +1097,7 @@ int h_nginx_start(struct h_nginx *n, const char *locations)
                 n->pid = 0; /* lost a port to someone: another pair */
                 break;
             }
-            sleep_ms(25);
+            h_sleep_ms(25);
         }
         if (n->pid > 0)
             h_spawn_stop(n->pid, 1000);
@@ -1115,7 +1117,7 @@ char *h_nginx_log_take(struct h_nginx *n)
 {
     char log[400];
     snprintf(log, sizeof log, "%s/access.log", n->dir);
-    sleep_ms(100);
+    h_sleep_ms(100);
     char *t = h_read_file(log);
     if (truncate(log, 0) != 0 && errno != ENOENT)
         fprintf(stderr, "harness: could not empty %s\n", log);
@@ -1143,4 +1145,115 @@ int h_log_conns(const char *log, const char *addr, int *lines, int *addr_ok)
         l = nl ? nl + 1 : NULL;
     }
     return n;
+}
+
+/* ---- the per-test fixture ------------------------------------------------------------- */
+
+struct h_upstream h_up;
+char h_dir[256];
+char h_url[128];
+
+void h_start_with(const char *const *extra_args)
+{
+    cr_assert_eq(h_upstream_start(&h_up, extra_args), 0);
+    snprintf(h_dir, sizeof h_dir, "%s", h_up.dir);
+    /* TLS by name: the test certificate's SAN names localhost (and 127.0.0.1). */
+    snprintf(h_url, sizeof h_url, "%s://%s:%d", h_up.tls ? "https" : "http",
+             h_up.tls ? "localhost" : "127.0.0.1", h_up.port);
+}
+
+void h_start_plain(void)
+{
+    h_start_with(NULL);
+}
+
+void h_start_tls(void)
+{
+    const char *args[] = {"--tls", NULL};
+    h_start_with(args);
+}
+
+void h_stop(void)
+{
+    h_upstream_stop(&h_up);
+}
+
+const char *h_config(const char *text)
+{
+    static char env[512];
+    char path[400];
+    cr_assert_eq(h_write_file(h_dir, "connroute.conf", text, path, sizeof path), 0);
+    snprintf(env, sizeof env, "CONNROUTE_CONFIG=%s", path);
+    return env;
+}
+
+char *h_path_url(const char *path)
+{
+    static char buf[4][256];
+    static int i;
+    char *b = buf[i++ % 4];
+    snprintf(b, 256, "%s%s", h_url, path);
+    return b;
+}
+
+void h_run_ok(struct h_run *r, const char *const *argv, const char *const *env, int preload,
+              int timeout_ms)
+{
+    cr_assert_eq(h_run(r, argv, env, preload, timeout_ms), 0, "could not start %s", argv[0]);
+    cr_assert_eq(r->timed_out, 0, "%s hung (preload=%d): %s\n%s", argv[0], preload, r->out,
+                 r->err);
+}
+
+int h_count_str(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+double h_metric_sum(const char *text, const char *name, const char *label)
+{
+    size_t n = strlen(name);
+    double s = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, n) || (p[n] != '{' && p[n] != ' '))
+            continue;
+        const char *sp = strchr(p, '}');
+        const char *eol = strchr(p, '\n');
+        if (!sp || (eol && sp > eol))
+            sp = p + n;
+        if (label) {
+            const char *l = strstr(p, label);
+            if (!l || l > sp)
+                continue;
+        }
+        s += strtod(strchr(sp, ' ') + 1, NULL);
+    }
+    return s;
+}
+
+static void *bg_main(void *arg)
+{
+    struct h_bg *b = arg;
+    b->rc = h_run(&b->r, b->argv, b->env, !b->no_preload, b->timeout_ms ? b->timeout_ms : 30000);
+    atomic_store(&b->finished, 1);
+    return NULL;
+}
+
+void h_bg_start(struct h_bg *b)
+{
+    cr_assert_eq(pthread_create(&b->t, NULL, bg_main, b), 0);
+}
+
+void h_bg_wait(struct h_bg *b)
+{
+    pthread_join(b->t, NULL);
+}
+
+void h_bg_join(struct h_bg *b)
+{
+    h_bg_wait(b);
+    cr_assert_eq(b->rc, 0, "could not run %s", b->argv[0]);
+    cr_assert_eq(b->r.timed_out, 0, "%s hung: %s\n%s", b->argv[0], b->r.out, b->r.err);
 }

@@ -24,6 +24,8 @@
 #ifndef CR_HARNESS_H
 #define CR_HARNESS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -118,6 +120,8 @@ char *h_read_file(const char *path);
 int h_count_fds(pid_t pid);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long h_now_ms(void);
+/* Sleeps MS milliseconds (resumed after signals). */
+void h_sleep_ms(long ms);
 
 /* ---- background servers other than the upstream (nginx, fcgiwrap, ...) ---------------- */
 
@@ -157,5 +161,61 @@ char *h_nginx_log_take(struct h_nginx *n);
 /* Distinct connection serials in such a log; *lines counts its lines, *addr_ok those whose
  * client address is addr. */
 int h_log_conns(const char *log, const char *addr, int *lines, int *addr_ok);
+
+/* ---- the per-test fixture most suites share (Criterion assertions on failure) ---------- */
+
+/* The running test's upstream. h_start_plain / h_start_tls / h_start_with(extra_args) (as
+ * a Test's .init) start it and set h_dir = h_up.dir and h_url = its base URL, no trailing
+ * slash: "http://127.0.0.1:PORT", or "https://localhost:PORT" with --tls (the name the
+ * certificate is checked against). h_stop (.fini) stops it. h_dir is where h_config writes;
+ * a test may point it elsewhere (e.g. an nginx's dir). Criterion runs each test in its own
+ * process, so one set serves every suite. */
+extern struct h_upstream h_up;
+extern char h_dir[256];
+extern char h_url[128];
+void h_start_with(const char *const *extra_args);
+void h_start_plain(void);
+void h_start_tls(void);
+void h_stop(void);
+/* Writes TEXT to h_dir/connroute.conf; returns "CONNROUTE_CONFIG=path" (static: one at a
+ * time). */
+const char *h_config(const char *text);
+/* h_url + PATH, in one of 4 rotating static buffers. */
+char *h_path_url(const char *path);
+
+/* h_run that asserts the program started and did not time out (the message names argv[0]
+ * and shows its output). */
+void h_run_ok(struct h_run *r, const char *const *argv, const char *const *env, int preload,
+              int timeout_ms);
+/* h_run_ok of an argv written in place, 30 s: H_RUN(&r, env, preload, "prog", "arg", ...). */
+#define H_RUN(r, env, preload, ...)                                                            \
+    do {                                                                                       \
+        const char *h_argv_[] = {__VA_ARGS__, NULL};                                           \
+        h_run_ok((r), h_argv_, (env), (preload), 30000);                                       \
+    } while (0)
+
+/* Non-overlapping occurrences of NEEDLE in HAY (0 for a NULL HAY). */
+int h_count_str(const char *hay, const char *needle);
+/* The sum of the samples of metric NAME (lines "NAME{...} V" or "NAME V") in a Prometheus
+ * text scrape whose labels contain LABEL (NULL: every sample). */
+double h_metric_sum(const char *text, const char *name, const char *label);
+
+/* A program run by h_run in a thread (e.g. while the test scrapes or signals it). Fill argv
+ * and env (NULL-terminated; env may stay empty), optionally timeout_ms (0: 30 s) and
+ * no_preload (0: under the shim), then h_bg_start. h_bg_wait joins; h_bg_join joins and
+ * asserts the program started and did not time out. finished is set when h_run returned. */
+struct h_bg {
+    pthread_t t;
+    atomic_int finished;
+    const char *argv[64];
+    const char *env[8];
+    int timeout_ms;
+    int no_preload;
+    struct h_run r;
+    int rc; /* h_run's return */
+};
+void h_bg_start(struct h_bg *b);
+void h_bg_wait(struct h_bg *b);
+void h_bg_join(struct h_bg *b);
 
 #endif

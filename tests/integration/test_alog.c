@@ -23,29 +23,15 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256], logpath[400], cfgpath[400], conf_env[450], base_url[128];
+static char logpath[400], cfgpath[400], conf_env[450], base_url[128];
 
 static void start(void)
 {
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-	snprintf(logpath, sizeof(logpath), "%s/access.log", dir);
-	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", dir);
+	h_start_plain();
+	snprintf(logpath, sizeof(logpath), "%s/access.log", h_dir);
+	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", h_dir);
 	snprintf(conf_env, sizeof(conf_env), "CONNROUTE_CONFIG=%s", cfgpath);
-	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", up.port);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
+	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", h_up.port);
 }
 
 __attribute__((format(printf, 1, 2))) static void write_config(const char *fmt, ...)
@@ -55,7 +41,7 @@ __attribute__((format(printf, 1, 2))) static void write_config(const char *fmt, 
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	cr_assert_eq(h_write_file(dir, "connroute.conf.new", text, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(h_write_file(h_dir, "connroute.conf.new", text, tmp, sizeof(tmp)), 0);
 	cr_assert_eq(rename(tmp, cfgpath), 0);
 }
 
@@ -196,19 +182,11 @@ static long conn_of_port(const char *peers, long port)
 	return -1;
 }
 
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 /* ------------------------------------------------------------------ tests */
 
 /* libcurl (lane api) and raw sockets (lane raw) into one file: one line per request and
  * per connect, each matching what the program saw and what the server counted. */
-Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
+Test(alog, two_lanes_match_the_server_view, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\n[lane api]\nmatch = api/*\n[lane raw]\nmatch = raw/*\n",
 		     logpath);
@@ -217,9 +195,9 @@ Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
 			       "--path-seq", "/conn,/conn,/delay/x", base_url, NULL};
 	run(&c, "api/x", cargv);
 	char a1[64], a2[64], a3[64];
-	snprintf(a1, sizeof(a1), "connect=a@127.0.0.1:%d", up.port);
-	snprintf(a2, sizeof(a2), "connect=b@127.0.0.1:%d", up.port);
-	snprintf(a3, sizeof(a3), "connect=c@127.0.0.1:%d", up.control_port == 1 ? 2 : 1);
+	snprintf(a1, sizeof(a1), "connect=a@127.0.0.1:%d", h_up.port);
+	snprintf(a2, sizeof(a2), "connect=b@127.0.0.1:%d", h_up.port);
+	snprintf(a3, sizeof(a3), "connect=c@127.0.0.1:%d", h_up.control_port == 1 ? 2 : 1);
 	const char *sargv[] = {"sockprog", "tcp=a", a1, "get=a:/conn", "close=a", "tcp=b", a2,
 			       "get=b:/conn", "close=b", "tcp=c", a3, NULL};
 	run(&s, "raw/y", sargv);
@@ -231,7 +209,7 @@ Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
 	struct lines l;
 	read_lines(&l, logpath);
 	assert_json(logpath);
-	char *peers = h_peers(&up);
+	char *peers = h_peers(&h_up);
 	cr_assert_not_null(peers);
 
 	int api = 0, raw = 0, fresh = 0, raw_ok = 0;
@@ -248,9 +226,9 @@ Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
 			cr_expect(jis(ln, "outcome", q->status >= 400 ? "http_error" : "ok"), "%s", ln);
 			if (q->status >= 400)
 				cr_expect(jis(ln, "error.type", "400"), "%s", ln);
-			cr_expect_eq(jnum(ln, "server.port"), up.port);
+			cr_expect_eq(jnum(ln, "server.port"), h_up.port);
 			cr_expect(jis(ln, "network.peer.address", "127.0.0.1"), "%s", ln);
-			cr_expect_eq(jnum(ln, "network.peer.port"), up.port);
+			cr_expect_eq(jnum(ln, "network.peer.port"), h_up.port);
 			/* which connection: the client port, as the server listed it */
 			if (q->conn > 0)
 				cr_expect_eq(conn_of_port(peers, jnum(ln, "network.local.port")), q->conn,
@@ -266,7 +244,7 @@ Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
 			cr_expect_null(strstr(ln, "\"http."), "%s", ln);
 			if (raw < 2) {
 				cr_expect(jis(ln, "outcome", "ok"), "%s", ln);
-				cr_expect_eq(jnum(ln, "network.peer.port"), up.port);
+				cr_expect_eq(jnum(ln, "network.peer.port"), h_up.port);
 				cr_expect(jsec(ln, "connect") >= 0, "%s", ln);
 				raw_ok++;
 			} else {
@@ -280,8 +258,8 @@ Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
 	}
 	cr_expect_eq(api, 6, "%s", l.text);
 	cr_expect_eq(raw, 3, "%s", l.text);
-	cr_expect_eq(h_stat(&up, "requests"), 8, "6 libcurl requests and 2 raw GETs");
-	cr_expect_eq(h_stat(&up, "accepted"), fresh + raw_ok,
+	cr_expect_eq(h_stat(&h_up, "requests"), 8, "6 libcurl requests and 2 raw GETs");
+	cr_expect_eq(h_stat(&h_up, "accepted"), fresh + raw_ok,
 		     "every connection the server accepted is a line with reused=false or a connect");
 	free(peers);
 	free(l.text);
@@ -290,10 +268,10 @@ Test(alog, two_lanes_match_the_server_view, .init = start, .fini = stop)
 }
 
 /* A GET the server drops once: retried by the lane, logged once with its resend count. */
-Test(alog, retries_from_the_fault_injector, .init = start, .fini = stop)
+Test(alog, retries_from_the_fault_injector, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\n[lane api]\nmatch = api/*\nretries = 2\n", logpath);
-	char *r = h_get(&up, "/inject?fault=drop&count=1");
+	char *r = h_get(&h_up, "/inject?fault=drop&count=1");
 	cr_assert_not_null(r);
 	free(r);
 	struct h_run c;
@@ -307,14 +285,14 @@ Test(alog, retries_from_the_fault_injector, .init = start, .fini = stop)
 	cr_expect_eq(jnum(l.v[0], "http.request.resend_count"), 1, "%s", l.v[0]);
 	cr_expect(jis(l.v[0], "outcome", "ok"), "%s", l.v[0]);
 	cr_expect_eq(jnum(l.v[0], "http.response.status_code"), 200);
-	cr_expect_eq(h_stat(&up, "faults_fired"), 1);
-	cr_expect_eq(h_stat(&up, "requests"), 2, "the dropped request and its retry");
+	cr_expect_eq(h_stat(&h_up, "faults_fired"), 1);
+	cr_expect_eq(h_stat(&h_up, "requests"), 2, "the dropped request and its retry");
 	free(l.text);
 	h_run_free(&c);
 }
 
 /* access_log_slow: only the slow requests are logged, with their durations. */
-Test(alog, a_slow_upstream_and_access_log_slow, .init = start, .fini = stop)
+Test(alog, a_slow_upstream_and_access_log_slow, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\naccess_log_slow = 200ms\n", logpath);
 	struct h_run c;
@@ -332,13 +310,13 @@ Test(alog, a_slow_upstream_and_access_log_slow, .init = start, .fini = stop)
 		cr_expect(jsec(l.v[i], "ttfb") >= 0.25, "%s", l.v[i]); /* the server waited ~300 ms */
 		cr_expect(jis(l.v[i], "connroute.lane", "default"), "%s", l.v[i]);
 	}
-	cr_expect_eq(h_stat(&up, "requests"), 4);
+	cr_expect_eq(h_stat(&h_up, "requests"), 4);
 	free(l.text);
 	h_run_free(&c);
 }
 
 /* A tiny ring and a fast client: lines are dropped and counted, requests never wait. */
-Test(alog, a_full_ring_drops_and_counts_and_never_blocks, .init = start, .fini = stop)
+Test(alog, a_full_ring_drops_and_counts_and_never_blocks, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\naccess_log_buffer = 8\n", logpath);
 	struct h_run c;
@@ -359,7 +337,7 @@ Test(alog, a_full_ring_drops_and_counts_and_never_blocks, .init = start, .fini =
 	}
 	cr_expect_gt(dropped, 0, "a ring of 8 kept up with 4 threads? log %d lines\n%s", l.n, c.err);
 	cr_expect_eq(l.n + dropped, 4000, "%d lines + %ld dropped", l.n, dropped);
-	cr_expect_eq(h_stat(&up, "requests"), 4000);
+	cr_expect_eq(h_stat(&h_up, "requests"), 4000);
 	free(l.text);
 	h_run_free(&c);
 }
@@ -384,18 +362,18 @@ static void *bg_main(void *arg)
 
 /* The drop counter on the metrics endpoint of a running process: lines written and
  * lines counted dropped add up to the connects made. */
-Test(alog, drops_are_counted_in_the_metrics, .init = start, .fini = stop)
+Test(alog, drops_are_counted_in_the_metrics, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\naccess_log_buffer = 8\nmetrics = unix:%s/m.sock\n"
 		     "[lane raw]\nmatch = raw\n",
-		     logpath, dir);
+		     logpath, h_dir);
 	const char *argv[64];
 	char steps[40][48];
 	int k = 0;
 	argv[k++] = "sockprog";
 	for (int i = 0; i < 12; i++) {
 		snprintf(steps[3 * i], 48, "tcp=s%d", i);
-		snprintf(steps[3 * i + 1], 48, "connect=s%d@127.0.0.1:%d", i, up.port);
+		snprintf(steps[3 * i + 1], 48, "connect=s%d@127.0.0.1:%d", i, h_up.port);
 		snprintf(steps[3 * i + 2], 48, "close=s%d", i);
 		argv[k++] = steps[3 * i];
 		argv[k++] = steps[3 * i + 1];
@@ -407,13 +385,13 @@ Test(alog, drops_are_counted_in_the_metrics, .init = start, .fini = stop)
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, bg_main, &b), 0);
 	char spec[400], path[400], bin[400], *text = NULL;
-	snprintf(spec, sizeof(spec), "unix:%s/m.sock", dir);
-	snprintf(path, sizeof(path), "%s/m.sock", dir);
+	snprintf(spec, sizeof(spec), "unix:%s/m.sock", h_dir);
+	snprintf(path, sizeof(path), "%s/m.sock", h_dir);
 	snprintf(bin, sizeof(bin), "%s/connroute", h_build());
 	struct stat st;
 	for (int i = 0; i < 300 && stat(path, &st) != 0; i++)
-		sleep_ms(10);
-	sleep_ms(1000); /* the connects are done, the writer has taken what the ring held */
+		h_sleep_ms(10);
+	h_sleep_ms(1000); /* the connects are done, the writer has taken what the ring held */
 	const char *cargv[] = {bin, "stats", "--raw", spec, NULL};
 	struct h_run s;
 	cr_assert_eq(h_run(&s, cargv, NULL, 0, 20000), 0);
@@ -435,7 +413,7 @@ Test(alog, drops_are_counted_in_the_metrics, .init = start, .fini = stop)
 }
 
 /* logrotate's default: rename the file, the next lines go to a new one, none lost. */
-Test(alog, rotation_by_rename, .init = start, .fini = stop)
+Test(alog, rotation_by_rename, .init = start, .fini = h_stop)
 {
 	char moved[450];
 	snprintf(moved, sizeof(moved), "%s.1", logpath);
@@ -447,8 +425,8 @@ Test(alog, rotation_by_rename, .init = start, .fini = stop)
 	cr_assert_eq(pthread_create(&t, NULL, bg_main, &b), 0);
 	struct stat st;
 	for (int i = 0; i < 500 && stat(logpath, &st) != 0; i++)
-		sleep_ms(10);
-	sleep_ms(600);
+		h_sleep_ms(10);
+	h_sleep_ms(600);
 	cr_assert_eq(rename(logpath, moved), 0, "no log appeared: %s", strerror(errno));
 	pthread_join(t, NULL);
 	cr_assert_eq(b.rc, 0);
@@ -474,22 +452,22 @@ Test(alog, rotation_by_rename, .init = start, .fini = stop)
 }
 
 /* Credentials, headers, cookies, bodies, query strings: never in the log. */
-Test(alog, no_secret_anywhere_in_the_log, .init = start, .fini = stop)
+Test(alog, no_secret_anywhere_in_the_log, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\n[lane q]\nmatch = q\naccess_log_query = on\n", logpath);
 	char url[256];
 	snprintf(url, sizeof(url), "http://user:SECRET-PW@127.0.0.1:%d/conn?token=SECRET-QS#SECRET-FRAG",
-		 up.port);
+		 h_up.port);
 	struct h_run c;
 	const char *argv[] = {"curlprog", "--requests", "2", "--header", "Authorization: Bearer SECRET-AUTH",
 			      "--header", "Cookie: session=SECRET-COOKIE", "--user", "bob:SECRET-USER",
 			      "--data", "SECRET-BODY", url, NULL};
 	run(&c, "any", argv);
 	cr_assert_eq(c.status, 0, "%s\n%s", c.out, c.err);
-	cr_expect_eq(h_stat(&up, "requests_post"), 2);
+	cr_expect_eq(h_stat(&h_up, "requests_post"), 2);
 	/* a lane that keeps the query: only it, never the fragment */
 	char url2[256];
-	snprintf(url2, sizeof(url2), "http://127.0.0.1:%d/conn?page=2#SECRET-FRAG2", up.port);
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%d/conn?page=2#SECRET-FRAG2", h_up.port);
 	const char *argv2[] = {"curlprog", "--requests", "1", url2, NULL};
 	struct h_run c2;
 	run(&c2, "q", argv2);
@@ -508,29 +486,29 @@ Test(alog, no_secret_anywhere_in_the_log, .init = start, .fini = stop)
 }
 
 /* A log that cannot be opened: one warning, the lane logs nothing, the host runs on. */
-Test(alog, a_path_that_cannot_be_opened_warns_once, .init = start, .fini = stop)
+Test(alog, a_path_that_cannot_be_opened_warns_once, .init = start, .fini = h_stop)
 {
-	write_config("[global]\naccess_log = %s/no/such/dir/access.log\n", dir);
+	write_config("[global]\naccess_log = %s/no/such/dir/access.log\n", h_dir);
 	struct h_run c;
 	const char *argv[] = {"curlprog", "--requests", "20", "--pause-ms", "20", base_url, NULL};
 	run(&c, "any", argv);
 	cr_expect_eq(c.status, 0, "%s\n%s", c.out, c.err);
-	cr_expect_eq(count_substr(c.err, "cannot read"), 1, "%s", c.err);
-	cr_expect_eq(h_stat(&up, "requests"), 20);
+	cr_expect_eq(h_count_str(c.err, "cannot read"), 1, "%s", c.err);
+	cr_expect_eq(h_stat(&h_up, "requests"), 20);
 	h_run_free(&c);
 }
 
 /* stderr, and a unix datagram socket a collector reads (one line per datagram). */
-Test(alog, stderr_and_a_datagram_collector, .init = start, .fini = stop)
+Test(alog, stderr_and_a_datagram_collector, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = stderr\n");
 	struct h_run c;
 	const char *argv[] = {"curlprog", "--requests", "3", base_url, NULL};
 	run(&c, "any", argv);
-	cr_expect_eq(count_substr(c.err, "{\"time\":"), 3, "%s", c.err);
+	cr_expect_eq(h_count_str(c.err, "{\"time\":"), 3, "%s", c.err);
 
 	char path[400];
-	snprintf(path, sizeof(path), "%s/collector.sock", dir);
+	snprintf(path, sizeof(path), "%s/collector.sock", h_dir);
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	cr_assert_lt(strlen(path), sizeof(sa.sun_path));
@@ -560,7 +538,7 @@ Test(alog, stderr_and_a_datagram_collector, .init = start, .fini = stop)
 }
 
 /* `connroute tail PATH`: the table, the slowest first with --slow. */
-Test(alog, tail_prints_the_last_requests, .init = start, .fini = stop)
+Test(alog, tail_prints_the_last_requests, .init = start, .fini = h_stop)
 {
 	write_config("[global]\naccess_log = %s\n", logpath);
 	struct h_run c;
@@ -574,9 +552,9 @@ Test(alog, tail_prints_the_last_requests, .init = start, .fini = stop)
 	struct h_run t;
 	cr_assert_eq(h_run(&t, targv, NULL, 0, 20000), 0);
 	cr_assert_eq(t.status, 0, "%s", t.err);
-	cr_expect_eq(count_substr(t.out, "\n"), 5, "a header and 4 rows:\n%s", t.out);
+	cr_expect_eq(h_count_str(t.out, "\n"), 5, "a header and 4 rows:\n%s", t.out);
 	cr_expect(strstr(t.out, "TOTAL"), "%s", t.out);
-	cr_expect_eq(count_substr(t.out, "/delay/150"), 1, "%s", t.out);
+	cr_expect_eq(h_count_str(t.out, "/delay/150"), 1, "%s", t.out);
 	const char *sargv[] = {bin, "tail", logpath, "--slow", "-n", "2", NULL};
 	struct h_run s;
 	cr_assert_eq(h_run(&s, sargv, NULL, 0, 20000), 0);
@@ -585,16 +563,16 @@ Test(alog, tail_prints_the_last_requests, .init = start, .fini = stop)
 	cr_assert_not_null(r1);
 	cr_expect(strstr(r1, "/delay/150") && strstr(r1, "/delay/150") < strchr(r1 + 1, '\n'),
 		  "the slowest first:\n%s", s.out);
-	cr_expect_eq(count_substr(s.out, "/delay/150"), 2, "%s", s.out);
+	cr_expect_eq(h_count_str(s.out, "/delay/150"), 2, "%s", s.out);
 	h_run_free(&c);
 	h_run_free(&t);
 	h_run_free(&s);
 }
 
 /* `connroute tail PID` finds the running process's log through its config (%p = PID). */
-Test(alog, tail_of_a_running_process, .init = start, .fini = stop)
+Test(alog, tail_of_a_running_process, .init = start, .fini = h_stop)
 {
-	write_config("[global]\naccess_log = %s/a-%%p.log\n", dir);
+	write_config("[global]\naccess_log = %s/a-%%p.log\n", h_dir);
 	const char *argv[] = {"curlprog", "--requests", "30", "--pause-ms", "100", "--quiet", base_url, NULL};
 	struct bgrun b = {.key = "any", .argv = argv};
 	pthread_t t;
@@ -602,7 +580,7 @@ Test(alog, tail_of_a_running_process, .init = start, .fini = stop)
 	long pid = 0;
 	for (int i = 0; i < 500 && !pid; i++) {
 		char cmd[400];
-		snprintf(cmd, sizeof(cmd), "ls %s | sed -n 's/^a-\\([0-9]*\\)\\.log$/\\1/p'", dir);
+		snprintf(cmd, sizeof(cmd), "ls %s | sed -n 's/^a-\\([0-9]*\\)\\.log$/\\1/p'", h_dir);
 		FILE *f = popen(cmd, "r");
 		if (f) {
 			if (fscanf(f, "%ld", &pid) != 1)
@@ -610,10 +588,10 @@ Test(alog, tail_of_a_running_process, .init = start, .fini = stop)
 			pclose(f);
 		}
 		if (!pid)
-			sleep_ms(10);
+			h_sleep_ms(10);
 	}
 	cr_assert_gt(pid, 0, "no a-PID.log appeared");
-	sleep_ms(1000);
+	h_sleep_ms(1000);
 	char bin[400], pids[32];
 	snprintf(bin, sizeof(bin), "%s/connroute", h_build());
 	snprintf(pids, sizeof(pids), "%ld", pid);
@@ -622,7 +600,7 @@ Test(alog, tail_of_a_running_process, .init = start, .fini = stop)
 	cr_assert_eq(h_run(&tr, targv, NULL, 0, 20000), 0);
 	pthread_join(t, NULL);
 	cr_expect_eq(tr.status, 0, "%s", tr.err);
-	int rows = count_substr(tr.out, "\n") - 1;
+	int rows = h_count_str(tr.out, "\n") - 1;
 	cr_expect(rows >= 3 && rows < 30, "the requests logged so far: %d rows\n%s", rows, tr.out);
 	h_run_free(&tr);
 	h_run_free(&b.r);

@@ -26,27 +26,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-
-static void start_plain(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
 static const char *cli(void)
 {
 	static char p[400];
@@ -63,17 +42,11 @@ static const char *prog(const char *name)
 	return b;
 }
 
-static void run(struct h_run *r, const char *const *argv, const char *const *env, int preload)
-{
-	cr_assert_eq(h_run(r, argv, env, preload, 20000), 0);
-	cr_assert_eq(r->timed_out, 0, "program hung: %s\n%s", r->out, r->err);
-}
-
 /* build/connroute ARGS... */
 #define CLI(r, ...)                                                                              \
 	do {                                                                                     \
 		const char *argv_[] = {cli(), __VA_ARGS__, NULL};                                \
-		run((r), argv_, NULL, 0);                                                        \
+		h_run_ok((r), argv_, NULL, 0, 20000);                                            \
 	} while (0)
 
 static int lines(const char *s)
@@ -98,7 +71,7 @@ static const char *file(const char *name, const char *text, mode_t mode)
 	static char p[4][400];
 	static int i;
 	char *b = p[i++ % 4];
-	cr_assert_eq(h_write_file(dir, name, text, b, 400), 0);
+	cr_assert_eq(h_write_file(h_dir, name, text, b, 400), 0);
 	cr_assert_eq(chmod(b, mode), 0);
 	return b;
 }
@@ -120,16 +93,16 @@ static const char *conf_lanes =
 
 static void mkdir_private(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/cr-cli-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	snprintf(h_dir, sizeof(h_dir), "/tmp/cr-cli-XXXXXX");
+	cr_assert_not_null(mkdtemp(h_dir));
 }
 
 static void rm_private(void)
 {
 	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h_dir);
 	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+		fprintf(stderr, "could not remove %s\n", h_dir);
 }
 
 static const char *const subcommands[] = {"run", "check", "doctor", "stats", "reload"};
@@ -189,12 +162,12 @@ Test(cli_contract, version_long_and_short)
 	h_run_free(&r);
 }
 
-Test(cli_contract, run_takes_config_equals_file, .init = start_plain, .fini = stop)
+Test(cli_contract, run_takes_config_equals_file, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char opt[450], at[64];
 	snprintf(opt, sizeof(opt), "--config=%s", file("c.conf", conf_lanes, 0644));
-	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", h_up.port);
 	CLI(&r, "run", opt, "--key=pay/critical", "--", prog("sockprog"), "tcp=a", at, "opts=a");
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "tos=184") != NULL, "the lane's options applied: %s", r.out);
@@ -219,14 +192,14 @@ Test(cli_contract, check_reads_stdin_and_several_files, .init = mkdir_private, .
 	h_run_free(&r);
 	snprintf(cmd, sizeof(cmd), "'%s' check - < '%s'", cli(), good);
 	const char *sh[] = {"/bin/sh", "-c", cmd, NULL};
-	run(&r, sh, NULL, 0);
+	h_run_ok(&r, sh, NULL, 0, 20000);
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "[lane critical]") != NULL, "%s", r.out);
 	cr_expect(strstr(r.err, "<stdin>: OK") != NULL, "%s", r.err);
 	h_run_free(&r);
 	snprintf(cmd, sizeof(cmd), "'%s' check - < '%s'", cli(), bad);
 	const char *sh2[] = {"/bin/sh", "-c", cmd, NULL};
-	run(&r, sh2, NULL, 0);
+	h_run_ok(&r, sh2, NULL, 0, 20000);
 	cr_expect_eq(r.status, 1);
 	cr_expect(strstr(r.err, "<stdin>:2:") != NULL, "%s", r.err);
 	h_run_free(&r);
@@ -244,12 +217,12 @@ Test(cli_contract, a_path_from_the_command_line_is_not_blamed_on_the_variable)
 
 /* ----------------------------------------------------------------- check */
 
-Test(cli_check, trust_rules_are_the_shims_for_the_user_judged, .init = start_plain, .fini = stop)
+Test(cli_check, trust_rules_are_the_shims_for_the_user_judged, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char at[64], env[450];
 	const char *f = file("ww.conf", conf_lanes, 0666);
-	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", h_up.port);
 	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", f);
 
 	CLI(&r, "check", "-q", "--as-root", f);
@@ -264,7 +237,7 @@ Test(cli_check, trust_rules_are_the_shims_for_the_user_judged, .init = start_pla
 		/* the shim, run as root, refuses exactly that file */
 		const char *e[] = {env, "CONNROUTE_STRICT=1", NULL};
 		const char *argv[] = {"sockprog", "tcp=a", at, NULL};
-		run(&r, argv, e, 1);
+		h_run_ok(&r, argv, e, 1, 20000);
 		cr_expect_eq(r.status, 78, "the shim refused it too: %d %s", r.status, r.err);
 		cr_expect(strstr(r.err, "writable by every user") != NULL, "%s", r.err);
 		h_run_free(&r);
@@ -275,7 +248,7 @@ Test(cli_check, trust_rules_are_the_shims_for_the_user_judged, .init = start_pla
 		CLI(&r, "check", "-q", f);
 		cr_expect_eq(r.status, 0, "%s", r.err);
 		h_run_free(&r);
-		run(&r, argv, e, 1);
+		h_run_ok(&r, argv, e, 1, 20000);
 		cr_expect_eq(r.status, 0, "and the shim reads it: %s", r.err);
 		h_run_free(&r);
 	}
@@ -291,7 +264,7 @@ Test(cli_check, trust_rules_are_the_shims_for_the_user_judged, .init = start_pla
 	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", link);
 	const char *e2[] = {env, "CONNROUTE_STRICT=1", NULL};
 	const char *argv2[] = {"sockprog", "tcp=a", at, NULL};
-	run(&r, argv2, e2, 1);
+	h_run_ok(&r, argv2, e2, 1, 20000);
 	cr_expect_eq(r.status, 78, "%s", r.err);
 	h_run_free(&r);
 	unlink(link);
@@ -369,9 +342,9 @@ Test(cli_inspect, run_says_what_it_cannot_route_and_strict_refuses, .init = mkdi
 	struct h_run r;
 	char st[400], gonote[400], go[400], cmd[1400];
 	const char *src = file("st.c", "int main(void) { return 3; }\n", 0644);
-	snprintf(st, sizeof(st), "%s/static", dir);
+	snprintf(st, sizeof(st), "%s/static", h_dir);
 	const char *cc[] = {"cc", "-static", "-o", st, src, NULL};
-	run(&r, cc, NULL, 0);
+	h_run_ok(&r, cc, NULL, 0, 20000);
 	cr_assert_eq(r.status, 0, "cc -static: %s", r.err);
 	h_run_free(&r);
 
@@ -386,10 +359,10 @@ Test(cli_inspect, run_says_what_it_cannot_route_and_strict_refuses, .init = mkdi
 
 	/* a Go build id note (what `go build` writes), on a copy of true(1) */
 	snprintf(gonote, sizeof(gonote), "%s", file("gonote", "Go\n", 0644));
-	snprintf(go, sizeof(go), "%s/goprog", dir);
+	snprintf(go, sizeof(go), "%s/goprog", h_dir);
 	snprintf(cmd, sizeof(cmd), "objcopy --add-section .note.go.buildid='%s' /bin/true '%s'", gonote, go);
 	const char *sh[] = {"/bin/sh", "-c", cmd, NULL};
-	run(&r, sh, NULL, 0);
+	h_run_ok(&r, sh, NULL, 0, 20000);
 	cr_assert_eq(r.status, 0, "objcopy: %s", r.err);
 	h_run_free(&r);
 	CLI(&r, "run", "--strict", go);
@@ -404,10 +377,10 @@ Test(cli_inspect, run_says_what_it_cannot_route_and_strict_refuses, .init = mkdi
 	if (geteuid() == 0) {
 		/* setuid to another user: secure execution for us */
 		char su[400];
-		snprintf(su, sizeof(su), "%s/suid", dir);
+		snprintf(su, sizeof(su), "%s/suid", h_dir);
 		snprintf(cmd, sizeof(cmd), "cp /bin/true '%s' && chown 65534 '%s' && chmod 4755 '%s'", su, su, su);
 		const char *sh2[] = {"/bin/sh", "-c", cmd, NULL};
-		run(&r, sh2, NULL, 0);
+		h_run_ok(&r, sh2, NULL, 0, 20000);
 		cr_assert_eq(r.status, 0, "%s", r.err);
 		h_run_free(&r);
 		CLI(&r, "run", "--strict", su);
@@ -436,22 +409,6 @@ Test(cli_inspect, doctor_finds_libcurl_and_how)
 	cr_expect(strstr(r.out, "libcurl:      not in its needed libraries") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "raw sockets:  routed") != NULL, "%s", r.out);
 	h_run_free(&r);
-}
-
-/* A program under the shim in the background. */
-struct bgrun {
-	pthread_t t;
-	const char *argv[16];
-	const char *env[8];
-	struct h_run r;
-	int rc;
-};
-
-static void *bgrun_main(void *arg)
-{
-	struct bgrun *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
-	return NULL;
 }
 
 /* The pid of the sockprog process with MARKER among its arguments (read
@@ -484,7 +441,7 @@ static long find_pid(const char *marker)
 			closedir(d);
 		if (found)
 			return found;
-		sleep_ms(10);
+		h_sleep_ms(10);
 	}
 	return 0;
 }
@@ -512,29 +469,29 @@ static void wait_endpoint(const char *spec)
 		h_run_free(&r);
 		if (ok)
 			return;
-		sleep_ms(50);
+		h_sleep_ms(50);
 	}
 	cr_assert_fail("%s never answered", spec);
 }
 
-Test(cli_inspect, doctor_of_a_pid_sees_the_shim_and_the_lanes, .init = start_plain, .fini = stop)
+Test(cli_inspect, doctor_of_a_pid_sees_the_shim_and_the_lanes, .init = h_start_plain, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {0};
 	struct h_run r;
 	char env[450], at[64], text[600], marker[64], pid[24];
-	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n%s", dir, conf_lanes);
+	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n%s", h_dir, conf_lanes);
 	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", file("d.conf", text, 0644));
-	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", h_up.port);
 	snprintf(marker, sizeof(marker), "sleep=2999");
 	b.env[0] = env;
 	b.env[1] = "CONNROUTE_KEY=pay/critical";
 	const char *argv[] = {prog("sockprog"), "tcp=a", at, marker, NULL};
 	memcpy(b.argv, argv, sizeof(argv));
-	cr_assert_eq(pthread_create(&b.t, NULL, bgrun_main, &b), 0);
+	h_bg_start(&b);
 	long p = find_pid(marker);
 	cr_assert(p > 0);
 	snprintf(pid, sizeof(pid), "%ld", p);
-	sleep_ms(300); /* its connect starts the endpoint */
+	h_sleep_ms(300); /* its connect starts the endpoint */
 	CLI(&r, "doctor", pid);
 	cr_expect_eq(r.status, 0, "%s\n%s", r.out, r.err);
 	cr_expect(strstr(r.out, "shim:         loaded") != NULL, "%s", r.out);
@@ -545,15 +502,15 @@ Test(cli_inspect, doctor_of_a_pid_sees_the_shim_and_the_lanes, .init = start_pla
 	cr_expect_eq(r.status, 1, "this test runs without the shim: %s", r.out);
 	cr_expect(strstr(r.out, "NOT loaded") != NULL, "%s", r.out);
 	h_run_free(&r);
-	pthread_join(b.t, NULL);
+	h_bg_wait(&b);
 	h_run_free(&b.r);
 }
 
 /* -------------------------------------------------------------- endpoint */
 
-Test(cli_endpoint, stats_and_reload_refuse_another_processs_endpoint, .init = start_plain, .fini = stop)
+Test(cli_endpoint, stats_and_reload_refuse_another_processs_endpoint, .init = h_start_plain, .fini = h_stop)
 {
-	struct bgrun a = {0}, b = {0};
+	struct h_bg a = {0}, b = {0};
 	struct h_run r;
 	char env[450], at[64], text[300], addr[64], pa[24], pb[24];
 	int port = free_port();
@@ -561,19 +518,19 @@ Test(cli_endpoint, stats_and_reload_refuse_another_processs_endpoint, .init = st
 	snprintf(text, sizeof(text), "[global]\nmetrics = %s\n[lane default]\ntos = 0x20\n", addr);
 	const char *cfg = file("same.conf", text, 0644);
 	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", cfg);
-	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", h_up.port);
 	const char *argva[] = {prog("sockprog"), "tcp=a", at, "sleep=6001", NULL};
 	const char *argvb[] = {prog("sockprog"), "tcp=a", at, "sleep=6002", NULL};
 	a.env[0] = b.env[0] = env;
 	memcpy(a.argv, argva, sizeof(argva));
 	memcpy(b.argv, argvb, sizeof(argvb));
-	cr_assert_eq(pthread_create(&a.t, NULL, bgrun_main, &a), 0);
+	h_bg_start(&a);
 	long pida = find_pid("sleep=6001");
 	wait_endpoint(addr);
-	cr_assert_eq(pthread_create(&b.t, NULL, bgrun_main, &b), 0);
+	h_bg_start(&b);
 	long pidb = find_pid("sleep=6002");
 	cr_assert(pida > 0 && pidb > 0);
-	sleep_ms(300); /* B tried to bind, and could not */
+	h_sleep_ms(300); /* B tried to bind, and could not */
 	snprintf(pa, sizeof(pa), "%ld", pida);
 	snprintf(pb, sizeof(pb), "%ld", pidb);
 
@@ -609,14 +566,14 @@ Test(cli_endpoint, stats_and_reload_refuse_another_processs_endpoint, .init = st
 	h_run_free(&r);
 	char tmp[400];
 	snprintf(text, sizeof(text), "[global]\nmetrics = %s\n[lane x]\nconnect_timeout = 5\n", addr);
-	cr_assert_eq(h_write_file(dir, "same.conf.new", text, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(h_write_file(h_dir, "same.conf.new", text, tmp, sizeof(tmp)), 0);
 	cr_assert_eq(rename(tmp, cfg), 0);
 	CLI(&r, "reload", pa);
 	cr_expect_eq(r.status, 1, "%s %s", r.out, r.err);
 	cr_expect_str_eq(r.out, "rejected\n");
 	h_run_free(&r);
-	pthread_join(a.t, NULL);
-	pthread_join(b.t, NULL);
+	h_bg_wait(&a);
+	h_bg_wait(&b);
 	cr_expect(strstr(b.r.err, "Address already in use") || strstr(b.r.err, "in use"), "B said so: %s",
 		  b.r.err);
 	h_run_free(&a.r);
@@ -625,38 +582,38 @@ Test(cli_endpoint, stats_and_reload_refuse_another_processs_endpoint, .init = st
 
 /* ---------------------------------------------------------------- notices */
 
-Test(cli_notice, info_once_per_lane_and_unmatched_key, .init = start_plain, .fini = stop)
+Test(cli_notice, info_once_per_lane_and_unmatched_key, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char env[450], at[3][64];
 	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", file("n.conf", conf_lanes, 0644));
 	for (int i = 0; i < 3; i++)
-		snprintf(at[i], sizeof(at[i]), "connect=%c@127.0.0.1:%d", 'a' + i, up.port);
+		snprintf(at[i], sizeof(at[i]), "connect=%c@127.0.0.1:%d", 'a' + i, h_up.port);
 	const char *e[] = {env, "CONNROUTE_LOG=info", "CONNROUTE_KEY=paymnets/critcal", NULL};
 	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", at[0], at[1], at[2], NULL};
-	run(&r, argv, e, 1);
+	h_run_ok(&r, argv, e, 1, 20000);
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect_eq(count(r.err, "key 'paymnets/critcal' matches no lane"), 1, "%s", r.err);
 	cr_expect_eq(count(r.err, "lane default: first use"), 1, "%s", r.err);
 	h_run_free(&r);
 	const char *e2[] = {env, NULL}; /* the default level: quiet */
-	run(&r, argv, e2, 1);
+	h_run_ok(&r, argv, e2, 1, 20000);
 	cr_expect_str_empty(r.err, "%s", r.err);
 	h_run_free(&r);
 }
 
-Test(cli_notice, first_eagain_refusal_is_a_warning, .init = start_plain, .fini = stop)
+Test(cli_notice, first_eagain_refusal_is_a_warning, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char env[450], at[4][64];
 	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s",
 		 file("l.conf", "[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n", 0644));
 	for (int i = 0; i < 4; i++)
-		snprintf(at[i], sizeof(at[i]), "connect=%c@127.0.0.1:%d", 'a' + i, up.port);
+		snprintf(at[i], sizeof(at[i]), "connect=%c@127.0.0.1:%d", 'a' + i, h_up.port);
 	const char *e[] = {env, NULL};
 	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", "tcp=d", "nonblock=a", "nonblock=b",
 			      "nonblock=c", "nonblock=d", at[0], at[1], at[2], at[3], NULL};
-	run(&r, argv, e, 1);
+	h_run_ok(&r, argv, e, 1, 20000);
 	cr_expect(strstr(r.out, "connect b err EAGAIN") != NULL, "%s", r.out);
 	cr_expect_eq(count(r.err, "failed with EAGAIN"), 1, "once, at the default level: %s", r.err);
 	cr_expect(strstr(r.err, "max_conns_per_host = 1") != NULL, "%s", r.err);
@@ -667,20 +624,20 @@ Test(cli_notice, first_eagain_refusal_is_a_warning, .init = start_plain, .fini =
 
 /* The test build of the shim (Makefile: $(B)/sysconf/libconnroute.so) looks
  * for the system file at $(B)/sysconf/connroute.conf instead of /etc. */
-Test(cli_sysconf, system_file_used_when_unset_exists_and_trusted, .init = start_plain, .fini = stop)
+Test(cli_sysconf, system_file_used_when_unset_exists_and_trusted, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char lib[450], sys[450], pre[500], at[64], cwdconf[400], cmd[2000];
 	snprintf(lib, sizeof(lib), "%s/sysconf/libconnroute.so", h_build());
 	snprintf(sys, sizeof(sys), "%s/sysconf/connroute.conf", h_build());
 	snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", lib);
-	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(at, sizeof(at), "connect=a@127.0.0.1:%d", h_up.port);
 	unsetenv("CONNROUTE_CONFIG");
 	const char *argv[] = {"sockprog", "tcp=a", at, "opts=a", NULL};
 	const char *e[] = {pre, NULL};
 
 	unlink(sys);
-	run(&r, argv, e, 0);
+	h_run_ok(&r, argv, e, 0, 20000);
 	cr_expect(strstr(r.out, "tos=0 ") != NULL, "no system file: no config: %s", r.out);
 	cr_expect_str_empty(r.err, "%s", r.err);
 	h_run_free(&r);
@@ -690,22 +647,22 @@ Test(cli_sysconf, system_file_used_when_unset_exists_and_trusted, .init = start_
 	fputs("[lane default]\ntos = 0x20\n", f);
 	fclose(f);
 	chmod(sys, 0644);
-	run(&r, argv, e, 0);
+	h_run_ok(&r, argv, e, 0, 20000);
 	cr_expect(strstr(r.out, "tos=32 ") != NULL, "the system file applies: %s %s", r.out, r.err);
 	h_run_free(&r);
 
 	const char *e2[] = {pre, "CONNROUTE_CONFIG=", NULL};
-	run(&r, argv, e2, 0);
+	h_run_ok(&r, argv, e2, 0, 20000);
 	cr_expect(strstr(r.out, "tos=0 ") != NULL, "CONNROUTE_CONFIG= (empty) opts out: %s", r.out);
 	h_run_free(&r);
 
 	/* never the current directory: a connroute.conf there is not read */
 	unlink(sys);
 	snprintf(cwdconf, sizeof(cwdconf), "%s", file("connroute.conf", "[lane default]\ntos = 0x20\n", 0644));
-	snprintf(cmd, sizeof(cmd), "cd '%s' && exec env '%s' '%s' tcp=a '%s' opts=a", dir, pre, prog("sockprog"),
+	snprintf(cmd, sizeof(cmd), "cd '%s' && exec env '%s' '%s' tcp=a '%s' opts=a", h_dir, pre, prog("sockprog"),
 		 at);
 	const char *sh[] = {"/bin/sh", "-c", cmd, NULL};
-	run(&r, sh, NULL, 0);
+	h_run_ok(&r, sh, NULL, 0, 20000);
 	cr_expect(strstr(r.out, "tos=0 ") != NULL, "the current directory is never looked at: %s", r.out);
 	h_run_free(&r);
 
@@ -715,7 +672,7 @@ Test(cli_sysconf, system_file_used_when_unset_exists_and_trusted, .init = start_
 		fputs("[lane default]\ntos = 0x20\n", f);
 		fclose(f);
 		chmod(sys, 0666);
-		run(&r, argv, e, 0);
+		h_run_ok(&r, argv, e, 0, 20000);
 		cr_expect(strstr(r.out, "tos=0 ") != NULL, "an untrusted system file is not used: %s", r.out);
 		cr_expect(strstr(r.err, "writable by every user") && strstr(r.err, "not used"), "%s", r.err);
 		h_run_free(&r);

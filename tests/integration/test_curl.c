@@ -13,72 +13,12 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-static char url[128];   /* base URL of the main port, no trailing slash */
-
-static void start_with(const char *const *args)
-{
-	cr_assert_eq(h_upstream_start(&up, args), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-	snprintf(url, sizeof(url), "%s://%s:%d", up.tls ? "https" : "http",
-		 up.tls ? "localhost" : "127.0.0.1", up.port);
-}
-
-static void start_plain(void)
-{
-	start_with(NULL);
-}
-
-static void start_tls(void)
-{
-	const char *args[] = {"--tls", NULL};
-	start_with(args);
-}
-
 /* Closes idle connections after 150 ms, so a pooled connection is dead on its next use. */
 static void start_short_idle(void)
 {
 	const char *args[] = {"--idle-timeout-ms", "150", NULL};
-	start_with(args);
+	h_start_with(args);
 }
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-/* Writes a config into the server's temp dir and returns "CONNROUTE_CONFIG=path". */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
-static char *path_url(const char *path)
-{
-	static char buf[4][256];
-	static int i;
-	char *b = buf[i++ % 4];
-	snprintf(b, 256, "%s%s", url, path);
-	return b;
-}
-
-static void run(struct h_run *r, const char *const *argv, const char *const *env, int preload)
-{
-	cr_assert_eq(h_run(r, argv, env, preload, 30000), 0, "could not start %s", argv[0]);
-	cr_assert_eq(r->timed_out, 0, "%s hung (preload=%d): %s\n%s", argv[0], preload, r->out, r->err);
-}
-
-/* Runs argv (a NULL-terminated array literal) with and without the shim. */
-#define RUN(r, env, preload, ...)                                                       \
-	do {                                                                            \
-		const char *argv_[] = {__VA_ARGS__, NULL};                              \
-		run((r), argv_, (env), (preload));                                      \
-	} while (0)
 
 /* Value of name=... on curlprog's summary line, -1 if absent. */
 static long summary(const struct h_run *r, const char *name)
@@ -107,14 +47,6 @@ static long line_value(const char *out, const char *name)
 	return -1;
 }
 
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 static void expect_all_ok(const struct h_run *r, long n, const char *what)
 {
 	cr_expect_eq(summary(r, "requests"), n, "%s: %s\n%s", what, r->out, r->err);
@@ -126,99 +58,99 @@ static void reset(void)
 {
 	/* Connections of the previous run are closed by then: wait until the server saw it,
 	 * so max_open starts from zero. */
-	h_wait_stat(&up, "open", 0, 2000);
-	cr_assert_eq(h_reset(&up), 0);
+	h_wait_stat(&h_up, "open", 0, 2000);
+	cr_assert_eq(h_reset(&h_up), 0);
 }
 
 /* ------------------------------------------------------------------- reuse */
 
-Test(curl_reuse, fresh_handles_over_http_share_connections, .init = start_plain, .fini = stop)
+Test(curl_reuse, fresh_handles_over_http_share_connections, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", h_path_url("/"));
 	expect_all_ok(&a, 50, "no shim");
-	cr_assert_eq(h_stat(&up, "accepted"), 50, "without the shim every handle connects anew");
+	cr_assert_eq(h_stat(&h_up, "accepted"), 50, "without the shim every handle connects anew");
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", h_path_url("/"));
 	expect_all_ok(&b, 50, "shim");
-	cr_expect_leq(h_stat(&up, "accepted"), 2);
-	cr_expect_eq(h_stat(&up, "requests"), 50);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2);
+	cr_expect_eq(h_stat(&h_up, "requests"), 50);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_reuse, fresh_handles_over_https_share_connections, .init = start_tls, .fini = stop)
+Test(curl_reuse, fresh_handles_over_https_share_connections, .init = h_start_tls, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", "--cacert",
-	    up.cert, path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", "--cacert",
+	    h_up.cert, h_path_url("/"));
 	expect_all_ok(&a, 50, "no shim");
-	cr_assert_eq(h_stat(&up, "tls_handshakes"), 50);
+	cr_assert_eq(h_stat(&h_up, "tls_handshakes"), 50);
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", "--cacert",
-	    up.cert, path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "50", "--quiet", "--cacert",
+	    h_up.cert, h_path_url("/"));
 	expect_all_ok(&b, 50, "shim");
-	cr_expect_leq(h_stat(&up, "tls_handshakes"), 2);
-	cr_expect_leq(h_stat(&up, "accepted"), 2);
-	cr_expect_eq(h_stat(&up, "tls_failed"), 0);
+	cr_expect_leq(h_stat(&h_up, "tls_handshakes"), 2);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2);
+	cr_expect_eq(h_stat(&h_up, "tls_failed"), 0);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_reuse, persistent_handle_is_unchanged, .init = start_plain, .fini = stop)
+Test(curl_reuse, persistent_handle_is_unchanged, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "persistent", "--requests", "50", "--quiet", path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "persistent", "--requests", "50", "--quiet", h_path_url("/"));
 	expect_all_ok(&a, 50, "no shim");
-	cr_assert_eq(h_stat(&up, "accepted"), 1);
+	cr_assert_eq(h_stat(&h_up, "accepted"), 1);
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "persistent", "--requests", "50", "--quiet", path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "persistent", "--requests", "50", "--quiet", h_path_url("/"));
 	expect_all_ok(&b, 50, "shim");
-	cr_expect_eq(h_stat(&up, "accepted"), 1);
-	cr_expect_eq(h_stat(&up, "requests"), 50);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 1);
+	cr_expect_eq(h_stat(&h_up, "requests"), 50);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_reuse, fresh_handles_in_four_threads, .init = start_plain, .fini = stop)
+Test(curl_reuse, fresh_handles_in_four_threads, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "25", "--quiet",
-	    path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "25", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&a, 100, "no shim");
-	cr_assert_eq(h_stat(&up, "accepted"), 100);
+	cr_assert_eq(h_stat(&h_up, "accepted"), 100);
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "25", "--quiet",
-	    path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "25", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&b, 100, "shim");
-	cr_expect_leq(h_stat(&up, "accepted"), 8);
-	cr_expect_eq(h_stat(&up, "requests"), 100);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 8);
+	cr_expect_eq(h_stat(&h_up, "requests"), 100);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_reuse, thread_per_request_reuses_across_threads, .init = start_plain, .fini = stop)
+Test(curl_reuse, thread_per_request_reuses_across_threads, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "thread-per-request", "--threads", "4", "--requests", "40",
-	    "--quiet", path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "thread-per-request", "--threads", "4", "--requests", "40",
+	    "--quiet", h_path_url("/"));
 	expect_all_ok(&a, 40, "no shim");
-	cr_assert_eq(h_stat(&up, "accepted"), 40);
+	cr_assert_eq(h_stat(&h_up, "accepted"), 40);
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "thread-per-request", "--threads", "4", "--requests", "40",
-	    "--quiet", path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "thread-per-request", "--threads", "4", "--requests", "40",
+	    "--quiet", h_path_url("/"));
 	expect_all_ok(&b, 40, "shim");
-	cr_expect_leq(h_stat(&up, "accepted"), 8, "connections must outlive the threads that made them");
+	cr_expect_leq(h_stat(&h_up, "accepted"), 8, "connections must outlive the threads that made them");
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* Both printed X-Conn-Id values and the server agree that requests went over few
  * connections (the header is what the app saw; accepted is what the server saw). */
-Test(curl_reuse, printed_conn_ids_show_reuse, .init = start_plain, .fini = stop)
+Test(curl_reuse, printed_conn_ids_show_reuse, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run b;
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--print-conn", path_url("/conn"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--print-conn", h_path_url("/conn"));
 	expect_all_ok(&b, 10, "shim");
 	int distinct = 0;
 	char seen[16][32];
@@ -234,7 +166,7 @@ Test(curl_reuse, printed_conn_ids_show_reuse, .init = start_plain, .fini = stop)
 	}
 	cr_expect_geq(distinct, 1, "%s", b.out);
 	cr_expect_leq(distinct, 2, "%s", b.out);
-	cr_expect_eq(count_substr(b.out, "conn=-"), 0, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "conn=-"), 0, "%s", b.out);
 	h_run_free(&b);
 }
 
@@ -286,12 +218,12 @@ static const char *lanes_conf = "[lane critical]\nmatch = */critical\n"
 static void isolation_case(int serial)
 {
 	struct h_run a, b;
-	const char *env[] = {config(lanes_conf), NULL};
-	const char *argv_s[] = {"curlkeys", "-s", "-n", "5", url, "a/critical", "b/batch", NULL};
-	const char *argv_p[] = {"curlkeys", "-n", "5", url, "a/critical", "b/batch", NULL};
+	const char *env[] = {h_config(lanes_conf), NULL};
+	const char *argv_s[] = {"curlkeys", "-s", "-n", "5", h_url, "a/critical", "b/batch", NULL};
+	const char *argv_p[] = {"curlkeys", "-n", "5", h_url, "a/critical", "b/batch", NULL};
 	const char *const *argv = serial ? argv_s : argv_p;
 
-	run(&a, argv, env, 0);
+	h_run_ok(&a, argv, env, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
 	struct idset ca, ba;
 	parse_keys(a.out, "a/critical", &ca);
@@ -301,9 +233,9 @@ static void isolation_case(int serial)
 	cr_assert_eq(ca.n + ba.n, 10, "without the shim every request connects anew: %s", a.out);
 	reset();
 
-	run(&b, argv, env, 1);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
-	cr_expect_eq(count_substr(b.out, "setkey"), 0, "connroute_set_key failed under the shim: %s", b.out);
+	cr_expect_eq(h_count_str(b.out, "setkey"), 0, "connroute_set_key failed under the shim: %s", b.out);
 	struct idset c, s;
 	parse_keys(b.out, "a/critical", &c);
 	parse_keys(b.out, "b/batch", &s);
@@ -314,188 +246,188 @@ static void isolation_case(int serial)
 		  "connection %ld served both the critical and the batch lane:\n%s", common, b.out);
 	cr_expect_leq(c.n, 2, "critical lane did not reuse: %s", b.out);
 	cr_expect_leq(s.n, 2, "batch lane did not reuse: %s", b.out);
-	cr_expect_leq(h_stat(&up, "accepted"), 4);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 4);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* Serial: the critical thread finishes first and leaves its idle connection behind; the
  * batch thread must not get it. */
-Test(curl_lanes, lanes_never_share_connections_serial, .init = start_plain, .fini = stop)
+Test(curl_lanes, lanes_never_share_connections_serial, .init = h_start_plain, .fini = h_stop)
 {
 	isolation_case(1);
 }
 
-Test(curl_lanes, lanes_never_share_connections_concurrent, .init = start_plain, .fini = stop)
+Test(curl_lanes, lanes_never_share_connections_concurrent, .init = h_start_plain, .fini = h_stop)
 {
 	isolation_case(0);
 }
 
 /* ------------------------------------------------ state that must not cross handles */
 
-Test(curl_safety, cookies_never_cross_handles, .init = start_plain, .fini = stop)
+Test(curl_safety, cookies_never_cross_handles, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run ctl, ctl2, b;
 	/* Control: one persistent handle with the cookie engine does send the cookie back. */
-	RUN(&ctl, NULL, 0, "curlprog", "--mode", "persistent", "--requests", "3", "--cookies",
-	    "--print-body-all", "--path-seq", "/cookie/set?session=secret,/headers,/headers", url);
+	H_RUN(&ctl, NULL, 0, "curlprog", "--mode", "persistent", "--requests", "3", "--cookies",
+	    "--print-body-all", "--path-seq", "/cookie/set?session=secret,/headers,/headers", h_url);
 	expect_all_ok(&ctl, 3, "control");
-	cr_assert_eq(count_substr(ctl.out, "Cookie: session=secret"), 2, "%s", ctl.out);
+	cr_assert_eq(h_count_str(ctl.out, "Cookie: session=secret"), 2, "%s", ctl.out);
 	/* ... and so it does under the shim (the app's own handle keeps its cookies). */
-	RUN(&ctl2, NULL, 1, "curlprog", "--mode", "persistent", "--requests", "3", "--cookies",
-	    "--print-body-all", "--path-seq", "/cookie/set?session=secret,/headers,/headers", url);
+	H_RUN(&ctl2, NULL, 1, "curlprog", "--mode", "persistent", "--requests", "3", "--cookies",
+	    "--print-body-all", "--path-seq", "/cookie/set?session=secret,/headers,/headers", h_url);
 	expect_all_ok(&ctl2, 3, "control under the shim");
-	cr_expect_eq(count_substr(ctl2.out, "Cookie: session=secret"), 2, "%s", ctl2.out);
+	cr_expect_eq(h_count_str(ctl2.out, "Cookie: session=secret"), 2, "%s", ctl2.out);
 	reset();
 	/* New handles: each has its own, empty cookie jar, whatever connection it gets. */
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "3", "--cookies", "--print-body-all",
-	    "--path-seq", "/cookie/set?session=secret,/headers,/headers", url);
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "3", "--cookies", "--print-body-all",
+	    "--path-seq", "/cookie/set?session=secret,/headers,/headers", h_url);
 	expect_all_ok(&b, 3, "shim");
-	cr_expect_eq(count_substr(b.out, "Cookie:"), 0, "a new handle sent another handle's cookie:\n%s", b.out);
-	cr_expect_eq(count_substr(b.out, "body Host:"), 2, "%s", b.out);
-	cr_expect_leq(h_stat(&up, "accepted"), 2);
+	cr_expect_eq(h_count_str(b.out, "Cookie:"), 0, "a new handle sent another handle's cookie:\n%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "body Host:"), 2, "%s", b.out);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2);
 	h_run_free(&ctl);
 	h_run_free(&ctl2);
 	h_run_free(&b);
 }
 
-Test(curl_safety, credentials_never_cross_handles, .init = start_plain, .fini = stop)
+Test(curl_safety, credentials_never_cross_handles, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
 	/* Only request 0's handle sets USERPWD; requests 1..3 are new handles without it. */
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "4", "--user", "alice:s3cret",
-	    "--user-first-only", "--print-body-all", path_url("/headers"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "4", "--user", "alice:s3cret",
+	    "--user-first-only", "--print-body-all", h_path_url("/headers"));
 	expect_all_ok(&a, 4, "no shim");
-	cr_assert_eq(count_substr(a.out, "Authorization: Basic"), 1, "%s", a.out);
+	cr_assert_eq(h_count_str(a.out, "Authorization: Basic"), 1, "%s", a.out);
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "4", "--user", "alice:s3cret",
-	    "--user-first-only", "--print-body-all", path_url("/headers"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "4", "--user", "alice:s3cret",
+	    "--user-first-only", "--print-body-all", h_path_url("/headers"));
 	expect_all_ok(&b, 4, "shim");
-	cr_expect_eq(count_substr(b.out, "Authorization:"), 1, "credentials crossed handles:\n%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "Authorization:"), 1, "credentials crossed handles:\n%s", b.out);
 	/* The one that has it sent it first. */
 	const char *first_req = strstr(b.out, "req 0 0 ");
 	const char *second_req = strstr(b.out, "req 0 1 ");
 	const char *auth = strstr(b.out, "Authorization:");
 	cr_expect(first_req && second_req && auth && auth > first_req && auth < second_req, "%s", b.out);
-	cr_expect_leq(h_stat(&up, "accepted"), 2);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* Same over TLS: a reused TLS connection must not carry one handle's identity either. */
-Test(curl_safety, credentials_never_cross_handles_tls, .init = start_tls, .fini = stop)
+Test(curl_safety, credentials_never_cross_handles_tls, .init = h_start_tls, .fini = h_stop)
 {
 	struct h_run b;
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "4", "--user", "alice:s3cret",
-	    "--user-first-only", "--print-body-all", "--cacert", up.cert, path_url("/headers"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "4", "--user", "alice:s3cret",
+	    "--user-first-only", "--print-body-all", "--cacert", h_up.cert, h_path_url("/headers"));
 	expect_all_ok(&b, 4, "shim");
-	cr_expect_eq(count_substr(b.out, "Authorization:"), 1, "credentials crossed handles:\n%s", b.out);
-	cr_expect_leq(h_stat(&up, "tls_handshakes"), 2);
+	cr_expect_eq(h_count_str(b.out, "Authorization:"), 1, "credentials crossed handles:\n%s", b.out);
+	cr_expect_leq(h_stat(&h_up, "tls_handshakes"), 2);
 	h_run_free(&b);
 }
 
 /* The app's own CURLSH (CONNECT shared) is kept: the same reuse as without the shim. */
-Test(curl_safety, own_share_is_respected, .init = start_plain, .fini = stop)
+Test(curl_safety, own_share_is_respected, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "20", "--own-share", "--quiet",
-	    path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "20", "--own-share", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&a, 20, "no shim");
-	long without = h_stat(&up, "accepted");
+	long without = h_stat(&h_up, "accepted");
 	cr_assert_eq(without, 1, "the app's share reuses by itself");
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "20", "--own-share", "--quiet",
-	    path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "20", "--own-share", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&b, 20, "shim");
-	cr_expect_eq(h_stat(&up, "accepted"), without);
-	cr_expect_eq(h_stat(&up, "requests"), 20);
+	cr_expect_eq(h_stat(&h_up, "accepted"), without);
+	cr_expect_eq(h_stat(&h_up, "requests"), 20);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_safety, forbid_reuse_is_respected, .init = start_plain, .fini = stop)
+Test(curl_safety, forbid_reuse_is_respected, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run b;
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--forbid-reuse", "--quiet",
-	    path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--forbid-reuse", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&b, 10, "shim");
-	cr_expect_eq(h_stat(&up, "accepted"), 10);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 10);
 	h_run_free(&b);
 }
 
-Test(curl_safety, fresh_connect_is_respected, .init = start_plain, .fini = stop)
+Test(curl_safety, fresh_connect_is_respected, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run b;
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--fresh-connect", "--quiet",
-	    path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--fresh-connect", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&b, 10, "shim");
-	cr_expect_eq(h_stat(&up, "accepted"), 10);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 10);
 	h_run_free(&b);
 }
 
-Test(curl_safety, post_is_sent_exactly_once, .init = start_plain, .fini = stop)
+Test(curl_safety, post_is_sent_exactly_once, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run b;
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--method", "POST", "--data",
-	    "amount=10", "--quiet", path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "10", "--method", "POST", "--data",
+	    "amount=10", "--quiet", h_path_url("/"));
 	expect_all_ok(&b, 10, "shim");
-	cr_expect_eq(h_stat(&up, "requests_post"), 10);
-	cr_expect_eq(h_stat(&up, "requests"), 10);
-	cr_expect_leq(h_stat(&up, "accepted"), 2);
+	cr_expect_eq(h_stat(&h_up, "requests_post"), 10);
+	cr_expect_eq(h_stat(&h_up, "requests"), 10);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2);
 	h_run_free(&b);
 }
 
 /* The server drops idle connections after 150 ms; the app waits 400 ms between requests,
  * so every pooled connection is dead when the next handle would take it. Requests must
  * still succeed, each reaching the server exactly once. */
-Test(curl_safety, dead_pooled_connection_post_sent_once, .init = start_short_idle, .fini = stop)
+Test(curl_safety, dead_pooled_connection_post_sent_once, .init = start_short_idle, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "5", "--pause-ms", "400", "--method",
-	    "POST", "--data", "x=1", "--quiet", path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--requests", "5", "--pause-ms", "400", "--method",
+	    "POST", "--data", "x=1", "--quiet", h_path_url("/"));
 	expect_all_ok(&a, 5, "no shim");
-	cr_assert_eq(h_stat(&up, "requests_post"), 5);
+	cr_assert_eq(h_stat(&h_up, "requests_post"), 5);
 	reset();
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "5", "--pause-ms", "400", "--method",
-	    "POST", "--data", "x=1", "--quiet", path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "5", "--pause-ms", "400", "--method",
+	    "POST", "--data", "x=1", "--quiet", h_path_url("/"));
 	expect_all_ok(&b, 5, "shim");
-	cr_expect_eq(h_stat(&up, "requests_post"), 5);
-	cr_expect_eq(h_stat(&up, "requests"), 5);
+	cr_expect_eq(h_stat(&h_up, "requests_post"), 5);
+	cr_expect_eq(h_stat(&h_up, "requests"), 5);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_safety, dead_pooled_connection_get_sent_once, .init = start_short_idle, .fini = stop)
+Test(curl_safety, dead_pooled_connection_get_sent_once, .init = start_short_idle, .fini = h_stop)
 {
 	struct h_run b;
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "5", "--pause-ms", "400", "--quiet",
-	    path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--requests", "5", "--pause-ms", "400", "--quiet",
+	    h_path_url("/"));
 	expect_all_ok(&b, 5, "shim");
-	cr_expect_eq(h_stat(&up, "requests_get"), 5);
+	cr_expect_eq(h_stat(&h_up, "requests_get"), 5);
 	h_run_free(&b);
 }
 
 /* ------------------------------------------------------------ limits, timeouts */
 
-Test(curl_limits, per_host_limit_and_queue_timeout, .init = start_plain, .fini = stop)
+Test(curl_limits, per_host_limit_and_queue_timeout, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 200ms\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 200ms\n"), NULL};
 	/* Without the shim the config means nothing: all four run at once. */
-	RUN(&a, env, 0, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "1", "--errbuf",
-	    path_url("/delay/500"));
+	H_RUN(&a, env, 0, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "1", "--errbuf",
+	    h_path_url("/delay/500"));
 	expect_all_ok(&a, 4, "no shim");
-	cr_assert_eq(h_stat(&up, "max_open"), 4);
+	cr_assert_eq(h_stat(&h_up, "max_open"), 4);
 	reset();
-	RUN(&b, env, 1, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "1", "--errbuf",
-	    path_url("/delay/500"));
-	cr_expect_leq(h_stat(&up, "max_open"), 2);
+	H_RUN(&b, env, 1, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "1", "--errbuf",
+	    h_path_url("/delay/500"));
+	cr_expect_leq(h_stat(&h_up, "max_open"), 2);
 	long ok = summary(&b, "ok"), errors = summary(&b, "errors");
 	cr_expect_eq(ok + errors, 4, "%s\n%s", b.out, b.err);
 	cr_expect_geq(ok, 1, "%s", b.out);
 	cr_expect_leq(ok, 2, "%s", b.out);
 	cr_expect_geq(errors, 2, "%s", b.out);
-	cr_expect_leq(h_stat(&up, "path_delay"), 2, "a queued request reached the server");
+	cr_expect_leq(h_stat(&h_up, "path_delay"), 2, "a queued request reached the server");
 	/* Every failed request: CURLE_OPERATION_TIMEDOUT with a message naming lane and limit. */
 	int failed = 0;
 	for (const char *p = b.out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
@@ -534,17 +466,17 @@ static long first_code(const struct h_run *r)
 	return p ? strtol(p + 6, NULL, 10) : -1;
 }
 
-Test(curl_limits, lane_request_timeout_applies, .init = start_plain, .fini = stop)
+Test(curl_limits, lane_request_timeout_applies, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b, c;
-	const char *env[] = {config("[lane default]\nconnect_timeout = 300ms\nrequest_timeout = 300ms\n"), NULL};
-	RUN(&a, env, 0, "curlprog", "--requests", "1", path_url("/delay/3000"));
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 300ms\nrequest_timeout = 300ms\n"), NULL};
+	H_RUN(&a, env, 0, "curlprog", "--requests", "1", h_path_url("/delay/3000"));
 	cr_assert_eq(first_code(&a), 0, "without the shim the slow request completes: %s", a.out);
-	RUN(&b, env, 1, "curlprog", "--requests", "1", "--errbuf", path_url("/delay/3000"));
+	H_RUN(&b, env, 1, "curlprog", "--requests", "1", "--errbuf", h_path_url("/delay/3000"));
 	cr_expect_eq(first_code(&b), 28, "%s\n%s", b.out, b.err);
 	cr_expect_lt(first_ms(&b), 2500.0, "%s", b.out);
 	/* A larger timeout of the app does not lift the lane's. */
-	RUN(&c, env, 1, "curlprog", "--requests", "1", "--timeout-ms", "10000", path_url("/delay/3000"));
+	H_RUN(&c, env, 1, "curlprog", "--requests", "1", "--timeout-ms", "10000", h_path_url("/delay/3000"));
 	cr_expect_eq(first_code(&c), 28, "%s\n%s", c.out, c.err);
 	cr_expect_lt(first_ms(&c), 2500.0, "%s", c.out);
 	h_run_free(&a);
@@ -552,11 +484,11 @@ Test(curl_limits, lane_request_timeout_applies, .init = start_plain, .fini = sto
 	h_run_free(&c);
 }
 
-Test(curl_limits, app_smaller_timeout_wins, .init = start_plain, .fini = stop)
+Test(curl_limits, app_smaller_timeout_wins, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run b;
-	const char *env[] = {config("[lane default]\nrequest_timeout = 2500ms\n"), NULL};
-	RUN(&b, env, 1, "curlprog", "--requests", "1", "--timeout-ms", "100", path_url("/delay/3000"));
+	const char *env[] = {h_config("[lane default]\nrequest_timeout = 2500ms\n"), NULL};
+	H_RUN(&b, env, 1, "curlprog", "--requests", "1", "--timeout-ms", "100", h_path_url("/delay/3000"));
 	cr_expect_eq(first_code(&b), 28, "%s\n%s", b.out, b.err);
 	cr_expect_lt(first_ms(&b), 1500.0, "the app's 100 ms did not win over the lane's 2.5 s: %s", b.out);
 	h_run_free(&b);
@@ -571,14 +503,14 @@ Test(curl_limits, app_smaller_timeout_wins, .init = start_plain, .fini = stop)
 static void fd_case(const char *mode, const char *threads, const char *requests, long slack)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "curlprog", "--mode", mode, "--threads", threads, "--requests", requests, "--quiet",
-	    "--print-fds", path_url("/"));
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", mode, "--threads", threads, "--requests", requests, "--quiet",
+	    "--print-fds", h_path_url("/"));
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
 	long base = line_value(a.out, "fds_end");
 	cr_assert_geq(base, 0, "%s", a.out);
 	cr_expect_eq(base, line_value(a.out, "fds_start"), "libcurl alone leaks fds? %s", a.out);
-	RUN(&b, NULL, 1, "curlprog", "--mode", mode, "--threads", threads, "--requests", requests, "--quiet",
-	    "--list-fds", path_url("/"));
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", mode, "--threads", threads, "--requests", requests, "--quiet",
+	    "--list-fds", h_path_url("/"));
 	cr_assert_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	long end = line_value(b.out, "fds_end");
 	cr_expect_geq(end, 0, "%s", b.out);
@@ -587,14 +519,14 @@ static void fd_case(const char *mode, const char *threads, const char *requests,
 	h_run_free(&b);
 }
 
-Test(curl_fds, fresh_handles_keep_fds_bounded, .init = start_plain, .fini = stop)
+Test(curl_fds, fresh_handles_keep_fds_bounded, .init = h_start_plain, .fini = h_stop)
 {
 	fd_case("fresh", "1", "30", 8);
 }
 
 /* 120 requests, at most 4 at once: 4 x 4 allows a connection plus some per-pool fds for
  * each of 4 concurrent users, far below one per request. */
-Test(curl_fds, thread_per_request_keeps_fds_bounded, .init = start_plain, .fini = stop)
+Test(curl_fds, thread_per_request_keeps_fds_bounded, .init = h_start_plain, .fini = h_stop)
 {
 	fd_case("thread-per-request", "4", "120", 16);
 }
@@ -637,31 +569,31 @@ static void pycurl_case(int tls)
 	if (!py)
 		cr_skip_test("pycurl is not installed (Debian: python3-pycurl)");
 	char script[400];
-	cr_assert_eq(h_write_file(dir, "pycurl_fresh.py", pycurl_script, script, sizeof(script)), 0);
+	cr_assert_eq(h_write_file(h_dir, "pycurl_fresh.py", pycurl_script, script, sizeof(script)), 0);
 	struct h_run a, b;
-	const char *argv_plain[] = {py, script, path_url("/"), "20", NULL};
-	const char *argv_tls[] = {py, script, path_url("/"), "20", up.cert, NULL};
+	const char *argv_plain[] = {py, script, h_path_url("/"), "20", NULL};
+	const char *argv_tls[] = {py, script, h_path_url("/"), "20", h_up.cert, NULL};
 	const char *const *argv = tls ? argv_tls : argv_plain;
-	run(&a, argv, NULL, 0);
+	h_run_ok(&a, argv, NULL, 0, 30000);
 	cr_assert(strstr(a.out, "ok 20\n") != NULL, "%s\n%s", a.out, a.err);
-	cr_assert_eq(h_stat(&up, tls ? "tls_handshakes" : "accepted"), 20);
+	cr_assert_eq(h_stat(&h_up, tls ? "tls_handshakes" : "accepted"), 20);
 	reset();
-	run(&b, argv, NULL, 1);
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect(strstr(b.out, "ok 20\n") != NULL, "%s\n%s", b.out, b.err);
 	cr_expect_eq(b.status, 0, "%s", b.err);
-	cr_expect_leq(h_stat(&up, "accepted"), 2);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2);
 	if (tls)
-		cr_expect_leq(h_stat(&up, "tls_handshakes"), 2);
+		cr_expect_leq(h_stat(&h_up, "tls_handshakes"), 2);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curl_pycurl, new_pycurl_handle_per_request_http, .init = start_plain, .fini = stop)
+Test(curl_pycurl, new_pycurl_handle_per_request_http, .init = h_start_plain, .fini = h_stop)
 {
 	pycurl_case(0);
 }
 
-Test(curl_pycurl, new_pycurl_handle_per_request_https, .init = start_tls, .fini = stop)
+Test(curl_pycurl, new_pycurl_handle_per_request_https, .init = h_start_tls, .fini = h_stop)
 {
 	pycurl_case(1);
 }
@@ -747,12 +679,12 @@ Test(curl_nginx, fresh_handles_over_https_to_nginx, .fini = ngx_stop)
 	/* Each reading of stub_status is a connection of its own: delta = after - before - 1. */
 	long k0 = ngx_accepts();
 	cr_assert_geq(k0, 0);
-	RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--threads", "2", "--requests", "20", "--quiet",
+	H_RUN(&a, NULL, 0, "curlprog", "--mode", "fresh", "--threads", "2", "--requests", "20", "--quiet",
 	    "--cacert", ca, u);
 	expect_all_ok(&a, 40, "no shim");
 	long k1 = ngx_accepts();
 	cr_assert_eq(k1 - k0 - 1, 40, "without the shim: one connection per request");
-	RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--threads", "2", "--requests", "20", "--quiet",
+	H_RUN(&b, NULL, 1, "curlprog", "--mode", "fresh", "--threads", "2", "--requests", "20", "--quiet",
 	    "--cacert", ca, u);
 	expect_all_ok(&b, 40, "shim");
 	long k2 = ngx_accepts();
@@ -765,26 +697,26 @@ Test(curl_nginx, fresh_handles_over_https_to_nginx, .fini = ngx_stop)
 
 /* retries = 2: a GET the server drops unanswered reaches it three times; a
  * POST exactly once; a POST carrying an Idempotency-Key three times. */
-Test(curl_retries, idempotent_requests_only, .init = start_plain, .fini = stop)
+Test(curl_retries, idempotent_requests_only, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, g, p, k;
-	const char *env[] = {config("[lane default]\nretries = 2\n"), NULL};
-	RUN(&a, env, 0, "curlprog", "--requests", "1", path_url("/fault/drop"));
-	cr_assert_eq(h_stat(&up, "path_fault"), 1, "without the shim: one attempt");
+	const char *env[] = {h_config("[lane default]\nretries = 2\n"), NULL};
+	H_RUN(&a, env, 0, "curlprog", "--requests", "1", h_path_url("/fault/drop"));
+	cr_assert_eq(h_stat(&h_up, "path_fault"), 1, "without the shim: one attempt");
 	cr_expect_eq(first_code(&a), 52, "%s", a.out);
 	reset();
-	RUN(&g, env, 1, "curlprog", "--requests", "1", path_url("/fault/drop"));
+	H_RUN(&g, env, 1, "curlprog", "--requests", "1", h_path_url("/fault/drop"));
 	cr_expect_eq(first_code(&g), 52, "the last error is the app's: %s", g.out);
-	cr_expect_eq(h_stat(&up, "path_fault"), 3, "GET retried twice");
+	cr_expect_eq(h_stat(&h_up, "path_fault"), 3, "GET retried twice");
 	reset();
-	RUN(&p, env, 1, "curlprog", "--requests", "1", "--method", "POST", "--data", "x=1",
-	    path_url("/fault/drop"));
+	H_RUN(&p, env, 1, "curlprog", "--requests", "1", "--method", "POST", "--data", "x=1",
+	    h_path_url("/fault/drop"));
 	cr_expect_eq(first_code(&p), 52, "%s", p.out);
-	cr_expect_eq(h_stat(&up, "path_fault"), 1, "a POST is never sent twice");
+	cr_expect_eq(h_stat(&h_up, "path_fault"), 1, "a POST is never sent twice");
 	reset();
-	RUN(&k, env, 1, "curlprog", "--requests", "1", "--method", "POST", "--data", "x=1", "--header",
-	    "Idempotency-Key: 42", path_url("/fault/drop"));
-	cr_expect_eq(h_stat(&up, "path_fault"), 3, "a POST with an Idempotency-Key may be retried");
+	H_RUN(&k, env, 1, "curlprog", "--requests", "1", "--method", "POST", "--data", "x=1", "--header",
+	    "Idempotency-Key: 42", h_path_url("/fault/drop"));
+	cr_expect_eq(h_stat(&h_up, "path_fault"), 3, "a POST with an Idempotency-Key may be retried");
 	h_run_free(&a);
 	h_run_free(&g);
 	h_run_free(&p);
@@ -793,15 +725,15 @@ Test(curl_retries, idempotent_requests_only, .init = start_plain, .fini = stop)
 
 /* response_header_timeout: a slow GET times out at the lane's header
  * deadline and is retried; the app sees the timeout code and message. */
-Test(curl_retries, response_header_timeout_then_retry, .init = start_plain, .fini = stop)
+Test(curl_retries, response_header_timeout_then_retry, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nresponse_header_timeout = 200ms\nretries = 1\n"), NULL};
-	RUN(&r, env, 1, "curlprog", "--requests", "1", "--errbuf", path_url("/delay/2000"));
+	const char *env[] = {h_config("[lane default]\nresponse_header_timeout = 200ms\nretries = 1\n"), NULL};
+	H_RUN(&r, env, 1, "curlprog", "--requests", "1", "--errbuf", h_path_url("/delay/2000"));
 	cr_expect_eq(first_code(&r), 28, "%s", r.out);
 	cr_expect(strstr(r.out, "response_header_timeout") != NULL, "%s", r.out);
 	cr_expect_lt(first_ms(&r), 1900.0, "%s", r.out);
-	cr_expect_eq(h_stat(&up, "path_delay"), 2, "one retry");
+	cr_expect_eq(h_stat(&h_up, "path_delay"), 2, "one retry");
 	h_run_free(&r);
 }
 

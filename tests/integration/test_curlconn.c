@@ -13,38 +13,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char base[128];
-
-static void start(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(base, sizeof(base), "http://127.0.0.1:%d", up.port);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(up.dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
-static const char *url(const char *path)
-{
-	static char buf[4][256];
-	static int i;
-	char *b = buf[i++ % 4];
-	snprintf(b, 256, "%s%s", base, path);
-	return b;
-}
-
 #define RUN(r, env, preload, ...)                                                               \
 	do {                                                                                    \
 		const char *argv_[] = {"curlconn", __VA_ARGS__, NULL};                          \
@@ -117,12 +85,12 @@ static void line_without_ids(const char *out, const char *prefix, int skip, char
  * with curl_easy_send and the reply read with curl_easy_recv. Under the shim of the first
  * design it failed with "Unsupported protocol" (the share, and the connection with it, was
  * detached right after the perform). */
-Test(curl_conn, connect_only_send_recv_prints_the_reply, .init = start, .fini = stop)
+Test(curl_conn, connect_only_send_recv_prints_the_reply, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "sendrecv", url("/conn"));
+	RUN(&a, NULL, 0, "sendrecv", h_path_url("/conn"));
 	cr_assert_eq(a.status, 0, "without the shim: %s\n%s", a.out, a.err);
-	RUN(&b, NULL, 1, "sendrecv", url("/conn"));
+	RUN(&b, NULL, 1, "sendrecv", h_path_url("/conn"));
 	cr_expect_eq(b.status, 0, "with the shim: %s\n%s", b.out, b.err);
 	cr_expect(strstr(b.out, "reply HTTP/1.1 200 OK\n") != NULL, "%s", b.out);
 	cr_expect(strstr(b.out, "body conn=") != NULL, "%s", b.out);
@@ -133,12 +101,12 @@ Test(curl_conn, connect_only_send_recv_prints_the_reply, .init = start, .fini = 
 /* CONNECT_ONLY=2 (libcurl < 7.86 or without WebSocket support: the perform does the GET and
  * keeps the connection for the app): a second request written on it reaches the same
  * server connection. */
-Test(curl_conn, connect_only_2_keeps_the_connection_for_the_app, .init = start, .fini = stop)
+Test(curl_conn, connect_only_2_keeps_the_connection_for_the_app, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "co2", url("/conn"));
+	RUN(&a, NULL, 0, "co2", h_path_url("/conn"));
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	RUN(&b, NULL, 1, "co2", url("/conn"));
+	RUN(&b, NULL, 1, "co2", h_path_url("/conn"));
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	cr_expect(strstr(b.out, "reply HTTP/1.1 200 OK\n") != NULL, "%s", b.out);
 	cr_expect_eq(field_l(b.out, "perform", 0, "code"), 0, "%s", b.out);
@@ -155,12 +123,12 @@ Test(curl_conn, connect_only_2_keeps_the_connection_for_the_app, .init = start, 
 /* A WebSocket client on CONNECT_ONLY (the upstream's /ws echo): handshake, one masked text
  * frame, its echo. curl_ws_send/recv answer what this libcurl answers, the same with and
  * without the shim (CURLE_NOT_BUILT_IN for a libcurl built without WebSocket support). */
-Test(curl_conn, websocket_over_connect_only_echoes, .init = start, .fini = stop)
+Test(curl_conn, websocket_over_connect_only_echoes, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "ws", url("/ws"));
+	RUN(&a, NULL, 0, "ws", h_path_url("/ws"));
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	RUN(&b, NULL, 1, "ws", url("/ws"));
+	RUN(&b, NULL, 1, "ws", h_path_url("/ws"));
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	cr_expect(strstr(b.out, "ws status=101 accept=ok echo=hello\n") != NULL, "%s", b.out);
 	char wa[128], wb[128];
@@ -176,12 +144,12 @@ Test(curl_conn, websocket_over_connect_only_echoes, .init = start, .fini = stop)
 /* A persistent handle's connection info after each perform: ACTIVESOCKET and LASTSOCKET
  * name the connection's socket (-1 under the first design), LOCAL_PORT is the port the
  * server sees, PRIMARY_IP/PORT and NUM_CONNECTS (1, then 0 on reuse) as without the shim. */
-Test(curl_conn, getinfo_of_the_connection_as_without_the_shim, .init = start, .fini = stop)
+Test(curl_conn, getinfo_of_the_connection_as_without_the_shim, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "info", url("/conn"), "3");
+	RUN(&a, NULL, 0, "info", h_path_url("/conn"), "3");
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	RUN(&b, NULL, 1, "info", url("/conn"), "3");
+	RUN(&b, NULL, 1, "info", h_path_url("/conn"), "3");
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	for (int i = 0; i < 3; i++) {
 		char la[400], lb[400];
@@ -194,7 +162,7 @@ Test(curl_conn, getinfo_of_the_connection_as_without_the_shim, .init = start, .f
 	/* The local port is the peer port the server saw for that connection. */
 	char conn[32], peers_line[128];
 	cr_assert_eq(field(b.out, "info", 0, "conn", conn, sizeof(conn)), 0);
-	char *peers = h_peers(&up);
+	char *peers = h_peers(&h_up);
 	cr_assert_not_null(peers);
 	snprintf(peers_line, sizeof(peers_line), "\n%s 127.0.0.1:%ld ", conn, field_l(b.out, "info", 0, "lport"));
 	char with_nl[8192];
@@ -210,12 +178,12 @@ Test(curl_conn, getinfo_of_the_connection_as_without_the_shim, .init = start, .f
  * header API as a fresh curl_easy_init handle does (no response code, no socket, no
  * headers, no PRIVATE of the handle that had it before), and after its perform it reuses
  * the pooled connection. */
-Test(curl_conn, recycled_handle_looks_fresh, .init = start, .fini = stop)
+Test(curl_conn, recycled_handle_looks_fresh, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b, ha, hb;
-	RUN(&a, NULL, 0, "fresh", url("/conn"), "3");
+	RUN(&a, NULL, 0, "fresh", h_path_url("/conn"), "3");
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	RUN(&b, NULL, 1, "fresh", url("/conn"), "3");
+	RUN(&b, NULL, 1, "fresh", h_path_url("/conn"), "3");
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	for (int i = 0; i < 3; i++) {
 		char la[400], lb[400];
@@ -230,8 +198,8 @@ Test(curl_conn, recycled_handle_looks_fresh, .init = start, .fini = stop)
 	field(b.out, "post", 0, "conn", c0, sizeof(c0));
 	field(b.out, "post", 2, "conn", c2, sizeof(c2));
 	cr_expect_str_eq(c0, c2, "the third handle reused the first one's connection: %s", b.out);
-	RUN(&ha, NULL, 0, "header", url("/conn"));
-	RUN(&hb, NULL, 1, "header", url("/conn"));
+	RUN(&ha, NULL, 0, "header", h_path_url("/conn"));
+	RUN(&hb, NULL, 1, "header", h_path_url("/conn"));
 	char la[200], lb[200];
 	line_without_ids(ha.out, "header_fresh", 0, la, sizeof(la));
 	line_without_ids(hb.out, "header_fresh", 0, lb, sizeof(lb));
@@ -248,21 +216,21 @@ Test(curl_conn, recycled_handle_looks_fresh, .init = start, .fini = stop)
 /* One handle whose key changes between performs (thread-name rules): its parked connection
  * must not follow it into the other lane, and it finds its own again when it comes back.
  * Without the shim the handle reuses one connection throughout (the control). */
-Test(curl_conn, handle_whose_key_changes_never_takes_its_connection_along, .init = start, .fini = stop)
+Test(curl_conn, handle_whose_key_changes_never_takes_its_connection_along, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane critical]\nmatch = */critical\n[lane batch]\nmatch = */batch\n"
+	const char *env[] = {h_config("[lane critical]\nmatch = */critical\n[lane batch]\nmatch = */batch\n"
 				    "[threads]\ncrit-* = app/critical\nbatch-* = app/batch\n"),
 			     NULL};
-	RUN(&a, env, 0, "lanes", url("/conn"));
+	RUN(&a, env, 0, "lanes", h_path_url("/conn"));
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
 	char a0[32], a1[32];
 	field(a.out, "lane", 0, "conn", a0, sizeof(a0));
 	field(a.out, "lane", 1, "conn", a1, sizeof(a1));
 	cr_assert_str_eq(a0, a1, "without the shim the handle keeps its connection: %s", a.out);
-	h_wait_stat(&up, "open", 0, 2000);
-	h_reset(&up);
-	RUN(&b, env, 1, "lanes", url("/conn"));
+	h_wait_stat(&h_up, "open", 0, 2000);
+	h_reset(&h_up);
+	RUN(&b, env, 1, "lanes", h_path_url("/conn"));
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	char c0[32], c1[32], c2[32];
 	field(b.out, "lane", 0, "conn", c0, sizeof(c0));
@@ -270,7 +238,7 @@ Test(curl_conn, handle_whose_key_changes_never_takes_its_connection_along, .init
 	field(b.out, "lane", 2, "conn", c2, sizeof(c2));
 	cr_expect_str_neq(c0, c1, "the critical lane's connection served the batch lane: %s", b.out);
 	cr_expect_str_eq(c0, c2, "back in its lane, the handle reuses that lane's connection: %s", b.out);
-	cr_expect_eq(h_stat(&up, "accepted"), 2, "one connection per lane");
+	cr_expect_eq(h_stat(&h_up, "accepted"), 2, "one connection per lane");
 	h_run_free(&a);
 	h_run_free(&b);
 }
@@ -280,31 +248,31 @@ Test(curl_conn, handle_whose_key_changes_never_takes_its_connection_along, .init
 /* A handle performs, is left idle (longer than the 1 s after which its share may be taken)
  * while new handles perform, then performs again: every request works, and the lane keeps
  * using one connection (without the shim: 6). */
-Test(curl_conn, idle_handle_performs_again_after_others_used_the_lane, .init = start, .fini = stop)
+Test(curl_conn, idle_handle_performs_again_after_others_used_the_lane, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "idle", url("/conn"), "1300");
+	RUN(&a, NULL, 0, "idle", h_path_url("/conn"), "1300");
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	cr_assert_eq(h_stat(&up, "accepted"), 6, "without the shim: one connection per handle");
-	h_wait_stat(&up, "open", 0, 2000);
-	h_reset(&up);
-	RUN(&b, NULL, 1, "idle", url("/conn"), "1300");
+	cr_assert_eq(h_stat(&h_up, "accepted"), 6, "without the shim: one connection per handle");
+	h_wait_stat(&h_up, "open", 0, 2000);
+	h_reset(&h_up);
+	RUN(&b, NULL, 1, "idle", h_path_url("/conn"), "1300");
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	cr_expect_eq(field_l(b.out, "a2", 0, "code"), 0, "%s", b.out);
-	cr_expect_eq(h_stat(&up, "accepted"), 1, "the idle handle's connection served the others: %s", b.out);
-	cr_expect_eq(h_stat(&up, "requests"), 7);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 1, "the idle handle's connection served the others: %s", b.out);
+	cr_expect_eq(h_stat(&h_up, "requests"), 7);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* curl_easy_reset keeps the handle's connection (libcurl documents it), with and without the
  * shim; a duplicate of a handle holding a parked share works and never shares it. */
-Test(curl_conn, reset_and_duphandle_of_a_handle_with_a_parked_share, .init = start, .fini = stop)
+Test(curl_conn, reset_and_duphandle_of_a_handle_with_a_parked_share, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "resetdup", url("/conn"));
+	RUN(&a, NULL, 0, "resetdup", h_path_url("/conn"));
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	RUN(&b, NULL, 1, "resetdup", url("/conn"));
+	RUN(&b, NULL, 1, "resetdup", h_path_url("/conn"));
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	char a0[32], ar[32], aa[32], d[32];
 	field(b.out, "a", 0, "conn", a0, sizeof(a0));
@@ -326,17 +294,17 @@ Test(curl_conn, reset_and_duphandle_of_a_handle_with_a_parked_share, .init = sta
 
 /* A transfer paused by its write callback and resumed from its progress callback, and
  * curl_easy_upkeep between two performs: as without the shim. */
-Test(curl_conn, pause_and_upkeep_as_without_the_shim, .init = start, .fini = stop)
+Test(curl_conn, pause_and_upkeep_as_without_the_shim, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b, c, d;
-	RUN(&a, NULL, 0, "pause", url("/conn"));
-	RUN(&b, NULL, 1, "pause", url("/conn"));
+	RUN(&a, NULL, 0, "pause", h_path_url("/conn"));
+	RUN(&b, NULL, 1, "pause", h_path_url("/conn"));
 	cr_expect_eq(a.status, 0, "%s", a.out);
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	cr_expect_eq(field_l(b.out, "pause", 0, "paused"), 1, "%s", b.out);
 	cr_expect_eq(field_l(b.out, "pause", 0, "resumed"), 1, "%s", b.out);
-	RUN(&c, NULL, 0, "upkeep", url("/conn"));
-	RUN(&d, NULL, 1, "upkeep", url("/conn"));
+	RUN(&c, NULL, 0, "upkeep", h_path_url("/conn"));
+	RUN(&d, NULL, 1, "upkeep", h_path_url("/conn"));
 	cr_expect_eq(field_l(c.out, "upkeep", 0, "rc"), field_l(d.out, "upkeep", 0, "rc"), "%s\n%s", c.out, d.out);
 	char d1[32], d2[32];
 	field(d.out, "upkeep", 0, "conn1", d1, sizeof(d1));
@@ -355,18 +323,18 @@ Test(curl_conn, pause_and_upkeep_as_without_the_shim, .init = start, .fini = sto
  * max_idle_per_host idle ones (the bound holds across shares) and the background thread
  * closes them within idle_timeout (2 s) + 1 s of slack, while the program still runs. The
  * first design kept all 50 until the program exited. */
-Test(curl_idle, burst_then_idle_connections_closed_within_idle_timeout, .init = start, .fini = stop)
+Test(curl_idle, burst_then_idle_connections_closed_within_idle_timeout, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
 	char ctl[16];
-	snprintf(ctl, sizeof(ctl), "%d", up.control_port);
-	const char *env[] = {config("[lane default]\nidle_timeout = 2s\nmax_idle_per_host = 4\n"), NULL};
-	RUN(&a, env, 0, "burst", url("/conn"), "50", "1000", ctl);
+	snprintf(ctl, sizeof(ctl), "%d", h_up.control_port);
+	const char *env[] = {h_config("[lane default]\nidle_timeout = 2s\nmax_idle_per_host = 4\n"), NULL};
+	RUN(&a, env, 0, "burst", h_path_url("/conn"), "50", "1000", ctl);
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
 	cr_expect_eq(field_l(a.out, "open", 0, "n"), 0, "without the shim nothing stays open: %s", a.out);
-	h_wait_stat(&up, "open", 0, 2000);
-	h_reset(&up);
-	RUN(&b, env, 1, "burst", url("/conn"), "50", "4500", ctl);
+	h_wait_stat(&h_up, "open", 0, 2000);
+	h_reset(&h_up);
+	RUN(&b, env, 1, "burst", h_path_url("/conn"), "50", "4500", ctl);
 	cr_assert_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	int samples = 0, closed_in_time = 0;
 	for (int i = 0;; i++) {

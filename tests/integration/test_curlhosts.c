@@ -17,71 +17,12 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char url[128]; /* base URL of the main port, no trailing slash */
-
-static void start_with(const char *const *args)
-{
-	cr_assert_eq(h_upstream_start(&up, args), 0);
-	snprintf(url, sizeof(url), "%s://%s:%d", up.tls ? "https" : "http", up.tls ? "localhost" : "127.0.0.1",
-		 up.port);
-}
-
-static void start_plain(void)
-{
-	start_with(NULL);
-}
-
-static void start_tls(void)
-{
-	const char *args[] = {"--tls", NULL};
-	start_with(args);
-}
-
 /* Closes idle connections after 150 ms: a pooled connection is dead at its next use, and
  * the handle that finds it so closes it. */
 static void start_short_idle(void)
 {
 	const char *args[] = {"--idle-timeout-ms", "150", NULL};
-	start_with(args);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static char *path_url(const char *path)
-{
-	static char buf[4][256];
-	static int i;
-	char *b = buf[i++ % 4];
-	snprintf(b, 256, "%s%s", url, path);
-	return b;
-}
-
-/* "CONNROUTE_CONFIG=path" for TEXT written into the upstream's temp dir. */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(up.dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
-static void run(struct h_run *r, const char *const *argv, const char *const *env, int preload)
-{
-	cr_assert_eq(h_run(r, argv, env, preload, 30000), 0, "could not start %s", argv[0]);
-	cr_assert_eq(r->timed_out, 0, "%s hung (preload=%d): %s\n%s", argv[0], preload, r->out, r->err);
-}
-
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
+	h_start_with(args);
 }
 
 /* ------------------------------------------------ item 3: the app's closesocket callback */
@@ -92,34 +33,34 @@ static int count_substr(const char *s, const char *needle)
 static void closecb_case(const char *const *env, const char *pause_ms, const char *mixed)
 {
 	struct h_run a, b;
-	const char *argv[] = {"curlhosts", "closecb", path_url("/"), "4", pause_ms, mixed, NULL};
-	run(&a, argv, env, 0);
+	const char *argv[] = {"curlhosts", "closecb", h_path_url("/"), "4", pause_ms, mixed, NULL};
+	h_run_ok(&a, argv, env, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s", a.err);
-	cr_assert_eq(count_substr(a.out, "rc=0\n"), 4, "%s", a.out);
-	cr_assert_eq(count_substr(a.out, "closesocket ctx="), mixed ? 2 : 4, "%s", a.out);
-	run(&b, argv, env, 1);
+	cr_assert_eq(h_count_str(a.out, "rc=0\n"), 4, "%s", a.out);
+	cr_assert_eq(h_count_str(a.out, "closesocket ctx="), mixed ? 2 : 4, "%s", a.out);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s", b.err);
-	cr_expect_eq(count_substr(b.out, "FREED"), 0, "a close callback ran with freed data:\n%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "FREED"), 0, "a close callback ran with freed data:\n%s", b.out);
 	cr_expect_str_eq(b.out, a.out, "under the shim:\n%s\nwithout:\n%s", b.out, a.out);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curlhosts_closecb, runs_inside_its_handles_cleanup_without_a_config, .init = start_plain, .fini = stop)
+Test(curlhosts_closecb, runs_inside_its_handles_cleanup_without_a_config, .init = h_start_plain, .fini = h_stop)
 {
 	closecb_case(NULL, "0", NULL);
 }
 
-Test(curlhosts_closecb, runs_inside_its_handles_cleanup_with_a_config, .init = start_plain, .fini = stop)
+Test(curlhosts_closecb, runs_inside_its_handles_cleanup_with_a_config, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config("[lane default]\nmax_idle_per_host = 4\nconnect_timeout = 2s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_idle_per_host = 4\nconnect_timeout = 2s\n"), NULL};
 	closecb_case(env, "0", NULL);
 }
 
 /* Handles with and without a callback in turn, and a server that closes idle connections:
  * a connection of a callback handle left in a pool would be found dead by the next handle
  * and closed through the callback of a context already freed. */
-Test(curlhosts_closecb, never_runs_after_the_app_freed_its_data, .init = start_short_idle, .fini = stop)
+Test(curlhosts_closecb, never_runs_after_the_app_freed_its_data, .init = start_short_idle, .fini = h_stop)
 {
 	closecb_case(NULL, "300", "mixed");
 }
@@ -129,15 +70,15 @@ Test(curlhosts_closecb, never_runs_after_the_app_freed_its_data, .init = start_s
 /* curl_easy_cleanup of a handle still attached to a multi (libcurl detaches it first) must
  * not hand the same handle, still attached, to the next curl_easy_init: that handle's
  * perform must succeed, and the abandoned transfer must not go on and write its body. */
-Test(curlhosts_multi, cleanup_while_attached_frees_the_handle, .init = start_plain, .fini = stop)
+Test(curlhosts_multi, cleanup_while_attached_frees_the_handle, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	const char *argv[] = {"curlhosts", "multi", path_url("/delay/600"), path_url("/conn"), NULL};
-	run(&a, argv, NULL, 0);
+	const char *argv[] = {"curlhosts", "multi", h_path_url("/delay/600"), h_path_url("/conn"), NULL};
+	h_run_ok(&a, argv, NULL, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s", a.err);
 	cr_assert(strstr(a.out, "perform2 rc=0\n") != NULL, "%s", a.out);
 	cr_assert(strstr(a.out, "body: ok") == NULL, "%s", a.out);
-	run(&b, argv, NULL, 1);
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect(strstr(b.out, "perform2 rc=0\n") != NULL, "%s", b.out);
 	cr_expect(strstr(b.out, "t2 body: conn=") != NULL, "%s", b.out);
@@ -149,14 +90,14 @@ Test(curlhosts_multi, cleanup_while_attached_frees_the_handle, .init = start_pla
 
 /* curl_multi_cleanup leaves its easy handles alone (detached): they perform, are cleaned
  * up and, recycled or not, the next handle works. */
-Test(curlhosts_multi, multi_cleanup_leaves_its_handles_usable, .init = start_plain, .fini = stop)
+Test(curlhosts_multi, multi_cleanup_leaves_its_handles_usable, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	const char *argv[] = {"curlhosts", "multicleanup", path_url("/conn"), NULL};
-	run(&a, argv, NULL, 0);
+	const char *argv[] = {"curlhosts", "multicleanup", h_path_url("/conn"), NULL};
+	h_run_ok(&a, argv, NULL, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s", a.err);
 	cr_assert(strstr(a.out, "perform1 rc=0\n") && strstr(a.out, "perform2 rc=0\n"), "%s", a.out);
-	run(&b, argv, NULL, 1);
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect(strstr(b.out, "perform1 rc=0\n") != NULL, "%s", b.out);
 	cr_expect(strstr(b.out, "perform2 rc=0\n") != NULL, "%s", b.out);
@@ -173,29 +114,29 @@ Test(curlhosts_multi, multi_cleanup_leaves_its_handles_usable, .init = start_pla
 static void permulti_case(const char *const *env)
 {
 	struct h_run a, b;
-	const char *argv[] = {"curlhosts", "permulti", path_url("/conn"), NULL};
-	run(&a, argv, env, 0);
+	const char *argv[] = {"curlhosts", "permulti", h_path_url("/conn"), NULL};
+	h_run_ok(&a, argv, env, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s", a.err);
 	cr_assert(strstr(a.out, "perform1 rc=0\n") && strstr(a.out, "multi running=0 rc=0\n"), "%s", a.out);
-	cr_assert_eq(count_substr(a.out, "req=1\n"), 2, "without the shim:\n%s", a.out);
-	run(&b, argv, env, 1);
+	cr_assert_eq(h_count_str(a.out, "req=1\n"), 2, "without the shim:\n%s", a.out);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect(strstr(b.out, "perform1 rc=0\n") && strstr(b.out, "multi running=0 rc=0\n"), "%s", b.out);
-	cr_expect_eq(count_substr(b.out, "req=1\n"), 2, "the multi's transfer used the lane's connection:\n%s",
+	cr_expect_eq(h_count_str(b.out, "req=1\n"), 2, "the multi's transfer used the lane's connection:\n%s",
 		     b.out);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections, .init = start_plain, .fini = stop)
+Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections, .init = h_start_plain, .fini = h_stop)
 {
 	permulti_case(NULL);
 }
 
-Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections_with_a_config, .init = start_plain,
-     .fini = stop)
+Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections_with_a_config, .init = h_start_plain,
+     .fini = h_stop)
 {
-	const char *env[] = {config("[lane default]\nmax_idle_per_host = 4\nconnect_timeout = 2s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_idle_per_host = 4\nconnect_timeout = 2s\n"), NULL};
 	permulti_case(env);
 }
 
@@ -205,42 +146,42 @@ Test(curlhosts_multi, added_after_a_perform_uses_the_multis_connections_with_a_c
  * dlopens one linked with libcurl-gnutls.so.4 that lands at the same address. Each
  * plugin's handles must be made and performed by its own libcurl: the GnuTLS plugin sets
  * a GnuTLS priority string, which the OpenSSL libcurl rejects (CURLE_SSL_CIPHER). */
-Test(curlhosts_plugins, a_plugin_at_a_reused_address_gets_its_own_libcurl, .init = start_tls, .fini = stop)
+Test(curlhosts_plugins, a_plugin_at_a_reused_address_gets_its_own_libcurl, .init = h_start_tls, .fini = h_stop)
 {
 	char p1[400], p2[400];
 	snprintf(p1, sizeof(p1), "%s/progs/libplug_openssl.so", h_build());
 	snprintf(p2, sizeof(p2), "%s/progs/libplug_gnutls.so", h_build());
 	struct h_run a, b;
-	const char *argv[] = {"plughost", path_url("/"), up.cert, p1, p2, NULL};
-	run(&a, argv, NULL, 0);
+	const char *argv[] = {"plughost", h_path_url("/"), h_up.cert, p1, p2, NULL};
+	h_run_ok(&a, argv, NULL, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
 	cr_assert(strstr(a.out, "plugin ssl=openssl rc=0\n") && strstr(a.out, "plugin ssl=gnutls rc=0\n"), "%s",
 		  a.out);
 	/* The scenario needs the second plugin where the first one was. */
 	cr_assert(strstr(a.out, "loaded 2 same_address=1\n") != NULL,
 		  "the loader put the second plugin elsewhere: the scenario did not happen\n%s", a.out);
-	run(&b, argv, NULL, 1);
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect(strstr(b.out, "loaded 2 same_address=1\n") != NULL, "%s", b.out);
 	cr_expect(strstr(b.out, "plugin ssl=openssl rc=0\n") != NULL, "%s\n%s", b.out, b.err);
 	cr_expect(strstr(b.out, "plugin ssl=gnutls rc=0\n") != NULL, "%s\n%s", b.out, b.err);
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
-	cr_expect_eq(h_stat(&up, "tls_failed"), 0);
+	cr_expect_eq(h_stat(&h_up, "tls_failed"), 0);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* Each plugin loaded twice in turn: every copy of the cache is dropped at each unload. */
-Test(curlhosts_plugins, alternating_plugins, .init = start_tls, .fini = stop)
+Test(curlhosts_plugins, alternating_plugins, .init = h_start_tls, .fini = h_stop)
 {
 	char p1[400], p2[400];
 	snprintf(p1, sizeof(p1), "%s/progs/libplug_openssl.so", h_build());
 	snprintf(p2, sizeof(p2), "%s/progs/libplug_gnutls.so", h_build());
 	struct h_run b;
-	const char *argv[] = {"plughost", path_url("/"), up.cert, p1, p2, p1, p2, NULL};
-	run(&b, argv, NULL, 1);
+	const char *argv[] = {"plughost", h_path_url("/"), h_up.cert, p1, p2, p1, p2, NULL};
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
-	cr_expect_eq(count_substr(b.out, "plugin ssl=openssl rc=0\n"), 2, "%s", b.out);
-	cr_expect_eq(count_substr(b.out, "plugin ssl=gnutls rc=0\n"), 2, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "plugin ssl=openssl rc=0\n"), 2, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "plugin ssl=gnutls rc=0\n"), 2, "%s", b.out);
 	h_run_free(&b);
 }
 
@@ -288,7 +229,7 @@ static void ftpd_start_as(const char *mode)
 	const char *py = h_python("import pyftpdlib");
 	if (!py)
 		cr_skip_test("pyftpdlib is not installed (Debian: python3-pyftpdlib)");
-	snprintf(ftpd_dir, sizeof(ftpd_dir), "%s", up.dir); /* removed with the upstream */
+	snprintf(ftpd_dir, sizeof(ftpd_dir), "%s", h_up.dir); /* removed with the upstream */
 	char script[400], root[300], portfile[300];
 	cr_assert_eq(h_write_file(ftpd_dir, "ftpd.py", ftpd_script, script, sizeof(script)), 0);
 	snprintf(root, sizeof(root), "%s/ftproot", ftpd_dir);
@@ -343,7 +284,7 @@ static int ftpd_count(const char *what)
 		char *log = h_read_file(ftpd_log);
 		char line[64];
 		snprintf(line, sizeof(line), "%s\n", what);
-		int k = log ? count_substr(log, line) : 0;
+		int k = log ? h_count_str(log, line) : 0;
 		free(log);
 		same = k == n ? same + 1 : 0;
 		n = k;
@@ -361,13 +302,13 @@ static void ftpd_forget(void)
  * FTP server's files and the config. */
 static void ftp_start(void)
 {
-	start_plain();
+	h_start_plain();
 }
 
 static void ftp_stop(void)
 {
 	ftpd_stop();
-	stop();
+	h_stop();
 }
 
 /* An FTP client that makes a handle per file: without the shim each curl_easy_cleanup
@@ -381,15 +322,15 @@ static void ftp_case(const char *const *env, const char *extra)
 	snprintf(base, sizeof(base), "ftp://127.0.0.1:%d", ftpd_port);
 	struct h_run a, b;
 	const char *argv[] = {"curlhosts", "ftp", base, "5", extra, NULL};
-	run(&a, argv, env, 0);
+	h_run_ok(&a, argv, env, 0, 30000);
 	cr_assert_eq(a.status, 0, "%s", a.err);
-	cr_assert_eq(count_substr(a.out, "rc=0 bytes=7\n"), 5, "%s", a.out);
+	cr_assert_eq(h_count_str(a.out, "rc=0 bytes=7\n"), 5, "%s", a.out);
 	cr_assert_eq(ftpd_count("connect"), 5);
 	cr_assert_eq(ftpd_count("QUIT"), 5, "without the shim every connection sends a QUIT");
 	ftpd_forget();
-	run(&b, argv, env, 1);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s", b.err);
-	cr_expect_eq(count_substr(b.out, "rc=0 bytes=7\n"), 5, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "rc=0 bytes=7\n"), 5, "%s", b.out);
 	int conns = ftpd_count("connect"), quits = ftpd_count("QUIT");
 	cr_expect_geq(conns, 1);
 	cr_expect_eq(quits, conns, "%d connections, %d QUITs under the shim", conns, quits);
@@ -412,7 +353,7 @@ Test(curlhosts_exit, ftp_connections_get_their_quit_at_global_cleanup, .init = f
 Test(curlhosts_exit, ftp_connections_get_their_quit_with_a_config, .init = ftp_start, .fini = ftp_stop,
      .timeout = 60)
 {
-	const char *env[] = {config("[lane default]\nmax_idle_per_host = 2\nconnect_timeout = 2s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_idle_per_host = 2\nconnect_timeout = 2s\n"), NULL};
 	ftp_case(env, NULL);
 }
 
@@ -424,10 +365,10 @@ Test(curlhosts_exit, exit_with_a_transfer_in_flight_is_prompt, .init = ftp_start
 	char base[64], inflight[300];
 	ftpd_start();
 	snprintf(base, sizeof(base), "ftp://127.0.0.1:%d", ftpd_port);
-	snprintf(inflight, sizeof(inflight), "inflight=%s", path_url("/delay/5000"));
+	snprintf(inflight, sizeof(inflight), "inflight=%s", h_path_url("/delay/5000"));
 	struct h_run b;
 	const char *argv[] = {"curlhosts", "ftp", base, "3", inflight, NULL};
-	run(&b, argv, NULL, 1);
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect(strstr(b.out, "exit\n") != NULL, "%s", b.out);
 	cr_expect_lt(b.secs, 3.0, "exit took %.1f s", b.secs);
@@ -447,7 +388,7 @@ Test(curlhosts_exit, closing_the_pools_at_exit_is_bounded, .init = ftp_start, .f
 	cr_assert_eq(h_run(&b, argv, NULL, 1, 10000), 0);
 	cr_expect_eq(b.timed_out, 0, "exit hung");
 	cr_expect_eq(b.status, 0, "%s", b.err);
-	cr_expect_eq(count_substr(b.out, "rc=0 bytes=7\n"), 3, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "rc=0 bytes=7\n"), 3, "%s", b.out);
 	cr_expect_lt(b.secs, 4.0, "exit took %.1f s", b.secs);
 	int conns = ftpd_count("connect");
 	cr_expect_geq(conns, 1);

@@ -158,13 +158,6 @@ static void teardown(void)
 	rmdir(tdir);
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
 /* ------------------------------------------------------------------ rows and cells */
 
 enum kind { K_SIMPLE, K_BACKLOG, K_DOWN, K_RESTART, K_IDLE };
@@ -358,12 +351,12 @@ static void *action_main(void *arg)
 	struct action *x = arg;
 	long long deadline = h_now_ms() + 10000;
 	while (h_stat(x->a, "requests") < 1 && h_now_ms() < deadline)
-		sleep_ms(20);
+		h_sleep_ms(20);
 	if (h_now_ms() >= deadline) {
 		snprintf(x->why, sizeof(x->why), "the first request never reached the server");
 		return NULL;
 	}
-	sleep_ms(300);              /* its response is on the client's side by then */
+	h_sleep_ms(300);              /* its response is on the client's side by then */
 	if (x->kind == K_IDLE) {
 		for (int i = 0; i < 20 && x->killed < 1; i++) {
 			char *s = h_get(x->a, x->kill_query);
@@ -371,7 +364,7 @@ static void *action_main(void *arg)
 				x->killed += atol(s + 7);
 			free(s);
 			if (x->killed < 1)
-				sleep_ms(50);
+				h_sleep_ms(50);
 		}
 		x->ok = x->killed >= 1;
 		if (!x->ok)
@@ -394,7 +387,7 @@ static void *action_main(void *arg)
 		if (h_upstream_start(x->b, args) == 0)
 			x->ok = 1;
 		else
-			sleep_ms(100);
+			h_sleep_ms(100);
 	}
 	if (!x->ok) {
 		snprintf(x->why, sizeof(x->why), "could not start the upstream again on port %d", port);
@@ -404,7 +397,7 @@ static void *action_main(void *arg)
 	 * it must outlive the client, so this thread reads the counters and stops it. */
 	deadline = h_now_ms() + 120000;
 	while (!atomic_load(&x->client_done) && h_now_ms() < deadline)
-		sleep_ms(20);
+		h_sleep_ms(20);
 	h_wait_stat(x->b, "open", 0, 3000);
 	x->b_req = h_stat(x->b, "requests");
 	x->b_get = h_stat(x->b, "requests_get");
@@ -1032,7 +1025,7 @@ Test(faults_upstream, hang_headers_holds_until_the_client_gives_up, .init = u_st
 	ctl_expect("/inject?fault=hang_headers", "ok hang_headers");
 	fd = send_get("/");
 	cr_expect_eq(h_wait_stat(&u, "requests", 2, 2000), 2);
-	sleep_ms(200);
+	h_sleep_ms(200);
 	cr_expect_eq(h_stat(&u, "open"), 1, "still held");
 	close(fd);
 	cr_expect_eq(h_wait_stat(&u, "open", 0, 3000), 0, "the server lets go once the client closed");
@@ -1096,7 +1089,7 @@ static void kill_idle_case(int rst)
 		if (strncmp(s, "killed 0", 8) != 0 || h_now_ms() > deadline)
 			break;
 		free(s);
-		sleep_ms(20);
+		h_sleep_ms(20);
 	}
 	cr_expect_str_eq(s, "killed 1\n");
 	free(s);

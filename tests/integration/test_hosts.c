@@ -21,17 +21,14 @@
 
 #include "harness.h"
 
-static struct h_upstream up;   /* accepting */
 static struct h_upstream hang; /* never answers a SYN */
 static int fill[8], nfill;
-static char dir[256];
 static char port[16], hport[16];
 
 static void start_up(void)
 {
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-	snprintf(port, sizeof(port), "%d", up.port);
+	h_start_plain();
+	snprintf(port, sizeof(port), "%d", h_up.port);
 }
 
 static void start_both(void)
@@ -50,24 +47,7 @@ static void stop_all(void)
 		close(fill[i]);
 	nfill = 0;
 	h_upstream_stop(&hang);
-	h_upstream_stop(&up);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
-/* Writes DIR/NAME and returns "CONNROUTE_CONFIG=path" (static, one at a time). */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
+	h_stop();
 }
 
 static void run(struct h_run *r, const char *const *argv, const char *const *env, int preload, int ms)
@@ -82,14 +62,6 @@ static long num_after(const char *s, const char *key)
 	return p ? strtol(p + strlen(key), NULL, 10) : -1;
 }
 
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 /* ---------------------------------------------------------- siglongjmp out of connect */
 
 /* A SIGALRM handler that siglongjmps out of a blocking connect the lane times (connect_timeout
@@ -99,7 +71,7 @@ static int count_substr(const char *s, const char *needle)
 Test(jump, out_of_a_timed_connect_leaves_no_trace, .init = start_both, .fini = stop_all)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane default]\nconnect_timeout = 5s\nmax_conns_per_host = 1\n"
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 5s\nmax_conns_per_host = 1\n"
 				    "queue_timeout = 300ms\n"),
 			     NULL};
 	const char *argv[] = {"hostprog", "jumpconn", hport, port, NULL};
@@ -140,7 +112,7 @@ Test(jump, out_of_a_timed_connect_leaves_no_trace, .init = start_both, .fini = s
 Test(jump, out_of_the_limit_queue_leaves_no_trace, .init = start_up, .fini = stop_all)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 5s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 5s\n"), NULL};
 	const char *argv[] = {"hostprog", "jumpqueue", port, NULL};
 	run(&r, argv, env, 1, 15000);
 	cr_expect_eq(r.timed_out, 0, "hung: %s", r.out);
@@ -154,7 +126,7 @@ Test(jump, out_of_the_limit_queue_leaves_no_trace, .init = start_up, .fini = sto
 	cr_expect(mc >= 0 && mc < 1000, "C got the freed unit at once: %s", r.out);
 	cr_expect(strstr(r.out, "connectD err EAGAIN") != NULL, "C was routed: it holds the unit: %s", r.out);
 	cr_expect_eq(r.status, 0, "%s\n%s", r.out, r.err);
-	cr_expect_eq(h_stat(&up, "max_open"), 1, "never two connections at once");
+	cr_expect_eq(h_stat(&h_up, "max_open"), 1, "never two connections at once");
 	h_run_free(&r);
 }
 
@@ -163,7 +135,7 @@ Test(jump, out_of_the_limit_queue_leaves_no_trace, .init = start_up, .fini = sto
 Test(jump, libcurl_after_a_jump_is_still_routed, .init = start_up, .fini = stop_all)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 5s\n"
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 5s\n"
 				    "request_timeout = 500ms\n"),
 			     NULL};
 	const char *argv[] = {"hostprog", "jumpcurl", port, "/delay/2000", NULL};
@@ -182,7 +154,7 @@ Test(jump, libcurl_after_a_jump_is_still_routed, .init = start_up, .fini = stop_
 Test(jump, handler_connect_inside_a_routed_connect_is_the_kernels, .init = start_up, .fini = stop_all)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 2s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 2s\n"), NULL};
 	const char *argv[] = {"hostprog", "nested", port, NULL};
 	run(&r, argv, env, 1, 15000);
 	cr_expect_eq(r.timed_out, 0, "hung: %s", r.out);
@@ -200,7 +172,7 @@ Test(jump, handler_connect_inside_a_routed_connect_is_the_kernels, .init = start
 Test(sndtimeo, bounds_a_blocking_connect_as_without_the_shim, .init = start_both, .fini = stop_all)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane default]\nconnect_timeout = 30s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 30s\n"), NULL};
 	const char *argv[] = {"hostprog", "sndtimeo", hport, "1000", NULL};
 	run(&a, argv, NULL, 0, 10000);
 	run(&b, argv, env, 1, 10000);
@@ -221,7 +193,7 @@ Test(sndtimeo, bounds_a_blocking_connect_as_without_the_shim, .init = start_both
 Test(sarestart, is_judged_per_signal, .init = start_both, .fini = stop_all)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane default]\nconnect_timeout = 2s\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 2s\n"), NULL};
 	/* Without the shim nothing else ends the connect: the program's own thread shuts the
 	 * socket down after 1.5 s. */
 	const char *argv_a[] = {"hostprog", "sarestart", hport, "1500", NULL};
@@ -249,7 +221,7 @@ static void vfork_case(const char *how)
 {
 	struct h_run r;
 	start_up();
-	const char *env[] = {config(limit1), NULL};
+	const char *env[] = {h_config(limit1), NULL};
 	const char *argv[] = {"hostprog", "vfork", port, how, NULL};
 	run(&r, argv, env, 1, 10000);
 	cr_expect_eq(r.timed_out, 0, "%s: hung: %s", how, r.out);
@@ -257,9 +229,9 @@ static void vfork_case(const char *how)
 	cr_expect(strstr(r.out, "child exit=0") != NULL, "%s: %s", how, r.out);
 	cr_expect(strstr(r.out, "connectB err EAGAIN") != NULL,
 		  "%s: the parent's connection still holds the unit: %s", how, r.out);
-	cr_expect_eq(h_stat(&up, "max_open"), 1, "%s: never two connections at once", how);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 1, "%s: never two connections at once", how);
 	h_run_free(&r);
-	h_upstream_stop(&up);
+	h_stop();
 }
 
 Test(vfork, child_closefrom_leaves_the_parents_limit) { vfork_case("closefrom"); }
@@ -273,7 +245,7 @@ Test(vfork, python_subprocess_close_fds, .init = start_up, .fini = stop_all)
 	if (!py)
 		cr_skip_test("no python3");
 	struct h_run r;
-	const char *env[] = {config(limit1), NULL};
+	const char *env[] = {h_config(limit1), NULL};
 	const char *script =
 		"import errno, socket, subprocess, sys\n"
 		"port = int(sys.argv[1])\n"
@@ -300,7 +272,7 @@ Test(vfork, python_subprocess_close_fds, .init = start_up, .fini = stop_all)
 Test(fork, child_has_its_own_accounting, .init = start_up, .fini = stop_all)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 200ms\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 200ms\n"), NULL};
 	const char *argv[] = {"hostprog", "fork", port, NULL};
 	run(&r, argv, env, 1, 10000);
 	cr_expect(strstr(r.out, "connectA ok") && strstr(r.out, "connectB ok"), "%s", r.out);
@@ -318,18 +290,18 @@ Test(fork, curl_transfers_in_flight_at_the_fork, .init = start_up, .fini = stop_
 {
 	struct h_run r;
 	char slow[128], fast[128];
-	snprintf(slow, sizeof(slow), "http://127.0.0.1:%d/delay/3000", up.port);
-	snprintf(fast, sizeof(fast), "http://127.0.0.1:%d/", up.port);
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 500ms\n"), NULL};
+	snprintf(slow, sizeof(slow), "http://127.0.0.1:%d/delay/3000", h_up.port);
+	snprintf(fast, sizeof(fast), "http://127.0.0.1:%d/", h_up.port);
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 500ms\n"), NULL};
 	const char *argv[] = {"curlfork", slow, fast, "2", NULL};
 	run(&r, argv, env, 1, 20000);
 	cr_expect_eq(r.timed_out, 0, "%s", r.out);
 	cr_expect(strstr(r.out, "child code=0 status=200") != NULL, "the child's transfer: %s\n%s", r.out, r.err);
 	long busy = num_after(r.out, "parent_busy code=");
 	cr_expect(busy > 0, "the parent is still at its limit while its transfers run: %s", r.out);
-	cr_expect_eq(count_substr(r.out, "slow code=0"), 2, "%s", r.out);
+	cr_expect_eq(h_count_str(r.out, "slow code=0"), 2, "%s", r.out);
 	cr_expect(strstr(r.out, "parent_after code=0") != NULL, "%s", r.out);
-	cr_expect_eq(h_stat(&up, "path_delay"), 2);
+	cr_expect_eq(h_stat(&h_up, "path_delay"), 2);
 	h_run_free(&r);
 }
 
@@ -342,18 +314,18 @@ Test(logfile, fifo_without_a_reader_never_blocks, .init = start_up, .fini = stop
 {
 	struct h_run r;
 	char fifo[400], envf[450];
-	snprintf(fifo, sizeof(fifo), "%s/log.fifo", dir);
+	snprintf(fifo, sizeof(fifo), "%s/log.fifo", h_dir);
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
 	snprintf(envf, sizeof(envf), "CONNROUTE_LOG_FILE=%s", fifo);
-	const char *env[] = {config("[lane default]\nconnect_timeout = 1s\n"), envf, "CONNROUTE_LOG=info", NULL};
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 1s\n"), envf, "CONNROUTE_LOG=info", NULL};
 	char c[64];
-	snprintf(c, sizeof(c), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(c, sizeof(c), "connect=a@127.0.0.1:%d", h_up.port);
 	const char *argv[] = {"sockprog", "tcp=a", c, NULL};
 	run(&r, argv, env, 1, 5000);
 	cr_expect_eq(r.timed_out, 0, "the program hung (in the constructor?)");
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "connect a ok") != NULL, "%s", r.out);
-	cr_expect_eq(count_substr(r.err, fifo), 1, "one warning naming the file: %s", r.err);
+	cr_expect_eq(h_count_str(r.err, fifo), 1, "one warning naming the file: %s", r.err);
 	cr_expect(strstr(r.err, "ready") != NULL, "the log lines went to stderr: %s", r.err);
 	h_run_free(&r);
 	unlink(fifo);
@@ -365,12 +337,12 @@ Test(logfile, fifo_with_a_reader_is_not_written, .init = start_up, .fini = stop_
 {
 	struct h_run r;
 	char fifo[400], envf[450];
-	snprintf(fifo, sizeof(fifo), "%s/log.fifo", dir);
+	snprintf(fifo, sizeof(fifo), "%s/log.fifo", h_dir);
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
 	int rd = open(fifo, O_RDONLY | O_NONBLOCK);
 	cr_assert_geq(rd, 0);
 	snprintf(envf, sizeof(envf), "CONNROUTE_LOG_FILE=%s", fifo);
-	const char *env[] = {config("[lane default]\nconnect_timeout = 1s\n"), envf, "CONNROUTE_LOG=info", NULL};
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 1s\n"), envf, "CONNROUTE_LOG=info", NULL};
 	const char *argv[] = {"sockprog", "fdcount", NULL};
 	run(&r, argv, env, 1, 5000);
 	cr_expect_eq(r.timed_out, 0);
@@ -381,7 +353,7 @@ Test(logfile, fifo_with_a_reader_is_not_written, .init = start_up, .fini = stop_
 		buf[n] = '\0';
 	cr_expect(n <= 0, "the FIFO was written: %.*s", (int)(n > 0 ? n : 0), buf);
 	cr_expect(strstr(r.err, "ready") != NULL, "the lines went to stderr: %s", r.err);
-	cr_expect_eq(count_substr(r.err, fifo), 1, "one warning naming the file: %s", r.err);
+	cr_expect_eq(h_count_str(r.err, fifo), 1, "one warning naming the file: %s", r.err);
 	close(rd);
 	h_run_free(&r);
 	unlink(fifo);
@@ -423,7 +395,7 @@ static int wait_file(const char *path, int ms)
 	for (int i = 0; i < ms / 10; i++) {
 		if (access(path, F_OK) == 0)
 			return 0;
-		sleep_ms(10);
+		h_sleep_ms(10);
 	}
 	return -1;
 }
@@ -432,19 +404,19 @@ static int wait_file(const char *path, int ms)
 static int wait_metrics(char *path, size_t n)
 {
 	for (int i = 0; i < 1000; i++) {
-		DIR *d = opendir(dir);
+		DIR *d = opendir(h_dir);
 		struct dirent *e;
 		int found = 0;
 		while (d && (e = readdir(d)))
 			if (!strncmp(e->d_name, "m-", 2) && strstr(e->d_name, ".sock")) {
-				int w = snprintf(path, n, "%s/%s", dir, e->d_name);
+				int w = snprintf(path, n, "%s/%s", h_dir, e->d_name);
 				found = w > 0 && (size_t)w < n;
 			}
 		if (d)
 			closedir(d);
 		if (found)
 			return 0;
-		sleep_ms(10);
+		h_sleep_ms(10);
 	}
 	return -1;
 }
@@ -474,29 +446,29 @@ Test(watcher, in_place_rewrites_of_the_same_bytes_apply_nothing, .init = start_u
 {
 	char first[600], full[700], cfg[400], stop[400], sock[400], spec[420], envc[450];
 	snprintf(first, sizeof(first), "[global]\nmetrics = unix:%s/m-%%p.sock\n[lane default]\nconnect_timeout = 2s\n",
-		 dir);
+		 h_dir);
 	const char *rest = "max_conns_per_host = 50\n";
 	snprintf(full, sizeof(full), "%s%s", first, rest);
-	snprintf(stop, sizeof(stop), "%s/stop", dir);
-	cr_assert_eq(h_write_file(dir, "connroute.conf", full, cfg, sizeof(cfg)), 0);
+	snprintf(stop, sizeof(stop), "%s/stop", h_dir);
+	cr_assert_eq(h_write_file(h_dir, "connroute.conf", full, cfg, sizeof(cfg)), 0);
 	snprintf(envc, sizeof(envc), "CONNROUTE_CONFIG=%s", cfg);
 	const char *env[] = {envc, NULL};
 	const char *argv[] = {"hostprog", "hold", port, stop, "40000", NULL};
 	struct bgrun b = {.argv = argv, .env = env, .preload = 1, .timeout_ms = 45000};
 	bg_start(&b);
 	cr_assert_eq(wait_metrics(sock, sizeof(sock)), 0, "no metrics endpoint appeared");
-	sleep_ms(1200); /* the watcher has looked at the original once */
+	h_sleep_ms(1200); /* the watcher has looked at the original once */
 
 	for (int i = 0; i < 10; i++) {
 		int fd = open(cfg, O_WRONLY | O_TRUNC);
 		cr_assert_geq(fd, 0);
 		write_all(fd, first);
-		sleep_ms(500);
+		h_sleep_ms(500);
 		write_all(fd, rest);
 		close(fd);
-		sleep_ms(700);
+		h_sleep_ms(700);
 	}
-	sleep_ms(2500); /* two looks at the final (original) bytes */
+	h_sleep_ms(2500); /* two looks at the final (original) bytes */
 
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 	char cli[400];
@@ -528,16 +500,16 @@ Test(watcher, in_place_rewrites_of_the_same_bytes_apply_nothing, .init = start_u
 Test(watcher, relative_config_survives_chdir, .init = start_up, .fini = stop_all)
 {
 	char cfg[400], mark[400], tmp[400], pre[400], prog[400];
-	cr_assert_eq(h_write_file(dir, "conf", "[lane default]\nconnect_timeout = 2s\n", cfg, sizeof(cfg)), 0);
-	snprintf(mark, sizeof(mark), "%s/chdir-done", dir);
+	cr_assert_eq(h_write_file(h_dir, "conf", "[lane default]\nconnect_timeout = 2s\n", cfg, sizeof(cfg)), 0);
+	snprintf(mark, sizeof(mark), "%s/chdir-done", h_dir);
 	snprintf(pre, sizeof(pre), "LD_PRELOAD=%s/libconnroute.so", h_build());
 	snprintf(prog, sizeof(prog), "%s/progs/hostprog", h_build());
 	/* env -C: the program starts in DIR; LD_PRELOAD is set for the program only. */
-	const char *argv[] = {"env", "-C", dir, pre, "CONNROUTE_CONFIG=conf", prog, "chdir", port, mark, "8000", NULL};
+	const char *argv[] = {"env", "-C", h_dir, pre, "CONNROUTE_CONFIG=conf", prog, "chdir", port, mark, "8000", NULL};
 	struct bgrun b = {.argv = argv, .env = NULL, .preload = 0, .timeout_ms = 15000};
 	bg_start(&b);
 	cr_assert_eq(wait_file(mark, 10000), 0, "the program did not start");
-	cr_assert_eq(h_write_file(dir, "conf.new", "[lane default]\nconnect_timeout = 2s\nmax_conns_per_host = 1\n",
+	cr_assert_eq(h_write_file(h_dir, "conf.new", "[lane default]\nconnect_timeout = 2s\nmax_conns_per_host = 1\n",
 				  tmp, sizeof(tmp)),
 		     0);
 	long long t0 = h_now_ms();
@@ -560,13 +532,13 @@ Test(logs, key_with_control_bytes_is_quoted_in_one_line, .init = start_up, .fini
 	struct h_run r;
 	const char *env[] = {"CONNROUTE_KEY=bad\nconnroute[1]: error: forged line\x1b[31m red", NULL};
 	char c[64];
-	snprintf(c, sizeof(c), "connect=a@127.0.0.1:%d", up.port);
+	snprintf(c, sizeof(c), "connect=a@127.0.0.1:%d", h_up.port);
 	const char *argv[] = {"sockprog", "tcp=a", c, NULL};
 	run(&r, argv, env, 1, 5000);
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "connect a ok") != NULL, "%s", r.out);
 	cr_expect(strstr(r.err, "CONNROUTE_KEY") != NULL, "%s", r.err);
-	cr_expect_eq(count_substr(r.err, "\n"), 1, "exactly one line: [%s]", r.err);
+	cr_expect_eq(h_count_str(r.err, "\n"), 1, "exactly one line: [%s]", r.err);
 	cr_expect(r.err_len > 0 && r.err[r.err_len - 1] == '\n', "[%s]", r.err);
 	cr_expect_null(memchr(r.err, 0x1b, r.err_len), "an ESC byte reached stderr");
 	h_run_free(&r);

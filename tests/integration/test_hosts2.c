@@ -25,43 +25,28 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
 static char cfgpath[400];
 static char cfgenv[450];
 
 static void start(void)
 {
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", dir);
+	h_start_plain();
+	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", h_dir);
 	snprintf(cfgenv, sizeof(cfgenv), "CONNROUTE_CONFIG=%s", cfgpath);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
 }
 
 /* Writes the config as a deployment would: a new file renamed over the old one. */
 static void write_config(const char *text)
 {
 	char tmp[450];
-	cr_assert_eq(h_write_file(dir, "connroute.conf.new", text, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(h_write_file(h_dir, "connroute.conf.new", text, tmp, sizeof(tmp)), 0);
 	cr_assert_eq(rename(tmp, cfgpath), 0);
 }
 
 /* Creates DIR/NAME (the programs' waitfile steps look for it). */
 static void touch(const char *name)
 {
-	cr_assert_eq(h_write_file(dir, name, "", NULL, 0), 0);
+	cr_assert_eq(h_write_file(h_dir, name, "", NULL, 0), 0);
 }
 
 static int free_port(void)
@@ -90,46 +75,6 @@ __attribute__((format(printf, 1, 2))) static const char *stepf(const char *fmt, 
 	return b;
 }
 
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
-/* ------------------------------------------------------- a program in the background */
-
-struct bgrun {
-	pthread_t t;
-	const char *argv[64];
-	const char *env[8];
-	int timeout_ms;
-	struct h_run r;
-	int rc;
-};
-
-static void *bgrun_main(void *arg)
-{
-	struct bgrun *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, b->timeout_ms);
-	return NULL;
-}
-
-static void bg_start(struct bgrun *b)
-{
-	if (!b->timeout_ms)
-		b->timeout_ms = 30000;
-	cr_assert_eq(pthread_create(&b->t, NULL, bgrun_main, b), 0);
-}
-
-static void bg_join(struct bgrun *b)
-{
-	pthread_join(b->t, NULL);
-	cr_assert_eq(b->rc, 0, "could not run %s", b->argv[0]);
-	cr_assert_eq(b->r.timed_out, 0, "%s hung: %s\n%s", b->argv[0], b->r.out, b->r.err);
-}
-
 /* ------------------------------------------------------------------- the CLI */
 
 static const char *cli(void)
@@ -151,12 +96,12 @@ static long wait_socket(const char *prefix, char *path, size_t n)
 {
 	size_t pl = strlen(prefix);
 	for (int i = 0; i < 1000; i++) {
-		DIR *d = opendir(dir);
+		DIR *d = opendir(h_dir);
 		struct dirent *e;
 		long pid = 0;
 		while (d && (e = readdir(d)))
 			if (!strncmp(e->d_name, prefix, pl) && strstr(e->d_name, ".sock")) {
-				int w = snprintf(path, n, "%s/%s", dir, e->d_name);
+				int w = snprintf(path, n, "%s/%s", h_dir, e->d_name);
 				if (w > 0 && (size_t)w < n)
 					pid = strtol(e->d_name + pl, NULL, 10);
 			}
@@ -164,9 +109,9 @@ static long wait_socket(const char *prefix, char *path, size_t n)
 			closedir(d);
 		if (pid > 0)
 			return pid;
-		sleep_ms(10);
+		h_sleep_ms(10);
 	}
-	cr_assert_fail("no metrics socket %s* appeared in %s", prefix, dir);
+	cr_assert_fail("no metrics socket %s* appeared in %s", prefix, h_dir);
 	return -1;
 }
 
@@ -177,26 +122,26 @@ static long wait_socket(const char *prefix, char *path, size_t n)
  * with one whose lane default allows one connection per destination, it applies within
  * seconds, without any connect ever having been routed. (Before: the file was watched only
  * from the first routed connect, i.e. never.) */
-Test(hosts2, passthrough_config_is_still_watched, .init = start, .fini = stop)
+Test(hosts2, passthrough_config_is_still_watched, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {0};
 	write_config("[lane other]\nmatch = other/*\nmax_conns_per_host = 1\n");
 	b.env[0] = cfgenv;
 	int i = 0;
 	b.argv[i++] = "h2_prog";
 	b.argv[i++] = "tcp=a";
-	b.argv[i++] = stepf("connect=a@127.0.0.1:%d", up.port);
+	b.argv[i++] = stepf("connect=a@127.0.0.1:%d", h_up.port);
 	b.argv[i++] = "close=a";
-	b.argv[i++] = stepf("waitfile=%s/go", dir);
-	b.argv[i++] = stepf("limitprobe=127.0.0.1:%d:5000", up.port);
+	b.argv[i++] = stepf("waitfile=%s/go", h_dir);
+	b.argv[i++] = stepf("limitprobe=127.0.0.1:%d:5000", h_up.port);
 	b.argv[i] = NULL;
-	bg_start(&b);
+	h_bg_start(&b);
 
 	/* After its first connect (the server saw it), the file is replaced. */
-	long acc = h_wait_stat(&up, "accepted", 1, 10000);
+	long acc = h_wait_stat(&h_up, "accepted", 1, 10000);
 	write_config("[lane default]\nmax_conns_per_host = 1\n");
 	touch("go");
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_log_info("pass-through config: %s", b.r.out);
 	cr_expect_eq(acc, 1, "the program's first connect did not arrive: %s", b.r.out);
 	cr_expect(strstr(b.r.out, "connect a ok") != NULL, "%s", b.r.out);
@@ -214,7 +159,7 @@ static void lanes_config(char *out, size_t n, const char *lanes)
 	snprintf(out, n,
 		 "[global]\nmetrics = unix:%s/m-%%p.sock\n[threads]\ntx = x\nty = y\n%s"
 		 "[lane default]\nmax_conns_per_host = 100\n",
-		 dir, lanes);
+		 h_dir, lanes);
 }
 
 /* Reloads bring 300 lane names (5 files of 60) into a running program, more than it can give
@@ -223,10 +168,10 @@ static void lanes_config(char *out, size_t n, const char *lanes)
  * log line; the old config stays); never may x and y share one id, hence one limit unit:
  * a connect in x and one in y both succeed while each lane's second connect is refused.
  * (Before: every name past the 255th got id 255, and x and y shared their limit.) */
-Test(hosts2, lane_ids_are_never_shared_after_many_reloads, .init = start, .fini = stop)
+Test(hosts2, lane_ids_are_never_shared_after_many_reloads, .init = start, .fini = h_stop)
 {
 	static char text[8192], lanes[4096];
-	struct bgrun b = {0};
+	struct h_bg b = {0};
 	char sock[400], spec[420];
 	lanes_config(text, sizeof(text), "");
 	write_config(text);
@@ -234,19 +179,19 @@ Test(hosts2, lane_ids_are_never_shared_after_many_reloads, .init = start, .fini 
 	int i = 0;
 	b.argv[i++] = "h2_prog";
 	b.argv[i++] = "tcp=k";
-	b.argv[i++] = stepf("connect=k@127.0.0.1:%d", up.port);
+	b.argv[i++] = stepf("connect=k@127.0.0.1:%d", h_up.port);
 	b.argv[i++] = "close=k";
-	b.argv[i++] = stepf("waitfile=%s/go", dir);
+	b.argv[i++] = stepf("waitfile=%s/go", h_dir);
 	const char *names[] = {"tx", "ty", "tx", "ty"}, *socks[] = {"a", "b", "c", "d"};
 	for (int k = 0; k < 4; k++) {
 		b.argv[i++] = stepf("name=%s", names[k]);
 		b.argv[i++] = stepf("tcp=%s", socks[k]);
 		b.argv[i++] = stepf("nonblock=%s", socks[k]);
-		b.argv[i++] = stepf("connect=%s@127.0.0.1:%d", socks[k], up.port);
+		b.argv[i++] = stepf("connect=%s@127.0.0.1:%d", socks[k], h_up.port);
 	}
 	b.argv[i] = NULL;
 	b.timeout_ms = 60000;
-	bg_start(&b);
+	h_bg_start(&b);
 	wait_socket("m-", sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 
@@ -281,7 +226,7 @@ Test(hosts2, lane_ids_are_never_shared_after_many_reloads, .init = start, .fini 
 	cr_expect(!strcmp(r.out, "applied\n") || !strcmp(r.out, "unchanged\n"), "final reload: %s%s", r.out, r.err);
 	h_run_free(&r);
 	touch("go");
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_log_info("lane ids: %d of 5 reloads rejected", rejected);
 
 	const char *out = b.r.out;
@@ -321,12 +266,12 @@ static int signals_of(const char *out, const char *what)
 static void sigio_case(const char *mode)
 {
 	char conf[256];
-	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*2\nnodelay = off\n", up.port);
+	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*2\nnodelay = off\n", h_up.port);
 	write_config(conf);
 	const char *env[] = {cfgenv, NULL};
 	char kick[16], port[16];
-	snprintf(kick, sizeof(kick), "%d", up.control_port);
-	snprintf(port, sizeof(port), "%d", up.port);
+	snprintf(kick, sizeof(kick), "%d", h_up.control_port);
+	snprintf(port, sizeof(port), "%d", h_up.port);
 	const char *argv[] = {"h2_sigio", kick, port, mode, NULL};
 	struct h_run base, shim;
 	cr_assert_eq(h_run(&base, argv, NULL, 0, 20000), 0);
@@ -351,12 +296,12 @@ static void sigio_case(const char *mode)
 	h_run_free(&shim);
 }
 
-Test(hosts2, warm_socket_keeps_f_setown_and_sigio, .init = start, .fini = stop)
+Test(hosts2, warm_socket_keeps_f_setown_and_sigio, .init = start, .fini = h_stop)
 {
 	sigio_case("io");
 }
 
-Test(hosts2, warm_socket_keeps_f_setown_and_f_setsig, .init = start, .fini = stop)
+Test(hosts2, warm_socket_keeps_f_setown_and_f_setsig, .init = start, .fini = h_stop)
 {
 	sigio_case("rt");
 }
@@ -369,7 +314,7 @@ static int socket_pids(const char *prefix, long *pids, int max)
 {
 	int n = 0;
 	size_t pl = strlen(prefix);
-	DIR *d = opendir(dir);
+	DIR *d = opendir(h_dir);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
 		size_t l = strlen(e->d_name);
@@ -382,20 +327,20 @@ static int socket_pids(const char *prefix, long *pids, int max)
 }
 
 /* Runs h2_fork in the background until its children are done; returns the parent's pid. */
-static long fork_run(struct bgrun *b, int nchild, const char *how, int hold_ms)
+static long fork_run(struct h_bg *b, int nchild, const char *how, int hold_ms)
 {
 	static char port[16], n[16], hold[16];
-	snprintf(port, sizeof(port), "%d", up.port);
+	snprintf(port, sizeof(port), "%d", h_up.port);
 	snprintf(n, sizeof(n), "%d", nchild);
 	snprintf(hold, sizeof(hold), "%d", hold_ms);
 	b->env[0] = cfgenv;
-	const char *argv[] = {"h2_fork", port, n, how, hold, dir, NULL};
+	const char *argv[] = {"h2_fork", port, n, how, hold, h_dir, NULL};
 	memcpy(b->argv, argv, sizeof(argv));
-	bg_start(b);
+	h_bg_start(b);
 	char done[400];
-	snprintf(done, sizeof(done), "%s/children-done", dir);
+	snprintf(done, sizeof(done), "%s/children-done", h_dir);
 	for (int i = 0; i < 2000 && access(done, F_OK) != 0; i++)
-		sleep_ms(10);
+		h_sleep_ms(10);
 	char *pid = h_read_file(done);
 	long p = pid ? atol(pid) : -1;
 	free(pid);
@@ -405,9 +350,9 @@ static long fork_run(struct bgrun *b, int nchild, const char *how, int hold_ms)
 /* `[global] metrics = 127.0.0.1:PORT`: the parent serves it; five fork children, each
  * routing a connect, must not try to bind the parent's address (they used to, each logging
  * "cannot serve metrics ... Address already in use" and retrying every 10 s). */
-Test(hosts2, fork_children_do_not_serve_the_parents_tcp_metrics, .init = start, .fini = stop)
+Test(hosts2, fork_children_do_not_serve_the_parents_tcp_metrics, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {0};
 	char text[256], spec[64];
 	int port = free_port();
 	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
@@ -423,11 +368,11 @@ Test(hosts2, fork_children_do_not_serve_the_parents_tcp_metrics, .init = start, 
 	cr_expect(strstr(r.out, "connroute_connections_opened_total{lane=\"default\"}") != NULL, "%s", r.out);
 	h_run_free(&r);
 	touch("go");
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	cr_expect(strstr(b.r.out, "children 5 ok 5") != NULL, "%s", b.r.out);
-	cr_expect_eq(h_stat(&up, "requests"), 6, "one request from the parent and one per child");
-	cr_expect_eq(count_substr(b.r.err, "cannot serve metrics"), 0, "%s", b.r.err);
+	cr_expect_eq(h_stat(&h_up, "requests"), 6, "one request from the parent and one per child");
+	cr_expect_eq(h_count_str(b.r.err, "cannot serve metrics"), 0, "%s", b.r.err);
 	cr_expect_str_empty(b.r.err, "no connroute line from parent or children: %s", b.r.err);
 	h_run_free(&b.r);
 }
@@ -435,22 +380,22 @@ Test(hosts2, fork_children_do_not_serve_the_parents_tcp_metrics, .init = start, 
 /* `metrics = unix:DIR/m.%p.sock`: each process has its own address. Children that end with
  * exit() leave no socket file; the parent's stays while it runs and is gone after. While
  * the children run, their own sockets are seen (so the check is not vacuous). */
-Test(hosts2, fork_children_leave_no_unix_metrics_socket_after_exit, .init = start, .fini = stop)
+Test(hosts2, fork_children_leave_no_unix_metrics_socket_after_exit, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {0};
 	char text[512];
 	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m.%%p.sock\n[lane default]\nmax_conns_per_host = 100\n",
-		 dir);
+		 h_dir);
 	write_config(text);
 
 	/* Watch the directory while the program runs: every socket file ever seen. */
 	static char port[16], done[400];
-	snprintf(port, sizeof(port), "%d", up.port);
-	snprintf(done, sizeof(done), "%s/children-done", dir);
+	snprintf(port, sizeof(port), "%d", h_up.port);
+	snprintf(done, sizeof(done), "%s/children-done", h_dir);
 	b.env[0] = cfgenv;
-	const char *argv[] = {"h2_fork", port, "5", "exit", "600", dir, NULL};
+	const char *argv[] = {"h2_fork", port, "5", "exit", "600", h_dir, NULL};
 	memcpy(b.argv, argv, sizeof(argv));
-	bg_start(&b);
+	h_bg_start(&b);
 	long seen[64];
 	int nseen = 0;
 	for (int i = 0; i < 4000 && access(done, F_OK) != 0; i++) {
@@ -463,7 +408,7 @@ Test(hosts2, fork_children_leave_no_unix_metrics_socket_after_exit, .init = star
 			if (!known && nseen < 64)
 				seen[nseen++] = now[k];
 		}
-		sleep_ms(5);
+		h_sleep_ms(5);
 	}
 	char *pidtext = h_read_file(done);
 	long ppid = pidtext ? atol(pidtext) : -1;
@@ -481,7 +426,7 @@ Test(hosts2, fork_children_leave_no_unix_metrics_socket_after_exit, .init = star
 	cr_expect_geq(children_seen, 1, "no child ever served its own endpoint: the check above proves nothing");
 
 	touch("go");
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	cr_expect(strstr(b.r.out, "children 5 ok 5") != NULL, "%s", b.r.out);
 	cr_expect_str_empty(b.r.err, "%s", b.r.err);
@@ -577,8 +522,8 @@ Test(hosts2, adaptive_preconnect_stops_for_a_server_it_only_blocks)
 	struct serial s;
 	char tmpl[] = "/tmp/cr-hosts2-XXXXXX";
 	cr_assert_not_null(mkdtemp(tmpl));
-	snprintf(dir, sizeof(dir), "%s", tmpl);
-	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", dir);
+	snprintf(h_dir, sizeof(h_dir), "%s", tmpl);
+	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", h_dir);
 	snprintf(cfgenv, sizeof(cfgenv), "CONNROUTE_CONFIG=%s", cfgpath);
 	write_config("[lane default]\npreconnect_ratio = 1\n");
 	serial_start(&s);
@@ -598,7 +543,7 @@ Test(hosts2, adaptive_preconnect_stops_for_a_server_it_only_blocks)
 	const char *env[] = {cfgenv, NULL};
 	struct h_run r;
 	int rc = h_run(&r, argv, env, 1, 12000);
-	sleep_ms(200); /* the server takes what the program's exit closed */
+	h_sleep_ms(200); /* the server takes what the program's exit closed */
 	serial_stop(&s);
 	cr_assert_eq(rc, 0);
 	long unused = atomic_load(&s.unused), accepted = atomic_load(&s.accepted);

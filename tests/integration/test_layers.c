@@ -19,18 +19,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-
-static void start(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
 static char bufs[16][160];
 static int nbuf;
 
@@ -89,15 +77,15 @@ static const char *line_of(const char *text, const char *prefix)
 
 /* ------------------------------------------------ the env's log level */
 
-Test(layers_reload, env_log_level_wins_over_the_configs_at_reload, .init = start, .fini = stop)
+Test(layers_reload, env_log_level_wins_over_the_configs_at_reload, .init = h_start_plain, .fini = h_stop)
 {
 	char conf[400], next[400], env_conf[420];
-	cr_assert_eq(h_write_file(up.dir, "connroute.conf",
+	cr_assert_eq(h_write_file(h_up.dir, "connroute.conf",
 				  "[global]\nlog = info\n[lane default]\npriority = 1\nconnect_timeout = 2s\n", conf,
 				  sizeof(conf)),
 		     0);
 	/* Valid, and different: a reload applies it. */
-	cr_assert_eq(h_write_file(up.dir, "connroute.conf.next",
+	cr_assert_eq(h_write_file(h_up.dir, "connroute.conf.next",
 				  "[global]\nlog = info\n[lane default]\npriority = 2\nconnect_timeout = 3s\n", next,
 				  sizeof(next)),
 		     0);
@@ -105,11 +93,11 @@ Test(layers_reload, env_log_level_wins_over_the_configs_at_reload, .init = start
 	const char *env[] = {env_conf, "CONNROUTE_LOG=error", NULL};
 	const char *argv[] = {"sockprog",
 			      "tcp=a",
-			      arg("connect=a@127.0.0.1:%d", up.port),
+			      arg("connect=a@127.0.0.1:%d", h_up.port),
 			      "opts=a",
 			      "close=a",
 			      arg("rename=%s:%s", next, conf),
-			      arg("await_opt=1:12:2@127.0.0.1:%d", up.port), /* SOL_SOCKET:SO_PRIORITY */
+			      arg("await_opt=1:12:2@127.0.0.1:%d", h_up.port), /* SOL_SOCKET:SO_PRIORITY */
 			      NULL};
 	struct h_run r;
 	cr_assert_eq(h_run(&r, argv, env, 1, 30000), 0);
@@ -129,19 +117,19 @@ Test(layers_reload, env_log_level_wins_over_the_configs_at_reload, .init = start
 
 /* ------------------------------------------- warn once per lane, by name */
 
-Test(layers_reload, refused_bind_warns_once_per_lane_across_reloads, .init = start, .fini = stop)
+Test(layers_reload, refused_bind_warns_once_per_lane_across_reloads, .init = h_start_plain, .fini = h_stop)
 {
 	char conf[400], next[400], env_conf[420];
 	/* 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails with
 	 * EADDRNOTAVAIL and the connect goes ahead from the default source. The
 	 * key x selects lane a in v1; in v2 the lanes swapped places in the
 	 * file and x selects lane b, which now has the failing bind. */
-	cr_assert_eq(h_write_file(up.dir, "connroute.conf",
+	cr_assert_eq(h_write_file(h_up.dir, "connroute.conf",
 				  "[lane a]\nmatch = x\nbind = 192.0.2.1\npriority = 1\n"
 				  "[lane b]\nmatch = y\npriority = 2\n",
 				  conf, sizeof(conf)),
 		     0);
-	cr_assert_eq(h_write_file(up.dir, "connroute.conf.next",
+	cr_assert_eq(h_write_file(h_up.dir, "connroute.conf.next",
 				  "[lane b]\nmatch = x\nbind = 192.0.2.1\npriority = 3\n"
 				  "[lane a]\nmatch = y\npriority = 4\n",
 				  next, sizeof(next)),
@@ -150,16 +138,16 @@ Test(layers_reload, refused_bind_warns_once_per_lane_across_reloads, .init = sta
 	const char *env[] = {env_conf, "CONNROUTE_KEY=x", "CONNROUTE_LOG=warn", NULL};
 	const char *argv[] = {"sockprog",
 			      "tcp=s1",
-			      arg("connect=s1@127.0.0.1:%d", up.port),
+			      arg("connect=s1@127.0.0.1:%d", h_up.port),
 			      "opts=s1",
 			      "close=s1",
 			      "tcp=s2",
-			      arg("connect=s2@127.0.0.1:%d", up.port),
+			      arg("connect=s2@127.0.0.1:%d", h_up.port),
 			      "close=s2",
 			      arg("rename=%s:%s", next, conf),
-			      arg("await_opt=1:12:3@127.0.0.1:%d", up.port),
+			      arg("await_opt=1:12:3@127.0.0.1:%d", h_up.port),
 			      "tcp=s3",
-			      arg("connect=s3@127.0.0.1:%d", up.port),
+			      arg("connect=s3@127.0.0.1:%d", h_up.port),
 			      "opts=s3",
 			      "close=s3",
 			      NULL};
@@ -194,7 +182,7 @@ static void start_nobody(void)
 		cr_skip_test("needs root to run the program as nobody (RLIMIT_NPROC does not bind root)");
 	if (access("/usr/bin/setpriv", X_OK) != 0)
 		cr_skip_test("needs setpriv(1)");
-	start();
+	h_start_plain();
 	snprintf(tdir, sizeof(tdir), "/tmp/cr-layers-XXXXXX");
 	cr_assert_not_null(mkdtemp(tdir));
 	cr_assert_eq(chmod(tdir, 0755), 0);
@@ -203,7 +191,7 @@ static void start_nobody(void)
 static void stop_nobody(void)
 {
 	char p[400];
-	stop();
+	h_stop();
 	if (tdir[0]) {
 		snprintf(p, sizeof(p), "%s/connroute.conf", tdir);
 		unlink(p);
@@ -215,7 +203,7 @@ Test(layers_threads, failed_refill_thread_is_reported_once_and_connects_go_cold,
      .fini = stop_nobody)
 {
 	char conf[400], text[300];
-	snprintf(text, sizeof(text), "[lane w]\nprewarm = 127.0.0.1:%d*2\nmax_conns_per_host = 20\n", up.port);
+	snprintf(text, sizeof(text), "[lane w]\nprewarm = 127.0.0.1:%d*2\nmax_conns_per_host = 20\n", h_up.port);
 	cr_assert_eq(h_write_file(tdir, "connroute.conf", text, conf, sizeof(conf)), 0);
 	cr_assert_eq(chmod(conf, 0644), 0);
 	/* The program, as nobody, lowers its own RLIMIT_NPROC to 0 before its
@@ -238,7 +226,7 @@ Test(layers_threads, failed_refill_thread_is_reported_once_and_connects_go_cold,
 	static char steps[5][3][64];
 	for (int i = 0; i < 5; i++) {
 		snprintf(steps[i][0], 64, "tcp=s%d", i);
-		snprintf(steps[i][1], 64, "connect=s%d@127.0.0.1:%d", i, up.port);
+		snprintf(steps[i][1], 64, "connect=s%d@127.0.0.1:%d", i, h_up.port);
 		snprintf(steps[i][2], 64, "close=s%d", i);
 		for (int k = 0; k < 3; k++)
 			argv[n++] = steps[i][k];
@@ -262,8 +250,8 @@ Test(layers_threads, failed_refill_thread_is_reported_once_and_connects_go_cold,
 	cr_expect(total >= 1 && total <= 3, "%d lines:\n%s", total, r.err);
 	/* Cold: the server saw exactly the program's 5 connections, no warm
 	 * socket was ever made. */
-	cr_expect_eq(h_wait_stat(&up, "accepted", 5, 2000), 5);
+	cr_expect_eq(h_wait_stat(&h_up, "accepted", 5, 2000), 5);
 	usleep(300000);
-	cr_expect_eq(h_stat(&up, "accepted"), 5);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 5);
 	h_run_free(&r);
 }

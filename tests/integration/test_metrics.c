@@ -21,36 +21,19 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-static char url[128];
 static char cfgpath[400];
 
 static void start(void)
 {
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", up.port);
-	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", dir);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
+	h_start_plain();
+	snprintf(cfgpath, sizeof(cfgpath), "%s/connroute.conf", h_dir);
 }
 
 /* Writes the config as a deployment would: a new file renamed over the old one. */
 static void write_config(const char *text)
 {
 	char tmp[450];
-	cr_assert_eq(h_write_file(dir, "connroute.conf.new", text, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(h_write_file(h_dir, "connroute.conf.new", text, tmp, sizeof(tmp)), 0);
 	cr_assert_eq(rename(tmp, cfgpath), 0);
 }
 
@@ -58,49 +41,20 @@ static void write_config(const char *text)
 static void write_config_unix(const char *rest)
 {
 	char text[2048];
-	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n%s", dir, rest);
+	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n%s", h_dir, rest);
 	write_config(text);
-}
-
-/* ------------------------------------------------------- a program in the background */
-
-struct bgrun {
-	pthread_t t;
-	const char *argv[24];
-	const char *env[8];
-	struct h_run r;
-	int rc;
-};
-
-static void *bgrun_main(void *arg)
-{
-	struct bgrun *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 60000);
-	return NULL;
-}
-
-static void bg_start(struct bgrun *b)
-{
-	cr_assert_eq(pthread_create(&b->t, NULL, bgrun_main, b), 0);
-}
-
-static void bg_join(struct bgrun *b)
-{
-	pthread_join(b->t, NULL);
-	cr_assert_eq(b->rc, 0, "could not run %s", b->argv[0]);
-	cr_assert_eq(b->r.timed_out, 0, "%s hung: %s\n%s", b->argv[0], b->r.out, b->r.err);
 }
 
 /* Waits (10 s) for DIR/m-<pid>.sock; returns the pid, fills PATH. */
 static long wait_socket(char *path, size_t n)
 {
 	for (int i = 0; i < 1000; i++) {
-		DIR *d = opendir(dir);
+		DIR *d = opendir(h_dir);
 		struct dirent *e;
 		long pid = 0;
 		while (d && (e = readdir(d)))
 			if (!strncmp(e->d_name, "m-", 2) && strstr(e->d_name, ".sock")) {
-				int w = snprintf(path, n, "%s/%s", dir, e->d_name);
+				int w = snprintf(path, n, "%s/%s", h_dir, e->d_name);
 				if (w > 0 && (size_t)w < n)
 					pid = strtol(e->d_name + 2, NULL, 10);
 			}
@@ -108,9 +62,9 @@ static long wait_socket(char *path, size_t n)
 			closedir(d);
 		if (pid > 0)
 			return pid;
-		sleep_ms(10);
+		h_sleep_ms(10);
 	}
-	cr_assert_fail("no metrics socket appeared in %s", dir);
+	cr_assert_fail("no metrics socket appeared in %s", h_dir);
 	return -1;
 }
 
@@ -151,28 +105,6 @@ static double mval(const char *text, const char *series)
 	return -1;
 }
 
-/* Sum of every sample of NAME whose labels contain LABEL (may be NULL). */
-static double msum(const char *text, const char *name, const char *label)
-{
-	size_t n = strlen(name);
-	double s = 0;
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-		if (strncmp(p, name, n) || (p[n] != '{' && p[n] != ' '))
-			continue;
-		const char *sp = strchr(p, '}');
-		const char *eol = strchr(p, '\n');
-		if (!sp || (eol && sp > eol))
-			sp = p + n;
-		if (label) {
-			const char *l = strstr(p, label);
-			if (!l || l > sp)
-				continue;
-		}
-		s += strtod(strchr(sp, ' ') + 1, NULL);
-	}
-	return s;
-}
-
 static long summary(const struct h_run *r, const char *name)
 {
 	const char *s = strstr(r->out, "summary ");
@@ -184,15 +116,7 @@ static long summary(const struct h_run *r, const char *name)
 	return k ? strtol(k + strlen(key), NULL, 10) : -1;
 }
 
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
-static void curlprog_args(struct bgrun *b, const char *const *args)
+static void curlprog_args(struct h_bg *b, const char *const *args)
 {
 	int i = 0;
 	b->argv[i++] = "curlprog";
@@ -206,9 +130,9 @@ static void curlprog_args(struct bgrun *b, const char *const *args)
 /* Two threads, ten fast requests each, then one slow request each (/delay): while the
  * slow ones are held by the server, the figures are still: what the shim counted must be
  * what the server saw. */
-Test(metrics, scrape_during_load_matches_the_server, .init = start, .fini = stop)
+Test(metrics, scrape_during_load_matches_the_server, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char seq[256] = "", sock[400], spec[420];
 	for (int i = 0; i < 10; i++)
 		strcat(seq, "/,");
@@ -219,9 +143,9 @@ Test(metrics, scrape_during_load_matches_the_server, .init = start, .fini = stop
 	b.env[0] = envc;
 	b.env[1] = "CONNROUTE_KEY=pay/critical";
 	const char *args[] = {"--mode", "fresh", "--threads", "2", "--requests", "11", "--pause-ms", "20",
-			      "--quiet", "--path-seq", seq, url, NULL};
+			      "--quiet", "--path-seq", seq, h_url, NULL};
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 
 	long pid = wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
@@ -230,13 +154,13 @@ Test(metrics, scrape_during_load_matches_the_server, .init = start, .fini = stop
 	cr_expect(S_ISSOCK(st.st_mode));
 	cr_expect_eq(st.st_mode & 0777, 0600, "socket mode %o", st.st_mode & 0777);
 
-	cr_assert_eq(h_wait_stat(&up, "path_delay", 2, 10000), 2, "the slow requests did not arrive");
+	cr_assert_eq(h_wait_stat(&h_up, "path_delay", 2, 10000), 2, "the slow requests did not arrive");
 	char *t = scrape(spec);
-	long root = h_stat(&up, "path_root"), accepted = h_stat(&up, "accepted");
+	long root = h_stat(&h_up, "path_root"), accepted = h_stat(&h_up, "accepted");
 	cr_expect_eq(root, 20);
 	cr_expect_eq(mval(t, "http_client_requests_total{lane=\"critical\",outcome=\"ok\"}"), root, "%s", t);
-	cr_expect_eq(msum(t, "http_client_requests_total", "lane=\"critical\""), root);
-	cr_expect_eq(mval(t, "connroute_inflight_requests{lane=\"critical\"}"), h_stat(&up, "path_delay"));
+	cr_expect_eq(h_metric_sum(t, "http_client_requests_total", "lane=\"critical\""), root);
+	cr_expect_eq(mval(t, "connroute_inflight_requests{lane=\"critical\"}"), h_stat(&h_up, "path_delay"));
 	cr_expect_eq(mval(t, "http_client_request_duration_seconds_count{lane=\"critical\",upstream=\"pay\","
 			     "priority=\"critical\"}"),
 		     root, "%s", t);
@@ -244,19 +168,19 @@ Test(metrics, scrape_during_load_matches_the_server, .init = start, .fini = stop
 	 * slow requests may each have needed a connection of their own (when one thread's
 	 * pooled connection served all fast requests) not counted yet. */
 	double opened = mval(t, "connroute_connections_opened_total{lane=\"critical\"}");
-	char *peers = h_peers(&up);
+	char *peers = h_peers(&h_up);
 	cr_expect(opened <= accepted && opened >= accepted - 2 && opened >= 1,
 		  "opened %.0f, server accepted %ld:\n%s\npeers:\n%s", opened, accepted, t, peers);
 	free(peers);
-	cr_expect_eq(msum(t, "connroute_connect_duration_seconds_count", "lane=\"critical\""), opened);
+	cr_expect_eq(h_metric_sum(t, "connroute_connect_duration_seconds_count", "lane=\"critical\""), opened);
 	cr_expect_eq(mval(t, "connroute_connections_active{lane=\"critical\"}"), opened,
 		     "libcurl closes nothing here");
 	cr_expect_eq(mval(t, "connroute_limit_overflows_total{lane=\"critical\"}"), 0);
 	cr_expect_eq(mval(t, "connroute_unmatched_keys_total"), 0);
-	cr_expect_eq(msum(t, "http_client_requests_total", "lane=\"default\""), 0, "nothing in lane default");
+	cr_expect_eq(h_metric_sum(t, "http_client_requests_total", "lane=\"default\""), 0, "nothing in lane default");
 	free(t);
 
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	cr_expect_eq(summary(&b.r, "ok"), 22, "%s", b.r.out);
 	cr_expect_neq(access(sock, F_OK), 0, "the socket file outlived the process %ld", pid);
@@ -276,10 +200,10 @@ static int free_port(void)
 }
 
 /* The TCP listener, and promtool's verdict on what it serves. */
-Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = stop)
+Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = h_stop)
 {
 	int have_promtool = system("command -v promtool >/dev/null 2>&1") == 0;
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char spec[64], text[256];
 	int port = free_port();
 	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
@@ -291,9 +215,9 @@ Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = st
 	b.env[0] = envc;
 	b.env[1] = "CONNROUTE_KEY=pay/critical";
 	const char *args[] = {"--mode", "fresh", "--threads", "3", "--requests", "6", "--quiet",
-			      "--path-seq", "/,/delay/400,/fault/drop", url, NULL};
+			      "--path-seq", "/,/delay/400,/fault/drop", h_url, NULL};
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 
 	char *t = NULL;
 	/* The listener starts with the first routed request. */
@@ -306,13 +230,13 @@ Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = st
 			break;
 		}
 		h_run_free(&r);
-		sleep_ms(25);
+		h_sleep_ms(25);
 	}
 	cr_assert_not_null(t, "no scrape over TCP");
 	cr_expect(strstr(t, "# TYPE http_client_request_duration_seconds histogram\n") != NULL);
 	if (have_promtool) {
 		char path[400];
-		cr_assert_eq(h_write_file(dir, "scrape.txt", t, path, sizeof(path)), 0);
+		cr_assert_eq(h_write_file(h_dir, "scrape.txt", t, path, sizeof(path)), 0);
 		char cmd[900];
 		snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s.out 2>&1", path, path);
 		int rc = system(cmd);
@@ -324,7 +248,7 @@ Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = st
 		free(msg);
 	}
 	free(t);
-	bg_join(&b);
+	h_bg_join(&b);
 	h_run_free(&b.r);
 	if (!have_promtool)
 		cr_skip_test("promtool is not installed (Debian: prometheus): scraped over TCP only");
@@ -338,24 +262,24 @@ Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = st
  * (limits apply per request), and only the pace shows the limit. */
 static void reload_case(int retire)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char sock[400], spec[420];
 	write_config_unix("[lane default]\nmax_conns_per_host = 4\nqueue_timeout = 20s\n");
 	static char envc[450];
 	snprintf(envc, sizeof(envc), "CONNROUTE_CONFIG=%s", cfgpath);
 	b.env[0] = envc;
 	const char *args[] = {"--mode", "fresh", "--threads", "4", "--requests", "1000", "--duration-ms", "5000",
-			      "--quiet", "--path-seq", "/delay/150", url, NULL};
+			      "--quiet", "--path-seq", "/delay/150", h_url, NULL};
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 	wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 
-	sleep_ms(1000);
-	cr_expect_eq(h_stat(&up, "max_open"), 4, "four at once before the reload");
-	long pace0 = h_stat(&up, "path_delay");
-	sleep_ms(600);
-	long before_reload = h_stat(&up, "path_delay") - pace0;
+	h_sleep_ms(1000);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 4, "four at once before the reload");
+	long pace0 = h_stat(&h_up, "path_delay");
+	h_sleep_ms(600);
+	long before_reload = h_stat(&h_up, "path_delay") - pace0;
 	cr_expect_geq(before_reload, 10, "%ld requests of 150 ms in 600 ms with limit 4", before_reload);
 
 	write_config_unix(retire ? "[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 20s\n"
@@ -369,16 +293,16 @@ static void reload_case(int retire)
 
 	if (retire) {
 		long open = -1;
-		for (int i = 0; i < 300 && (open = h_stat(&up, "open")) > 1; i++)
-			sleep_ms(10);
+		for (int i = 0; i < 300 && (open = h_stat(&h_up, "open")) > 1; i++)
+			h_sleep_ms(10);
 		cr_expect_leq(open, 1, "the old pools' connections stayed open");
-		h_reset(&up);
+		h_reset(&h_up);
 	} else {
-		sleep_ms(300); /* the requests in flight at the reload finish */
+		h_sleep_ms(300); /* the requests in flight at the reload finish */
 	}
-	long before = h_stat(&up, "path_delay");
-	sleep_ms(1200);
-	long done = h_stat(&up, "path_delay") - before;
+	long before = h_stat(&h_up, "path_delay");
+	h_sleep_ms(1200);
+	long done = h_stat(&h_up, "path_delay") - before;
 	cr_expect_leq(done, 10, "%ld requests of 150 ms in 1.2 s: more than one at a time", done);
 	cr_expect_geq(done, 3, "the lane stalled after the reload");
 	/* libcurl lanes v2: a thread's next handle gets the share its last one
@@ -386,8 +310,8 @@ static void reload_case(int retire)
 	 * threads keeps one connection of the new pool, used one at a time (the
 	 * limit counts transfers); never a fifth beside them. */
 	if (retire)
-		cr_expect_leq(h_stat(&up, "max_open"), 4, "more connections than threads after the reload: %ld",
-			      h_stat(&up, "max_open"));
+		cr_expect_leq(h_stat(&h_up, "max_open"), 4, "more connections than threads after the reload: %ld",
+			      h_stat(&h_up, "max_open"));
 
 	char *t = scrape(spec);
 	cr_expect_geq(mval(t, "connroute_config_reloads_total{result=\"ok\"}"), 1, "%s", t);
@@ -395,38 +319,38 @@ static void reload_case(int retire)
 	cr_expect_eq(mval(t, "connroute_limit_overflows_total{lane=\"default\"}"), 0);
 	free(t);
 
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	cr_expect_eq(summary(&b.r, "errors"), 0, "%s", b.r.out);
 	cr_expect_gt(summary(&b.r, "ok"), 20, "%s", b.r.out);
 	h_run_free(&b.r);
 }
 
-Test(metrics, reload_in_flight_applies_the_new_limit, .init = start, .fini = stop)
+Test(metrics, reload_in_flight_applies_the_new_limit, .init = start, .fini = h_stop)
 {
 	reload_case(0);
 }
 
-Test(metrics, reload_in_flight_retires_changed_pools, .init = start, .fini = stop)
+Test(metrics, reload_in_flight_retires_changed_pools, .init = start, .fini = h_stop)
 {
 	reload_case(1);
 }
 
 /* A broken file: the watcher rejects it once (one FILE:LINE line, one error counted, not
  * one per second), `connroute reload` says rejected (exit 1), and the old lanes go on. */
-Test(metrics, broken_reload_keeps_the_old_config, .init = start, .fini = stop)
+Test(metrics, broken_reload_keeps_the_old_config, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char sock[400], spec[420];
 	write_config_unix("[lane critical]\nmatch = */critical\n");
 	static char envc[450];
 	snprintf(envc, sizeof(envc), "CONNROUTE_CONFIG=%s", cfgpath);
 	b.env[0] = envc;
 	b.env[1] = "CONNROUTE_KEY=pay/critical";
-	const char *args[] = {"--mode", "fresh", "--requests", "60", "--pause-ms", "100", "--quiet", url,
+	const char *args[] = {"--mode", "fresh", "--requests", "60", "--pause-ms", "100", "--quiet", h_url,
 			      NULL};
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 	wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 
@@ -439,12 +363,12 @@ Test(metrics, broken_reload_keeps_the_old_config, .init = start, .fini = stop)
 		t = scrape(spec);
 		if ((err = mval(t, "connroute_config_reloads_total{result=\"error\"}")) >= 1)
 			break;
-		sleep_ms(100);
+		h_sleep_ms(100);
 	}
 	cr_expect_eq(err, 1, "the watcher did not reject the file: %s", t);
 	double before = mval(t, "http_client_requests_total{lane=\"critical\",outcome=\"ok\"}");
 	free(t);
-	sleep_ms(1500);
+	h_sleep_ms(1500);
 	t = scrape(spec);
 	cr_expect_eq(mval(t, "connroute_config_reloads_total{result=\"error\"}"), 1,
 		     "the same broken file was counted again");
@@ -462,10 +386,10 @@ Test(metrics, broken_reload_keeps_the_old_config, .init = start, .fini = stop)
 	cr_expect_eq(mval(t, "connroute_config_reloads_total{result=\"error\"}"), 2);
 	free(t);
 
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	cr_expect_eq(summary(&b.r, "ok"), 60, "%s", b.r.out);
-	cr_expect_eq(count_substr(b.r.err, "connroute.conf:5:"), 2,
+	cr_expect_eq(h_count_str(b.r.err, "connroute.conf:5:"), 2,
 		     "one FILE:LINE line per rejected reload:\n%s", b.r.err);
 	h_run_free(&b.r);
 }
@@ -484,9 +408,9 @@ static int table_row(const char *out, const char *lane, char cols[12][32])
 	return 0;
 }
 
-Test(metrics, stats_table_of_a_running_program, .init = start, .fini = stop)
+Test(metrics, stats_table_of_a_running_program, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char sock[400], pidarg[32];
 	write_config_unix("[lane critical]\nmatch = */critical\n");
 	static char envc[450];
@@ -494,12 +418,12 @@ Test(metrics, stats_table_of_a_running_program, .init = start, .fini = stop)
 	b.env[0] = envc;
 	b.env[1] = "CONNROUTE_KEY=orders/bulk"; /* matches no lane: default, counted unmatched */
 	const char *args[] = {"--mode", "fresh", "--threads", "2", "--requests", "40", "--pause-ms", "50",
-			      "--quiet", "--path-seq", "/,/delay/20", url, NULL};
+			      "--quiet", "--path-seq", "/,/delay/20", h_url, NULL};
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 	long pid = wait_socket(sock, sizeof(sock));
 	snprintf(pidarg, sizeof(pidarg), "%ld", pid);
-	sleep_ms(300);
+	h_sleep_ms(300);
 
 	struct h_run r;
 	char c[12][32];
@@ -526,7 +450,7 @@ Test(metrics, stats_table_of_a_running_program, .init = start, .fini = stop)
 
 	CLI(&r, "stats", pidarg, "--watch", "0.4", "--count", "3");
 	cr_expect_eq(r.status, 0, "%s", r.err);
-	cr_expect_eq(count_substr(r.out, "connroute stats: pid"), 3, "%s", r.out);
+	cr_expect_eq(h_count_str(r.out, "connroute stats: pid"), 3, "%s", r.out);
 	const char *last = strstr(r.out, "over the last interval");
 	cr_expect_not_null(last, "%s", r.out);
 	if (last) {
@@ -548,7 +472,7 @@ Test(metrics, stats_table_of_a_running_program, .init = start, .fini = stop)
 	cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
 	h_run_free(&r);
 
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	h_run_free(&b.r);
 
@@ -561,18 +485,18 @@ Test(metrics, stats_table_of_a_running_program, .init = start, .fini = stop)
 
 /* Raw HTTP on the endpoint: unknown paths are 404, and a client that connects and says
  * nothing delays a scrape by the 1 s read timeout at most. */
-Test(metrics, endpoint_http_and_a_silent_client, .init = start, .fini = stop)
+Test(metrics, endpoint_http_and_a_silent_client, .init = start, .fini = h_stop)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char sock[400], spec[420];
 	write_config_unix("");
 	static char envc[450];
 	snprintf(envc, sizeof(envc), "CONNROUTE_CONFIG=%s", cfgpath);
 	b.env[0] = envc;
-	const char *args[] = {"--mode", "fresh", "--requests", "30", "--pause-ms", "100", "--quiet", url,
+	const char *args[] = {"--mode", "fresh", "--requests", "30", "--pause-ms", "100", "--quiet", h_url,
 			      NULL};
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 	wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 
@@ -601,7 +525,7 @@ Test(metrics, endpoint_http_and_a_silent_client, .init = start, .fini = stop)
 	free(t);
 	close(silent);
 
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	h_run_free(&b.r);
 }
@@ -611,7 +535,7 @@ Test(metrics, endpoint_http_and_a_silent_client, .init = start, .fini = stop)
 /* /peers: connections that served at least one request, by state. */
 static void used_peers(long *open, long *closed)
 {
-	char *p = h_peers(&up);
+	char *p = h_peers(&h_up);
 	*open = *closed = 0;
 	for (const char *l = p; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
 		char state[16];
@@ -627,21 +551,21 @@ static void used_peers(long *open, long *closed)
  * connections by state at that moment. The program is joined. */
 static void run_and_scrape(const char *conf, const char *const *args, char **t, long *open, long *closed)
 {
-	struct bgrun b = {0};
+	struct h_bg b = {.timeout_ms = 60000};
 	char sock[400], spec[420];
 	write_config_unix(conf);
 	static char envc[450];
 	snprintf(envc, sizeof(envc), "CONNROUTE_CONFIG=%s", cfgpath);
 	b.env[0] = envc;
 	curlprog_args(&b, args);
-	bg_start(&b);
+	h_bg_start(&b);
 	wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
-	cr_assert_eq(h_wait_stat(&up, "path_delay", 1, 10000), 1, "the last request did not arrive");
-	sleep_ms(200); /* the server sees the earlier connections' closes */
+	cr_assert_eq(h_wait_stat(&h_up, "path_delay", 1, 10000), 1, "the last request did not arrive");
+	h_sleep_ms(200); /* the server sees the earlier connections' closes */
 	used_peers(open, closed);
 	*t = scrape(spec);
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);
 	h_run_free(&b.r);
 }
@@ -649,15 +573,15 @@ static void run_and_scrape(const char *conf, const char *const *args, char **t, 
 /* Without libcurl pooling, every transfer opens a connection; with prewarm it is a warm
  * socket handed to libcurl by the opensocket callback. Each is one connection opened and,
  * at curl_easy_cleanup, one closed: neither the hand-out nor the close counts twice. */
-Test(metrics, libcurl_warm_connections_count_once, .init = start, .fini = stop)
+Test(metrics, libcurl_warm_connections_count_once, .init = start, .fini = h_stop)
 {
 	char conf[256], seq[128] = "";
-	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*2\nmax_idle_per_host = 0\n", up.port);
+	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*2\nmax_idle_per_host = 0\n", h_up.port);
 	for (int i = 0; i < 5; i++)
 		strcat(seq, "/conn,");
 	strcat(seq, "/delay/3000");
 	const char *args[] = {"--mode", "fresh", "--requests", "6", "--pause-ms", "100", "--quiet",
-			      "--path-seq", seq, url, NULL};
+			      "--path-seq", seq, h_url, NULL};
 	char *t;
 	long open, closed;
 	run_and_scrape(conf, args, &t, &open, &closed);
@@ -674,19 +598,19 @@ Test(metrics, libcurl_warm_connections_count_once, .init = start, .fini = stop)
 
 /* A perform whose first connection is dropped and whose retry succeeds on a second one
  * made two connections: both count as opened; the dropped one as closed. */
-Test(metrics, libcurl_every_connection_of_a_perform_counts, .init = start, .fini = stop)
+Test(metrics, libcurl_every_connection_of_a_perform_counts, .init = start, .fini = h_stop)
 {
-	char *s = h_get(&up, "/inject?fault=drop&count=1");
+	char *s = h_get(&h_up, "/inject?fault=drop&count=1");
 	cr_assert_not_null(s);
 	free(s);
 	const char *args[] = {"--mode", "fresh", "--requests", "3", "--quiet", "--path-seq", "/,/,/delay/3000",
-			      url, NULL};
+			      h_url, NULL};
 	char *t;
 	long open, closed;
 	run_and_scrape("[lane default]\nretries = 1\n", args, &t, &open, &closed);
-	long accepted = h_stat(&up, "accepted");
+	long accepted = h_stat(&h_up, "accepted");
 	cr_expect_eq(accepted, 2, "the dropped connection and the retry's");
-	cr_expect_eq(msum(t, "http_client_retry_count_total", "lane=\"default\""), 1, "%s", t);
+	cr_expect_eq(h_metric_sum(t, "http_client_retry_count_total", "lane=\"default\""), 1, "%s", t);
 	double op = mval(t, "connroute_connections_opened_total{lane=\"default\"}");
 	double cl = mval(t, "connroute_connections_closed_total{lane=\"default\"}");
 	double act = mval(t, "connroute_connections_active{lane=\"default\"}");

@@ -13,71 +13,18 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-static char url[128];
-
-static void start_plain(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", up.port);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
-static char *path_url(const char *path)
-{
-	static char buf[4][256];
-	static int i;
-	char *b = buf[i++ % 4];
-	snprintf(b, 256, "%s%s", url, path);
-	return b;
-}
-
-#define RUN(r, env, preload, ...)                                                        \
-	do {                                                                             \
-		const char *argv_[] = {__VA_ARGS__, NULL};                               \
-		cr_assert_eq(h_run((r), argv_, (env), (preload), 30000), 0);             \
-		cr_assert_eq((r)->timed_out, 0, "multiprog hung (preload=%d): %s\n%s",   \
-			     (preload), (r)->out, (r)->err);                             \
-	} while (0)
-
 static void reset(void)
 {
-	h_wait_stat(&up, "open", 0, 2000);
-	cr_assert_eq(h_reset(&up), 0);
+	h_wait_stat(&h_up, "open", 0, 2000);
+	cr_assert_eq(h_reset(&h_up), 0);
 }
 
 /* Lines "x ..." with " rc <code> " in them. */
 static int count_rc(const char *out, int rc)
 {
 	char needle[32];
-	int n = 0;
 	snprintf(needle, sizeof(needle), " rc %d ", rc);
-	for (const char *p = out; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
-static int count_substr(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
+	return h_count_str(out, needle);
 }
 
 /* ------------------------------------------------------------ plain runs */
@@ -85,8 +32,8 @@ static int count_substr(const char *s, const char *needle)
 static void plain_case(const char *mode)
 {
 	struct h_run a, b;
-	RUN(&a, NULL, 0, "multiprog", mode, path_url("/"), "-n", "5", "-t", "2");
-	RUN(&b, NULL, 1, "multiprog", mode, path_url("/"), "-n", "5", "-t", "2");
+	H_RUN(&a, NULL, 0, "multiprog", mode, h_path_url("/"), "-n", "5", "-t", "2");
+	H_RUN(&b, NULL, 1, "multiprog", mode, h_path_url("/"), "-n", "5", "-t", "2");
 	cr_expect_eq(a.status, 0, "%s\n%s", a.out, a.err);
 	cr_expect_eq(count_rc(a.out, 0), 10, "%s", a.out);
 	cr_expect_str_eq(b.out, a.out, "output differs with the shim");
@@ -95,17 +42,17 @@ static void plain_case(const char *mode)
 	h_run_free(&b);
 }
 
-Test(multi, plain_perform_same_output, .init = start_plain, .fini = stop)
+Test(multi, plain_perform_same_output, .init = h_start_plain, .fini = h_stop)
 {
 	plain_case("perform");
 }
 
-Test(multi, plain_socket_same_output, .init = start_plain, .fini = stop)
+Test(multi, plain_socket_same_output, .init = h_start_plain, .fini = h_stop)
 {
 	plain_case("socket");
 }
 
-Test(multi, plain_wait_same_output, .init = start_plain, .fini = stop)
+Test(multi, plain_wait_same_output, .init = h_start_plain, .fini = h_stop)
 {
 	plain_case("wait");
 }
@@ -115,31 +62,31 @@ Test(multi, plain_wait_same_output, .init = start_plain, .fini = stop)
 static void bind_case(const char *mode)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane default]\nbind = 127.0.0.2\n"), NULL};
-	RUN(&a, env, 0, "multiprog", mode, path_url("/"), "-n", "3");
+	const char *env[] = {h_config("[lane default]\nbind = 127.0.0.2\n"), NULL};
+	H_RUN(&a, env, 0, "multiprog", mode, h_path_url("/"), "-n", "3");
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	char *p = h_peers(&up);
+	char *p = h_peers(&h_up);
 	cr_assert_not_null(p);
-	cr_expect_eq(count_substr(p, "127.0.0.2:"), 0, "without the shim: %s", p);
+	cr_expect_eq(h_count_str(p, "127.0.0.2:"), 0, "without the shim: %s", p);
 	free(p);
 	reset();
-	RUN(&b, env, 1, "multiprog", mode, path_url("/"), "-n", "3");
+	H_RUN(&b, env, 1, "multiprog", mode, h_path_url("/"), "-n", "3");
 	cr_assert_eq(b.status, 0, "%s\n%s", b.out, b.err);
-	p = h_peers(&up);
+	p = h_peers(&h_up);
 	cr_assert_not_null(p);
-	cr_expect_geq(count_substr(p, "127.0.0.2:"), 1, "the lane's bind is not the client: %s", p);
-	cr_expect_eq(count_substr(p, "127.0.0.1:"), 0, "a connection outside the lane: %s", p);
+	cr_expect_geq(h_count_str(p, "127.0.0.2:"), 1, "the lane's bind is not the client: %s", p);
+	cr_expect_eq(h_count_str(p, "127.0.0.1:"), 0, "a connection outside the lane: %s", p);
 	free(p);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(multi, lane_bind_perform, .init = start_plain, .fini = stop)
+Test(multi, lane_bind_perform, .init = h_start_plain, .fini = h_stop)
 {
 	bind_case("perform");
 }
 
-Test(multi, lane_bind_socket, .init = start_plain, .fini = stop)
+Test(multi, lane_bind_socket, .init = h_start_plain, .fini = h_stop)
 {
 	bind_case("socket");
 }
@@ -150,33 +97,33 @@ static void limit_case(const char *mode)
 {
 	struct h_run a, b;
 	const char *env[] = {
-		config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 20s\n"), NULL};
-	RUN(&a, env, 0, "multiprog", mode, path_url("/delay/300"), "-n", "10", "-e");
+		h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 20s\n"), NULL};
+	H_RUN(&a, env, 0, "multiprog", mode, h_path_url("/delay/300"), "-n", "10", "-e");
 	cr_assert_eq(a.status, 0, "%s\n%s", a.out, a.err);
-	cr_assert_gt(h_stat(&up, "max_inflight"), 2, "without the shim all run at once");
+	cr_assert_gt(h_stat(&h_up, "max_inflight"), 2, "without the shim all run at once");
 	reset();
-	RUN(&b, env, 1, "multiprog", mode, path_url("/delay/300"), "-n", "10", "-e");
+	H_RUN(&b, env, 1, "multiprog", mode, h_path_url("/delay/300"), "-n", "10", "-e");
 	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	cr_expect_eq(count_rc(b.out, 0), 10, "%s\n%s", b.out, b.err);
-	cr_expect_leq(h_stat(&up, "max_inflight"), 2);
-	cr_expect_eq(h_stat(&up, "path_delay"), 10);
+	cr_expect_leq(h_stat(&h_up, "max_inflight"), 2);
+	cr_expect_eq(h_stat(&h_up, "path_delay"), 10);
 	/* The lane's connections are reused by its queued transfers. */
-	cr_expect_leq(h_stat(&up, "accepted"), 2, "%s", b.out);
+	cr_expect_leq(h_stat(&h_up, "accepted"), 2, "%s", b.out);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(multi, limit_perform_all_succeed, .init = start_plain, .fini = stop)
+Test(multi, limit_perform_all_succeed, .init = h_start_plain, .fini = h_stop)
 {
 	limit_case("perform");
 }
 
-Test(multi, limit_socket_all_succeed, .init = start_plain, .fini = stop)
+Test(multi, limit_socket_all_succeed, .init = h_start_plain, .fini = h_stop)
 {
 	limit_case("socket");
 }
 
-Test(multi, limit_wait_all_succeed, .init = start_plain, .fini = stop)
+Test(multi, limit_wait_all_succeed, .init = h_start_plain, .fini = h_stop)
 {
 	limit_case("wait");
 }
@@ -185,24 +132,24 @@ static void overflow_case(const char *mode)
 {
 	struct h_run b;
 	const char *env[] = {
-		config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 200ms\n"), NULL};
-	RUN(&b, env, 1, "multiprog", mode, path_url("/delay/1000"), "-n", "6", "-e");
+		h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 200ms\n"), NULL};
+	H_RUN(&b, env, 1, "multiprog", mode, h_path_url("/delay/1000"), "-n", "6", "-e");
 	cr_expect_eq(count_rc(b.out, 0), 2, "%s\n%s", b.out, b.err);
 	cr_expect_eq(count_rc(b.out, 28), 4, "%s\n%s", b.out, b.err);
-	cr_expect_eq(count_substr(b.out, "lane 'default'"), 4, "%s", b.out);
-	cr_expect_eq(count_substr(b.out, "max_conns_per_host = 2"), 4, "%s", b.out);
-	cr_expect_eq(count_substr(b.out, "127.0.0.1:"), 4, "%s", b.out);
-	cr_expect_leq(h_stat(&up, "path_delay"), 2, "a queued transfer reached the server");
+	cr_expect_eq(h_count_str(b.out, "lane 'default'"), 4, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "max_conns_per_host = 2"), 4, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "127.0.0.1:"), 4, "%s", b.out);
+	cr_expect_leq(h_stat(&h_up, "path_delay"), 2, "a queued transfer reached the server");
 	cr_expect_eq(b.status, 1);
 	h_run_free(&b);
 }
 
-Test(multi, queue_timeout_perform, .init = start_plain, .fini = stop)
+Test(multi, queue_timeout_perform, .init = h_start_plain, .fini = h_stop)
 {
 	overflow_case("perform");
 }
 
-Test(multi, queue_timeout_socket, .init = start_plain, .fini = stop)
+Test(multi, queue_timeout_socket, .init = h_start_plain, .fini = h_stop)
 {
 	overflow_case("socket");
 }
@@ -214,20 +161,20 @@ Test(multi, queue_timeout_socket, .init = start_plain, .fini = stop)
 static void lanes_case(const char *mode)
 {
 	struct h_run b;
-	const char *env[] = {config("[lane a]\nmatch = */a\nbind = 127.0.0.2\nmax_conns_per_host = 1\n"
+	const char *env[] = {h_config("[lane a]\nmatch = */a\nbind = 127.0.0.2\nmax_conns_per_host = 1\n"
 				    "queue_timeout = 20s\n"
 				    "[lane b]\nmatch = */b\nbind = 127.0.0.3\nmax_conns_per_host = 1\n"
 				    "queue_timeout = 20s\n"),
 			     NULL};
-	RUN(&b, env, 1, "multiprog", mode, path_url("/conn"), "-n", "5", "-t", "2", "-k",
+	H_RUN(&b, env, 1, "multiprog", mode, h_path_url("/conn"), "-n", "5", "-t", "2", "-k",
 	    "t/a,t/b", "-c");
 	cr_assert_eq(b.status, 0, "%s\n%s", b.out, b.err);
 	/* One connection per lane, reused by its five transfers. */
-	cr_expect_eq(h_stat(&up, "accepted"), 2, "%s", b.out);
-	char *p = h_peers(&up);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 2, "%s", b.out);
+	char *p = h_peers(&h_up);
 	cr_assert_not_null(p);
-	cr_expect_eq(count_substr(p, "127.0.0.2:"), 1, "%s", p);
-	cr_expect_eq(count_substr(p, "127.0.0.3:"), 1, "%s", p);
+	cr_expect_eq(h_count_str(p, "127.0.0.2:"), 1, "%s", p);
+	cr_expect_eq(h_count_str(p, "127.0.0.3:"), 1, "%s", p);
 	/* Thread 0's connection id is the 127.0.0.2 one, thread 1's the 127.0.0.3 one. */
 	long id2 = -1, id3 = -1;
 	for (const char *l = p; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
@@ -256,12 +203,12 @@ static void lanes_case(const char *mode)
 	h_run_free(&b);
 }
 
-Test(multi, lanes_apart_perform, .init = start_plain, .fini = stop)
+Test(multi, lanes_apart_perform, .init = h_start_plain, .fini = h_stop)
 {
 	lanes_case("perform");
 }
 
-Test(multi, lanes_apart_socket, .init = start_plain, .fini = stop)
+Test(multi, lanes_apart_socket, .init = h_start_plain, .fini = h_stop)
 {
 	lanes_case("socket");
 }
@@ -273,24 +220,24 @@ Test(multi, lanes_apart_socket, .init = start_plain, .fini = stop)
 static void retry_case(const char *mode)
 {
 	struct h_run a, b;
-	const char *env[] = {config("[lane default]\nretries = 2\n"), NULL};
-	RUN(&a, env, 0, "multiprog", mode, path_url("/fault/drop"), "-n", "2");
-	cr_assert_eq(h_stat(&up, "path_fault"), 2, "without the shim: one attempt each");
+	const char *env[] = {h_config("[lane default]\nretries = 2\n"), NULL};
+	H_RUN(&a, env, 0, "multiprog", mode, h_path_url("/fault/drop"), "-n", "2");
+	cr_assert_eq(h_stat(&h_up, "path_fault"), 2, "without the shim: one attempt each");
 	cr_expect_eq(count_rc(a.out, 52), 2, "%s", a.out);
 	reset();
-	RUN(&b, env, 1, "multiprog", mode, path_url("/fault/drop"), "-n", "2");
+	H_RUN(&b, env, 1, "multiprog", mode, h_path_url("/fault/drop"), "-n", "2");
 	cr_expect_str_eq(b.out, a.out, "the app sees what it saw without the shim");
-	cr_expect_eq(h_stat(&up, "path_fault"), 6, "each GET retried twice");
+	cr_expect_eq(h_stat(&h_up, "path_fault"), 6, "each GET retried twice");
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(multi, retries_perform, .init = start_plain, .fini = stop)
+Test(multi, retries_perform, .init = h_start_plain, .fini = h_stop)
 {
 	retry_case("perform");
 }
 
-Test(multi, retries_socket, .init = start_plain, .fini = stop)
+Test(multi, retries_socket, .init = h_start_plain, .fini = h_stop)
 {
 	retry_case("socket");
 }
@@ -299,24 +246,24 @@ Test(multi, retries_socket, .init = start_plain, .fini = stop)
 
 /* One line per multi transfer at its completion, refused ones as overflow; libcurl's own
  * connects are the lane's business, never logged as raw connects. */
-Test(multi, access_log_per_transfer, .init = start_plain, .fini = stop)
+Test(multi, access_log_per_transfer, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run b;
 	char logpath[400], text[800];
-	snprintf(logpath, sizeof(logpath), "%s/access.log", dir);
+	snprintf(logpath, sizeof(logpath), "%s/access.log", h_dir);
 	snprintf(text, sizeof(text),
 		 "[global]\naccess_log = %s\n[lane default]\nmax_conns_per_host = 2\n"
 		 "queue_timeout = 200ms\n",
 		 logpath);
-	const char *env[] = {config(text), NULL};
-	RUN(&b, env, 1, "multiprog", "perform", path_url("/delay/1000"), "-n", "6");
+	const char *env[] = {h_config(text), NULL};
+	H_RUN(&b, env, 1, "multiprog", "perform", h_path_url("/delay/1000"), "-n", "6");
 	char *log = h_read_file(logpath);
 	cr_assert_not_null(log, "no access log");
-	cr_expect_eq(count_substr(log, "\"connroute.kind\":\"http\""), 6, "%s", log);
-	cr_expect_eq(count_substr(log, "\"outcome\":\"ok\""), 2, "%s", log);
-	cr_expect_eq(count_substr(log, "\"outcome\":\"overflow\""), 4, "%s", log);
-	cr_expect_eq(count_substr(log, "\"url.path\":\"/delay/1000\""), 2, "%s", log);
-	cr_expect_eq(count_substr(log, "\"connroute.kind\":\"connect\""), 0, "%s", log);
+	cr_expect_eq(h_count_str(log, "\"connroute.kind\":\"http\""), 6, "%s", log);
+	cr_expect_eq(h_count_str(log, "\"outcome\":\"ok\""), 2, "%s", log);
+	cr_expect_eq(h_count_str(log, "\"outcome\":\"overflow\""), 4, "%s", log);
+	cr_expect_eq(h_count_str(log, "\"url.path\":\"/delay/1000\""), 2, "%s", log);
+	cr_expect_eq(h_count_str(log, "\"connroute.kind\":\"connect\""), 0, "%s", log);
 	free(log);
 	h_run_free(&b);
 }

@@ -49,45 +49,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-
-static void start_plain(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-}
-
-static void start_tls(void)
-{
-	const char *args[] = {"--tls", NULL};
-	cr_assert_eq(h_upstream_start(&up, args), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-/* Writes a config into the test's temp dir; returns "CONNROUTE_CONFIG=path". */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
-static int count_str(const char *hay, const char *needle)
-{
-	int n = 0;
-	for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 /* The source tree's tests/multi/NAME (the tests run from the source tree, as make does). */
 static const char *multi_script(const char *name)
 {
@@ -191,7 +152,7 @@ static void run_client(struct h_run *r, enum client c, const char *const *urls, 
 	cr_assert_lt(n, 48);
 	if (c == CURL) {
 		snprintf(maxs, sizeof(maxs), "%d", max ? max : n);
-		snprintf(prefix, sizeof(prefix), "%s/curl-%d-body", dir, run_no++);
+		snprintf(prefix, sizeof(prefix), "%s/curl-%d-body", h_dir, run_no++);
 		static char outs[48][420];
 		argv[k++] = "curl";
 		argv[k++] = "-sS";
@@ -204,9 +165,9 @@ static void run_client(struct h_run *r, enum client c, const char *const *urls, 
 		argv[k++] = maxs;
 		argv[k++] = "-w";
 		argv[k++] = "=%{filename_effective} %{exitcode} %{http_code} %{errormsg}\\n";
-		if (up.tls) {
+		if (h_up.tls) {
 			argv[k++] = "--cacert";
-			argv[k++] = up.cert;
+			argv[k++] = h_up.cert;
 		}
 		for (int i = 0; i < n; i++) {
 			snprintf(outs[i], sizeof(outs[i]), "%s%d", prefix, i);
@@ -219,17 +180,16 @@ static void run_client(struct h_run *r, enum client c, const char *const *urls, 
 		argv[k++] = multi_script(c == PYCURL ? "pycurl_multi.py" : "curl_multi.php");
 		argv[k++] = "--max";
 		argv[k++] = maxs;
-		if (up.tls) {
+		if (h_up.tls) {
 			argv[k++] = "--cainfo";
-			argv[k++] = up.cert;
+			argv[k++] = h_up.cert;
 		}
 		for (int i = 0; i < n; i++)
 			argv[k++] = urls[i];
 	}
 	argv[k] = NULL;
 	const char *env[] = {env_conf, NULL};
-	cr_assert_eq(h_run(r, argv, env_conf ? env : NULL, preload, 30000), 0);
-	cr_assert_eq(r->timed_out, 0, "program hung: %s%s", r->out, r->err);
+	h_run_ok(r, argv, env_conf ? env : NULL, preload, 30000);
 	if (c == CURL)
 		curl_lines(r, prefix, n);
 	normalize(r->out);
@@ -242,7 +202,7 @@ static const char *const *urls_of(const char *path, int n)
 	static const char *u[49];
 	cr_assert_lt(n, 48);
 	for (int i = 0; i < n; i++) {
-		snprintf(b[i], sizeof(b[i]), "%s://127.0.0.1:%d%s?%d", up.tls ? "https" : "http", up.port,
+		snprintf(b[i], sizeof(b[i]), "%s://127.0.0.1:%d%s?%d", h_up.tls ? "https" : "http", h_up.port,
 			 path, i);
 		u[i] = b[i];
 	}
@@ -264,7 +224,7 @@ static void same_output(enum client c)
 	const char *paths[] = {"/size/0", "/size/1", "/size/70000", "/size/1000000", "/delay/200", "/"};
 	const char *urls[8];
 	for (int i = 0; i < 6; i++) {
-		snprintf(sz[i], sizeof(sz[i]), "%s://127.0.0.1:%d%s", up.tls ? "https" : "http", up.port,
+		snprintf(sz[i], sizeof(sz[i]), "%s://127.0.0.1:%d%s", h_up.tls ? "https" : "http", h_up.port,
 			 paths[i]);
 		urls[i] = sz[i];
 	}
@@ -273,8 +233,8 @@ static void same_output(enum client c)
 	struct h_run a, b;
 	run_client(&a, c, urls, 7, 0, NULL, 0);
 	run_client(&b, c, urls, 7, 0, NULL, 1);
-	cr_expect_eq(count_str(a.out, " ok 200 "), 6, "without the shim:\n%s%s", a.out, a.err);
-	cr_expect_eq(count_str(a.out, " error 7 "), 1, "without the shim:\n%s%s", a.out, a.err);
+	cr_expect_eq(h_count_str(a.out, " ok 200 "), 6, "without the shim:\n%s%s", a.out, a.err);
+	cr_expect_eq(h_count_str(a.out, " error 7 "), 1, "without the shim:\n%s%s", a.out, a.err);
 	cr_expect_str_eq(b.out, a.out, "the same output with the shim");
 	cr_expect_eq(b.status, a.status, "exit status: %s", b.err);
 	h_run_free(&a);
@@ -286,21 +246,21 @@ static void same_output(enum client c)
 static void bind_address(enum client c)
 {
 	need(c);
-	const char *env = config(BIND2);
+	const char *env = h_config(BIND2);
 	const char *const *u = urls_of("/delay/100", 6);
 	struct h_run a, b;
 	run_client(&a, c, u, 6, 0, env, 0);
-	char *pa = h_peers(&up);
-	cr_assert_eq(h_reset(&up), 0);
+	char *pa = h_peers(&h_up);
+	cr_assert_eq(h_reset(&h_up), 0);
 	run_client(&b, c, u, 6, 0, env, 1);
-	char *pb = h_peers(&up);
+	char *pb = h_peers(&h_up);
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
-	cr_expect_eq(count_str(a.out, " ok 200 "), 6, "%s", a.out);
-	cr_expect_gt(count_str(pa, " 127.0.0.1:"), 0, "without the shim: %s", pa);
-	cr_expect_eq(count_str(pa, " 127.0.0.2:"), 0, "without the shim: %s", pa);
+	cr_expect_eq(h_count_str(a.out, " ok 200 "), 6, "%s", a.out);
+	cr_expect_gt(h_count_str(pa, " 127.0.0.1:"), 0, "without the shim: %s", pa);
+	cr_expect_eq(h_count_str(pa, " 127.0.0.2:"), 0, "without the shim: %s", pa);
 	cr_expect_eq(b.status, 0, "with the shim: %s%s", b.out, b.err);
-	cr_expect_gt(count_str(pb, " 127.0.0.2:"), 0, "the server saw: %s", pb);
-	cr_expect_eq(count_str(pb, " 127.0.0.1:"), 0, "a connection from outside the lane: %s", pb);
+	cr_expect_gt(h_count_str(pb, " 127.0.0.2:"), 0, "the server saw: %s", pb);
+	cr_expect_eq(h_count_str(pb, " 127.0.0.1:"), 0, "a connection from outside the lane: %s", pb);
 	cr_expect_str_eq(b.out, a.out);
 	free(pa);
 	free(pb);
@@ -314,19 +274,19 @@ static void bind_address(enum client c)
 static void limit_holds(enum client c)
 {
 	need(c);
-	const char *env = config(LIMIT2);
+	const char *env = h_config(LIMIT2);
 	const char *const *u = urls_of("/delay/400", 8);
 	struct h_run a, b;
 	run_client(&a, c, u, 8, 0, env, 0);
-	long a_inflight = h_stat(&up, "max_inflight");
-	cr_assert_eq(h_reset(&up), 0);
+	long a_inflight = h_stat(&h_up, "max_inflight");
+	cr_assert_eq(h_reset(&h_up), 0);
 	run_client(&b, c, u, 8, 0, env, 1);
-	long b_inflight = h_stat(&up, "max_inflight"), b_open = h_stat(&up, "max_open");
-	long b_requests = h_stat(&up, "requests");
+	long b_inflight = h_stat(&h_up, "max_inflight"), b_open = h_stat(&h_up, "max_open");
+	long b_requests = h_stat(&h_up, "requests");
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
 	cr_expect_geq(a_inflight, 6, "without the shim the transfers run at once");
 	cr_expect_eq(b.status, 0, "every transfer succeeded under the limit:\n%s%s", b.out, b.err);
-	cr_expect_eq(count_str(b.out, " ok 200 "), 8, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, " ok 200 "), 8, "%s", b.out);
 	cr_expect_eq(b_requests, 8, "each transfer reached the server once");
 	cr_expect_leq(b_inflight, 2, "requests answered at once at the server");
 	cr_expect_leq(b_open, 2, "connections open at once at the server");
@@ -341,14 +301,14 @@ static void limit_holds(enum client c)
 static void connections_reused(enum client c)
 {
 	need(c);
-	const char *env = config(BIND2);
+	const char *env = h_config(BIND2);
 	const char *const *u = urls_of("/delay/20", 24);
 	struct h_run a, b;
 	run_client(&a, c, u, 24, 4, env, 0);
-	long a_acc = h_stat(&up, "accepted");
-	cr_assert_eq(h_reset(&up), 0);
+	long a_acc = h_stat(&h_up, "accepted");
+	cr_assert_eq(h_reset(&h_up), 0);
 	run_client(&b, c, u, 24, 4, env, 1);
-	long b_acc = h_stat(&up, "accepted"), b_req = h_stat(&up, "requests");
+	long b_acc = h_stat(&h_up, "accepted"), b_req = h_stat(&h_up, "requests");
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
 	cr_expect_leq(a_acc, 4, "without the shim");
 	cr_expect_eq(b.status, 0, "%s%s", b.out, b.err);
@@ -366,13 +326,13 @@ static void connections_reused(enum client c)
 static void request_timeout(enum client c)
 {
 	need(c);
-	const char *env = config("[lane default]\nrequest_timeout = 300ms\n");
+	const char *env = h_config("[lane default]\nrequest_timeout = 300ms\n");
 	const char *const *u = urls_of("/delay/1500", 3);
 	struct h_run a, b;
 	run_client(&a, c, u, 3, 0, env, 0);
 	run_client(&b, c, u, 3, 0, env, 1);
-	cr_expect_eq(count_str(a.out, " ok 200 "), 3, "without the shim: %s%s", a.out, a.err);
-	cr_expect_eq(count_str(b.out, " error 28 "), 3, "with the shim, the lane's timeout:\n%s%s",
+	cr_expect_eq(h_count_str(a.out, " ok 200 "), 3, "without the shim: %s%s", a.out, a.err);
+	cr_expect_eq(h_count_str(b.out, " error 28 "), 3, "with the shim, the lane's timeout:\n%s%s",
 		     b.out, b.err);
 	cr_expect_lt(b.secs, 1.2, "the transfers ended at the lane's bound, not the server's answer");
 	h_run_free(&a);
@@ -387,21 +347,21 @@ static void request_timeout(enum client c)
 static void queue_overflow(enum client c)
 {
 	need(c);
-	const char *env = config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 300ms\n");
+	const char *env = h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 300ms\n");
 	const char *const *u = urls_of("/delay/1000", 6);
 	struct h_run a, b;
 	run_client(&a, c, u, 6, 0, env, 0);
-	cr_assert_eq(h_reset(&up), 0);
+	cr_assert_eq(h_reset(&h_up), 0);
 	run_client(&b, c, u, 6, 0, env, 1);
-	cr_expect_eq(count_str(a.out, " ok 200 "), 6, "without the shim: %s%s", a.out, a.err);
-	cr_expect_eq(count_str(b.out, " ok 200 "), 2, "with the shim:\n%s%s", b.out, b.err);
-	cr_expect_eq(count_str(b.out, " error 28 "), 4, "queued past queue_timeout:\n%s%s", b.out,
+	cr_expect_eq(h_count_str(a.out, " ok 200 "), 6, "without the shim: %s%s", a.out, a.err);
+	cr_expect_eq(h_count_str(b.out, " ok 200 "), 2, "with the shim:\n%s%s", b.out, b.err);
+	cr_expect_eq(h_count_str(b.out, " error 28 "), 4, "queued past queue_timeout:\n%s%s", b.out,
 		     b.err);
-	cr_expect_eq(count_str(b.out, "lane 'default'"), 4, "the message names the lane:\n%s", b.out);
-	cr_expect_eq(count_str(b.out, "max_conns_per_host = 2"), 4, "and the limit:\n%s", b.out);
-	cr_expect_eq(count_str(b.out, "127.0.0.1"), 4, "and the destination:\n%s", b.out);
-	cr_expect_eq(h_stat(&up, "requests"), 2, "a queued transfer reached the server");
-	cr_expect_leq(h_stat(&up, "max_inflight"), 2);
+	cr_expect_eq(h_count_str(b.out, "lane 'default'"), 4, "the message names the lane:\n%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "max_conns_per_host = 2"), 4, "and the limit:\n%s", b.out);
+	cr_expect_eq(h_count_str(b.out, "127.0.0.1"), 4, "and the destination:\n%s", b.out);
+	cr_expect_eq(h_stat(&h_up, "requests"), 2, "a queued transfer reached the server");
+	cr_expect_leq(h_stat(&h_up, "max_inflight"), 2);
 	cr_expect_lt(b.secs, 3.0);
 	h_run_free(&a);
 	h_run_free(&b);
@@ -418,7 +378,7 @@ static struct h_upstream up2;
 static void stop_both(void)
 {
 	h_upstream_stop(&up2);
-	h_upstream_stop(&up);
+	h_upstream_stop(&h_up);
 }
 
 static void two_lanes(enum client c)
@@ -430,34 +390,34 @@ static void two_lanes(enum client c)
 		 "[lane narrow]\nmatch = *\nhosts = *:%d\nbind = 127.0.0.3\nmax_conns_per_host = 1\n"
 		 "queue_timeout = 10s\n[lane default]\nbind = 127.0.0.2\n",
 		 up2.port);
-	const char *env = config(text);
+	const char *env = h_config(text);
 	static char b2[8][200];
 	const char *urls[9];
 	for (int i = 0; i < 8; i++) {
-		snprintf(b2[i], sizeof(b2[i]), "http://127.0.0.1:%d/delay/300?%d", i % 2 ? up2.port : up.port,
+		snprintf(b2[i], sizeof(b2[i]), "http://127.0.0.1:%d/delay/300?%d", i % 2 ? up2.port : h_up.port,
 			 i);
 		urls[i] = b2[i];
 	}
 	urls[8] = NULL;
 	struct h_run a, b;
 	run_client(&a, c, urls, 8, 0, env, 0);
-	long a1 = h_stat(&up, "max_inflight"), a2 = h_stat(&up2, "max_inflight");
-	cr_assert_eq(h_reset(&up), 0);
+	long a1 = h_stat(&h_up, "max_inflight"), a2 = h_stat(&up2, "max_inflight");
+	cr_assert_eq(h_reset(&h_up), 0);
 	cr_assert_eq(h_reset(&up2), 0);
 	run_client(&b, c, urls, 8, 0, env, 1);
-	char *p1 = h_peers(&up), *p2 = h_peers(&up2);
+	char *p1 = h_peers(&h_up), *p2 = h_peers(&up2);
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
 	cr_expect_geq(a1, 3, "without the shim");
 	cr_expect_geq(a2, 3, "without the shim");
 	cr_expect_eq(b.status, 0, "every transfer succeeded:\n%s%s", b.out, b.err);
-	cr_expect_geq(h_stat(&up, "max_inflight"), 3, "the default lane is not held back");
+	cr_expect_geq(h_stat(&h_up, "max_inflight"), 3, "the default lane is not held back");
 	cr_expect_eq(h_stat(&up2, "max_inflight"), 1, "the narrow lane's limit");
 	cr_expect_eq(h_stat(&up2, "max_open"), 1, "the narrow lane's limit, in connections");
-	cr_expect_gt(count_str(p1, " 127.0.0.2:"), 0, "%s", p1);
-	cr_expect_eq(count_str(p1, " 127.0.0.3:") + count_str(p1, " 127.0.0.1:"), 0,
+	cr_expect_gt(h_count_str(p1, " 127.0.0.2:"), 0, "%s", p1);
+	cr_expect_eq(h_count_str(p1, " 127.0.0.3:") + h_count_str(p1, " 127.0.0.1:"), 0,
 		     "only the default lane's address: %s", p1);
-	cr_expect_gt(count_str(p2, " 127.0.0.3:"), 0, "%s", p2);
-	cr_expect_eq(count_str(p2, " 127.0.0.2:") + count_str(p2, " 127.0.0.1:"), 0,
+	cr_expect_gt(h_count_str(p2, " 127.0.0.3:"), 0, "%s", p2);
+	cr_expect_eq(h_count_str(p2, " 127.0.0.2:") + h_count_str(p2, " 127.0.0.1:"), 0,
 		     "only the narrow lane's address: %s", p2);
 	cr_expect_str_eq(b.out, a.out);
 	free(p1);
@@ -468,47 +428,17 @@ static void two_lanes(enum client c)
 
 /* ------------------------------------------------- metrics of multi transfers (live) */
 
-struct bgrun {
-	pthread_t t;
-	const char *argv[24];
-	const char *env[4];
-	struct h_run r;
-	int rc;
-};
-
-static void *bgrun_main(void *arg)
-{
-	struct bgrun *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
-	return NULL;
-}
-
-/* The sum of NAME{...LABEL...} samples in a Prometheus text scrape. */
-static double msum(const char *text, const char *name, const char *label)
-{
-	size_t n = strlen(name);
-	double s = 0;
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-		if (strncmp(p, name, n) || p[n] != '{')
-			continue;
-		const char *end = strchr(p, '}'), *l = strstr(p, label);
-		if (end && l && l < end)
-			s += strtod(end + 1, NULL);
-	}
-	return s;
-}
-
 /* The scrape of the process's metrics socket DIR/m-PID.sock (waits up to 10 s for it):
  * malloc'd, or NULL. */
 static char *scrape_live(void)
 {
 	char sock[600] = "";
 	for (int i = 0; i < 1000 && !sock[0]; i++) {
-		DIR *d = opendir(dir);
+		DIR *d = opendir(h_dir);
 		struct dirent *e;
 		while (d && (e = readdir(d)))
 			if (!strncmp(e->d_name, "m-", 2) && strstr(e->d_name, ".sock"))
-				snprintf(sock, sizeof(sock), "unix:%s/%s", dir, e->d_name);
+				snprintf(sock, sizeof(sock), "unix:%s/%s", h_dir, e->d_name);
 		if (d)
 			closedir(d);
 		if (!sock[0]) {
@@ -539,9 +469,9 @@ static void metrics_counted(enum client c)
 {
 	need(c);
 	char text[600], hold[400];
-	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n" BIND2, dir);
-	snprintf(hold, sizeof(hold), "%s/hold", dir);
-	struct bgrun b = {0};
+	snprintf(text, sizeof(text), "[global]\nmetrics = unix:%s/m-%%p.sock\n" BIND2, h_dir);
+	snprintf(hold, sizeof(hold), "%s/hold", h_dir);
+	struct h_bg b = {0};
 	const char *const *u = urls_of("/delay/50", 6);
 	int k = 0;
 	b.argv[k++] = c == PYCURL ? python_with_pycurl() : "php";
@@ -551,81 +481,80 @@ static void metrics_counted(enum client c)
 	for (int i = 0; i < 6; i++)
 		b.argv[k++] = u[i];
 	b.argv[k] = NULL;
-	b.env[0] = config(text);
-	cr_assert_eq(pthread_create(&b.t, NULL, bgrun_main, &b), 0);
-	cr_expect_eq(h_wait_stat(&up, "requests", 6, 10000), 6, "the transfers reached the server");
+	b.env[0] = h_config(text);
+	h_bg_start(&b);
+	cr_expect_eq(h_wait_stat(&h_up, "requests", 6, 10000), 6, "the transfers reached the server");
 	char *t = NULL;
 	double ok = -1;
 	for (long long end = h_now_ms() + 3000; h_now_ms() < end;) {
 		free(t);
 		t = scrape_live();
-		ok = t ? msum(t, "http_client_requests_total", "outcome=\"ok\"") : -1;
+		ok = t ? h_metric_sum(t, "http_client_requests_total", "outcome=\"ok\"") : -1;
 		if (ok >= 6)
 			break;
-		struct timespec ts = {0, 50 * 1000000L};
-		nanosleep(&ts, NULL);
+		h_sleep_ms(50);
 	}
 	FILE *f = fopen(hold, "w");
 	if (f)
 		fclose(f);
-	pthread_join(b.t, NULL);
+	h_bg_wait(&b);
 	cr_assert_eq(b.rc, 0);
 	cr_expect_eq(b.r.status, 0, "%s%s", b.r.out, b.r.err);
 	cr_expect_not_null(t, "no metrics scrape");
 	cr_expect_eq(ok, 6, "requests counted ok in the lane:\n%s", t ? t : "");
-	cr_expect_eq(msum(t ? t : "", "http_client_requests_total", "lane=\"default\""), 6,
+	cr_expect_eq(h_metric_sum(t ? t : "", "http_client_requests_total", "lane=\"default\""), 6,
 		     "every one in lane default");
 	free(t);
 	h_run_free(&b.r);
 }
 
-Test(multi_pycurl, lane_metrics_count_the_transfers, .init = start_plain, .fini = stop)
+Test(multi_pycurl, lane_metrics_count_the_transfers, .init = h_start_plain, .fini = h_stop)
 {
 	metrics_counted(PYCURL);
 }
 
-Test(multi_php, lane_metrics_count_the_transfers, .init = start_plain, .fini = stop)
+Test(multi_php, lane_metrics_count_the_transfers, .init = h_start_plain, .fini = h_stop)
 {
 	metrics_counted(PHP);
 }
 
 #define CLIENT_TESTS(suite, c)                                                                   \
-	Test(suite, same_output_with_and_without_the_shim_http, .init = start_plain, .fini = stop) \
+	Test(suite, same_output_with_and_without_the_shim_http, .init = h_start_plain, .fini = h_stop) \
 	{                                                                                        \
 		same_output(c);                                                                  \
 	}                                                                                        \
-	Test(suite, same_output_with_and_without_the_shim_https, .init = start_tls, .fini = stop) \
+	Test(suite, same_output_with_and_without_the_shim_https, .init = h_start_tls, .fini = h_stop) \
 	{                                                                                        \
 		same_output(c);                                                                  \
 	}                                                                                        \
-	Test(suite, lane_bind_address_seen_by_the_server, .init = start_plain, .fini = stop)      \
+	Test(suite, lane_bind_address_seen_by_the_server, .init = h_start_plain, .fini = h_stop)      \
 	{                                                                                        \
 		bind_address(c);                                                                 \
 	}                                                                                        \
 	Test(suite, lane_limit_holds_at_the_server_and_every_transfer_succeeds,                   \
-	     .init = start_plain, .fini = stop)                                                  \
+	     .init = h_start_plain, .fini = h_stop)                                                  \
 	{                                                                                        \
 		limit_holds(c);                                                                  \
 	}                                                                                        \
-	Test(suite, lane_limit_holds_at_the_server_over_https, .init = start_tls, .fini = stop)   \
+	Test(suite, lane_limit_holds_at_the_server_over_https, .init = h_start_tls, .fini = h_stop)   \
 	{                                                                                        \
 		limit_holds(c);                                                                  \
 	}                                                                                        \
 	Test(suite, lane_queue_overflow_fails_with_timeout_naming_lane_and_limit,                 \
-	     .init = start_plain, .fini = stop)                                                  \
+	     .init = h_start_plain, .fini = h_stop)                                                  \
 	{                                                                                        \
 		queue_overflow(c);                                                               \
 	}                                                                                        \
 	Test(suite, two_lanes_in_one_multi_keep_their_own_address_and_limit,                      \
-	     .init = start_plain, .fini = stop_both)                                             \
+	     .init = h_start_plain, .fini = stop_both)                                             \
 	{                                                                                        \
 		two_lanes(c);                                                                    \
 	}                                                                                        \
-	Test(suite, lane_connections_reused_across_transfers, .init = start_plain, .fini = stop)  \
+	Test(suite, lane_connections_reused_across_transfers, .init = h_start_plain, .fini = h_stop)  \
 	{                                                                                        \
 		connections_reused(c);                                                           \
 	}                                                                                        \
-	Test(suite, lane_request_timeout_ends_slow_transfers, .init = start_plain, .fini = stop)  \
+	Test(suite, lane_request_timeout_ends_slow_transfers, .init = h_start_plain, .fini = h_stop)  \
 	{                                                                                        \
 		request_timeout(c);                                                              \
 	}
@@ -717,7 +646,7 @@ static void git_start_with(const char *extra)
 	if (rc == -2)
 		cr_skip_test("nginx is not installed (Debian: nginx-light)");
 	cr_assert_eq(rc, 0, "nginx did not start");
-	snprintf(dir, sizeof(dir), "%s", ngx.dir);
+	snprintf(h_dir, sizeof(h_dir), "%s", ngx.dir);
 	make_repos();
 	char sock[400], spec[420], log[400];
 	snprintf(sock, sizeof(sock), "%s/fcgi.sock", ngx.dir);
@@ -748,8 +677,7 @@ static void run_git(struct h_run *r, int tls, const char *env_conf, int preload)
 	const char *argv[] = {"/bin/bash", multi_script("git_client.sh"), url, work, bare, later_commit,
 			      NULL};
 	const char *env[] = {ca, env_conf, NULL};
-	cr_assert_eq(h_run(r, argv, env, preload, 30000), 0);
-	cr_assert_eq(r->timed_out, 0, "git hung: %s%s", r->out, r->err);
+	h_run_ok(r, argv, env, preload, 30000);
 }
 
 /* (a) ls-remote, clone, fetch: the same refs, commit ids and working-tree files with and
@@ -758,7 +686,7 @@ static void run_git(struct h_run *r, int tls, const char *env_conf, int preload)
 static void git_same(int tls)
 {
 	git_start();
-	const char *env = config(BIND2 "max_conns_per_host = 1\nqueue_timeout = 10s\n");
+	const char *env = h_config(BIND2 "max_conns_per_host = 1\nqueue_timeout = 10s\n");
 	struct h_run a, b;
 	run_git(&a, tls, env, 0);
 	run_git(&b, tls, env, 1);
@@ -766,7 +694,7 @@ static void git_same(int tls)
 	cr_expect(strstr(a.out, later_commit) != NULL, "the fetch brought the later commit:\n%s",
 		  a.out);
 	cr_expect(strstr(a.out, "refs/tags/v1\n") != NULL, "%s", a.out);
-	cr_expect_eq(count_str(a.out, "  ./"), 11, "the working tree's files, twice:\n%s", a.out);
+	cr_expect_eq(h_count_str(a.out, "  ./"), 11, "the working tree's files, twice:\n%s", a.out);
 	cr_expect_eq(b.status, 0, "with the shim:\n%s%s", b.out, b.err);
 	cr_expect_str_eq(b.out, a.out, "git's view is the same with the shim");
 	h_run_free(&a);
@@ -789,7 +717,7 @@ Test(multi_git, clone_fetch_ls_remote_same_with_and_without_the_shim_https, .fin
 Test(multi_git, lane_bind_address_in_nginx_log_and_connections_kept_alive, .fini = git_stop)
 {
 	git_start();
-	const char *env = config(BIND2);
+	const char *env = h_config(BIND2);
 	for (int tls = 0; tls < 2; tls++) {
 		struct h_run a, b;
 		int lines, from, conns;
@@ -799,9 +727,9 @@ Test(multi_git, lane_bind_address_in_nginx_log_and_connections_kept_alive, .fini
 		cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
 		cr_expect_geq(lines, 8, "%s", la);
 		cr_expect_eq(from, lines, "without the shim (tls %d): %s", tls, la);
-		cr_expect_eq(count_str(la, " 200 "), lines, "%s", la);
+		cr_expect_eq(h_count_str(la, " 200 "), lines, "%s", la);
 		cr_expect_lt(conns, lines, "git keeps its connections alive: %s", la);
-		cr_expect_gt(count_str(la, " POST /git/r.git/git-upload-pack\n"), 0,
+		cr_expect_gt(h_count_str(la, " POST /git/r.git/git-upload-pack\n"), 0,
 			     "the smart protocol: %s", la);
 		run_git(&b, tls, env, 1);
 		char *lb = h_nginx_log_take(&ngx);
@@ -809,7 +737,7 @@ Test(multi_git, lane_bind_address_in_nginx_log_and_connections_kept_alive, .fini
 		cr_expect_eq(b.status, 0, "%s%s", b.out, b.err);
 		cr_expect_geq(lines, 8, "%s", lb);
 		cr_expect_eq(from, lines, "every request from the lane's address (tls %d):\n%s", tls, lb);
-		cr_expect_eq(count_str(lb, " 200 "), lines, "%s", lb);
+		cr_expect_eq(h_count_str(lb, " 200 "), lines, "%s", lb);
 		cr_expect_lt(conns, lines, "connections reused within the lane: %s", lb);
 		cr_expect_str_eq(b.out, a.out);
 		free(la);
@@ -826,7 +754,7 @@ Test(multi_git, lane_bind_address_in_nginx_log_and_connections_kept_alive, .fini
 Test(multi_git, lane_min_tls_reaches_git_remote_https, .fini = git_stop)
 {
 	git_start_with("  ssl_protocols TLSv1.2;\n");
-	const char *env_conf = config("[lane default]\nmin_tls = 1.3\n");
+	const char *env_conf = h_config("[lane default]\nmin_tls = 1.3\n");
 	char url[200], ca[420], home[300];
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d/git/r.git", ngx.port);
 	snprintf(ca, sizeof(ca), "GIT_SSL_CAINFO=%s", ngx.cert);
@@ -840,7 +768,7 @@ Test(multi_git, lane_min_tls_reaches_git_remote_https, .fini = git_stop)
 	char *lb = h_nginx_log_take(&ngx);
 	cr_expect_eq(a.status, 0, "without the shim: %s%s", a.out, a.err);
 	cr_expect(strstr(a.out, "refs/heads/main\n") != NULL, "%s", a.out);
-	cr_expect_gt(count_str(la, " 200 "), 0, "%s", la);
+	cr_expect_gt(h_count_str(la, " 200 "), 0, "%s", la);
 	cr_expect_neq(b.status, 0, "with the shim the lane's min_tls = 1.3 refuses TLS 1.2:\n%s%s",
 		      b.out, b.err);
 	cr_expect_eq(strlen(lb), 0, "nginx got no request: %s", lb);

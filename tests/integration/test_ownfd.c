@@ -28,27 +28,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-
-static void start_plain(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
 /* The soft RLIMIT_NOFILE of this test process, which the program inherits. */
 static void set_nofile(rlim_t n)
 {
@@ -59,16 +38,6 @@ static void set_nofile(rlim_t n)
 			     (unsigned long)n);
 	rl.rlim_cur = n;
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-}
-
-/* Writes the config into the temp dir; returns "CONNROUTE_CONFIG=path". */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
 }
 
 static const char *num(int n)
@@ -82,7 +51,7 @@ static const char *num(int n)
 
 static void put(const char *name)
 {
-	cr_assert_eq(h_write_file(dir, name, "", NULL, 0), 0);
+	cr_assert_eq(h_write_file(h_dir, name, "", NULL, 0), 0);
 }
 
 /* Waits (timeout_ms) for DIR/NAME; its contents (malloc'd), NULL on timeout or when
@@ -90,8 +59,8 @@ static void put(const char *name)
 static char *await(const char *name, int timeout_ms, atomic_int *gone)
 {
 	char path[400];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (long long end = h_now_ms() + timeout_ms; h_now_ms() < end; sleep_ms(10)) {
+	snprintf(path, sizeof(path), "%s/%s", h_dir, name);
+	for (long long end = h_now_ms() + timeout_ms; h_now_ms() < end; h_sleep_ms(10)) {
 		int last = atomic_load(gone);
 		if (access(path, F_OK) == 0)
 			return h_read_file(path);
@@ -111,37 +80,6 @@ static int free_port(void)
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
 	close(fd);
 	return ntohs(a.sin_port);
-}
-
-/* ------------------------------------------------------- a program in the background */
-
-struct bgrun {
-	pthread_t t;
-	atomic_int finished;
-	const char *argv[12];
-	const char *env[4];
-	struct h_run r;
-	int rc;
-};
-
-static void *bgrun_main(void *arg)
-{
-	struct bgrun *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 60000);
-	atomic_store(&b->finished, 1);
-	return NULL;
-}
-
-static void bg_start(struct bgrun *b)
-{
-	cr_assert_eq(pthread_create(&b->t, NULL, bgrun_main, b), 0);
-}
-
-static void bg_join(struct bgrun *b)
-{
-	pthread_join(b->t, NULL);
-	cr_assert_eq(b->rc, 0, "could not run %s", b->argv[0]);
-	cr_assert_eq(b->r.timed_out, 0, "%s hung: %s\n%s", b->argv[0], b->r.out, b->r.err);
 }
 
 /* ------------------------------------------------------------------- /proc */
@@ -200,17 +138,17 @@ static unsigned long tcp_inode(int lport, int rport)
  * made while 0 and 1 were free) must not take those numbers: with the limit at 1024, every
  * socket of the process but the program's own is at 512 or above. The log line lands in the
  * log, never on a warm connection (the server sees one request, no bad one). */
-Test(ownfd, warm_sockets_never_take_the_numbers_a_program_reopens, .init = start_plain, .fini = stop)
+Test(ownfd, warm_sockets_never_take_the_numbers_a_program_reopens, .init = h_start_plain, .fini = h_stop)
 {
 	set_nofile(1024);
 	char conf[256], log[400];
-	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*4\n", up.port);
-	snprintf(log, sizeof(log), "%s/app.log", dir);
-	struct bgrun b = {0};
-	b.env[0] = config(conf);
-	const char *argv[] = {"fdprog", "lowfds", num(up.control_port), num(up.port), log, dir, NULL};
+	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*4\n", h_up.port);
+	snprintf(log, sizeof(log), "%s/app.log", h_dir);
+	struct h_bg b = {.timeout_ms = 60000};
+	b.env[0] = h_config(conf);
+	const char *argv[] = {"fdprog", "lowfds", num(h_up.control_port), num(h_up.port), log, h_dir, NULL};
 	memcpy(b.argv, argv, sizeof(argv));
-	bg_start(&b);
+	h_bg_start(&b);
 
 	char *ready = await("ready", 15000, &b.finished);
 	long pid = 0;
@@ -235,7 +173,7 @@ Test(ownfd, warm_sockets_never_take_the_numbers_a_program_reopens, .init = start
 		}
 	}
 	put("go");
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_assert_gt(pid, 0, "the program never got ready: %s", b.r.err);
 	cr_expect_eq(low, 0, "sockets of connroute's below the floor 512, at:%s", lows);
 	cr_expect_eq(high, 4, "the warm pool (4 sockets at 512 or above)");
@@ -248,21 +186,21 @@ Test(ownfd, warm_sockets_never_take_the_numbers_a_program_reopens, .init = start
 	free(text);
 	h_run_free(&b.r);
 	/* Every connection closed (the program exited): whatever it sent has been read. */
-	cr_expect_eq(h_wait_stat(&up, "open", 0, 5000), 0);
-	cr_expect_eq(h_stat(&up, "requests"), 1, "the program's one GET, nothing else");
-	cr_expect_eq(h_stat(&up, "bad_requests"), 0, "garbage reached the server");
+	cr_expect_eq(h_wait_stat(&h_up, "open", 0, 5000), 0);
+	cr_expect_eq(h_stat(&h_up, "requests"), 1, "the program's one GET, nothing else");
+	cr_expect_eq(h_stat(&h_up, "bad_requests"), 0, "garbage reached the server");
 }
 
 /* `ulimit -n 64`: too small to share. A program with a warm lane that opens files until
  * EMFILE gets exactly as many as without the shim (no warm socket holds a number), and its
  * later connect works. */
-Test(ownfd, ulimit_64_emfile_count_as_without_the_shim, .init = start_plain, .fini = stop)
+Test(ownfd, ulimit_64_emfile_count_as_without_the_shim, .init = h_start_plain, .fini = h_stop)
 {
 	set_nofile(64);
 	char conf[256];
-	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*4\n", up.port);
-	const char *env[] = {config(conf), NULL};
-	const char *argv[] = {"fdprog", "emfile", num(up.control_port), num(up.port), NULL};
+	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*4\n", h_up.port);
+	const char *env[] = {h_config(conf), NULL};
+	const char *argv[] = {"fdprog", "emfile", num(h_up.control_port), num(h_up.port), NULL};
 	struct h_run base, r;
 	cr_assert_eq(h_run(&base, argv, NULL, 0, 30000), 0);
 	cr_assert_eq(h_run(&r, argv, env, 1, 30000), 0);
@@ -281,17 +219,17 @@ Test(ownfd, ulimit_64_emfile_count_as_without_the_shim, .init = start_plain, .fi
 static void pending_case(const char *how)
 {
 	const char *args[] = {"--no-accept", "--backlog", "0", NULL};
-	cr_assert_eq(h_upstream_start(&up, args), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
+	cr_assert_eq(h_upstream_start(&h_up, args), 0);
+	snprintf(h_dir, sizeof(h_dir), "%s", h_up.dir);
 	int q[4];
-	int nq = h_fill_backlog(&up, q, 4);
+	int nq = h_fill_backlog(&h_up, q, 4);
 	cr_assert_geq(nq, 1, "no connect to the full backlog hung");
 	set_nofile(1024);
 	char conf[256];
 	snprintf(conf, sizeof(conf), "[lane default]\nprewarm = 127.0.0.1:%d*4\nconnect_timeout = 1s\n",
-		 up.port);
-	const char *env[] = {config(conf), NULL};
-	const char *argv[] = {"fdprog", "pending", num(up.control_port), how, NULL};
+		 h_up.port);
+	const char *env[] = {h_config(conf), NULL};
+	const char *argv[] = {"fdprog", "pending", num(h_up.control_port), how, NULL};
 	struct h_run r;
 	cr_assert_eq(h_run(&r, argv, env, 1, 30000), 0);
 	cr_expect_eq(r.timed_out, 0);
@@ -300,7 +238,7 @@ static void pending_case(const char *how)
 	h_run_free(&r);
 	for (int i = 0; i < nq; i++)
 		close(q[i]);
-	h_upstream_stop(&up);
+	h_upstream_stop(&h_up);
 }
 
 Test(ownfd, pending_warm_connects_and_closefrom)
@@ -334,7 +272,7 @@ static int scrape_status(int port)
 static int await_scrape(int port, int timeout_ms)
 {
 	int st = -1;
-	for (long long end = h_now_ms() + timeout_ms; h_now_ms() < end && st != 200; sleep_ms(50))
+	for (long long end = h_now_ms() + timeout_ms; h_now_ms() < end && st != 200; h_sleep_ms(50))
 		st = scrape_status(port);
 	return st;
 }
@@ -345,7 +283,7 @@ static int await_scrape(int port, int timeout_ms)
  * still is the file, each took its line, the file holds exactly those lines, and the program
  * exits 0 (no SIGPIPE). The listener, closed by the program too, is made anew: a full request
  * is answered afterwards. */
-Test(ownfd, metrics_client_and_closefrom, .init = start_plain, .fini = stop)
+Test(ownfd, metrics_client_and_closefrom, .init = h_start_plain, .fini = h_stop)
 {
 	set_nofile(1024);
 	int mport = free_port();
@@ -354,12 +292,12 @@ Test(ownfd, metrics_client_and_closefrom, .init = start_plain, .fini = stop)
 	 * endpoint starts with the first routed call. */
 	snprintf(conf, sizeof(conf), "[global]\nmetrics = 127.0.0.1:%d\n[lane default]\nconnect_timeout = 5s\n",
 		 mport);
-	snprintf(out, sizeof(out), "%s/out.txt", dir);
-	struct bgrun b = {0};
-	b.env[0] = config(conf);
-	const char *argv[] = {"fdprog", "metrics", num(up.control_port), out, dir, NULL};
+	snprintf(out, sizeof(out), "%s/out.txt", h_dir);
+	struct h_bg b = {.timeout_ms = 60000};
+	b.env[0] = h_config(conf);
+	const char *argv[] = {"fdprog", "metrics", num(h_up.control_port), out, h_dir, NULL};
 	memcpy(b.argv, argv, sizeof(argv));
-	bg_start(&b);
+	h_bg_start(&b);
 
 	char *ready = await("ready", 15000, &b.finished);
 	long pid = ready ? atol(ready) : 0;
@@ -367,7 +305,7 @@ Test(ownfd, metrics_client_and_closefrom, .init = start_plain, .fini = stop)
 	if (pid <= 0) {
 		put("go");
 		put("exit");
-		bg_join(&b);
+		h_bg_join(&b);
 		cr_assert_fail("the program never got ready: %s", b.r.err);
 	}
 	cr_expect_eq(await_scrape(mport, 10000), 200, "the metrics endpoint never answered");
@@ -381,7 +319,7 @@ Test(ownfd, metrics_client_and_closefrom, .init = start_plain, .fini = stop)
 	socklen_t ml = sizeof(me);
 	cr_assert_eq(getsockname(c, (struct sockaddr *)&me, &ml), 0);
 	int cfd = -1;
-	for (long long end = h_now_ms() + 3000; h_now_ms() < end && cfd < 0; sleep_ms(10)) {
+	for (long long end = h_now_ms() + 3000; h_now_ms() < end && cfd < 0; h_sleep_ms(10)) {
 		unsigned long ino = tcp_inode(mport, ntohs(me.sin_port));
 		int fds[256];
 		unsigned long inos[256];
@@ -394,7 +332,7 @@ Test(ownfd, metrics_client_and_closefrom, .init = start_plain, .fini = stop)
 	char *done = await("done", 15000, &b.finished);
 	int st = await_scrape(mport, 5000);
 	put("exit");
-	bg_join(&b);
+	h_bg_join(&b);
 	cr_expect_geq(cfd, 0, "the endpoint never accepted the half request");
 	cr_expect_str_eq(done ? done : "(none)", "ok\n", "the program's numbers (client at fd %d)", cfd);
 	free(done);

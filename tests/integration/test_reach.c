@@ -24,44 +24,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-
-static void start_plain(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-/* Writes a config into the test's temp dir; returns "CONNROUTE_CONFIG=path". */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
-static void run(struct h_run *r, const char *const *argv, const char *const *env, int preload)
-{
-	cr_assert_eq(h_run(r, argv, env, preload, 30000), 0);
-	cr_assert_eq(r->timed_out, 0, "program hung: %s", r->out);
-}
-
-static int count_str(const char *hay, const char *needle)
-{
-	int n = 0;
-	for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 static const char *port_str(int port)
 {
 	static char b[4][16];
@@ -81,51 +43,51 @@ static const char *port_str(int port)
  * shim: 127.0.0.1, and the same lines otherwise. */
 static void plugin_peers(int lazy)
 {
-	const char *env[] = {config(BIND2), NULL};
-	const char *now[] = {"deephost", "--threads", "3", "127.0.0.1", port_str(up.port), "/conn", NULL};
-	const char *lz[] = {"deephost", "--lazy", "--threads", "3", "127.0.0.1", port_str(up.port), "/conn", NULL};
+	const char *env[] = {h_config(BIND2), NULL};
+	const char *now[] = {"deephost", "--threads", "3", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
+	const char *lz[] = {"deephost", "--lazy", "--threads", "3", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
 	const char *const *argv = lazy ? lz : now;
 	struct h_run a, b;
-	run(&a, argv, env, 0);
-	run(&b, argv, env, 1);
+	h_run_ok(&a, argv, env, 0, 30000);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
 	cr_expect_eq(b.status, 0, "%s%s", b.out, b.err);
-	cr_expect_eq(count_str(a.out, "peer=127.0.0.1:"), 3, "without the shim: %s", a.out);
-	cr_expect_eq(count_str(b.out, "peer=127.0.0.2:"), 3, "with the shim, routed: %s", b.out);
-	char *peers = h_peers(&up);
-	cr_expect_eq(count_str(peers, " 127.0.0.2:"), 3, "the server saw: %s", peers);
+	cr_expect_eq(h_count_str(a.out, "peer=127.0.0.1:"), 3, "without the shim: %s", a.out);
+	cr_expect_eq(h_count_str(b.out, "peer=127.0.0.2:"), 3, "with the shim, routed: %s", b.out);
+	char *peers = h_peers(&h_up);
+	cr_expect_eq(h_count_str(peers, " 127.0.0.2:"), 3, "the server saw: %s", peers);
 	free(peers);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(reach_deepbind, plugin_connects_are_routed, .init = start_plain, .fini = stop)
+Test(reach_deepbind, plugin_connects_are_routed, .init = h_start_plain, .fini = h_stop)
 {
 	plugin_peers(0);
 }
 
-Test(reach_deepbind, lazily_bound_plugin_connects_are_routed, .init = start_plain, .fini = stop)
+Test(reach_deepbind, lazily_bound_plugin_connects_are_routed, .init = h_start_plain, .fini = h_stop)
 {
 	plugin_peers(1);
 }
 
 /* The lane's limit holds for the plugin's connections, counted by the server: 4 threads of
  * the plugin each hold a connection for 300 ms; max_conns_per_host = 2. */
-Test(reach_deepbind, plugin_connections_obey_the_lane_limit, .init = start_plain, .fini = stop)
+Test(reach_deepbind, plugin_connections_obey_the_lane_limit, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 10s\n"), NULL};
-	const char *argv[] = {"deephost", "--threads", "4", "127.0.0.1", port_str(up.port), "/delay/300", NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 10s\n"), NULL};
+	const char *argv[] = {"deephost", "--threads", "4", "127.0.0.1", port_str(h_up.port), "/delay/300", NULL};
 	struct h_run a, b;
-	run(&a, argv, env, 0);
+	h_run_ok(&a, argv, env, 0, 30000);
 	cr_expect_eq(a.status, 0, "%s", a.out);
-	cr_expect_eq(h_stat(&up, "max_open"), 4, "without the shim: all four at once");
-	cr_assert_eq(h_reset(&up), 0);
-	run(&b, argv, env, 1);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 4, "without the shim: all four at once");
+	cr_assert_eq(h_reset(&h_up), 0);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(b.status, 0, "every request succeeded: %s%s", b.out, b.err);
-	cr_expect_eq(count_str(b.out, "crplug "), 4, "%s", b.out);
-	cr_expect_eq(count_str(b.out, " ok\n"), 5, "the load and four requests: %s", b.out);
-	cr_expect_leq(h_stat(&up, "max_open"), 2, "the limit, seen by the server");
-	cr_expect_eq(h_stat(&up, "accepted"), 4);
+	cr_expect_eq(h_count_str(b.out, "crplug "), 4, "%s", b.out);
+	cr_expect_eq(h_count_str(b.out, " ok\n"), 5, "the load and four requests: %s", b.out);
+	cr_expect_leq(h_stat(&h_up, "max_open"), 2, "the limit, seen by the server");
+	cr_expect_eq(h_stat(&h_up, "accepted"), 4);
 	h_run_free(&a);
 	h_run_free(&b);
 }
@@ -133,71 +95,71 @@ Test(reach_deepbind, plugin_connections_obey_the_lane_limit, .init = start_plain
 /* dlopen by bare name, found through the host's RUNPATH ($ORIGIN/plug): under the shim it
  * still works, with RTLD_DEEPBIND (the hook searches the caller's RUNPATH) and without (the
  * hook's tail call leaves glibc seeing the host as the caller). */
-Test(reach_deepbind, runpath_of_the_caller_is_searched, .init = start_plain, .fini = stop)
+Test(reach_deepbind, runpath_of_the_caller_is_searched, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config(BIND2), NULL};
-	const char *deep[] = {"deephost", "127.0.0.1", port_str(up.port), "/conn", NULL};
-	const char *plain[] = {"deephost", "--no-deepbind", "127.0.0.1", port_str(up.port), "/conn", NULL};
+	const char *env[] = {h_config(BIND2), NULL};
+	const char *deep[] = {"deephost", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
+	const char *plain[] = {"deephost", "--no-deepbind", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
 	struct h_run a, b;
-	run(&a, deep, env, 1);
-	run(&b, plain, env, 1);
+	h_run_ok(&a, deep, env, 1, 30000);
+	h_run_ok(&b, plain, env, 1, 30000);
 	cr_expect_eq(a.status, 0, "%s", a.out);
 	cr_expect(strstr(a.out, "load libcrplug.so ok") != NULL, "%s", a.out);
 	cr_expect_eq(b.status, 0, "%s", b.out);
 	cr_expect(strstr(b.out, "load libcrplug.so ok") != NULL, "%s", b.out);
-	cr_expect_eq(count_str(b.out, "peer=127.0.0.2:"), 1, "a plain dlopen binds globally: %s", b.out);
+	cr_expect_eq(h_count_str(b.out, "peer=127.0.0.2:"), 1, "a plain dlopen binds globally: %s", b.out);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* Nothing is written into objects that reach the shim anyway. */
-Test(reach_deepbind, objects_loaded_without_deepbind_are_left_alone, .init = start_plain, .fini = stop)
+Test(reach_deepbind, objects_loaded_without_deepbind_are_left_alone, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config(BIND2), "CONNROUTE_LOG=debug", NULL};
-	const char *plain[] = {"deephost", "--no-deepbind", "127.0.0.1", port_str(up.port), "/conn", NULL};
-	const char *deep[] = {"deephost", "127.0.0.1", port_str(up.port), "/conn", NULL};
+	const char *env[] = {h_config(BIND2), "CONNROUTE_LOG=debug", NULL};
+	const char *plain[] = {"deephost", "--no-deepbind", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
+	const char *deep[] = {"deephost", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
 	struct h_run a, b;
-	run(&a, plain, env, 1);
-	run(&b, deep, env, 1);
-	cr_expect_eq(count_str(a.err, "rebound"), 0, "%s", a.err);
-	cr_expect_eq(count_str(b.err, "libcrplug.so: 2 references rebound"), 1, "%s", b.err);
+	h_run_ok(&a, plain, env, 1, 30000);
+	h_run_ok(&b, deep, env, 1, 30000);
+	cr_expect_eq(h_count_str(a.err, "rebound"), 0, "%s", a.err);
+	cr_expect_eq(h_count_str(b.err, "libcrplug.so: 2 references rebound"), 1, "%s", b.err);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* A load made by a library's constructor before the shim's constructor ran (the hook works
  * in every state and remembers it): rebound at init. */
-Test(reach_deepbind, load_before_the_shim_initialised, .init = start_plain, .fini = stop)
+Test(reach_deepbind, load_before_the_shim_initialised, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config(BIND2), "CRPRE_LOAD=1", NULL};
-	const char *argv[] = {"deephost", "--early", "--threads", "2", "127.0.0.1", port_str(up.port), "/conn", NULL};
+	const char *env[] = {h_config(BIND2), "CRPRE_LOAD=1", NULL};
+	const char *argv[] = {"deephost", "--early", "--threads", "2", "127.0.0.1", port_str(h_up.port), "/conn", NULL};
 	struct h_run a, b;
-	run(&a, argv, env, 0);
-	run(&b, argv, env, 1);
+	h_run_ok(&a, argv, env, 0, 30000);
+	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
 	cr_expect_eq(b.status, 0, "%s%s", b.out, b.err);
-	cr_expect_eq(count_str(a.out, "peer=127.0.0.1:"), 2, "without the shim: %s", a.out);
-	cr_expect_eq(count_str(b.out, "peer=127.0.0.2:"), 2, "routed: %s", b.out);
+	cr_expect_eq(h_count_str(a.out, "peer=127.0.0.1:"), 2, "without the shim: %s", a.out);
+	cr_expect_eq(h_count_str(b.out, "peer=127.0.0.2:"), 2, "routed: %s", b.out);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
 /* Load, use, dlclose, load another, dlclose, load the first again: every load is rebound
  * (a new mapping, maybe at the old address), nothing unloaded is touched, no crash. */
-Test(reach_deepbind, dlclose_and_load_again, .init = start_plain, .fini = stop)
+Test(reach_deepbind, dlclose_and_load_again, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config(BIND2), NULL};
+	const char *env[] = {h_config(BIND2), NULL};
 	for (int lazy = 0; lazy < 2; lazy++) {
-		const char *now[] = {"deephost", "--cycle", "--threads", "2", "127.0.0.1", port_str(up.port),
+		const char *now[] = {"deephost", "--cycle", "--threads", "2", "127.0.0.1", port_str(h_up.port),
 				     "/conn", NULL};
 		const char *lz[] = {"deephost", "--cycle", "--lazy", "--threads", "2", "127.0.0.1",
-				    port_str(up.port), "/conn", NULL};
+				    port_str(h_up.port), "/conn", NULL};
 		const char *const *argv = lazy ? lz : now;
 		struct h_run r;
-		run(&r, argv, env, 1);
+		h_run_ok(&r, argv, env, 1, 30000);
 		cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
-		cr_expect_eq(count_str(r.out, " ok\n"), 3, "three loads: %s", r.out);
-		cr_expect_eq(count_str(r.out, "peer=127.0.0.2:"), 6, "every connection routed: %s", r.out);
+		cr_expect_eq(h_count_str(r.out, " ok\n"), 3, "three loads: %s", r.out);
+		cr_expect_eq(h_count_str(r.out, "peer=127.0.0.2:"), 6, "every connection routed: %s", r.out);
 		h_run_free(&r);
 	}
 }
@@ -206,23 +168,23 @@ Test(reach_deepbind, dlclose_and_load_again, .init = start_plain, .fini = stop)
  * plugin): one line at info, the object is left alone (its calls bypass the lanes), the
  * host runs on. The lazily bound plugin's PLT slots are writable without mprotect: it is
  * rebound in the same sandbox. */
-Test(reach_deepbind, unchangeable_got_is_logged_once_and_left_alone, .init = start_plain, .fini = stop)
+Test(reach_deepbind, unchangeable_got_is_logged_once_and_left_alone, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config(BIND2), "CONNROUTE_LOG=info", NULL};
+	const char *env[] = {h_config(BIND2), "CONNROUTE_LOG=info", NULL};
 	const char *now[] = {"deephost", "--deny-mprotect-write", "--threads", "3", "127.0.0.1",
-			     port_str(up.port), "/conn", NULL};
-	const char *lz[] = {"deephost", "--deny-mprotect-write", "--lazy", "127.0.0.1", port_str(up.port),
+			     port_str(h_up.port), "/conn", NULL};
+	const char *lz[] = {"deephost", "--deny-mprotect-write", "--lazy", "127.0.0.1", port_str(h_up.port),
 			    "/conn", NULL};
 	struct h_run r, l;
-	run(&r, now, env, 1);
+	h_run_ok(&r, now, env, 1, 30000);
 	cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
-	cr_expect_eq(count_str(r.out, "peer=127.0.0.1:"), 3, "unrouted: %s", r.out);
-	cr_expect_eq(count_str(r.err, "libcrplug.so was loaded with RTLD_DEEPBIND and cannot be rebound"), 1,
+	cr_expect_eq(h_count_str(r.out, "peer=127.0.0.1:"), 3, "unrouted: %s", r.out);
+	cr_expect_eq(h_count_str(r.err, "libcrplug.so was loaded with RTLD_DEEPBIND and cannot be rebound"), 1,
 		     "once for that object: %s", r.err);
-	run(&l, lz, env, 1);
+	h_run_ok(&l, lz, env, 1, 30000);
 	cr_expect_eq(l.status, 0, "%s%s", l.out, l.err);
-	cr_expect_eq(count_str(l.out, "peer=127.0.0.2:"), 1, "routed: %s", l.out);
-	cr_expect_eq(count_str(l.err, "cannot be rebound"), 0, "%s", l.err);
+	cr_expect_eq(h_count_str(l.out, "peer=127.0.0.2:"), 1, "routed: %s", l.out);
+	cr_expect_eq(h_count_str(l.err, "cannot be rebound"), 0, "%s", l.err);
 	h_run_free(&r);
 	h_run_free(&l);
 }
@@ -250,23 +212,13 @@ static void ngx_start(void)
 	if (!php_ready())
 		cr_skip_test("php-cli with php-curl is not installed (scripts/deps.sh)");
 	cr_assert_eq(h_nginx_start(&ngx, NULL), 0, "nginx did not start");
-	snprintf(dir, sizeof(dir), "%s", ngx.dir);
-}
-
-static char *ngx_log_take(void)
-{
-	return h_nginx_log_take(&ngx);
-}
-
-static int log_conns(const char *log, const char *addr, int *lines, int *addr_ok)
-{
-	return h_log_conns(log, addr, lines, addr_ok);
+	snprintf(h_dir, sizeof(h_dir), "%s", ngx.dir);
 }
 
 static const char *php_script(const char *name, const char *body)
 {
 	static char path[400];
-	cr_assert_eq(h_write_file(dir, name, body, path, sizeof(path)), 0);
+	cr_assert_eq(h_write_file(h_dir, name, body, path, sizeof(path)), 0);
 	return path;
 }
 
@@ -290,7 +242,7 @@ static void php_fresh(struct h_run *r, const char *const *env, int preload, int 
 	snprintf(ca, sizeof(ca), "%s", ngx.cert);
 	snprintf(num, sizeof(num), "%d", n);
 	const char *argv[] = {"php", php_script("fresh.php", fresh_handles_php), url, num, ca, NULL};
-	run(r, argv, env, preload);
+	h_run_ok(r, argv, env, preload, 30000);
 }
 
 /* 50 curl_init/curl_exec/curl_close over HTTPS: 50 connections without the shim, at most 2
@@ -301,19 +253,19 @@ Test(reach_php, fifty_fresh_handles_share_a_connection, .fini = ngx_stop)
 	struct h_run a, b;
 	int lines, from;
 	php_fresh(&a, NULL, 0, 50);
-	char *la = ngx_log_take();
-	int ca = log_conns(la, "127.0.0.1", &lines, &from);
+	char *la = h_nginx_log_take(&ngx);
+	int ca = h_log_conns(la, "127.0.0.1", &lines, &from);
 	cr_expect_eq(lines, 50, "%s", la);
 	cr_expect_eq(ca, 50, "without the shim: a connection per request");
 	php_fresh(&b, NULL, 1, 50);
-	char *lb = ngx_log_take();
-	int cb = log_conns(lb, "127.0.0.1", &lines, &from);
+	char *lb = h_nginx_log_take(&ngx);
+	int cb = h_log_conns(lb, "127.0.0.1", &lines, &from);
 	cr_expect_eq(lines, 50, "%s", lb);
 	cr_expect_leq(cb, 2, "with the shim: connections nginx saw: %d", cb);
 	cr_expect_eq(a.status, 0, "%s", a.err);
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect_str_eq(b.out, a.out, "PHP's output is the same");
-	cr_expect_eq(count_str(a.out, "ok\n"), 50, "%s", a.out);
+	cr_expect_eq(h_count_str(a.out, "ok\n"), 50, "%s", a.out);
 	free(la);
 	free(lb);
 	h_run_free(&a);
@@ -325,16 +277,16 @@ Test(reach_php, fifty_fresh_handles_share_a_connection, .fini = ngx_stop)
 Test(reach_php, lane_source_address_in_nginx_log, .fini = ngx_stop)
 {
 	ngx_start();
-	const char *env[] = {config(BIND2), NULL};
+	const char *env[] = {h_config(BIND2), NULL};
 	struct h_run a, b;
 	int lines, from;
 	php_fresh(&a, env, 0, 5);
-	char *la = ngx_log_take();
-	log_conns(la, "127.0.0.1", &lines, &from);
+	char *la = h_nginx_log_take(&ngx);
+	h_log_conns(la, "127.0.0.1", &lines, &from);
 	cr_expect_eq(from, 5, "without the shim: %s", la);
 	php_fresh(&b, env, 1, 5);
-	char *lb = ngx_log_take();
-	log_conns(lb, "127.0.0.2", &lines, &from);
+	char *lb = h_nginx_log_take(&ngx);
+	h_log_conns(lb, "127.0.0.2", &lines, &from);
 	cr_expect_eq(lines, 5);
 	cr_expect_eq(from, 5, "every request from the lane's address: %s", lb);
 	cr_expect_str_eq(b.out, a.out);
@@ -378,8 +330,8 @@ Test(reach_php, same_output_with_and_without_the_shim, .fini = ngx_stop)
 	snprintf(refused, sizeof(refused), "http://127.0.0.1:%d/", h_free_port());
 	const char *argv[] = {"php", php_script("surface.php", script), url, ca, refused, NULL};
 	struct h_run a, b;
-	run(&a, argv, NULL, 0);
-	run(&b, argv, NULL, 1);
+	h_run_ok(&a, argv, NULL, 0, 30000);
+	h_run_ok(&b, argv, NULL, 1, 30000);
 	cr_expect_eq(a.status, 0, "%s", a.err);
 	cr_expect(strstr(a.out, "done\n") != NULL, "%s", a.out);
 	cr_expect(strstr(a.out, "refused 7\n") != NULL, "%s", a.out);
@@ -413,9 +365,9 @@ static void normalize(char *s)
 
 /* sendto and sendmsg with MSG_FASTOPEN, blocking and not: the lane's source address, the
  * same results (bytes sent, EINPROGRESS for a socket with no Fast Open cookie). */
-Test(reach_tfo, fastopen_connections_take_the_lane, .init = start_plain, .fini = stop)
+Test(reach_tfo, fastopen_connections_take_the_lane, .init = h_start_plain, .fini = h_stop)
 {
-	const char *env[] = {config(BIND2), NULL};
+	const char *env[] = {h_config(BIND2), NULL};
 	for (int v = 0; v < 4; v++) {
 		const char *argv[12];
 		int n = 0;
@@ -427,16 +379,16 @@ Test(reach_tfo, fastopen_connections_take_the_lane, .init = start_plain, .fini =
 		if (v & 2)
 			argv[n++] = "--nonblock";
 		argv[n++] = "127.0.0.1";
-		argv[n++] = port_str(up.port);
+		argv[n++] = port_str(h_up.port);
 		argv[n++] = "/conn";
 		argv[n] = NULL;
 		struct h_run a, b;
-		run(&a, argv, env, 0);
-		run(&b, argv, env, 1);
+		h_run_ok(&a, argv, env, 0, 30000);
+		h_run_ok(&b, argv, env, 1, 30000);
 		cr_expect_eq(a.status, 0, "%s", a.err);
 		cr_expect_eq(b.status, 0, "%s", b.err);
-		cr_expect_eq(count_str(a.out, "peer=127.0.0.1:"), 2, "without the shim: %s", a.out);
-		cr_expect_eq(count_str(b.out, "peer=127.0.0.2:"), 2, "routed: %s", b.out);
+		cr_expect_eq(h_count_str(a.out, "peer=127.0.0.1:"), 2, "without the shim: %s", a.out);
+		cr_expect_eq(h_count_str(b.out, "peer=127.0.0.2:"), 2, "routed: %s", b.out);
 		normalize(a.out);
 		normalize(b.out);
 		char *x = a.out;
@@ -451,33 +403,33 @@ Test(reach_tfo, fastopen_connections_take_the_lane, .init = start_plain, .fini =
 /* max_conns_per_host = 1 counts Fast Open connections: with both held open, the second
  * waits out queue_timeout (ETIMEDOUT) or, non-blocking, is refused (EAGAIN); the server
  * never has two; the lane's metrics count the one connection. */
-Test(reach_tfo, fastopen_connections_count_against_the_limit, .init = start_plain, .fini = stop)
+Test(reach_tfo, fastopen_connections_count_against_the_limit, .init = h_start_plain, .fini = h_stop)
 {
 	char text[600], sock[400];
-	snprintf(sock, sizeof(sock), "%s/m.sock", dir);
+	snprintf(sock, sizeof(sock), "%s/m.sock", h_dir);
 	snprintf(text, sizeof(text),
 		 "[global]\nmetrics = unix:%s\n[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n", sock);
-	const char *env[] = {config(text), NULL};
+	const char *env[] = {h_config(text), NULL};
 	const char *blocking[] = {"tfoprog", "--defer-read", "--count", "2", "--metrics", sock, "127.0.0.1",
-				  port_str(up.port), "/delay/500", NULL};
+				  port_str(h_up.port), "/delay/500", NULL};
 	const char *nonblock[] = {"tfoprog", "--nonblock", "--defer-read", "--count", "2", "127.0.0.1",
-				  port_str(up.port), "/delay/500", NULL};
+				  port_str(h_up.port), "/delay/500", NULL};
 	struct h_run a, b, c;
-	run(&a, nonblock, env, 0);
-	cr_expect_eq(count_str(a.out, "resp "), 2, "without the shim: %s", a.out);
-	cr_expect_eq(h_stat(&up, "max_open"), 2);
-	cr_assert_eq(h_reset(&up), 0);
-	run(&b, blocking, env, 1);
+	h_run_ok(&a, nonblock, env, 0, 30000);
+	cr_expect_eq(h_count_str(a.out, "resp "), 2, "without the shim: %s", a.out);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 2);
+	cr_assert_eq(h_reset(&h_up), 0);
+	h_run_ok(&b, blocking, env, 1, 30000);
 	cr_expect(strstr(b.out, "send 1 ret=-1 errno=ETIMEDOUT\n") != NULL, "%s%s", b.out, b.err);
 	cr_expect(strstr(b.out, "metric connroute_connections_opened_total{lane=\"default\"} 1\n") != NULL,
 		  "%s", b.out);
-	cr_expect_eq(h_stat(&up, "max_open"), 1);
-	run(&c, nonblock, env, 1);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 1);
+	h_run_ok(&c, nonblock, env, 1, 30000);
 	/* (send 0 shows EINPROGRESS, or the byte count when the kernel has a Fast Open cookie
 	 * for 127.0.0.1 from an earlier run.) */
-	cr_expect_eq(count_str(c.out, "resp 0 "), 1, "%s", c.out);
+	cr_expect_eq(h_count_str(c.out, "resp 0 "), 1, "%s", c.out);
 	cr_expect(strstr(c.out, "send 1 ret=-1 errno=EAGAIN\n") != NULL, "%s", c.out);
-	cr_expect_eq(h_stat(&up, "max_open"), 1);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 1);
 	h_run_free(&a);
 	h_run_free(&b);
 	h_run_free(&c);
@@ -487,7 +439,7 @@ Test(reach_tfo, fastopen_connections_count_against_the_limit, .init = start_plai
  * the run, restored after), the connections after the first carry the request in their SYN
  * (the first too once the kernel has a cookie from an earlier run), with the shim as
  * without. Skipped where the sysctl cannot be written. */
-Test(reach_tfo, data_still_goes_in_the_syn, .init = start_plain, .fini = stop)
+Test(reach_tfo, data_still_goes_in_the_syn, .init = h_start_plain, .fini = h_stop)
 {
 	const char *sysctl = "/proc/sys/net/ipv4/tcp_fastopen";
 	char *old = h_read_file(sysctl);
@@ -501,7 +453,7 @@ Test(reach_tfo, data_still_goes_in_the_syn, .init = start_plain, .fini = stop)
 		cr_skip_test("cannot write %s", sysctl);
 	}
 	close(fd);
-	const char *env[] = {config(BIND2), NULL};
+	const char *env[] = {h_config(BIND2), NULL};
 	const char *argv[] = {"tfoprog", "--server", "--count", "3", "x", "0", "/", NULL};
 	struct h_run a, b;
 	int ra = h_run(&a, argv, env, 0, 20000), rb = h_run(&b, argv, env, 1, 20000);
@@ -514,9 +466,9 @@ Test(reach_tfo, data_still_goes_in_the_syn, .init = start_plain, .fini = stop)
 	free(old);
 	cr_assert_eq(ra, 0);
 	cr_assert_eq(rb, 0);
-	cr_expect_geq(count_str(a.out, "syn_data=1"), 2, "without the shim: %s", a.out);
-	cr_expect_geq(count_str(b.out, "syn_data=1"), 2, "with the shim: %s", b.out);
-	cr_expect_eq(count_str(b.out, "peer=127.0.0.2"), 3, "routed: %s", b.out);
+	cr_expect_geq(h_count_str(a.out, "syn_data=1"), 2, "without the shim: %s", a.out);
+	cr_expect_geq(h_count_str(b.out, "syn_data=1"), 2, "with the shim: %s", b.out);
+	cr_expect_eq(h_count_str(b.out, "peer=127.0.0.2"), 3, "routed: %s", b.out);
 	char *x = a.out;
 	while ((x = strstr(x, "peer=127.0.0.1")))
 		memcpy(x, "peer=127.0.0.2", 14);

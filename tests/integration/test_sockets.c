@@ -14,30 +14,6 @@
 
 #include "harness.h"
 
-static struct h_upstream up;
-static char dir[256];
-
-static void start_plain(void)
-{
-	cr_assert_eq(h_upstream_start(&up, NULL), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
-}
-
-static void stop(void)
-{
-	h_upstream_stop(&up);
-}
-
-/* Writes a config into the server's temp dir and returns "CONNROUTE_CONFIG=path". */
-static const char *config(const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
 static char addr_buf[8][64];
 static const char *at(const char *sock, int port)
 {
@@ -45,12 +21,6 @@ static const char *at(const char *sock, int port)
 	char *b = addr_buf[i++ % 8];
 	snprintf(b, 64, "connect=%s@127.0.0.1:%d", sock, port);
 	return b;
-}
-
-static void run(struct h_run *r, const char *const *argv, const char *const *env, int preload)
-{
-	cr_assert_eq(h_run(r, argv, env, preload, 20000), 0);
-	cr_assert_eq(r->timed_out, 0, "program hung: %s", r->out);
 }
 
 /* ------------------------------------------------------------------ contract */
@@ -108,32 +78,32 @@ Test(contract, library_needs_only_libc_and_exports_only_hooks)
 
 /* --------------------------------------------------------------- pass-through */
 
-Test(passthrough, no_config_changes_nothing, .init = start_plain, .fini = stop)
+Test(passthrough, no_config_changes_nothing, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	const char *argv[] = {"sockprog", "tcp=a", at("a", up.port), "opts=a", "get=a:/conn", "close=a", NULL};
-	run(&a, argv, NULL, 0);
-	run(&b, argv, NULL, 1);
+	const char *argv[] = {"sockprog", "tcp=a", at("a", h_up.port), "opts=a", "get=a:/conn", "close=a", NULL};
+	h_run_ok(&a, argv, NULL, 0, 20000);
+	h_run_ok(&b, argv, NULL, 1, 20000);
 	cr_expect_eq(b.status, 0);
 	cr_expect_str_empty(b.err, "the shim said something: %s", b.err);
 	/* Same options and behaviour; only the local port differs. */
 	cr_expect(strstr(b.out, "opts a nodelay=0 keepalive=0") != NULL, "%s", b.out);
 	cr_expect(strstr(a.out, "opts a nodelay=0 keepalive=0") != NULL, "%s", a.out);
 	cr_expect(strstr(b.out, "get a conn=") != NULL, "%s", b.out);
-	cr_expect_eq(h_stat(&up, "accepted"), 2);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 2);
 	h_run_free(&a);
 	h_run_free(&b);
 }
 
-Test(passthrough, udp_and_unix_sockets_go_straight_through, .init = start_plain, .fini = stop)
+Test(passthrough, udp_and_unix_sockets_go_straight_through, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
 	/* A lane with a limit of 1 on every key: UDP and UNIX must not be counted. */
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 100ms\n"), NULL};
-	const char *argv[] = {"sockprog", "udp=u1", "udp=u2", at("u1", up.port), at("u2", up.port),
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 100ms\n"), NULL};
+	const char *argv[] = {"sockprog", "udp=u1", "udp=u2", at("u1", h_up.port), at("u2", h_up.port),
 			      "unix=x", "connect=x@/nonexistent/connroute.sock", NULL};
-	run(&a, argv, env, 0);
-	run(&b, argv, env, 1);
+	h_run_ok(&a, argv, env, 0, 20000);
+	h_run_ok(&b, argv, env, 1, 20000);
 	cr_expect(strstr(a.out, "connect u2 ok") != NULL, "%s", a.out);
 	cr_expect(strstr(b.out, "connect u1 ok") != NULL, "%s", b.out);
 	cr_expect(strstr(b.out, "connect u2 ok") != NULL, "%s", b.out);
@@ -143,13 +113,13 @@ Test(passthrough, udp_and_unix_sockets_go_straight_through, .init = start_plain,
 	h_run_free(&b);
 }
 
-Test(passthrough, kill_switch_disables_routing, .init = start_plain, .fini = stop)
+Test(passthrough, kill_switch_disables_routing, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 100ms\n"),
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 100ms\n"),
 			     "CONNROUTE_DISABLE=1", NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", up.port), at("b", up.port), "opts=b", NULL};
-	run(&r, argv, env, 1);
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", h_up.port), at("b", h_up.port), "opts=b", NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "connect b ok") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "nodelay=0") != NULL, "no lane option applied: %s", r.out);
 	h_run_free(&r);
@@ -174,17 +144,17 @@ static const char *lanes_conf =
 	"dscp = af11\n"
 	"[lane default]\n";
 
-Test(lanes, options_follow_the_key, .init = start_plain, .fini = stop)
+Test(lanes, options_follow_the_key, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run c, b, d;
-	const char *conf = config(lanes_conf);
-	const char *argv[] = {"sockprog", "tcp=a", at("a", up.port), "opts=a", "get=a:/conn", NULL};
+	const char *conf = h_config(lanes_conf);
+	const char *argv[] = {"sockprog", "tcp=a", at("a", h_up.port), "opts=a", "get=a:/conn", NULL};
 	const char *envc[] = {conf, "CONNROUTE_KEY=payments/critical", NULL};
 	const char *envb[] = {conf, "CONNROUTE_KEY=reports/batch", NULL};
 	const char *envd[] = {conf, NULL};
-	run(&c, argv, envc, 1);
-	run(&b, argv, envb, 1);
-	run(&d, argv, envd, 1);
+	h_run_ok(&c, argv, envc, 1, 20000);
+	h_run_ok(&b, argv, envb, 1, 20000);
+	h_run_ok(&d, argv, envd, 1, 20000);
 	cr_expect(strstr(c.out, "nodelay=1 keepalive=1 keepidle=30 keepintvl=5 keepcnt=4 tos=184 priority=6") !=
 			  NULL,
 		  "critical: %s", c.out);
@@ -201,12 +171,12 @@ Test(lanes, options_follow_the_key, .init = start_plain, .fini = stop)
 	h_run_free(&d);
 }
 
-Test(lanes, so_mark_needs_privilege_and_never_breaks_the_connect, .init = start_plain, .fini = stop)
+Test(lanes, so_mark_needs_privilege_and_never_breaks_the_connect, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmark = 7\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", up.port), at("b", up.port), "opts=a", NULL};
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nmark = 7\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", h_up.port), at("b", h_up.port), "opts=a", NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "connect a ok") && strstr(r.out, "connect b ok"), "%s", r.out);
 	if (geteuid() == 0) {
 		cr_expect(strstr(r.out, "mark=7") != NULL, "%s", r.out);
@@ -222,31 +192,31 @@ Test(lanes, ipv6_traffic_class)
 {
 	struct h_run r;
 	const char *args[] = {"--bind", "::1", NULL};
-	cr_assert_eq(h_upstream_start(&up, args), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
+	cr_assert_eq(h_upstream_start(&h_up, args), 0);
+	snprintf(h_dir, sizeof(h_dir), "%s", h_up.dir);
 	char a6[80];
-	snprintf(a6, sizeof(a6), "connect=a@[::1]:%d", up.port);
-	const char *env[] = {config("[lane default]\ntos = 0x28\nnodelay = on\n"), NULL};
+	snprintf(a6, sizeof(a6), "connect=a@[::1]:%d", h_up.port);
+	const char *env[] = {h_config("[lane default]\ntos = 0x28\nnodelay = on\n"), NULL};
 	const char *argv[] = {"sockprog", "tcp6=a", a6, "opts=a", NULL};
-	run(&r, argv, env, 1);
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "nodelay=1") && strstr(r.out, "tos=40"), "%s", r.out);
 	h_run_free(&r);
-	h_upstream_stop(&up);
+	h_upstream_stop(&h_up);
 }
 
 /* ------------------------------------------------------------------- limits */
 
 static const char *limit2 = "[lane default]\nmax_conns_per_host = 2\nqueue_timeout = 300ms\n";
 
-Test(limits, n_plus_one_waits_then_fails_and_succeeds_after_a_close, .init = start_plain, .fini = stop)
+Test(limits, n_plus_one_waits_then_fails_and_succeeds_after_a_close, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config(limit2), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", "tcp=d", at("a", up.port),
-			      at("b", up.port), at("c", up.port), "close=a", "sleep=100", at("d", up.port), NULL};
+	const char *env[] = {h_config(limit2), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", "tcp=d", at("a", h_up.port),
+			      at("b", h_up.port), at("c", h_up.port), "close=a", "sleep=100", at("d", h_up.port), NULL};
 	/* (sleep: the server must see a's close before d's accept, or its
 	 * max_open counts a transient 3 that the client never had) */
-	run(&r, argv, env, 1);
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "connect c err ETIMEDOUT") != NULL, "%s", r.out);
 	int ms = -1;
 	const char *c = strstr(r.out, "connect c err ETIMEDOUT ms=");
@@ -254,32 +224,32 @@ Test(limits, n_plus_one_waits_then_fails_and_succeeds_after_a_close, .init = sta
 		ms = atoi(c + strlen("connect c err ETIMEDOUT ms="));
 	cr_expect(ms >= 250, "the third connect waited the queue timeout (%d ms)", ms);
 	cr_expect(strstr(r.out, "connect d ok") != NULL, "after a close there is room: %s", r.out);
-	cr_expect_eq(h_stat(&up, "accepted"), 3, "the refused connect never reached the server");
-	cr_expect_eq(h_stat(&up, "max_open"), 2);
+	cr_expect_eq(h_stat(&h_up, "accepted"), 3, "the refused connect never reached the server");
+	cr_expect_eq(h_stat(&h_up, "max_open"), 2);
 	h_run_free(&r);
 }
 
-Test(limits, non_blocking_connect_fails_at_once_with_eagain, .init = start_plain, .fini = stop)
+Test(limits, non_blocking_connect_fails_at_once_with_eagain, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config(limit2), NULL};
+	const char *env[] = {h_config(limit2), NULL};
 	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", "nonblock=a", "nonblock=b", "nonblock=c",
-			      at("a", up.port), at("b", up.port), at("c", up.port), "flags=c", NULL};
-	run(&r, argv, env, 1);
+			      at("a", h_up.port), at("b", h_up.port), at("c", h_up.port), "flags=c", NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "connect a err EINPROGRESS") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "connect c err EAGAIN") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "flags c nonblock=1") != NULL, "%s", r.out);
 	h_run_free(&r);
 }
 
-Test(limits, second_connect_on_the_same_socket_is_not_counted_twice, .init = start_plain, .fini = stop)
+Test(limits, second_connect_on_the_same_socket_is_not_counted_twice, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r, base;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 100ms\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "nonblock=a", at("a", up.port), "wait=a",
-			      at("a", up.port), "nonblock=b", at("b", up.port), "close=a", at("b", up.port), NULL};
-	run(&base, argv, NULL, 0);
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 100ms\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "nonblock=a", at("a", h_up.port), "wait=a",
+			      at("a", h_up.port), "nonblock=b", at("b", h_up.port), "close=a", at("b", h_up.port), NULL};
+	h_run_ok(&base, argv, NULL, 0, 20000);
+	h_run_ok(&r, argv, env, 1, 20000);
 	/* The shim only changes b's first attempt (the limit); a behaves as without it. */
 	/* Linux answers the connect after completion with 0 (then EISCONN). */
 	const char *second = "wait a ready ok\nconnect a ok";
@@ -295,16 +265,16 @@ Test(limits, second_connect_on_the_same_socket_is_not_counted_twice, .init = sta
 static void release_route(const char *step)
 {
 	struct h_run r;
-	start_plain();
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=z", at("a", up.port), step,
-			      at("b", up.port), "fdcount", NULL};
-	run(&r, argv, env, 1);
+	h_start_plain();
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=z", at("a", h_up.port), step,
+			      at("b", h_up.port), "fdcount", NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "connect a ok") != NULL, "%s: %s", step, r.out);
 	cr_expect(strstr(r.out, "connect b ok") != NULL, "%s did not release the unit: %s", step, r.out);
 	cr_expect_eq(r.status, 0, "%s: %s", step, r.err);
 	h_run_free(&r);
-	h_upstream_stop(&up);
+	h_upstream_stop(&h_up);
 }
 
 Test(release, by_close) { release_route("close=a"); }
@@ -322,40 +292,40 @@ Test(release, by_close_range_unshare_found_by_inode) { release_route("close_rang
 /* close_range(CLOSE_RANGE_UNSHARE) in a second thread closes only that
  * thread's new private copy of the fd table: the program still holds the
  * connection, so its unit stays taken. */
-Test(limits, close_range_unshare_in_another_thread_keeps_the_unit, .init = start_plain, .fini = stop)
+Test(limits, close_range_unshare_in_another_thread_keeps_the_unit, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", up.port), "thread_unshare=a", "peer=a",
-			      at("b", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", h_up.port), "thread_unshare=a", "peer=a",
+			      at("b", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "thread_unshare a ok closed_there=1") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "peer a ok") != NULL, "the main thread still has it: %s", r.out);
 	cr_expect(strstr(r.out, "connect b err ETIMEDOUT") != NULL, "the limit still holds: %s", r.out);
-	cr_expect_eq(h_stat(&up, "max_open"), 1, "the server never saw two connections");
-	cr_expect_eq(h_stat(&up, "accepted"), 1);
+	cr_expect_eq(h_stat(&h_up, "max_open"), 1, "the server never saw two connections");
+	cr_expect_eq(h_stat(&h_up, "accepted"), 1);
 	h_run_free(&r);
 }
 
-Test(release, by_closefrom, .init = start_plain, .fini = stop)
+Test(release, by_closefrom, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
 	/* closefrom(a) also closes every later fd, so b is created after it. */
-	const char *argv[] = {"sockprog", "tcp=a", at("a", up.port), "closefrom=a", "tcp=b",
-			      at("b", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *argv[] = {"sockprog", "tcp=a", at("a", h_up.port), "closefrom=a", "tcp=b",
+			      at("b", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "connect b ok") != NULL, "%s", r.out);
 	h_run_free(&r);
 }
 
-Test(fork, child_closing_does_not_release_the_parents_unit, .init = start_plain, .fini = stop)
+Test(fork, child_closing_does_not_release_the_parents_unit, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", "tcp=d", at("a", up.port),
-			      "fork_close=a", "fork_hold=a", at("b", up.port), "close=a", at("c", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 200ms\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "tcp=c", "tcp=d", at("a", h_up.port),
+			      "fork_close=a", "fork_hold=a", at("b", h_up.port), "close=a", at("c", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "fork_close a child=0") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "connect b err ETIMEDOUT") != NULL,
 		  "the parent still holds its connection: %s", r.out);
@@ -363,14 +333,14 @@ Test(fork, child_closing_does_not_release_the_parents_unit, .init = start_plain,
 	h_run_free(&r);
 }
 
-Test(fds, no_fd_leak, .init = start_plain, .fini = stop)
+Test(fds, no_fd_leak, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run a, b;
-	const char *env[] = {config(lanes_conf), "CONNROUTE_KEY=x/critical", "CONNROUTE_LOG=debug", NULL};
-	const char *argv[] = {"sockprog", "fdcount", "tcp=a", "tcp=b", at("a", up.port), at("b", up.port),
+	const char *env[] = {h_config(lanes_conf), "CONNROUTE_KEY=x/critical", "CONNROUTE_LOG=debug", NULL};
+	const char *argv[] = {"sockprog", "fdcount", "tcp=a", "tcp=b", at("a", h_up.port), at("b", h_up.port),
 			      "get=a:/", "close=a", "close=b", "fdcount", NULL};
-	run(&a, argv, NULL, 0);
-	run(&b, argv, env, 1);
+	h_run_ok(&a, argv, NULL, 0, 20000);
+	h_run_ok(&b, argv, env, 1, 20000);
 	int f0 = -1, f1 = -2;
 	const char *p = strstr(b.out, "fdcount ");
 	if (p) {
@@ -395,8 +365,8 @@ Test(early, hooks_before_the_constructor_behave_as_libc)
 	struct h_run a, b;
 	const char *env[] = {"CONNROUTE_KEY=early/probe", NULL};
 	const char *argv[] = {"earlyprog", NULL};
-	run(&a, argv, env, 0);
-	run(&b, argv, env, 1);
+	h_run_ok(&a, argv, env, 0, 20000);
+	h_run_ok(&b, argv, env, 1, 20000);
 	cr_assert_eq(b.status, 0, "%s", b.err);
 	/* The order is real: the library's constructor ran before the shim's
 	 * (which sets the key from CONNROUTE_KEY), main() after it. */
@@ -433,21 +403,21 @@ Test(timeouts, blocking_connect_honours_connect_timeout)
 {
 	struct h_run r;
 	const char *args[] = {"--no-accept", "--backlog", "0", NULL};
-	cr_assert_eq(h_upstream_start(&up, args), 0);
-	snprintf(dir, sizeof(dir), "%s", up.dir);
+	cr_assert_eq(h_upstream_start(&h_up, args), 0);
+	snprintf(h_dir, sizeof(h_dir), "%s", h_up.dir);
 	/* Fill the accept queue from here (not under the shim). */
 	int fill[4];
 	for (int i = 0; i < 4; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)up.port)};
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h_up.port)};
 		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
 		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
 	}
 	usleep(100000);
-	const char *env[] = {config("[lane default]\nconnect_timeout = 400ms\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "nonblock=b", at("a", up.port), "flags=a",
-			      at("b", up.port), "flags=b", NULL};
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 400ms\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", "nonblock=b", at("a", h_up.port), "flags=a",
+			      at("b", h_up.port), "flags=b", NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	const char *c = strstr(r.out, "connect a err ETIMEDOUT ms=");
 	cr_expect_not_null(c, "%s", r.out);
 	if (c) {
@@ -461,17 +431,17 @@ Test(timeouts, blocking_connect_honours_connect_timeout)
 	for (int i = 0; i < 4; i++)
 		close(fill[i]);
 	h_run_free(&r);
-	h_upstream_stop(&up);
+	h_upstream_stop(&h_up);
 }
 
 /* ---------------------------------------------------------------- bad input */
 
-Test(badinput, bad_config_runs_unrouted_with_one_clear_line, .init = start_plain, .fini = stop)
+Test(badinput, bad_config_runs_unrouted_with_one_clear_line, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nconect_timeout = 1s\n"), NULL};
-	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", up.port), at("b", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nconect_timeout = 1s\n"), NULL};
+	const char *argv[] = {"sockprog", "tcp=a", "tcp=b", at("a", h_up.port), at("b", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "connect b ok") != NULL, "unrouted: no limit: %s", r.out);
 	cr_expect(strstr(r.err, "connroute.conf:3:") != NULL, "FILE:LINE: %s", r.err);
@@ -479,36 +449,36 @@ Test(badinput, bad_config_runs_unrouted_with_one_clear_line, .init = start_plain
 	h_run_free(&r);
 }
 
-Test(badinput, strict_mode_stops_the_host, .init = start_plain, .fini = stop)
+Test(badinput, strict_mode_stops_the_host, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = lots\n"), "CONNROUTE_STRICT=1", NULL};
-	const char *argv[] = {"sockprog", "tcp=a", at("a", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = lots\n"), "CONNROUTE_STRICT=1", NULL};
+	const char *argv[] = {"sockprog", "tcp=a", at("a", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect_neq(r.status, 0);
 	cr_expect_str_empty(r.out, "the host never ran: %s", r.out);
 	cr_expect(strstr(r.err, "connroute.conf:2:") != NULL, "%s", r.err);
 	h_run_free(&r);
 }
 
-Test(badinput, bad_key_in_environment, .init = start_plain, .fini = stop)
+Test(badinput, bad_key_in_environment, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	const char *env[] = {"CONNROUTE_KEY=no spaces please", NULL};
-	const char *argv[] = {"sockprog", "tcp=a", at("a", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *argv[] = {"sockprog", "tcp=a", at("a", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "connect a ok") != NULL, "%s", r.out);
 	cr_expect(strstr(r.err, "CONNROUTE_KEY") != NULL, "%s", r.err);
 	h_run_free(&r);
 }
 
-Test(badinput, missing_config_file, .init = start_plain, .fini = stop)
+Test(badinput, missing_config_file, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	const char *env[] = {"CONNROUTE_CONFIG=/nonexistent/connroute.conf", NULL};
-	const char *argv[] = {"sockprog", "tcp=a", at("a", up.port), NULL};
-	run(&r, argv, env, 1);
+	const char *argv[] = {"sockprog", "tcp=a", at("a", h_up.port), NULL};
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.err, "/nonexistent/connroute.conf") != NULL, "%s", r.err);
 	h_run_free(&r);
@@ -520,7 +490,7 @@ Test(api, without_the_shim_everything_is_a_no_op)
 {
 	struct h_run r;
 	const char *argv[] = {"apiprog", NULL};
-	run(&r, argv, NULL, 0);
+	h_run_ok(&r, argv, NULL, 0, 20000);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "set=-1 errno=ENOSYS now=(null)") != NULL, "%s", r.out);
 	cr_expect(strstr(r.out, "return=7") != NULL, "%s", r.out);
@@ -532,7 +502,7 @@ Test(api, with_the_shim_keys_are_set_scoped_and_restored)
 	struct h_run r;
 	const char *env[] = {"CONNROUTE_KEY=env/standard", NULL};
 	const char *argv[] = {"apiprog", NULL};
-	run(&r, argv, env, 1);
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "initial=env/standard\n"), "%s", r.out);
 	cr_expect(strstr(r.out, "set=0 errno=0 now=payments/critical\n"), "%s", r.out);
@@ -546,16 +516,16 @@ Test(api, with_the_shim_keys_are_set_scoped_and_restored)
 	h_run_free(&r);
 }
 
-Test(api, threads_pick_lanes_by_key, .init = start_plain, .fini = stop)
+Test(api, threads_pick_lanes_by_key, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char port[16];
-	snprintf(port, sizeof(port), "%d", up.port);
-	const char *env[] = {config("[lane critical]\nmatch = */critical\nnodelay = on\ntos = 0xb8\n"
+	snprintf(port, sizeof(port), "%d", h_up.port);
+	const char *env[] = {h_config("[lane critical]\nmatch = */critical\nnodelay = on\ntos = 0xb8\n"
 				    "[lane batch]\nmatch = */batch\nnodelay = off\ntos = 0x20\n"),
 			     NULL};
 	const char *argv[] = {"apiprog", port, "pay/critical", "nightly/batch", "x/critical", NULL};
-	run(&r, argv, env, 1);
+	h_run_ok(&r, argv, env, 1, 20000);
 	cr_expect(strstr(r.out, "key=pay/critical set=0 effective=pay/critical connect=0 nodelay=1 tos=184"),
 		  "%s", r.out);
 	cr_expect(strstr(r.out, "key=nightly/batch set=0 effective=nightly/batch connect=0 nodelay=0 tos=32"),
@@ -567,16 +537,16 @@ Test(api, threads_pick_lanes_by_key, .init = start_plain, .fini = stop)
 
 /* ---------------------------------------------------------------------- CLI */
 
-Test(cli, run_applies_key_and_config, .init = start_plain, .fini = stop)
+Test(cli, run_applies_key_and_config, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	char cli[400], prog[400], cfg[400];
 	snprintf(cli, sizeof(cli), "%s/connroute", h_build());
 	snprintf(prog, sizeof(prog), "%s/progs/sockprog", h_build());
-	cr_assert_eq(h_write_file(dir, "c.conf", lanes_conf, cfg, sizeof(cfg)), 0);
+	cr_assert_eq(h_write_file(h_dir, "c.conf", lanes_conf, cfg, sizeof(cfg)), 0);
 	const char *argv[] = {cli, "run", "--key", "payments/critical", "--config", cfg, "--", prog,
-			      "tcp=a", at("a", up.port), "opts=a", NULL};
-	run(&r, argv, NULL, 0);
+			      "tcp=a", at("a", h_up.port), "opts=a", NULL};
+	h_run_ok(&r, argv, NULL, 0, 20000);
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "tos=184 priority=6") != NULL, "%s", r.out);
 	h_run_free(&r);
@@ -591,17 +561,17 @@ Test(cli, check_validates_and_prints_lanes)
 	h_write_file(tmp, "good.conf", lanes_conf, good, sizeof(good));
 	h_write_file(tmp, "bad.conf", "[lane x]\nconnect_timeout = 5\n", bad, sizeof(bad));
 	const char *a1[] = {cli, "check", good, NULL};
-	run(&r, a1, NULL, 0);
+	h_run_ok(&r, a1, NULL, 0, 20000);
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "critical") && strstr(r.out, "batch"), "%s", r.out);
 	h_run_free(&r);
 	const char *a2[] = {cli, "check", bad, NULL};
-	run(&r, a2, NULL, 0);
+	h_run_ok(&r, a2, NULL, 0, 20000);
 	cr_expect_eq(r.status, 1);
 	cr_expect(strstr(r.err, "bad.conf:2:") != NULL, "%s", r.err);
 	h_run_free(&r);
 	const char *a3[] = {cli, "--version", NULL};
-	run(&r, a3, NULL, 0);
+	h_run_ok(&r, a3, NULL, 0, 20000);
 	cr_expect(strncmp(r.out, "connroute ", 10) == 0, "%s", r.out);
 	h_run_free(&r);
 	unlink(good);

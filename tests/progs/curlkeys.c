@@ -20,6 +20,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conn_id.h"
+
 static const char *url;
 static const char *cacert;
 static int nreq = 5;
@@ -38,19 +40,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
-	size_t k = size * n;
-	static const char name[] = "x-conn-id:";
-	if (k > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-		const char *v = p + sizeof name - 1, *end = p + k;
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		size_t m = 0;
-		while (v + m < end && v[m] != '\r' && v[m] != '\n' && m + 1 < sizeof x->conn)
-			m++;
-		memcpy(x->conn, v, m);
-		x->conn[m] = '\0';
-	}
-	return k;
+	conn_id_header(p, size * n, x->conn, sizeof x->conn);
+	return size * n;
 }
 
 static void *run_key(void *arg)

@@ -62,6 +62,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn_id.h"
+
 enum mode { M_FRESH, M_PERSISTENT, M_TPR };
 
 static struct {
@@ -190,20 +192,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
-	size_t k = size * n;
-	static const char name[] = "x-conn-id:";
-	if (k > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-		const char *v = p + sizeof name - 1;
-		const char *end = p + k;
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		size_t m = 0;
-		while (v + m < end && v[m] != '\r' && v[m] != '\n' && m + 1 < sizeof x->conn)
-			m++;
-		memcpy(x->conn, v, m);
-		x->conn[m] = '\0';
-	}
-	return k;
+	conn_id_header(p, size * n, x->conn, sizeof x->conn);
+	return size * n;
 }
 
 static void lock_cb(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)

@@ -35,6 +35,8 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include "conn_id.h"
+
 static const char *mode, *url;
 static int nx = 1, nthreads = 1, show_conn, show_err, no_timeout, rounds = 1;
 static int pause_ms, all_rounds, forbid_reuse;
@@ -76,19 +78,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
-	size_t k = size * n;
-	static const char name[] = "x-conn-id:";
-	if (k > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-		const char *v = p + sizeof name - 1, *end = p + k;
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		size_t m = 0;
-		while (v + m < end && v[m] != '\r' && v[m] != '\n' && m + 1 < sizeof x->conn)
-			m++;
-		memcpy(x->conn, v, m);
-		x->conn[m] = '\0';
-	}
-	return k;
+	conn_id_header(p, size * n, x->conn, sizeof x->conn);
+	return size * n;
 }
 
 static void read_msgs(struct thr *t)

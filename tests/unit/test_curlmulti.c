@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "curl/lanes.h"
+#include "curl_fns.h"
 #include "engine.h"
 #include "limit.h"
 
@@ -15,21 +16,8 @@ static CURLM *m;
 
 static void setup(void)
 {
-	struct cr_curlfns f = {
-		.easy_init = curl_easy_init,
-		.easy_setopt = curl_easy_setopt,
-		.easy_perform = curl_easy_perform,
-		.easy_cleanup = curl_easy_cleanup,
-		.easy_reset = curl_easy_reset,
-		.easy_duphandle = curl_easy_duphandle,
-		.easy_getinfo = curl_easy_getinfo,
-		.share_init = curl_share_init,
-		.share_setopt = curl_share_setopt,
-		.share_cleanup = curl_share_cleanup,
-		.version_info = curl_version_info,
-	};
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl (test)");
+	struct cr_curlfns f = cr_test_curlfns();
+	lib = cr_test_curl_register(&f);
 	cr_assert_not_null(lib);
 	m = curl_multi_init();
 	cr_assert_not_null(m);
@@ -147,35 +135,22 @@ Test(curlmulti, multi_cleanup_detaches_its_handles, .init = setup, .fini = teard
 
 static void mx_setup(void)
 {
-	struct cr_curlfns f = {
-		.easy_init = curl_easy_init,
-		.easy_setopt = curl_easy_setopt,
-		.easy_perform = curl_easy_perform,
-		.easy_cleanup = curl_easy_cleanup,
-		.easy_reset = curl_easy_reset,
-		.easy_duphandle = curl_easy_duphandle,
-		.easy_getinfo = curl_easy_getinfo,
-		.share_init = curl_share_init,
-		.share_setopt = curl_share_setopt,
-		.share_cleanup = curl_share_cleanup,
-		.version_info = curl_version_info,
-		.multi_init = curl_multi_init,
-		.multi_add_handle = curl_multi_add_handle,
-		.multi_remove_handle = curl_multi_remove_handle,
-		.multi_cleanup = curl_multi_cleanup,
-		.global_cleanup = curl_global_cleanup,
-		.multi_setopt = curl_multi_setopt,
-		.multi_perform = curl_multi_perform,
-		.multi_socket_action = curl_multi_socket_action,
-		.multi_socket_all = curl_multi_socket_all,
-		.multi_wait = curl_multi_wait,
-		.multi_poll = curl_multi_poll,
-		.multi_timeout = curl_multi_timeout,
-		.multi_info_read = curl_multi_info_read,
-		.multi_fdset = curl_multi_fdset,
-	};
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	lib = cr_curl_lib_add((void *)curl_easy_init, &f, "libcurl (test)");
+	struct cr_curlfns f = cr_test_curlfns();
+	f.multi_init = curl_multi_init;
+	f.multi_add_handle = curl_multi_add_handle;
+	f.multi_remove_handle = curl_multi_remove_handle;
+	f.multi_cleanup = curl_multi_cleanup;
+	f.global_cleanup = curl_global_cleanup;
+	f.multi_setopt = curl_multi_setopt;
+	f.multi_perform = curl_multi_perform;
+	f.multi_socket_action = curl_multi_socket_action;
+	f.multi_socket_all = curl_multi_socket_all;
+	f.multi_wait = curl_multi_wait;
+	f.multi_poll = curl_multi_poll;
+	f.multi_timeout = curl_multi_timeout;
+	f.multi_info_read = curl_multi_info_read;
+	f.multi_fdset = curl_multi_fdset;
+	lib = cr_test_curl_register(&f);
 	cr_assert_not_null(lib);
 	cr_limits_init(256, NULL, NULL);
 	ts_start();
