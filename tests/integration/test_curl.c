@@ -743,13 +743,13 @@ Test(curl_retries, response_header_timeout_then_retry, .init = h_start_plain, .f
  * before any response). Two persistent handles: request 0 quick (both
  * served), request 1 slow: one holds the lane's only unit, the other is
  * refused after queue_timeout. */
-Test(curl_limits, refused_perform_shows_no_previous_response, .init = start_plain, .fini = stop)
+Test(curl_limits, refused_perform_shows_no_previous_response, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
-	const char *env[] = {config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 300ms\n"),
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 300ms\n"),
 			     NULL};
-	RUN(&r, env, 1, "curlprog", "--mode", "persistent", "--threads", "2", "--requests", "2",
-	    "--path-seq", "/,/delay/1500", "--errbuf", path_url(""));
+	H_RUN(&r, env, 1, "curlprog", "--mode", "persistent", "--threads", "2", "--requests", "2",
+	    "--path-seq", "/,/delay/1500", "--errbuf", h_path_url(""));
 	int refused = 0;
 	for (const char *p = r.out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
 		if (strncmp(p, "req ", 4) != 0)
