@@ -67,10 +67,10 @@ static void unix_server_stop(void)
 	rmdir(dir);
 }
 
-/* curl's test suite, tests 271 and 283-286 (TFTP) under a config lane: the lane's TCP options
- * (nodelay is on in every configured lane) were set on libcurl's UDP and AF_UNIX sockets
- * through the sockopt callback, and each failure was a "cannot set TCP_NODELAY" warning on
- * the program's stderr. The raw connect path only ever touches TCP sockets. */
+/* Seen in the stderr of curl's TFTP tests (271, 283-286) under a config lane: the lane's TCP
+ * options (nodelay is on in every configured lane) were set on libcurl's UDP and AF_UNIX
+ * sockets through the sockopt callback, and each failure was a "cannot set TCP_NODELAY"
+ * warning on the program's stderr. The raw connect path only ever touches TCP sockets. */
 Test(curlsuite_regress, lane_tcp_options_leave_unix_sockets_alone, .init = unix_server_start,
      .fini = unix_server_stop)
 {
