@@ -101,9 +101,14 @@ int cr_curl_sockets_opt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 	if (r != CURL_SOCKOPT_OK || purpose != CURLSOCKTYPE_IPCXN)
 		return r;
 	if (!e->lane->passthrough) {
-		int dom = 0;
-		socklen_t dl = sizeof(dom);
-		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0)
+		/* TCP only, as on the raw connect path (docs/INTERNALS.md, "Raw
+		 * connect"): libcurl passes its UDP (TFTP) and AF_UNIX
+		 * (--unix-socket) sockets here too, where the TCP options fail
+		 * and would print a warning on the app's stderr. */
+		int dom = 0, proto = 0;
+		socklen_t dl = sizeof(dom), pl = sizeof(proto);
+		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
+		    proto == IPPROTO_TCP && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0)
 			cr_sockopt_apply(fd, e->lane, dom, !e->app_bind);
 	}
 	/* A new connection: the response-header deadline armed at the start
