@@ -4,7 +4,6 @@
  * addresses), judged from outside: what the program printed (errno, time,
  * libcurl's code and message) and what each server counted. */
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +14,11 @@
 static struct h_upstream good, bad;
 static int bad_fds[8], nbad;
 
-static const char *conf_env(struct h_upstream *u, const char *text)
-{
-	static char env[512];
-	char path[400];
-	cr_assert_eq(h_write_file(u->dir, "connroute.conf", text, path, sizeof(path)), 0);
-	snprintf(env, sizeof(env), "CONNROUTE_CONFIG=%s", path);
-	return env;
-}
-
 /* The good one on 127.0.0.1, the other on 127.0.0.2 with the same port. */
 static void start_pair(const char *const *bad_extra)
 {
 	cr_assert_eq(h_upstream_start(&good, NULL), 0);
+	snprintf(h_dir, sizeof(h_dir), "%s", good.dir); /* where h_config writes */
 	char port[16];
 	snprintf(port, sizeof(port), "%d", good.port);
 	const char *args[16] = {"--bind", "127.0.0.2", "--port", port};
@@ -54,12 +45,6 @@ static void stop_pair(void)
 	nbad = 0;
 	h_upstream_stop(&bad);
 	h_upstream_stop(&good);
-}
-
-static void run(struct h_run *r, const char *const *argv, const char *const *env)
-{
-	cr_assert_eq(h_run(r, argv, env, 1, 30000), 0);
-	cr_assert_eq(r->timed_out, 0, "program hung: %s", r->out);
 }
 
 /* "connect S err E ms=N" (or ok): the errno name and the time. */
@@ -110,7 +95,7 @@ static const char *cto(const char *s, const char *ip, int port)
 Test(resilience, raw_connect_to_an_ejected_address_is_refused_at_once, .init = start_hanging,
      .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "connect_timeout = 300ms\n"
 					     "eject_after = 2\n"
 					     "eject_time = 1s\n"),
@@ -134,7 +119,7 @@ Test(resilience, raw_connect_to_an_ejected_address_is_refused_at_once, .init = s
 			      cto("e", "127.0.0.2", p),
 			      NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	expect_connect(&r, "g1", "ok", 0, 200);
 	expect_connect(&r, "a", "ETIMEDOUT", 250, 1000);
 	expect_connect(&r, "b", "ETIMEDOUT", 250, 1000);
@@ -149,7 +134,7 @@ Test(resilience, raw_connect_to_an_ejected_address_is_refused_at_once, .init = s
 Test(resilience, raw_connect_without_ejection_always_tries, .init = start_hanging,
      .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\nconnect_timeout = 300ms\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nconnect_timeout = 300ms\n"), NULL};
 	int p = good.port;
 	const char *argv[] = {"sockprog",
 			      "tcp=g1",
@@ -162,7 +147,7 @@ Test(resilience, raw_connect_without_ejection_always_tries, .init = start_hangin
 			      cto("c", "127.0.0.2", p),
 			      NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	expect_connect(&r, "c", "ETIMEDOUT", 250, 1000);
 	h_run_free(&r);
 }
@@ -172,7 +157,7 @@ Test(resilience, raw_connect_without_ejection_always_tries, .init = start_hangin
  * the kernel, fails, and the breaker opens again. */
 Test(resilience, raw_breaker_opens_rejects_and_probes, .init = start_hanging, .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "connect_timeout = 300ms\n"
 					     "breaker_failure_ratio = 50%\n"
 					     "breaker_min_requests = 3\n"
@@ -198,7 +183,7 @@ Test(resilience, raw_breaker_opens_rejects_and_probes, .init = start_hanging, .f
 			      cto("f", "127.0.0.2", p),
 			      NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	expect_connect(&r, "c", "ETIMEDOUT", 250, 1000);
 	expect_connect(&r, "d", "ECONNREFUSED", 0, 50);
 	expect_connect(&r, "g", "ok", 0, 200); /* another address:port, another breaker */
@@ -214,7 +199,7 @@ Test(resilience, raw_breaker_opens_rejects_and_probes, .init = start_hanging, .f
 Test(resilience, raw_nonblocking_outcome_is_taken_at_close, .init = start_hanging,
      .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "eject_after = 2\n"
 					     "eject_time = 10s\n"),
 			     NULL};
@@ -237,7 +222,7 @@ Test(resilience, raw_nonblocking_outcome_is_taken_at_close, .init = start_hangin
 			      cto("c", "127.0.0.3", p),
 			      NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	expect_connect(&r, "c", "ECONNREFUSED", 0, 50);
 	cr_expect(strstr(r.out, "connect a err EINPROGRESS") ||
 			  strstr(r.out, "connect a err ECONNREFUSED"),
@@ -252,7 +237,7 @@ Test(resilience, raw_nonblocking_outcome_is_taken_at_close, .init = start_hangin
 Test(resilience, raw_nonblocking_close_of_a_dup_keeps_the_pending_error, .init = start_hanging,
      .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "eject_after = 2\n"
 					     "eject_time = 10s\n"),
 			     NULL};
@@ -262,8 +247,7 @@ Test(resilience, raw_nonblocking_close_of_a_dup_keeps_the_pending_error, .init =
 			      "close=a",	       "wait=b", NULL};
 	for (int shim = 0; shim < 2; shim++) {
 		struct h_run r;
-		cr_assert_eq(h_run(&r, argv, env, shim, 30000), 0);
-		cr_assert_eq(r.timed_out, 0, "program hung: %s", r.out);
+		h_run_ok(&r, argv, env, shim, 30000);
 		cr_assert(strstr(r.out, "connect a err EINPROGRESS"), "%s", r.out);
 		cr_expect(strstr(r.out, "wait b ready ECONNREFUSED"), "shim %d:\n%s", shim, r.out);
 		h_run_free(&r);
@@ -271,19 +255,6 @@ Test(resilience, raw_nonblocking_close_of_a_dup_keeps_the_pending_error, .init =
 }
 
 static void start_two(void);
-
-struct bg_run {
-	struct h_run r;
-	const char *const *argv, *const *env;
-	int rc;
-};
-
-static void *bg_run_fn(void *arg)
-{
-	struct bg_run *b = arg;
-	b->rc = h_run(&b->r, b->argv, b->env, 1, 30000);
-	return NULL;
-}
 
 /* A half-open breaker's probe served by a warm socket reports its success:
  * 127.0.0.2 is down (two refused connects open the breaker), comes back,
@@ -299,7 +270,7 @@ Test(resilience, raw_breaker_probe_served_warm_closes_it, .init = start_two, .fi
 		 "[lane default]\nprewarm = 127.0.0.2:%d*2\nbreaker_failure_ratio = 0.5\n"
 		 "breaker_min_requests = 2\nbreaker_open = 2s\nbreaker_probes = 1\n",
 		 p);
-	const char *env[] = {conf_env(&good, text), NULL};
+	const char *env[] = {h_config(text), NULL};
 	cr_assert_eq(h_upstream_stop(&bad), 0);
 	const char *argv[] = {"sockprog",
 			      "tcp=a",
@@ -312,14 +283,15 @@ Test(resilience, raw_breaker_probe_served_warm_closes_it, .init = start_two, .fi
 			      "tcp=d",
 			      cto("d", "127.0.0.2", p),
 			      NULL};
-	struct bg_run b = {.argv = argv, .env = env};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	struct h_bg b = {0};
+	memcpy(b.argv, argv, sizeof(argv));
+	memcpy(b.env, env, sizeof(env));
+	h_bg_start(&b);
 	usleep(300 * 1000);
 	snprintf(ps, sizeof(ps), "%d", p);
 	const char *args[] = {"--bind", "127.0.0.2", "--port", ps, NULL};
 	cr_assert_eq(h_upstream_start(&bad, args), 0);
-	pthread_join(t, NULL);
+	h_bg_wait(&b);
 	cr_assert_eq(b.rc, 0);
 	expect_connect(&b.r, "b", "ECONNREFUSED", 0, 50);
 	expect_connect(&b.r, "c", "ok", 0, 50);
@@ -368,7 +340,7 @@ Test(resilience, curl_skips_an_ejected_address_and_probes_it_after_eject_time,
      .init = start_two, .fini = stop_pair)
 {
 	arm(&bad, "/inject?fault=drop&count=1000");
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "eject_after = 2\n"
 					     "eject_time = 1s\n"),
 			     NULL};
@@ -379,7 +351,7 @@ Test(resilience, curl_skips_an_ejected_address_and_probes_it_after_eject_time,
 			      "--requests", "25",     "--pause-ms", "100",
 			      "--resolve",  resolve,  url,	   NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	/* 2 failures, ejected for 1 s (~10 requests to 127.0.0.1), 1 probe
 	 * that fails, ejected for 2 s: past the end of the run. */
 	cr_expect_eq(h_stat(&bad, "accepted"), 3, "%s", r.out);
@@ -397,12 +369,12 @@ Test(resilience, curl_skips_an_ejected_address_and_probes_it_after_eject_time,
 Test(resilience, curl_without_ejection_keeps_failing, .init = start_two, .fini = stop_pair)
 {
 	arm(&bad, "/inject?fault=drop&count=1000");
-	const char *env[] = {conf_env(&good, "[lane default]\nmax_idle_per_host = 8\n"), NULL};
+	const char *env[] = {h_config("[lane default]\nmax_idle_per_host = 8\n"), NULL};
 	host_url(good.port, "127.0.0.2", "127.0.0.1");
 	const char *argv[] = {"curlprog",  "--mode",  "fresh", "--forbid-reuse", "--requests",
 			      "10",	   "--resolve", resolve, url,		   NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	char *sb = h_get(&bad, "/stats"), *sg = h_get(&good, "/stats");
 	cr_expect_eq(summary(r.out, "errors"), 10, "%s\nbad:\n%s\ngood:\n%s", r.out, sb, sg);
 	cr_expect_eq(h_stat(&bad, "accepted"), 10, "%s", r.out);
@@ -419,7 +391,7 @@ Test(resilience, curl_breaker_opens_rejects_probes_and_closes, .init = start_two
      .fini = stop_pair)
 {
 	arm(&good, "/inject?fault=drop&count=4");
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "breaker_failure_ratio = 0.5\n"
 					     "breaker_min_requests = 4\n"
 					     "breaker_open = 1s\n"
@@ -430,7 +402,7 @@ Test(resilience, curl_breaker_opens_rejects_probes_and_closes, .init = start_two
 	const char *argv[] = {"curlprog", "--mode", "persistent", "--requests", "25",
 			      "--pause-ms", "100", "--errbuf", u, NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	char want[160];
 	snprintf(want, sizeof(want),
 		 " errbuf=connroute: lane 'default': circuit breaker open for 127.0.0.1:%d; "
@@ -462,7 +434,7 @@ Test(resilience, curl_breaker_opens_rejects_probes_and_closes, .init = start_two
 Test(resilience, curl_breaker_refusal_shows_no_previous_response_code, .init = start_two,
      .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "breaker_failure_ratio = 0.5\n"
 					     "breaker_min_requests = 2\n"
 					     "breaker_open = 30s\n"),
@@ -474,8 +446,7 @@ Test(resilience, curl_breaker_refusal_shows_no_previous_response_code, .init = s
 			      "http://127.0.0.", NULL};
 	for (int shim = 0; shim < 2; shim++) {
 		struct h_run r;
-		cr_assert_eq(h_run(&r, argv, env, shim, 30000), 0);
-		cr_assert_eq(r.timed_out, 0, "program hung: %s", r.out);
+		h_run_ok(&r, argv, env, shim, 30000);
 		for (int i = 1; i < 8; i += 2) {
 			char want[48];
 			snprintf(want, sizeof(want), "req 0 %d code=7 status=0 ", i);
@@ -501,19 +472,19 @@ Test(resilience, curl_retry_throttling_stops_retries, .init = start_two, .fini =
 			   "%s";
 	char text[256];
 	snprintf(text, sizeof(text), conf, "retry_tokens = 4\n");
-	const char *env[] = {conf_env(&good, text), NULL};
+	const char *env[] = {h_config(text), NULL};
 	char u[128];
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
 	const char *argv[] = {"curlprog", "--mode", "persistent", "--requests", "5", u, NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	cr_expect_eq(h_stat(&good, "accepted"), 7, "%s", r.out);
 	h_run_free(&r);
 	h_reset(&good);
 	arm(&good, "/inject?fault=drop&count=1000");
 	snprintf(text, sizeof(text), conf, "");
-	const char *env2[] = {conf_env(&good, text), NULL};
-	run(&r, argv, env2);
+	const char *env2[] = {h_config(text), NULL};
+	h_run_ok(&r, argv, env2, 1, 30000);
 	cr_expect_eq(h_stat(&good, "accepted"), 15, "without retry_tokens: %s", r.out);
 	h_run_free(&r);
 }
@@ -528,7 +499,7 @@ Test(resilience, curl_retry_throttling_stops_retries, .init = start_two, .fini =
 Test(resilience, curl_pooled_connections_to_an_ejected_address_are_closed, .init = start_two,
      .fini = stop_pair)
 {
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "eject_after = 2\n"
 					     "eject_time = 30s\n"),
 			     NULL};
@@ -537,15 +508,16 @@ Test(resilience, curl_pooled_connections_to_an_ejected_address_are_closed, .init
 			      "4",	      "--requests", "60",	  "--pause-ms",
 			      "20",	      "--timeout-ms", "200",	  "--resolve",
 			      resolve,	      url,	   NULL};
-	struct bg_run b = {.argv = argv, .env = env};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	struct h_bg b = {0};
+	memcpy(b.argv, argv, sizeof(argv));
+	memcpy(b.env, env, sizeof(env));
+	h_bg_start(&b);
 	usleep(400 * 1000);
 	long before = h_stat(&bad, "requests");
 	arm(&bad, "/inject?fault=hang_headers&count=2&ms=2000");
 	usleep(350 * 1000); /* the two time out (200 ms): ejected */
 	long mid = h_stat(&bad, "requests");
-	pthread_join(t, NULL);
+	h_bg_wait(&b);
 	cr_assert_eq(b.rc, 0);
 	long after = h_stat(&bad, "requests");
 	cr_expect_gt(before, 4, "the handles used 127.0.0.2 first: %s", b.r.out);
@@ -567,7 +539,7 @@ Test(resilience, stats_show_ejected_addresses_and_open_breakers, .init = start_t
 		 "[global]\nmetrics = %s\n[lane default]\neject_after = 2\neject_time = 30s\n"
 		 "breaker_failure_ratio = 0.5\nbreaker_min_requests = 2\nbreaker_open = 30s\n",
 		 spec);
-	const char *env[] = {conf_env(&good, text), NULL};
+	const char *env[] = {h_config(text), NULL};
 	int p = good.port;
 	const char *argv[] = {"sockprog",
 			      "tcp=g",
@@ -578,9 +550,10 @@ Test(resilience, stats_show_ejected_addresses_and_open_breakers, .init = start_t
 			      cto("b", "127.0.0.3", p),
 			      "sleep=2500",
 			      NULL};
-	struct bg_run b = {.argv = argv, .env = env};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	struct h_bg b = {0};
+	memcpy(b.argv, argv, sizeof(argv));
+	memcpy(b.env, env, sizeof(env));
+	h_bg_start(&b);
 	char cli[300];
 	snprintf(cli, sizeof(cli), "%s/connroute", h_build());
 	struct h_run r = {0};
@@ -612,7 +585,7 @@ Test(resilience, stats_show_ejected_addresses_and_open_breakers, .init = start_t
 		 "\"breakers\":[{\"lane\":\"default\",\"host\":\"127.0.0.3:%d\",\"state\":\"open\"}]", p);
 	cr_expect(strstr(r.out, want), "%s", r.out);
 	h_run_free(&r);
-	pthread_join(t, NULL);
+	h_bg_wait(&b);
 	h_run_free(&b.r);
 }
 
@@ -648,7 +621,7 @@ Test(resilience, reload_keeps_state_unless_the_settings_change, .init = start_ha
 			      "tcp=c", cto("c", "127.0.0.2", p), r2, w2, "tcp=d",
 			      cto("d", "127.0.0.2", p), NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	cr_assert(strstr(r.out, "await_opt ok") && !strstr(r.out, "await_opt timeout"),
 		  "the reloads were not seen: %s\n%s", r.out, r.err);
 	expect_connect(&r, "b", "ETIMEDOUT", 250, 1000);
@@ -658,14 +631,6 @@ Test(resilience, reload_keeps_state_unless_the_settings_change, .init = start_ha
 }
 
 /* ------------------------------------------------------ libcurl multi */
-
-static int count_str(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
 
 /* Multi transfers (tests/progs/multiprog) feed the breaker of
  * 127.0.0.1:PORT and are refused by it at admission: round 0's four
@@ -687,13 +652,13 @@ static void multi_breaker_case(const char *mode)
 		 "breaker_open = 1s\n"
 		 "breaker_probes = 4\n",
 		 logpath);
-	const char *env[] = {conf_env(&good, text), NULL};
+	const char *env[] = {h_config(text), NULL};
 	char u[128];
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
 	const char *argv[] = {"multiprog", mode, u,   "-n", "4", "-r", "3",
 			      "-p",	 "700", "-a", "-e", NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	char want[200];
 	for (int i = 0; i < 4; i++) {
 		snprintf(want, sizeof(want), "r 0 0 %d rc 52 ", i);
@@ -710,7 +675,7 @@ static void multi_breaker_case(const char *mode)
 	cr_expect_eq(h_stat(&good, "requests"), 8, "%s", r.out);
 	char *log = h_read_file(logpath);
 	cr_assert_not_null(log, "no access log");
-	cr_expect_eq(count_str(log, "\"outcome\":\"breaker_open\""), 4, "%s", log);
+	cr_expect_eq(h_count_str(log, "\"outcome\":\"breaker_open\""), 4, "%s", log);
 	free(log);
 	h_run_free(&r);
 }
@@ -733,7 +698,7 @@ Test(resilience, multi_breaker_opens_and_rejects_socket, .init = start_two, .fin
 static void multi_eject_case(const char *mode)
 {
 	arm(&bad, "/inject?fault=drop&count=1000");
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "eject_after = 2\n"
 					     "eject_time = 30s\n"),
 			     NULL};
@@ -741,9 +706,9 @@ static void multi_eject_case(const char *mode)
 	const char *argv[] = {"multiprog", mode, url, "-n", "2", "-r", "6",
 			      "-F",	   "-a", "-R", resolve, NULL};
 	struct h_run r;
-	run(&r, argv, env);
+	h_run_ok(&r, argv, env, 1, 30000);
 	cr_expect_eq(h_stat(&bad, "accepted"), 2, "%s\n%s\nbad: %ld accepted", r.out, r.err, h_stat(&bad, "accepted"));
-	cr_expect_eq(count_str(r.out, " rc 0 http 200\n"), 10, "%s", r.out); /* the r lines */
+	cr_expect_eq(h_count_str(r.out, " rc 0 http 200\n"), 10, "%s", r.out); /* the r lines */
 	cr_expect_eq(h_stat(&good, "requests"), 10, "%s", r.out);
 	h_run_free(&r);
 }
@@ -767,7 +732,7 @@ Test(resilience, multi_skips_an_ejected_address_socket, .init = start_two, .fini
 Test(resilience, multi_retry_throttling_counts_completions, .init = start_two, .fini = stop_pair)
 {
 	arm(&good, "/inject?fault=drop&count=3");
-	const char *env[] = {conf_env(&good, "[lane default]\n"
+	const char *env[] = {h_config("[lane default]\n"
 					     "retries = 2\n"
 					     "retry_budget = 100%\n"
 					     "retry_budget_min = 1000\n"
@@ -778,13 +743,14 @@ Test(resilience, multi_retry_throttling_counts_completions, .init = start_two, .
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/", good.port);
 	/* -F: a new connection each time (no replay by libcurl of a dead reused one) */
 	const char *argv[] = {"multiprog", "perform", u, "-r", "4", "-p", "400", "-a", "-F", NULL};
-	struct bg_run b = {.argv = argv, .env = env};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, bg_run_fn, &b), 0);
+	struct h_bg b = {0};
+	memcpy(b.argv, argv, sizeof(argv));
+	memcpy(b.env, env, sizeof(env));
+	h_bg_start(&b);
 	/* rounds 0-2 done: 3 dropped + 2 answered; round 3 starts 400 ms later */
 	long n = h_wait_stat(&good, "requests", 5, 5000);
 	arm(&good, "/inject?fault=drop&count=3");
-	pthread_join(t, NULL);
+	h_bg_wait(&b);
 	cr_assert_eq(b.rc, 0);
 	cr_expect_eq(n, 5, "%s", b.r.out);
 	cr_expect(strstr(b.r.out, "r 0 0 0 rc 52 http 0\n"), "%s", b.r.out);
