@@ -665,16 +665,25 @@ static int settle_free(struct cr_share_pool *p, struct cr_curl_share *s, uint64_
 	return 1;
 }
 
-void cr_curl_shares_release(struct cr_curllib *lib, struct cr_curl_easy *e)
+/* The handle's share, taken off the handle (NULL: none, or a fork child's
+ * abandoned one). The app may have replaced it with its own (CURLOPT_SHARE):
+ * libcurl detached ours then. */
+static struct cr_curl_share *take_off(struct cr_curllib *lib, struct cr_curl_easy *e)
 {
-	struct cr_curl_share *s = e->share, *dead = NULL;
+	struct cr_curl_share *s = e->share;
 	if (!s || abandon_forked(lib, e))
-		return;
-	/* The app may have replaced it with its own (CURLOPT_SHARE): libcurl
-	 * detached ours then. */
+		return NULL;
 	if (e->held[OV_SHARE].p == s->sh)
 		detach(lib, e);
 	e->share = NULL;
+	return s;
+}
+
+void cr_curl_shares_release(struct cr_curllib *lib, struct cr_curl_easy *e)
+{
+	struct cr_curl_share *s = take_off(lib, e), *dead = NULL;
+	if (!s)
+		return;
 	uint64_t now = cr_now_ns();
 	struct cr_share_pool *p = lock_pool_of(s);
 	int lane = pool_lane(p), was_recycled = atomic_load(&s->recycled);
@@ -689,12 +698,9 @@ void cr_curl_shares_release(struct cr_curllib *lib, struct cr_curl_easy *e)
 
 void cr_curl_shares_discard(struct cr_curllib *lib, struct cr_curl_easy *e)
 {
-	struct cr_curl_share *s = e->share, *dead = NULL;
-	if (!s || abandon_forked(lib, e))
+	struct cr_curl_share *s = take_off(lib, e), *dead = NULL;
+	if (!s)
 		return;
-	if (e->held[OV_SHARE].p == s->sh)
-		detach(lib, e);
-	e->share = NULL;
 	struct cr_share_pool *p = lock_pool_of(s);
 	pool_drop(p, s, &dead);
 	pthread_mutex_unlock(&p->mu);
