@@ -28,41 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockutil.h"
+
 #define MAXS 64
 static struct {
 	char name[32];
 	int fd;
 } socks[MAXS];
 static int nsocks;
-
-static const char *errname(int e)
-{
-	switch (e) {
-	case EAGAIN: return "EAGAIN";
-	case EINPROGRESS: return "EINPROGRESS";
-	case ECONNREFUSED: return "ECONNREFUSED";
-	case ETIMEDOUT: return "ETIMEDOUT";
-	case EISCONN: return "EISCONN";
-	case EALREADY: return "EALREADY";
-	case EINTR: return "EINTR";
-	case EBADF: return "EBADF";
-	default: return "E?";
-	}
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
 
 static int find(const char *name, size_t len)
 {
@@ -102,41 +75,6 @@ static void make_addr(struct sockaddr_in *in, const char *spec, const char **res
 		const char *c2 = c ? strchr(c + 1, ':') : NULL;
 		*rest = c2 ? c2 + 1 : "";
 	}
-}
-
-static void do_get(const char *name, int fd, const char *path)
-{
-	char req[512], buf[8192];
-	size_t got = 0;
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
-	if (write(fd, req, strlen(req)) < 0) {
-		printf("get %s err %s\n", name, errname(errno));
-		return;
-	}
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	double deadline = now_ms() + 5000;
-	while (got < sizeof(buf) - 1 && now_ms() < deadline) {
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		buf[got] = '\0';
-		char *body = strstr(buf, "\r\n\r\n");
-		char *cl = strcasestr(buf, "Content-Length:");
-		if (body && cl && got >= (size_t)(body + 4 - buf) + (size_t)atoi(cl + 15))
-			break;
-	}
-	buf[got] = '\0';
-	char *body = strstr(buf, "\r\n\r\n");
-	if (!body) {
-		printf("get %s err noresponse\n", name);
-		return;
-	}
-	body += 4;
-	body[strcspn(body, "\r\n")] = '\0';
-	printf("get %s %s\n", name, body);
 }
 
 static int nb_socket(void)

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockutil.h"
+
 static volatile sig_atomic_t nsig, npollin, watch_fd = -1;
 
 static void on_sig(int sig, siginfo_t *si, void *uc)
@@ -36,20 +38,6 @@ static void on_sig(int sig, siginfo_t *si, void *uc)
 	nsig++;
 	if (si->si_code == POLL_IN && si->si_fd == watch_fd)
 		npollin++;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
 }
 
 static struct sockaddr_in addr(int port)
