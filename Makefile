@@ -167,7 +167,15 @@ $(B)/progs/libplug_gnutls.so: tests/progs/plugins/plug.c
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -shared -fvisibility=hidden -o $@ $< -l:libcurl-gnutls.so.4
 
-$(B)/progs/plughost: tests/progs/plughost.c $(B)/progs/libplug_openssl.so $(B)/progs/libplug_gnutls.so
+# libplug_multi.so: multi transfers from a plugin loaded and unloaded twice by plughost
+# (tests/integration/test_multi_fork.c).
+$(B)/progs/libplug_multi.so: tests/progs/plugins/mplug.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(BASEFLAGS) -shared -fvisibility=hidden -o $@ $< -lcurl
+
+$(B)/progs/plughost: tests/progs/plughost.c $(B)/progs/libplug_openssl.so $(B)/progs/libplug_gnutls.so \
+		     $(B)/progs/libplug_multi.so
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -ldl
