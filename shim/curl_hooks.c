@@ -272,20 +272,55 @@ static inline struct cr_curllib *mlib(const void *ret)
 	(__builtin_expect(!atomic_load_explicit(&cr_curl_mx_known, memory_order_relaxed), 1) && \
 	 cur_fns)
 
+/* A call on a known multi that runs the app's callbacks may be left by a
+ * longjmp/siglongjmp out of one (or out of a signal handler), or by
+ * pthread_exit. glibc runs the cleanup buffers (_pthread_cleanup_push, the
+ * old-style ones) of the frames such a jump or unwind leaves
+ * (__pthread_cleanup_upto); a jump that stays inside the call (libcurl's
+ * own, out of its DNS alarm) runs none. Ours clears the guard the call set
+ * (else a later call from a deeper frame finds it held: the app's next
+ * handles and transfers would run outside their lane) and tells multi.c
+ * (docs/INTERNALS.md, "Multi transfers", left by a longjmp). Weak: without
+ * them (glibc < 2.34 without libpthread) nothing is pushed. */
+extern void _pthread_cleanup_push(struct _pthread_cleanup_buffer *b, void (*fn)(void *),
+				  void *arg) __attribute__((weak));
+extern void _pthread_cleanup_pop(struct _pthread_cleanup_buffer *b, int execute)
+	__attribute__((weak));
+
+struct mx_call {
+	struct cr_mx *x;
+	int guard; /* this call set the guard */
+};
+
+static void mx_call_left(void *arg)
+{
+	struct mx_call *c = arg;
+	if (c->guard)
+		cr_guard_clear();
+	cr_curl_mx_left(c->x);
+}
+
 /* libcurl's connects inside a known multi's transfers are the lane's
  * business (sockopt callback, limits per transfer): the raw connect hook
- * stays out, as inside an easy perform. Set only around the calls that
- * run transfers, and only if not set already (a nested call). */
-#define GUARDED(call)                                                \
-	({                                                           \
-		int g_ = active();                                   \
-		if (g_)                                              \
-			cr_guard_set(__builtin_frame_address(0), 0); \
-		__typeof__(call) r_ = (call);                        \
-		if (g_)                                              \
-			cr_guard_clear();                            \
-		r_;                                                  \
+ * stays out, as inside an easy perform. Set (GUARD) only around the calls
+ * that run transfers, and only if not set already (a nested call). */
+#define MX_CALL(x_, guard_, call)                                              \
+	({                                                                     \
+		struct mx_call c_ = {(x_), (guard_) && active()};              \
+		struct _pthread_cleanup_buffer b_;                             \
+		int p_ = _pthread_cleanup_push != NULL;                        \
+		if (p_)                                                        \
+			_pthread_cleanup_push(&b_, mx_call_left, &c_);         \
+		if (c_.guard)                                                  \
+			cr_guard_set(__builtin_frame_address(0), 0);           \
+		__typeof__(call) r_ = (call);                                  \
+		if (c_.guard)                                                  \
+			cr_guard_clear();                                      \
+		if (p_)                                                        \
+			_pthread_cleanup_pop(&b_, 0);                          \
+		r_;                                                            \
 	})
+#define GUARDED(x_, call) MX_CALL(x_, 1, call)
 
 static __attribute__((noinline)) CURLMcode add_handle_slow(CURLM *m, CURL *h, const void *ret)
 {
@@ -381,7 +416,7 @@ static __attribute__((noinline)) CURLMcode perform_slow(CURLM *m, int *running, 
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(cr_curl_mx_perform(x, running));
+		return GUARDED(x, cr_curl_mx_perform(x, running));
 	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_perform(m, running) : CURLM_BAD_HANDLE;
 }
@@ -398,7 +433,7 @@ static __attribute__((noinline)) CURLMcode socket_action_slow(CURLM *m, curl_soc
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(cr_curl_mx_socket_action(x, s, ev, running));
+		return GUARDED(x, cr_curl_mx_socket_action(x, s, ev, running));
 	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_socket_action(m, s, ev, running)
 		   : CURLM_BAD_HANDLE;
@@ -415,7 +450,7 @@ HOOK(CURLMcode, curl_multi_socket_all, (CURLM * m, int *running))
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(cr_curl_mx_socket_all(x, running));
+		return GUARDED(x, cr_curl_mx_socket_all(x, running));
 	struct cr_curllib *lib = mlib(__builtin_return_address(0));
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_socket_all ? f->multi_socket_all(m, running) : CURLM_BAD_HANDLE;
@@ -428,7 +463,7 @@ HOOK(CURLMcode, curl_multi_socket, (CURLM * m, curl_socket_t s, int *running))
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(cr_curl_mx_socket_action(x, s, 0, running));
+		return GUARDED(x, cr_curl_mx_socket_action(x, s, 0, running));
 	struct cr_curllib *lib = mlib(__builtin_return_address(0));
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_socket ? f->multi_socket(m, s, running) : CURLM_BAD_HANDLE;
@@ -440,7 +475,7 @@ static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitf
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 0);
+		return MX_CALL(x, 0, cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 0));
 	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_wait(m, fds, n, timeout_ms, numfds)
 		   : CURLM_BAD_HANDLE;
@@ -460,7 +495,7 @@ static __attribute__((noinline)) CURLMcode poll_slow(CURLM *m, struct curl_waitf
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 1);
+		return MX_CALL(x, 0, cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 1));
 	struct cr_curllib *lib = mlib(ret);
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_poll ? f->multi_poll(m, fds, n, timeout_ms, numfds) : CURLM_BAD_HANDLE;

@@ -161,6 +161,9 @@ struct cr_curl_easy {
 				     kept across a reset, never recycled while set */
 	struct cr_mxt *mxt; /* its transfer in a multi we route (multi.c), or NULL;
 			       only the thread driving that multi touches it */
+	CURLMsg mx_msg;     /* the CURLMSG_DONE multi.c hands out for it: lives as long
+			       as the handle, as libcurl's own (docs/INTERNALS.md,
+			       "Multi transfers", messages) */
 
 	/* Options that leave state surviving curl_easy_reset (cookies,
 	 * credentials, HSTS, ...) or that we do not know: not recyclable. */

@@ -149,6 +149,11 @@ CURLMcode cr_curl_mx_wait(struct cr_mx *x, struct curl_waitfd *fds, unsigned n, 
 CURLMcode cr_curl_mx_timeout(struct cr_mx *x, long *ms);
 CURLMcode cr_curl_mx_fdset(struct cr_mx *x, fd_set *r, fd_set *w, fd_set *ex, int *max_fd);
 CURLMsg *cr_curl_mx_info_read(struct cr_mx *x, int *msgs_in_queue);
+/* A call on X that runs the app's callbacks (perform, socket_action,
+ * socket_all, wait/poll) was left by longjmp, siglongjmp or pthread_exit:
+ * called from glibc's unwinding (a cleanup buffer of the hook), maybe in a
+ * signal handler; stores only. */
+void cr_curl_mx_left(struct cr_mx *x);
 /* The app's curl_multi_setopt of CURLMOPT_TIMERFUNCTION or TIMERDATA (P):
  * M becomes known, the app's callback is wrapped. */
 CURLMcode cr_curl_mx_setopt(struct cr_curllib *lib, CURLM *m, CURLMoption opt, void *p);

@@ -68,7 +68,6 @@ struct cr_mxt {
 	int adm;   /* ... and answered this (CR_ADMIT_*: resil.c) */
 	CURLcode last_rc;
 	struct mxshare *share; /* set on the handle by us */
-	CURLMsg msg;           /* what info_read hands out for it */
 };
 
 struct cr_mx {
@@ -193,6 +192,49 @@ void cr_curl_mx_atfork_child(void)
 		atomic_store(&mxtab[i].rec, NULL);
 	}
 	atomic_store(&cr_curl_mx_known, 0);
+}
+
+/* ------------------------------------------------ left by a longjmp */
+
+/* The last multi whose call was left by longjmp/siglongjmp (or pthread_exit)
+ * on this thread, recorded by cr_curl_mx_left and settled by this thread's
+ * next pump or add. */
+static __thread CURLM *left_m;
+static __thread struct cr_mx *left_x;
+
+void cr_curl_mx_left(struct cr_mx *x)
+{
+	/* From glibc's unwinding, maybe in a signal handler: stores only. */
+	x->busy = 0;
+	left_m = x->m;
+	left_x = x;
+}
+
+static void unit_release(struct cr_mxt *t);
+static void inflight_end(struct cr_mxt *t);
+
+/* A longjmp out of an app's callback leaves libcurl's multi in its callback
+ * for good: it answers every call with CURLM_RECURSIVE_API_CALL, so its
+ * transfers never finish and no removal of them ever succeeds. Their units
+ * go back now (docs/INTERNALS.md, "Multi transfers", left by a longjmp);
+ * a multi left any other way (a signal handler's jump out of a wait) still
+ * works and keeps them. */
+static void settle_left(void)
+{
+	struct cr_mx *x = left_x;
+	CURLM *m = left_m;
+	left_x = NULL;
+	left_m = NULL;
+	if (cr_curl_mx_get(m) != x) /* cleaned up since: X is gone */
+		return;
+	long ms;
+	if (x->lib->fns.multi_timeout(m, &ms) != CURLM_RECURSIVE_API_CALL)
+		return;
+	for (struct cr_mxt *t = x->head; t; t = t->next)
+		if (t->state == T_ADDED) {
+			unit_release(t);
+			inflight_end(t);
+		}
 }
 
 /* ---------------------------------------------------------- messages */
@@ -420,10 +462,13 @@ static void deliver(struct cr_mx *x, struct cr_mxt *t, CURLcode rc, int overflow
 	}
 	inflight_end(t);
 	unit_release(t);
-	t->msg.msg = CURLMSG_DONE;
-	t->msg.easy_handle = e->h;
-	t->msg.data.result = rc;
-	msg_push(x, &t->msg);
+	/* In the handle's record, not the transfer's: programs read the message
+	 * again after curl_multi_remove_handle (libcurl 7.x keeps its own in the
+	 * easy handle, so that works without us). */
+	e->mx_msg.msg = CURLMSG_DONE;
+	e->mx_msg.easy_handle = e->h;
+	e->mx_msg.data.result = rc;
+	msg_push(x, &e->mx_msg);
 }
 
 /* libcurl finished T's attempt with RC: retried where invisible to the
@@ -517,6 +562,8 @@ static void collect(struct cr_mx *x)
  * tried for a later one of the same slot (first come, first served). */
 static void pump(struct cr_mx *x)
 {
+	if (left_x)
+		settle_left();
 	x->kick = 0; /* the app is here: it reads messages after this call */
 	if (x->nadded > 0)
 		collect(x);
@@ -648,6 +695,8 @@ CURLMcode cr_curl_mx_add(struct cr_curllib *lib, CURLM *m, CURL *h)
 {
 	const struct cr_curlfns *f = &lib->fns;
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
+	if (left_x)
+		settle_left();
 	if (!e)
 		return f->multi_add_handle(m, h);
 	if (e->mxt)
