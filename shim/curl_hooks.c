@@ -282,8 +282,8 @@ static inline struct cr_curllib *mlib(const void *ret)
  * handles and transfers would run outside their lane) and tells multi.c
  * (docs/INTERNALS.md, "Multi transfers", left by a longjmp). Weak: without
  * them (glibc < 2.34 without libpthread) nothing is pushed. */
-extern void _pthread_cleanup_push(struct _pthread_cleanup_buffer *b, void (*fn)(void *),
-				  void *arg) __attribute__((weak));
+extern void _pthread_cleanup_push(struct _pthread_cleanup_buffer *b, void (*fn)(void *), void *arg)
+	__attribute__((weak));
 extern void _pthread_cleanup_pop(struct _pthread_cleanup_buffer *b, int execute)
 	__attribute__((weak));
 
@@ -304,21 +304,21 @@ static void mx_call_left(void *arg)
  * business (sockopt callback, limits per transfer): the raw connect hook
  * stays out, as inside an easy perform. Set (GUARD) only around the calls
  * that run transfers, and only if not set already (a nested call). */
-#define MX_CALL(x_, guard_, call)                                              \
-	({                                                                     \
-		struct mx_call c_ = {(x_), (guard_) && active()};              \
-		struct _pthread_cleanup_buffer b_;                             \
-		int p_ = _pthread_cleanup_push != NULL;                        \
-		if (p_)                                                        \
-			_pthread_cleanup_push(&b_, mx_call_left, &c_);         \
-		if (c_.guard)                                                  \
-			cr_guard_set(__builtin_frame_address(0), 0);           \
-		__typeof__(call) r_ = (call);                                  \
-		if (c_.guard)                                                  \
-			cr_guard_clear();                                      \
-		if (p_)                                                        \
-			_pthread_cleanup_pop(&b_, 0);                          \
-		r_;                                                            \
+#define MX_CALL(x_, guard_, call)                                      \
+	({                                                             \
+		struct mx_call c_ = {(x_), (guard_) && active()};      \
+		struct _pthread_cleanup_buffer b_;                     \
+		int p_ = _pthread_cleanup_push != NULL;                \
+		if (p_)                                                \
+			_pthread_cleanup_push(&b_, mx_call_left, &c_); \
+		if (c_.guard)                                          \
+			cr_guard_set(__builtin_frame_address(0), 0);   \
+		__typeof__(call) r_ = (call);                          \
+		if (c_.guard)                                          \
+			cr_guard_clear();                              \
+		if (p_)                                                \
+			_pthread_cleanup_pop(&b_, 0);                  \
+		r_;                                                    \
 	})
 #define GUARDED(x_, call) MX_CALL(x_, 1, call)
 
