@@ -284,7 +284,10 @@ static void limit_holds(enum client c)
 	long b_inflight = h_stat(&h_up, "max_inflight"), b_open = h_stat(&h_up, "max_open");
 	long b_requests = h_stat(&h_up, "requests");
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
-	cr_expect_geq(a_inflight, 6, "without the shim the transfers run at once");
+	/* More than the limit at once without the shim is what makes the limit's check
+	 * below mean something; all 8 at once is not required: under load the handshakes
+	 * of the last transfers may start after the first ones got their answers. */
+	cr_expect_gt(a_inflight, 2, "without the shim the transfers run at once: at most %ld", a_inflight);
 	cr_expect_eq(b.status, 0, "every transfer succeeded under the limit:\n%s%s", b.out, b.err);
 	cr_expect_eq(h_count_str(b.out, " ok 200 "), 8, "%s", b.out);
 	cr_expect_eq(b_requests, 8, "each transfer reached the server once");
