@@ -58,7 +58,7 @@ static void reset(void)
 {
 	/* Connections of the previous run are closed by then: wait until the server saw it,
 	 * so max_open starts from zero. */
-	h_wait_stat(&h_up, "open", 0, 2000);
+	h_wait_stat(&h_up, "open", 0, 10000);
 	cr_assert_eq(h_reset(&h_up), 0);
 }
 
