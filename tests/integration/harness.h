@@ -12,9 +12,11 @@
  * Counters: accepted (TCP connections accepted on the main port, including ones closed at
  * once because of --threads-max, which also count in `rejected`), open, max_open (peak since
  * start or /reset), rejected, requests, requests_get, requests_post, requests_other,
- * tls_handshakes (full), tls_resumed, tls_failed, bad_requests, path_<first segment>
- * (path_root for "/", [^A-Za-z0-9_] -> '_'). /reset zeroes them (max_open := open) and
- * forgets closed connections in /peers. /peers lines: "<id> <ip>:<port> open|closed <requests>"
+ * tls_handshakes (full), tls_resumed, tls_failed, bad_requests, inflight and max_inflight
+ * (requests read and not yet answered: until their response head is written, so a request
+ * made on the answer of another is never counted beside it), path_<first segment>
+ * (path_root for "/", [^A-Za-z0-9_] -> '_'). /reset zeroes them (max_open := open,
+ * max_inflight := inflight) and forgets closed connections in /peers. /peers lines: "<id> <ip>:<port> open|closed <requests>"
  * (IPv6 peers as "[ip]:port"), ordered by id; ids start at 1 and never restart.
  * Every response carries "X-Conn-Id: <id>".
  *

@@ -58,7 +58,7 @@ static void reset(void)
 {
 	/* Connections of the previous run are closed by then: wait until the server saw it,
 	 * so max_open starts from zero. */
-	h_wait_stat(&h_up, "open", 0, 2000);
+	h_wait_stat(&h_up, "open", 0, 10000);
 	cr_assert_eq(h_reset(&h_up), 0);
 }
 
@@ -417,7 +417,9 @@ Test(curl_limits, per_host_limit_and_queue_timeout, .init = h_start_plain, .fini
 	H_RUN(&a, env, 0, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "1", "--errbuf",
 	    h_path_url("/delay/500"));
 	expect_all_ok(&a, 4, "no shim");
-	cr_assert_eq(h_stat(&h_up, "max_open"), 4);
+	/* more than the limit at once (all four need not overlap: under load a thread may
+	 * start after another's request was answered) */
+	cr_assert_gt(h_stat(&h_up, "max_open"), 2, "without the shim: %ld at once", h_stat(&h_up, "max_open"));
 	reset();
 	H_RUN(&b, env, 1, "curlprog", "--mode", "fresh", "--threads", "4", "--requests", "1", "--errbuf",
 	    h_path_url("/delay/500"));
@@ -742,14 +744,16 @@ Test(curl_retries, response_header_timeout_then_retry, .init = h_start_plain, .f
  * handle's previous request (libcurl's answer for a transfer that timed out
  * before any response). Two persistent handles: request 0 quick (both
  * served), request 1 slow: one holds the lane's only unit, the other is
- * refused after queue_timeout. */
+ * refused after queue_timeout. --sync-first: no request 1 starts before both
+ * requests 0 are done (else, with a thread started late, its request 0 met
+ * the other's slow request 1 and was refused too: two refusals). */
 Test(curl_limits, refused_perform_shows_no_previous_response, .init = h_start_plain, .fini = h_stop)
 {
 	struct h_run r;
 	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 300ms\n"),
 			     NULL};
 	H_RUN(&r, env, 1, "curlprog", "--mode", "persistent", "--threads", "2", "--requests", "2",
-	    "--path-seq", "/,/delay/1500", "--errbuf", h_path_url(""));
+	    "--sync-first", "--path-seq", "/,/delay/1500", "--errbuf", h_path_url(""));
 	int refused = 0;
 	for (const char *p = r.out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
 		if (strncmp(p, "req ", 4) != 0)
@@ -760,6 +764,9 @@ Test(curl_limits, refused_perform_shows_no_previous_response, .init = h_start_pl
 		if (!strstr(line, " code=28 "))
 			continue;
 		refused++;
+		int thread = -1, i = -1;
+		sscanf(line, "req %d %d", &thread, &i);
+		cr_expect_eq(i, 1, "refused, the handle's request after its 200: %s", line);
 		cr_expect(strstr(line, " status=0 ") != NULL, "a refused perform shows a response: %s",
 			  line);
 	}

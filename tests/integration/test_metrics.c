@@ -259,7 +259,9 @@ Test(metrics, promtool_accepts_a_live_scrape_over_tcp, .init = start, .fini = h_
  * reaches the server. RETIRE: the new config also changes a setting pooled connections
  * carry (keepalive), so the old pools must drain and close: then the server never again
  * sees more than one connection per thread open. Without it the lane keeps its pooled connections
- * (limits apply per request), and only the pace shows the limit. */
+ * (limits apply per request), and only the requests at once at the server show the limit.
+ * Everything is observed at the server (max_inflight, max_open, path_delay), not paced: fixed
+ * pauses and request rates were outlasted on a loaded machine. */
 static void reload_case(int retire)
 {
 	struct h_bg b = {.timeout_ms = 60000};
@@ -275,12 +277,8 @@ static void reload_case(int retire)
 	wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 
-	h_sleep_ms(1000);
-	cr_expect_eq(h_stat(&h_up, "max_open"), 4, "four at once before the reload");
-	long pace0 = h_stat(&h_up, "path_delay");
-	h_sleep_ms(600);
-	long before_reload = h_stat(&h_up, "path_delay") - pace0;
-	cr_expect_geq(before_reload, 10, "%ld requests of 150 ms in 600 ms with limit 4", before_reload);
+	cr_expect_eq(h_wait_stat(&h_up, "max_inflight", 4, 10000), 4, "four requests at once before the reload");
+	cr_expect_eq(h_wait_stat(&h_up, "max_open", 4, 10000), 4, "four connections at once before the reload");
 
 	write_config_unix(retire ? "[lane default]\nmax_conns_per_host = 1\nqueue_timeout = 20s\n"
 				   "keepalive = 30s\n"
@@ -296,15 +294,19 @@ static void reload_case(int retire)
 		for (int i = 0; i < 300 && (open = h_stat(&h_up, "open")) > 1; i++)
 			h_sleep_ms(10);
 		cr_expect_leq(open, 1, "the old pools' connections stayed open");
-		h_reset(&h_up);
-	} else {
-		h_sleep_ms(300); /* the requests in flight at the reload finish */
 	}
-	long before = h_stat(&h_up, "path_delay");
-	h_sleep_ms(1200);
-	long done = h_stat(&h_up, "path_delay") - before;
-	cr_expect_leq(done, 10, "%ld requests of 150 ms in 1.2 s: more than one at a time", done);
-	cr_expect_geq(done, 3, "the lane stalled after the reload");
+	/* the requests in flight at the reload finish (150 ms each) */
+	long inflight = -1;
+	for (long long end = h_now_ms() + 10000; (inflight = h_stat(&h_up, "inflight")) > 1 && h_now_ms() < end;)
+		h_sleep_ms(10);
+	cr_expect_leq(inflight, 1, "the requests of the old lanes did not finish");
+	h_reset(&h_up); /* max_inflight := inflight, path_delay := 0 */
+	long done = 0;
+	for (long long end = h_now_ms() + 10000; (done = h_stat(&h_up, "path_delay")) < 6 && h_now_ms() < end;)
+		h_sleep_ms(10);
+	cr_expect_geq(done, 6, "the lane stalled after the reload");
+	cr_expect_leq(h_stat(&h_up, "max_inflight"), 1, "%ld requests at once after the reload (limit 1)",
+		      h_stat(&h_up, "max_inflight"));
 	/* libcurl lanes v2: a thread's next handle gets the share its last one
 	 * returned (docs/INTERNALS.md, "libcurl lanes"), so each of the four
 	 * threads keeps one connection of the new pool, used one at a time (the
@@ -358,10 +360,10 @@ Test(metrics, broken_reload_keeps_the_old_config, .init = start, .fini = h_stop)
 	write_config_unix("[lane critical]\nmatch = */critical\nmax_conns_per_host = lots\n");
 	char *t = NULL;
 	double err = -1;
-	for (int i = 0; i < 40; i++) {
+	for (long long end = h_now_ms() + 10000;;) { /* the watcher looks twice, a second apart */
 		free(t);
 		t = scrape(spec);
-		if ((err = mval(t, "connroute_config_reloads_total{result=\"error\"}")) >= 1)
+		if ((err = mval(t, "connroute_config_reloads_total{result=\"error\"}")) >= 1 || h_now_ms() > end)
 			break;
 		h_sleep_ms(100);
 	}
@@ -423,11 +425,17 @@ Test(metrics, stats_table_of_a_running_program, .init = start, .fini = h_stop)
 	h_bg_start(&b);
 	long pid = wait_socket(sock, sizeof(sock));
 	snprintf(pidarg, sizeof(pidarg), "%ld", pid);
-	h_sleep_ms(300);
 
+	/* asked until a request has completed (not after a fixed pause: a loaded machine may
+	 * not have finished one by then) */
 	struct h_run r;
 	char c[12][32];
-	CLI(&r, "stats", pidarg);
+	for (long long end = h_now_ms() + 10000;; h_sleep_ms(50)) {
+		CLI(&r, "stats", pidarg);
+		if ((table_row(r.out, "default", c) == 12 && atol(c[5]) > 0) || h_now_ms() > end)
+			break;
+		h_run_free(&r);
+	}
 	cr_expect_eq(r.status, 0, "%s", r.err);
 	char head[500];
 	snprintf(head, sizeof(head), "pid %ld, unix:%.400s", pid, sock);
@@ -562,8 +570,14 @@ static void run_and_scrape(const char *conf, const char *const *args, char **t, 
 	wait_socket(sock, sizeof(sock));
 	snprintf(spec, sizeof(spec), "unix:%s", sock);
 	cr_assert_eq(h_wait_stat(&h_up, "path_delay", 1, 10000), 1, "the last request did not arrive");
-	h_sleep_ms(200); /* the server sees the earlier connections' closes */
-	used_peers(open, closed);
+	/* the server sees the earlier connections' closes: only the one in flight stays open
+	 * (asked until then, within the 3 s of the last request; a fixed pause was outlasted
+	 * on a loaded machine) */
+	for (long long end = h_now_ms() + 2500;; h_sleep_ms(20)) {
+		used_peers(open, closed);
+		if (*open <= 1 || h_now_ms() > end)
+			break;
+	}
 	*t = scrape(spec);
 	h_bg_join(&b);
 	cr_expect_eq(b.r.status, 0, "%s\n%s", b.r.out, b.r.err);

@@ -15,7 +15,7 @@
 
 static void reset(void)
 {
-	h_wait_stat(&h_up, "open", 0, 2000);
+	h_wait_stat(&h_up, "open", 0, 10000);
 	cr_assert_eq(h_reset(&h_up), 0);
 }
 

@@ -195,6 +195,14 @@ static void run_client(struct h_run *r, enum client c, const char *const *urls, 
 	normalize(r->out);
 }
 
+/* The previous run's connections are closed: waits until the server saw it, so that
+ * max_open and /peers start from none (a loaded server sees the closes late), then /reset. */
+static void reset(struct h_upstream *u)
+{
+	h_wait_stat(u, "open", 0, 10000);
+	cr_assert_eq(h_reset(u), 0);
+}
+
 /* n copies of base URL + path ("?i" appended: distinct URLs, as a real batch has). */
 static const char *const *urls_of(const char *path, int n)
 {
@@ -251,7 +259,7 @@ static void bind_address(enum client c)
 	struct h_run a, b;
 	run_client(&a, c, u, 6, 0, env, 0);
 	char *pa = h_peers(&h_up);
-	cr_assert_eq(h_reset(&h_up), 0);
+	reset(&h_up);
 	run_client(&b, c, u, 6, 0, env, 1);
 	char *pb = h_peers(&h_up);
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
@@ -279,12 +287,15 @@ static void limit_holds(enum client c)
 	struct h_run a, b;
 	run_client(&a, c, u, 8, 0, env, 0);
 	long a_inflight = h_stat(&h_up, "max_inflight");
-	cr_assert_eq(h_reset(&h_up), 0);
+	reset(&h_up);
 	run_client(&b, c, u, 8, 0, env, 1);
 	long b_inflight = h_stat(&h_up, "max_inflight"), b_open = h_stat(&h_up, "max_open");
 	long b_requests = h_stat(&h_up, "requests");
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
-	cr_expect_geq(a_inflight, 6, "without the shim the transfers run at once");
+	/* More than the limit at once without the shim is what makes the limit's check
+	 * below mean something; all 8 at once is not required: under load the handshakes
+	 * of the last transfers may start after the first ones got their answers. */
+	cr_expect_gt(a_inflight, 2, "without the shim the transfers run at once: at most %ld", a_inflight);
 	cr_expect_eq(b.status, 0, "every transfer succeeded under the limit:\n%s%s", b.out, b.err);
 	cr_expect_eq(h_count_str(b.out, " ok 200 "), 8, "%s", b.out);
 	cr_expect_eq(b_requests, 8, "each transfer reached the server once");
@@ -306,7 +317,7 @@ static void connections_reused(enum client c)
 	struct h_run a, b;
 	run_client(&a, c, u, 24, 4, env, 0);
 	long a_acc = h_stat(&h_up, "accepted");
-	cr_assert_eq(h_reset(&h_up), 0);
+	reset(&h_up);
 	run_client(&b, c, u, 24, 4, env, 1);
 	long b_acc = h_stat(&h_up, "accepted"), b_req = h_stat(&h_up, "requests");
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
@@ -319,22 +330,25 @@ static void connections_reused(enum client c)
 	h_run_free(&b);
 }
 
-/* A lane's request_timeout = 300ms ends 1.5 s transfers at the lane's bound: each fails with
- * CURLE_OPERATION_TIMEDOUT (28), delivered like libcurl's own errors, well before 1.5 s.
+/* A lane's request_timeout = 300ms ends 3 s transfers at the lane's bound: each fails with
+ * CURLE_OPERATION_TIMEDOUT (28), delivered like libcurl's own errors, well before 3 s (the
+ * program's whole run is timed, its start included: 1.2 s of 1.5 s was too close on a
+ * loaded machine).
  * Without the shim they succeed. (The raw connect() path cannot do this: it sees sockets,
  * not transfers.) */
 static void request_timeout(enum client c)
 {
 	need(c);
 	const char *env = h_config("[lane default]\nrequest_timeout = 300ms\n");
-	const char *const *u = urls_of("/delay/1500", 3);
+	const char *const *u = urls_of("/delay/3000", 3);
 	struct h_run a, b;
 	run_client(&a, c, u, 3, 0, env, 0);
 	run_client(&b, c, u, 3, 0, env, 1);
 	cr_expect_eq(h_count_str(a.out, " ok 200 "), 3, "without the shim: %s%s", a.out, a.err);
 	cr_expect_eq(h_count_str(b.out, " error 28 "), 3, "with the shim, the lane's timeout:\n%s%s",
 		     b.out, b.err);
-	cr_expect_lt(b.secs, 1.2, "the transfers ended at the lane's bound, not the server's answer");
+	cr_expect_lt(b.secs, 2.2, "the transfers ended at the lane's bound, not the server's answer: %.1f s",
+		     b.secs);
 	h_run_free(&a);
 	h_run_free(&b);
 }
@@ -351,7 +365,7 @@ static void queue_overflow(enum client c)
 	const char *const *u = urls_of("/delay/1000", 6);
 	struct h_run a, b;
 	run_client(&a, c, u, 6, 0, env, 0);
-	cr_assert_eq(h_reset(&h_up), 0);
+	reset(&h_up);
 	run_client(&b, c, u, 6, 0, env, 1);
 	cr_expect_eq(h_count_str(a.out, " ok 200 "), 6, "without the shim: %s%s", a.out, a.err);
 	cr_expect_eq(h_count_str(b.out, " ok 200 "), 2, "with the shim:\n%s%s", b.out, b.err);
@@ -402,8 +416,8 @@ static void two_lanes(enum client c)
 	struct h_run a, b;
 	run_client(&a, c, urls, 8, 0, env, 0);
 	long a1 = h_stat(&h_up, "max_inflight"), a2 = h_stat(&up2, "max_inflight");
-	cr_assert_eq(h_reset(&h_up), 0);
-	cr_assert_eq(h_reset(&up2), 0);
+	reset(&h_up);
+	reset(&up2);
 	run_client(&b, c, urls, 8, 0, env, 1);
 	char *p1 = h_peers(&h_up), *p2 = h_peers(&up2);
 	cr_expect_eq(a.status, 0, "%s%s", a.out, a.err);
@@ -486,7 +500,8 @@ static void metrics_counted(enum client c)
 	cr_expect_eq(h_wait_stat(&h_up, "requests", 6, 10000), 6, "the transfers reached the server");
 	char *t = NULL;
 	double ok = -1;
-	for (long long end = h_now_ms() + 3000; h_now_ms() < end;) {
+	/* asked until counted; the program holds for at most 10 s */
+	for (long long end = h_now_ms() + 8000; h_now_ms() < end;) {
 		free(t);
 		t = scrape_live();
 		ok = t ? h_metric_sum(t, "http_client_requests_total", "outcome=\"ok\"") : -1;

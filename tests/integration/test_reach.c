@@ -80,7 +80,11 @@ Test(reach_deepbind, plugin_connections_obey_the_lane_limit, .init = h_start_pla
 	struct h_run a, b;
 	h_run_ok(&a, argv, env, 0, 30000);
 	cr_expect_eq(a.status, 0, "%s", a.out);
-	cr_expect_eq(h_stat(&h_up, "max_open"), 4, "without the shim: all four at once");
+	/* more than the limit at once; not necessarily all four (under load a thread may
+	 * start after another's 300 ms were over) */
+	cr_expect_gt(h_stat(&h_up, "max_open"), 2, "without the shim: more than two at once: %ld",
+		     h_stat(&h_up, "max_open"));
+	h_wait_stat(&h_up, "open", 0, 10000); /* max_open := open at the reset */
 	cr_assert_eq(h_reset(&h_up), 0);
 	h_run_ok(&b, argv, env, 1, 30000);
 	cr_expect_eq(b.status, 0, "every request succeeded: %s%s", b.out, b.err);
@@ -418,6 +422,7 @@ Test(reach_tfo, fastopen_connections_count_against_the_limit, .init = h_start_pl
 	h_run_ok(&a, nonblock, env, 0, 30000);
 	cr_expect_eq(h_count_str(a.out, "resp "), 2, "without the shim: %s", a.out);
 	cr_expect_eq(h_stat(&h_up, "max_open"), 2);
+	h_wait_stat(&h_up, "open", 0, 10000); /* max_open := open at the reset */
 	cr_assert_eq(h_reset(&h_up), 0);
 	h_run_ok(&b, blocking, env, 1, 30000);
 	cr_expect(strstr(b.out, "send 1 ret=-1 errno=ETIMEDOUT\n") != NULL, "%s%s", b.out, b.err);

@@ -287,9 +287,11 @@ static int wait_port(int port, int timeout_ms)
 /* --------------------------------------------------------------- server side */
 
 /* Runs sockprog ARGV (under the shim, ENV) in the background, reads the server's accepted
- * count AT_MS after its start (the pool warm, the app's connect not yet made), waits for it
- * to exit. Returns the count; *out gets its output (malloc'd). */
-static long accepted_mid_run(const char *const *argv, const char *const *env, int at_ms, char **out)
+ * count while it runs (the pool warm, the app's connect not yet made), waits for it to exit.
+ * WANT >= 0: the count is awaited until it is WANT (at most 5 s; a loaded machine may take
+ * longer than any fixed pause to warm the pool); WANT < 0: read AT_MS after the start.
+ * Returns the count; *out gets its output (malloc'd). */
+static long accepted_mid_run(const char *const *argv, const char *const *env, int at_ms, long want, char **out)
 {
 	char exe[600], log[400];
 	snprintf(exe, sizeof(exe), "%s/progs/sockprog", h_build());
@@ -302,8 +304,13 @@ static long accepted_mid_run(const char *const *argv, const char *const *env, in
 	args[n] = NULL;
 	pid_t pid = bg_start(args, env, 1, log);
 	cr_assert_gt(pid, 0);
-	h_sleep_ms(at_ms);
-	long mid = h_stat(&h_up, "accepted");
+	long mid;
+	if (want >= 0) {
+		mid = h_wait_stat(&h_up, "accepted", want, 5000);
+	} else {
+		h_sleep_ms(at_ms);
+		mid = h_stat(&h_up, "accepted");
+	}
 	int st = bg_wait(pid, 20000);
 	*out = h_read_file(log);
 	cr_expect_eq(st, 0, "sockprog: %s", *out ? *out : "");
@@ -320,7 +327,7 @@ Test(warm_server, app_connect_uses_an_already_accepted_connection, .init = h_sta
 	const char *argv[] = {"sockprog", "tcp=kick", kick(), "sleep=600", "tcp=a", at("a", h_up.port),
 			      "get=a:/conn", "sleep=300", NULL};
 	char *out = NULL;
-	long mid = accepted_mid_run(argv, env, 400, &out);
+	long mid = accepted_mid_run(argv, env, 0, 2, &out);
 	cr_assert_not_null(out);
 	cr_expect_eq(mid, 2, "after the warm-up, before the app's connect: the 2 warm connections");
 	cr_expect(strstr(out, "connect a ok errno=0") != NULL, "%s", out);
@@ -339,10 +346,12 @@ Test(warm_server, app_connect_uses_an_already_accepted_connection, .init = h_sta
 Test(warm_server, pool_fills_at_the_first_routed_connect, .init = h_start_plain, .fini = h_stop)
 {
 	const char *env[] = {config(warm_conf(h_up.port, 2, NULL)), NULL};
-	const char *argv[] = {"sockprog", "sleep=600", "tcp=a", at("a", h_up.port), "get=a:/conn", "sleep=300",
+	/* looked at after 400 ms; the first connect comes after 1.5 s (a loaded machine may
+	 * oversleep the 400 ms) */
+	const char *argv[] = {"sockprog", "sleep=1500", "tcp=a", at("a", h_up.port), "get=a:/conn", "sleep=300",
 			      "tcp=b", at("b", h_up.port), "get=b:/conn", NULL};
 	char *out = NULL;
-	long mid = accepted_mid_run(argv, env, 400, &out);
+	long mid = accepted_mid_run(argv, env, 400, -1, &out);
 	cr_assert_not_null(out);
 	cr_expect_eq(mid, 0, "no connection before the process's first connect");
 	/* a is cold (the thread starts with it, so its id may be 1, 2 or 3); b is
@@ -739,6 +748,7 @@ Test(warm_limits, warm_sockets_count_against_max_conns_per_host, .init = h_start
 	h_run_ok(&c, argv, cenv, 1, 30000);
 	/* Server-side view, so one close in flight may still count (see below). */
 	cr_expect_leq(h_stat(&h_up, "max_open"), 3);
+	h_wait_stat(&h_up, "open", 0, 10000); /* max_open := open at the reset */
 	h_reset(&h_up);
 	h_run_ok(&r, argv, wenv, 1, 30000);
 	char *a = normalize(c.out), *b = normalize(r.out);

@@ -17,6 +17,9 @@
  *                          --duration-ms this is the upper bound [1000000]
  *   --duration-ms N        stop starting requests after N ms
  *   --pause-ms N           sleep N ms between two requests of a thread
+ *   --sync-first           a thread starts its request 1 only once every thread has done
+ *                          its request 0 (a barrier; not with thread-per-request): a test
+ *                          need not assume the threads start at the same time
  *   --path-seq P1,P2,...   request i goes to URL + P[i % count] (i counted per thread;
  *                          overall for thread-per-request)
  *   --cacert FILE  --insecure
@@ -73,6 +76,7 @@ static struct {
 	int requests_set;
 	long duration_ms;
 	long pause_ms;
+	int sync_first;
 	const char *url;
 	char **paths;
 	int npaths;
@@ -339,6 +343,8 @@ static void do_request(CURL *h, struct xfer *x, int thread, long i, long long t0
 	report(thread, i, rc, status, x, ms);
 }
 
+static pthread_barrier_t first_done; /* --sync-first */
+
 static void *worker(void *arg)
 {
 	int thread = (int)(long)arg;
@@ -367,6 +373,8 @@ static void *worker(void *arg)
 		do_request(h, &x, thread, i, t0, opt.mode == M_FRESH);
 		if (opt.mode == M_FRESH)
 			h = NULL;
+		if (i == 0 && opt.sync_first)
+			pthread_barrier_wait(&first_done);
 	}
 	if (h)
 		curl_easy_cleanup(h);
@@ -495,6 +503,8 @@ int main(int argc, char **argv)
 			opt.duration_ms = parse_long(s, ARG(), 1, 86400000);
 		} else if (!strcmp(s, "--pause-ms")) {
 			opt.pause_ms = parse_long(s, ARG(), 0, 600000);
+		} else if (!strcmp(s, "--sync-first")) {
+			opt.sync_first = 1;
 		} else if (!strcmp(s, "--path-seq")) {
 			split_paths(ARG());
 		} else if (!strcmp(s, "--cacert")) {
@@ -567,6 +577,10 @@ int main(int argc, char **argv)
 		die("--share-per-thread goes with neither --own-share nor thread-per-request");
 	if (opt.duration_ms && !opt.requests_set)
 		opt.requests = 1000000;
+	if (opt.sync_first && (opt.mode == M_TPR || opt.duration_ms))
+		die("--sync-first goes with neither thread-per-request nor --duration-ms");
+	if (opt.sync_first && pthread_barrier_init(&first_done, NULL, (unsigned)opt.threads) != 0)
+		die("pthread_barrier_init failed");
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die("curl_global_init failed");

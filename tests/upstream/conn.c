@@ -134,9 +134,23 @@ static const char *reason(int status)
     }
 }
 
+/* The request is answered: out of up.k.inflight (once). Called before the first byte of
+ * the response is written: decremented after it, a client turning the answer around into
+ * its next request (a queued transfer let in at once) could be counted beside it. */
+static void inflight_end(struct req *r)
+{
+    if (!r->inflight)
+        return;
+    r->inflight = false;
+    pthread_mutex_lock(&up.mu);
+    up.k.inflight--;
+    pthread_mutex_unlock(&up.mu);
+}
+
 int up_respond_head(struct conn *c, struct req *r, int status, const char *extra_hdrs,
                     long long content_length)
 {
+    inflight_end(r);
     char h[1024];
     const char *connection = "";
     if (!r->keep_alive)
@@ -437,7 +451,7 @@ static void serve(struct conn *c)
     if (up.ssl_ctx && !c->control && tls_accept(c) != 0)
         return;
 
-    struct req *r = malloc(sizeof *r);
+    struct req *r = calloc(1, sizeof *r);
     if (!r)
         return;
     bool clean = true;
@@ -470,19 +484,15 @@ static void serve(struct conn *c)
         const char *arg = r->path + strlen(rt->path);
         if (rt->path[strlen(rt->path) - 1] != '/')
             arg = "";
-        bool counted = !c->control && !rt->uncounted;
-        if (counted) {
+        r->inflight = !c->control && !rt->uncounted;
+        if (r->inflight) {
             pthread_mutex_lock(&up.mu);
             if (++up.k.inflight > up.k.max_inflight)
                 up.k.max_inflight = up.k.inflight;
             pthread_mutex_unlock(&up.mu);
         }
         rc = f != UP_F_NONE ? up_fault_request(c, r, f, &fa) : rt->fn(c, r, arg);
-        if (counted) {
-            pthread_mutex_lock(&up.mu);
-            up.k.inflight--;
-            pthread_mutex_unlock(&up.mu);
-        }
+        inflight_end(r); /* no response, or one written without up_respond_head */
         finish_request(c, consumed);
         if (rc < 0) {
             clean = false;

@@ -117,6 +117,7 @@ struct req {
     long long content_length;
     bool keep_alive;            /* a handler may clear it to close after its response */
     bool head;
+    bool inflight;              /* counted in up.k.inflight, until its response head goes out */
 };
 
 struct up_list {
@@ -129,7 +130,10 @@ struct up_counters {
     long requests, requests_get, requests_post, requests_other;
     long tls_handshakes, tls_resumed, tls_failed, bad_requests;
     long faults_fired;
-    long inflight, max_inflight; /* requests being handled now, and the most at once */
+    /* requests being handled now, and the most at once: from the request read until its
+     * response head is written (before the client can see any of it, so a client that
+     * starts its next request on the answer never overlaps it here) */
+    long inflight, max_inflight;
 };
 
 /* faults.c: see the top of this file */
