@@ -21,7 +21,7 @@ static const char *lane1(void)
 
 static void reset(void)
 {
-	h_wait_stat(&h_up, "open", 0, 2000);
+	h_wait_stat(&h_up, "open", 0, 10000);
 	cr_assert_eq(h_reset(&h_up), 0);
 }
 
