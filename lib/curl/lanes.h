@@ -190,7 +190,10 @@ struct cr_curl_pframe {
 	uint32_t slot;               /* a limit unit (0, CR_SLOT_NONE: none) */
 	int lane_id;                 /* the lane's inflight gauge was raised (-1: no) */
 };
-#define CR_CURL_PFRAME0 {NULL, NULL, 0, -1}
+#define CR_CURL_PFRAME0           \
+	{                         \
+		NULL, NULL, 0, -1 \
+	}
 CURLcode cr_curl_perform_in(struct cr_curllib *lib, CURL *h, struct cr_curl_pframe *pf);
 /* PF's perform was left (called from glibc's unwinding of the hook's
  * cleanup buffer, maybe inside a signal handler): stores and lock-free
