@@ -70,6 +70,47 @@ static inline __attribute__((always_inline)) void optarg_read(struct optarg *a, 
 	 : optarg_is_ptr(opt, blob)      ? fn(h, opt, (a).p) \
 					 : fn(h, opt, (a).o))
 
+/* A hooked call that runs the app's callbacks may be left by a
+ * longjmp/siglongjmp out of one (or out of a signal handler), or by
+ * pthread_exit. glibc runs the cleanup buffers (_pthread_cleanup_push, the
+ * old-style ones) of the frames such a jump or unwind leaves
+ * (__pthread_cleanup_upto); a jump that stays inside the call (libcurl's
+ * own, out of its DNS alarm) runs none. Weak: without them (glibc < 2.34
+ * without libpthread) nothing is pushed. */
+extern void _pthread_cleanup_push(struct _pthread_cleanup_buffer *b, void (*fn)(void *), void *arg)
+	__attribute__((weak));
+extern void _pthread_cleanup_pop(struct _pthread_cleanup_buffer *b, int execute)
+	__attribute__((weak));
+
+/* One curl_easy_perform in our hook, for its cleanup buffer. */
+struct perform_call {
+	struct cr_curl_pframe pf;
+	CURL *outer_h;
+	struct cr_curllib *outer_lib;
+	const struct cr_curlfns *outer_fns;
+	int routed; /* it set the guard and cur_h */
+};
+
+/* The perform was left (docs/INTERNALS.md, "libcurl lanes", left by a
+ * jump). Stores only (maybe inside a signal handler): the guard, set
+ * without a signal mask, would be found held by every later call from a
+ * deeper frame (the thread's handles and transfers unrouted); cur_h would
+ * make the app's calls on that handle look like libcurl's own; the count
+ * would keep the pools from ever being closed; perform.c records what the
+ * perform held (a unit, a share, a gauge, a config reference). */
+static void perform_left(void *arg)
+{
+	struct perform_call *c = arg;
+	atomic_fetch_sub_explicit(&cr_curl_performing, 1, memory_order_relaxed);
+	if (!c->routed)
+		return;
+	cr_guard_clear();
+	cur_h = c->outer_h;
+	cur_lib = c->outer_lib;
+	cur_fns = c->outer_fns;
+	cr_curl_perform_left(&c->pf);
+}
+
 /* ------------------------------------------------------------------ hooks */
 
 HOOK(CURL *, curl_easy_init, (void))
@@ -78,6 +119,7 @@ HOOK(CURL *, curl_easy_init, (void))
 	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), &self);
 	if (!lib)
 		return NULL;
+	cr_curl_left_check();
 	/* libcurl's own handles (a connection cache's closing handle, made by
 	 * curl_multi_init or curl_share_setopt) are libcurl's business: never a
 	 * recycled handle, never one we keep records of (libcurl frees them
@@ -113,31 +155,36 @@ HOOK(CURLcode, curl_easy_perform, (CURL * h))
 	CURLcode rc;
 	if (!lib)
 		return CURLE_FAILED_INIT;
+	cr_curl_left_check();
 	/* Every perform counts, routed or not: the pools are never closed
 	 * while one is in flight (lib.c). */
 	atomic_fetch_add_explicit(&cr_curl_performing, 1, memory_order_relaxed);
-	if (!active()) {
+	struct perform_call c = {CR_CURL_PFRAME0, cur_h, cur_lib, cur_fns, active()};
+	struct _pthread_cleanup_buffer b;
+	int pushed = _pthread_cleanup_push != NULL;
+	if (pushed)
+		_pthread_cleanup_push(&b, perform_left, &c);
+	if (!c.routed) {
 		rc = cr_curl_lib_fns(lib)->easy_perform(h);
 	} else {
 		/* libcurl's own connect() calls are the lane's business already
 		 * (socket options through the sockopt callback, limits per
 		 * transfer): the raw connect hook stays out of them. */
-		CURL *outer = cur_h;
-		struct cr_curllib *outer_lib = cur_lib;
-		const struct cr_curlfns *outer_fns = cur_fns;
 		cur_h = h;
 		cur_lib = lib;
 		cur_fns = cr_curl_lib_fns(lib);
 		cr_guard_set(__builtin_frame_address(0), 0);
-		rc = cr_curl_perform(lib, h);
+		rc = cr_curl_perform_in(lib, h, &c.pf);
 		cr_guard_clear();
-		cur_h = outer;
-		cur_lib = outer_lib;
-		cur_fns = outer_fns;
+		cur_h = c.outer_h;
+		cur_lib = c.outer_lib;
+		cur_fns = c.outer_fns;
 		/* After the library's first perform: libcurl's global init (and
 		 * its TLS library's exit handler) came first. */
 		cr_curl_exit_arm(lib);
 	}
+	if (pushed)
+		_pthread_cleanup_pop(&b, 0);
 	atomic_fetch_sub_explicit(&cr_curl_performing, 1, memory_order_relaxed);
 	return rc;
 }
@@ -149,6 +196,7 @@ HOOK(void, curl_easy_cleanup, (CURL * h))
 	struct cr_curllib *lib = lib_for(h, __builtin_return_address(0));
 	if (!lib)
 		return;
+	cr_curl_left_check();
 	if (!active()) {
 		cr_curl_lib_fns(lib)->easy_cleanup(h);
 		return;
@@ -274,18 +322,10 @@ static inline struct cr_curllib *mlib(const void *ret)
 
 /* A call on a known multi that runs the app's callbacks may be left by a
  * longjmp/siglongjmp out of one (or out of a signal handler), or by
- * pthread_exit. glibc runs the cleanup buffers (_pthread_cleanup_push, the
- * old-style ones) of the frames such a jump or unwind leaves
- * (__pthread_cleanup_upto); a jump that stays inside the call (libcurl's
- * own, out of its DNS alarm) runs none. Ours clears the guard the call set
- * (else a later call from a deeper frame finds it held: the app's next
- * handles and transfers would run outside their lane) and tells multi.c
- * (docs/INTERNALS.md, "Multi transfers", left by a longjmp). Weak: without
- * them (glibc < 2.34 without libpthread) nothing is pushed. */
-extern void _pthread_cleanup_push(struct _pthread_cleanup_buffer *b, void (*fn)(void *), void *arg)
-	__attribute__((weak));
-extern void _pthread_cleanup_pop(struct _pthread_cleanup_buffer *b, int execute)
-	__attribute__((weak));
+ * pthread_exit. Ours (declared above, with the easy perform's) clears the
+ * guard the call set (else a later call from a deeper frame finds it held:
+ * the app's next handles and transfers would run outside their lane) and
+ * tells multi.c (docs/INTERNALS.md, "Multi transfers", left by a longjmp). */
 
 struct mx_call {
 	struct cr_mx *x;
@@ -327,6 +367,7 @@ static __attribute__((noinline)) CURLMcode add_handle_slow(CURLM *m, CURL *h, co
 	struct cr_curllib *lib = lib_for(h, ret);
 	if (!lib)
 		return CURLM_BAD_EASY_HANDLE;
+	cr_curl_left_check();
 	if (h != cur_h && active())
 		return cr_curl_mx_add(lib, m, h);
 	CURLMcode rc = cr_curl_lib_fns(lib)->multi_add_handle(m, h);
@@ -559,6 +600,7 @@ HOOK(void, curl_global_cleanup, (void))
 	struct cr_curllib *lib = cr_curl_find_caller(__builtin_return_address(0), NULL);
 	if (!lib)
 		return;
+	cr_curl_left_check();
 	if (active())
 		cr_curl_drain(lib);
 	cr_curl_lib_fns(lib)->global_cleanup();

@@ -171,6 +171,8 @@ struct cr_curl_easy {
 	int performed;  /* some perform ran on it (results to hide from a new life) */
 	int stale;      /* recycled, not performed since: the last life's results */
 	int life_reset; /* this life must end with a real curl_easy_reset */
+	int left;       /* a perform of it was left by a jump: libcurl's alone
+			   (perform.c, cr_curl_perform_left) */
 	uint64_t set_prev[CR_CURL_OPT_WORDS]; /* set in the last life, not put back yet */
 	CURL *twin;                           /* answers getinfo/header of a stale handle */
 	atomic_int in_freelist;               /* recycled, waiting for curl_easy_init */
@@ -352,6 +354,12 @@ void cr_curl_shares_note_addr(struct cr_curl_share *s, uint64_t key);
  * ejected now? Then _discard closes it (libcurl closes its connections). */
 int cr_curl_shares_doomed(const struct cr_curl_easy *e);
 void cr_curl_shares_discard(struct cr_curllib *lib, struct cr_curl_easy *e);
+/* S was parked on HOLDER (attached in fork generation FORK) when a jump
+ * left HOLDER's perform: libcurl's dead transfer keeps its connection in S.
+ * S leaves its pool for good, never lent or cleaned up. HOLDER is only
+ * compared, never read: it may be gone. */
+void cr_curl_shares_abandon(struct cr_curl_share *s, const struct cr_curl_easy *holder,
+			    unsigned fork);
 
 /* The pool flavour of a handle's CURLOPT_RESOLVE list (0: none). */
 uint64_t cr_curl_shares_flavor(const struct curl_slist *resolve);

@@ -177,6 +177,41 @@ CURL *cr_curl_init(struct cr_curllib *lib);
 CURLcode cr_curl_setopt(struct cr_curllib *lib, CURL *h, CURLoption opt, void *ptr, long lval,
 			curl_off_t oval);
 CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h);
+
+/* A perform left by a jump (docs/INTERNALS.md, "libcurl lanes", left by a
+ * jump). What one curl_easy_perform holds, as far as a longjmp/siglongjmp
+ * out of an app's callback (or pthread_exit) must know: on the stack of
+ * the shim's perform hook, filled by perform.c as the perform takes each
+ * thing (and cleared as it gives it back). Start it with CR_CURL_PFRAME0. */
+struct cr_curl_easy;
+struct cr_curl_pframe {
+	struct cr_curl_easy *e;      /* the handle's record, once known */
+	const struct cr_config *cfg; /* a counted config reference */
+	uint32_t slot;               /* a limit unit (0, CR_SLOT_NONE: none) */
+	int lane_id;                 /* the lane's inflight gauge was raised (-1: no) */
+};
+#define CR_CURL_PFRAME0           \
+	{                         \
+		NULL, NULL, 0, -1 \
+	}
+CURLcode cr_curl_perform_in(struct cr_curllib *lib, CURL *h, struct cr_curl_pframe *pf);
+/* PF's perform was left (called from glibc's unwinding of the hook's
+ * cleanup buffer, maybe inside a signal handler): stores and lock-free
+ * atomics only. The handle is libcurl's alone from now on (never routed,
+ * recycled or set again); what the perform held is given back by the next
+ * cr_curl_left_settle. */
+void cr_curl_perform_left(struct cr_curl_pframe *pf);
+/* Performs left whose units, shares, gauges and config references are not
+ * given back yet (any thread's). */
+extern atomic_int cr_curl_left_n;
+void cr_curl_left_settle(void);
+/* At the next easy call of any thread (init, perform, cleanup, a multi
+ * add), the background thread's next turn and the closing of the pools. */
+static inline void cr_curl_left_check(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&cr_curl_left_n, memory_order_relaxed) != 0, 0))
+		cr_curl_left_settle();
+}
 void cr_curl_cleanup(struct cr_curllib *lib, CURL *h);
 void cr_curl_reset(struct cr_curllib *lib, CURL *h);
 CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h);

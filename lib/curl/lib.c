@@ -116,6 +116,7 @@ void cr_curl_atfork_child(void)
 static void drain(struct cr_curllib *only, int handles)
 {
 	int n = cr_curl_lib_count();
+	cr_curl_left_check(); /* a share left by a jump counts as lent until then */
 	if (atomic_load(&cr_curl_performing) > 0 || atomic_load(&pools_pid) != getpid())
 		return;
 	for (int i = 0; i < n; i++)

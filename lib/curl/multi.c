@@ -697,7 +697,7 @@ CURLMcode cr_curl_mx_add(struct cr_curllib *lib, CURLM *m, CURL *h)
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	if (left_x)
 		settle_left();
-	if (!e)
+	if (!e || e->left) /* left by a jump: libcurl's alone (perform.c) */
 		return f->multi_add_handle(m, h);
 	if (e->mxt)
 		return CURLM_ADDED_ALREADY;

@@ -503,7 +503,8 @@ CURLcode cr_curl_attempt_end(struct cr_curl_easy *e, CURLcode rc, long rt_ms)
 /* The first attempt, then retries while retry.c allows them, each within
  * what is left of the deadline RT_MS. */
 static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lane *lane,
-				     const char *key, long rt, long waited_ms, uint64_t t0)
+				     const char *key, long rt, long waited_ms, uint64_t t0,
+				     struct cr_curl_pframe *pf)
 {
 	unsigned keyflags = 0;
 	/* The retry budget counts requests; a lane without retries needs none. */
@@ -512,6 +513,7 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 		cr_curl_retry_note_request(lane->id, t0);
 	}
 	cr_m_inflight(lane->id, 1);
+	pf->lane_id = lane->id;
 	e->resends = 0;
 	CURLcode rc = perform_once(e, rt, t0);
 	long pause;
@@ -540,7 +542,7 @@ static CURLcode perform_with_retries(struct cr_curl_easy *e, const struct cr_lan
 }
 
 static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
-			       const struct cr_config *cfg)
+			       const struct cr_config *cfg, struct cr_curl_pframe *pf)
 {
 	const char *key;
 	const struct cr_lane *lane = pick_lane(cfg, e, &key);
@@ -558,6 +560,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 		e->lane = NULL;
 		return CURLE_OPERATION_TIMEDOUT;
 	}
+	pf->slot = slot;
 	long rt = apply_lane(e, cfg, lane, waited_ms);
 
 	/* The share: the one parked on the handle if it is of this lane's pool
@@ -598,7 +601,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 	e->performed = 1;
 	e->stale = 0; /* the perform starts from clean results (Curl_pretransfer) */
 	unsigned long closes = cr_curl_tls_closes;
-	CURLcode rc = perform_with_retries(e, lane, key, rt, waited_ms, t_start);
+	CURLcode rc = perform_with_retries(e, lane, key, rt, waited_ms, t_start, pf);
 	if (lane->health)
 		cr_curl_health_after(e, lane, rc, adm);
 	cr_curl_alog(e, lane, key, rc, t_start, waited_ms, 0); /* before the share is detached */
@@ -631,6 +634,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 	uint64_t t_end = cr_now_ns();
 	atomic_store_explicit(&e->last_perform_ns, t_end, memory_order_relaxed);
 	cr_m_inflight(lane->id, -1);
+	pf->lane_id = -1;
 	cr_m_request(lane->id, key, t_end - t_start,
 		     rc == CURLE_OK                   ? CR_OUT_OK
 		     : rc == CURLE_OPERATION_TIMEDOUT ? CR_OUT_TIMEOUT
@@ -643,6 +647,7 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 		 * sits idle: the share goes back before the unit does. */
 		if (e->share)
 			cr_curl_shares_release(lib, e);
+		pf->slot = CR_SLOT_NONE;
 		cr_limit_release(slot);
 	}
 	return rc;
@@ -678,16 +683,27 @@ static CURLcode perform_unrouted(struct cr_curllib *lib, struct cr_curl_easy *e)
 
 CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 {
+	struct cr_curl_pframe pf = CR_CURL_PFRAME0;
+	return cr_curl_perform_in(lib, h, &pf);
+}
+
+CURLcode cr_curl_perform_in(struct cr_curllib *lib, CURL *h, struct cr_curl_pframe *pf)
+{
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
 	if (!e) {
 		atomic_fetch_add(&cr_curl_ctr.performs_unpooled, 1);
 		return lib->fns.easy_perform(h);
 	}
-	/* In a multi through our hooks (maybe only queued there): libcurl's
-	 * refusal, and nothing of the lane's is taken off it. */
-	if (e->mxt)
-		return cr_curl_mx_easy_perform(lib, e);
+	if (__builtin_expect(e->mxt != NULL || e->left, 0)) {
+		/* In a multi through our hooks (maybe only queued there):
+		 * libcurl's refusal, and nothing of the lane's is taken off it. */
+		if (e->mxt)
+			return cr_curl_mx_easy_perform(lib, e);
+		/* Left by a jump: libcurl's alone (it refuses). */
+		return lib->fns.easy_perform(h);
+	}
 	int took = cr_curl_pin(e);
+	pf->e = e;
 	if (e->twin || (e->set_prev[0] & ~e->set_now[0]) || (e->set_prev[1] & ~e->set_now[1]))
 		cr_curl_settle(e);
 	else
@@ -700,11 +716,95 @@ CURLcode cr_curl_perform(struct cr_curllib *lib, CURL *h)
 	 * perform it, and a share parked on it would be the multi's transfer's. */
 	const struct cr_config *cfg = e->url_ok && !e->multi ? cr_cfgref_acquire() : NULL;
 	if (cfg) {
-		rc = perform_routed(lib, e, cfg);
+		pf->cfg = cfg;
+		rc = perform_routed(lib, e, cfg, pf);
+		pf->cfg = NULL;
 		cr_cfgref_release(cfg);
 	} else {
 		rc = perform_unrouted(lib, e);
 	}
 	cr_curl_unpin(e, took);
 	return rc;
+}
+
+/* ------------------------------------------------------ left by a jump */
+
+/* Performs left by a jump whose things are not given back yet: a fixed
+ * table in BSS, claimed by CAS (cr_curl_perform_left may run in a signal
+ * handler, on any thread), given back by whichever thread settles first.
+ * Beyond CR_CURL_LEFT_MAX left at once, the rest keep what they held. */
+#define CR_CURL_LEFT_MAX 16
+enum { LEFT_FREE, LEFT_BUSY, LEFT_FULL };
+static struct {
+	atomic_int state;
+	struct cr_curl_share *share;
+	const struct cr_curl_easy *holder; /* compared only */
+	unsigned share_fork;
+	const struct cr_config *cfg;
+	uint32_t slot;
+	int lane_id;
+} left_tab[CR_CURL_LEFT_MAX];
+atomic_int cr_curl_left_n;
+
+void cr_curl_perform_left(struct cr_curl_pframe *pf)
+{
+	struct cr_curl_easy *e = pf->e;
+	struct cr_curl_share *s = NULL;
+	if (e) {
+		/* libcurl's dead transfer holds the handle for good: its later
+		 * calls answer as without us (perform, multi add: refused;
+		 * cleanup: libcurl's own, never recycled). The share parked on it
+		 * holds the transfer's connection: never set on it again, never
+		 * given to another handle (its pin stays held: no taker takes
+		 * it before it leaves its pool). */
+		s = e->share;
+		e->share = NULL;
+		e->held[OV_SHARE].p = NULL;
+		e->ov_gen++;
+		e->left = 1;
+		e->dirty = 1;
+		e->lane = NULL;
+	}
+	if (!s && !pf->cfg && pf->slot == CR_SLOT_NONE && pf->lane_id < 0)
+		return;
+	for (int i = 0; i < CR_CURL_LEFT_MAX; i++) {
+		int x = LEFT_FREE;
+		if (!atomic_compare_exchange_strong(&left_tab[i].state, &x, LEFT_BUSY))
+			continue;
+		left_tab[i].share = s;
+		left_tab[i].holder = e;
+		left_tab[i].share_fork = e ? e->share_fork : 0;
+		left_tab[i].cfg = pf->cfg;
+		left_tab[i].slot = pf->slot;
+		left_tab[i].lane_id = pf->lane_id;
+		atomic_store_explicit(&left_tab[i].state, LEFT_FULL, memory_order_release);
+		atomic_fetch_add(&cr_curl_left_n, 1);
+		return;
+	}
+}
+
+void cr_curl_left_settle(void)
+{
+	for (int i = 0; i < CR_CURL_LEFT_MAX; i++) {
+		int x = LEFT_FULL;
+		if (!atomic_compare_exchange_strong(&left_tab[i].state, &x, LEFT_BUSY))
+			continue;
+		struct cr_curl_share *s = left_tab[i].share;
+		const struct cr_curl_easy *holder = left_tab[i].holder;
+		unsigned fork = left_tab[i].share_fork;
+		const struct cr_config *cfg = left_tab[i].cfg;
+		uint32_t slot = left_tab[i].slot;
+		int lane_id = left_tab[i].lane_id;
+		atomic_store_explicit(&left_tab[i].state, LEFT_FREE, memory_order_release);
+		atomic_fetch_sub(&cr_curl_left_n, 1);
+		/* The share leaves its pool before the unit goes back (rule 5). */
+		if (s)
+			cr_curl_shares_abandon(s, holder, fork);
+		if (lane_id >= 0)
+			cr_m_inflight(lane_id, -1);
+		if (slot != CR_SLOT_NONE)
+			cr_limit_release(slot);
+		if (cfg)
+			cr_cfgref_release(cfg);
+	}
 }

@@ -708,6 +708,31 @@ void cr_curl_shares_discard(struct cr_curllib *lib, struct cr_curl_easy *e)
 	shares_destroy(lib, dead);
 }
 
+void cr_curl_shares_abandon(struct cr_curl_share *s, const struct cr_curl_easy *holder,
+			    unsigned fork)
+{
+	/* Left before a fork: the parent's (its pool is not this process's). */
+	if (fork != atomic_load_explicit(&fork_gen, memory_order_relaxed))
+		return;
+	struct cr_share_pool *p = atomic_load_explicit(&s->pool, memory_order_acquire);
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	/* Never lent since: its holder's pin was left held (takers skip it). */
+	if (atomic_load(&s->pool) == p && s->state == CR_SH_HANDLE && s->holder == holder) {
+		list_unlink(&p->on_handles, s);
+		atomic_fetch_sub(atomic_load(&s->recycled) ? &p->nrecycled : &p->napp, 1);
+		p->nshares--;
+		atomic_store(&s->recycled, 0);
+		s->holder = NULL;
+		/* Not in the dead list: never reused, its CURLSH never cleaned up
+		 * (the handle may still be attached to it, its connection stays
+		 * open, as libcurl leaves the handle's private multi). */
+		atomic_store_explicit(&s->pool, (struct cr_share_pool *)NULL, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
 /* No lock on the way in and out of the free list of handles (every
  * new-handle-per-request perform does both): the owner has E pinned, so no
  * taker looks at S's recycled flag meanwhile, and the counts are atomic.
@@ -815,6 +840,7 @@ static int pool_sweep(struct cr_share_pool *p, uint64_t now_ns, struct cr_curl_s
 
 void cr_curl_idle_sweep(void)
 {
+	cr_curl_left_check(); /* performs left by a jump: their units back */
 	uint64_t now = cr_now_ns(), last = atomic_load(&last_sweep_ns);
 	if (now - last < (uint64_t)atomic_load(&sweep_every_ms) * 1000000ull ||
 	    !atomic_compare_exchange_strong(&last_sweep_ns, &last, now))
