@@ -54,7 +54,7 @@ UP_SRC    := $(wildcard tests/upstream/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIBT_OBJ  := $(LIB_SRC:%.c=$(B)/tobj/%.o)
 SHIM_OBJ  := $(SHIM_SRC:%.c=$(B)/obj/%.o)
-PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
+PROGS     := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%) $(B)/progs/jmpexc
 MAN_SRC   := $(wildcard docs/man/*.scd)
 MAN_PAGES := $(patsubst docs/man/%.scd,$(B)/man/%,$(MAN_SRC))
 
@@ -115,6 +115,12 @@ $(B)/progs/%: tests/progs/%.c include/connroute.h $(wildcard tests/progs/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)
 	$(Q)$(CC) $(BASEFLAGS) -o $@ $< -lcurl -lpthread
+
+# jmpexc is C++: its exceptions are thrown through libcurl and the hooks.
+$(B)/progs/jmpexc: tests/progs/jmpexc.cc
+	@mkdir -p $(dir $@)
+	$(call say,CXX,$@)
+	$(Q)$(CXX) -std=c++11 -g -O2 -Wall -Wextra -Werror -o $@ $< -lcurl -lpthread
 
 # earlyprog needs libearly.so: a NEEDED library of the program is initialised
 # before a preloaded one, so its constructor runs before the shim's.

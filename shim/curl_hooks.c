@@ -3,6 +3,7 @@
  * The curl_multi_* hooks hand the app's multis to lib/curl/multi.c;
  * curl_global_cleanup closes the pools (docs/INTERNALS.md, "libcurl lanes"). */
 #include <pthread.h>
+#include <unwind.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 
@@ -82,8 +83,78 @@ extern void _pthread_cleanup_push(struct _pthread_cleanup_buffer *b, void (*fn)(
 extern void _pthread_cleanup_pop(struct _pthread_cleanup_buffer *b, int execute)
 	__attribute__((weak));
 
+/* An exception (C++, Rust, any unwinding but glibc's forced one) thrown
+ * through a hook runs no such buffer: left linked from the hook's dead
+ * frame, the thread's next pthread_exit, cancellation or longjmp called
+ * whatever the stack held there (a crash). So the hooks' calls are also
+ * kept in a per-thread list, and a hook that pushes one names the
+ * personality below in its unwind info (HOOK_CALL_PERSONALITY). The unwinder calls it for each such frame it leaves, innermost
+ * first; it does what the buffer would have (the innermost call's
+ * handler), unlinks the buffer and lets the unwinding go on (no landing
+ * pad runs). A forced unwind (pthread_exit, cancellation) is glibc's: it
+ * ran the buffer before. */
+struct hook_call {
+	struct hook_call *next;
+	void (*left)(void *);
+	int pushed; /* B is linked in glibc's list */
+	struct _pthread_cleanup_buffer b;
+};
+static __thread struct hook_call *calls_top;
+
+static inline __attribute__((always_inline)) void call_push(struct hook_call *c,
+							    void (*left)(void *))
+{
+	c->pushed = 0;
+	if (_pthread_cleanup_push != NULL) {
+		c->left = left;
+		c->next = calls_top;
+		_pthread_cleanup_push(&c->b, left, c);
+		c->pushed = 1;
+		calls_top = c;
+	}
+}
+
+/* Also from the handlers (maybe in a signal handler): stores only. */
+static inline __attribute__((always_inline)) void call_unlink(struct hook_call *c)
+{
+	calls_top = c->next;
+	c->pushed = 0;
+}
+
+static inline __attribute__((always_inline)) void call_pop(struct hook_call *c)
+{
+	if (c->pushed) {
+		_pthread_cleanup_pop(&c->b, 0);
+		call_unlink(c);
+	}
+}
+
+/* The hook's frame gets unwind info naming the personality below (in the
+ * CFI the compiler emits for it: x86-64 and others build with
+ * asynchronous unwind tables). */
+#define HOOK_CALL_PERSONALITY() \
+	__asm__ volatile(".cfi_personality 0x1b, cr_hooks_personality")
+
+__attribute__((used)) _Unwind_Reason_Code cr_hooks_personality(int version, _Unwind_Action actions,
+								 _Unwind_Exception_Class cls,
+								 struct _Unwind_Exception *ex,
+								 struct _Unwind_Context *ctx);
+__attribute__((used)) _Unwind_Reason_Code cr_hooks_personality(int version, _Unwind_Action actions,
+								 _Unwind_Exception_Class cls,
+								 struct _Unwind_Exception *ex,
+								 struct _Unwind_Context *ctx)
+{
+	struct hook_call *c = calls_top;
+	if ((actions & _UA_CLEANUP_PHASE) && !(actions & _UA_FORCE_UNWIND) && c && c->pushed) {
+		c->left(c); /* unlinks it from the list */
+		_pthread_cleanup_pop(&c->b, 0);
+	}
+	return _URC_CONTINUE_UNWIND;
+}
+
 /* One curl_easy_perform in our hook, for its cleanup buffer. */
 struct perform_call {
+	struct hook_call hc; /* first: the handler's argument */
 	struct cr_curl_pframe pf;
 	CURL *outer_h;
 	struct cr_curllib *outer_lib;
@@ -101,6 +172,7 @@ struct perform_call {
 static void perform_left(void *arg)
 {
 	struct perform_call *c = arg;
+	call_unlink(&c->hc);
 	atomic_fetch_sub_explicit(&cr_curl_performing, 1, memory_order_relaxed);
 	if (!c->routed)
 		return;
@@ -156,14 +228,13 @@ HOOK(CURLcode, curl_easy_perform, (CURL * h))
 	if (!lib)
 		return CURLE_FAILED_INIT;
 	cr_curl_left_check();
+	cr_curl_mx_left_check();
 	/* Every perform counts, routed or not: the pools are never closed
 	 * while one is in flight (lib.c). */
 	atomic_fetch_add_explicit(&cr_curl_performing, 1, memory_order_relaxed);
-	struct perform_call c = {CR_CURL_PFRAME0, cur_h, cur_lib, cur_fns, active()};
-	struct _pthread_cleanup_buffer b;
-	int pushed = _pthread_cleanup_push != NULL;
-	if (pushed)
-		_pthread_cleanup_push(&b, perform_left, &c);
+	struct perform_call c = {.pf = CR_CURL_PFRAME0, cur_h, cur_lib, cur_fns, active()};
+	HOOK_CALL_PERSONALITY();
+	call_push(&c.hc, perform_left);
 	if (!c.routed) {
 		rc = cr_curl_lib_fns(lib)->easy_perform(h);
 	} else {
@@ -183,8 +254,7 @@ HOOK(CURLcode, curl_easy_perform, (CURL * h))
 		 * its TLS library's exit handler) came first. */
 		cr_curl_exit_arm(lib);
 	}
-	if (pushed)
-		_pthread_cleanup_pop(&b, 0);
+	call_pop(&c.hc);
 	atomic_fetch_sub_explicit(&cr_curl_performing, 1, memory_order_relaxed);
 	return rc;
 }
@@ -328,6 +398,7 @@ static inline struct cr_curllib *mlib(const void *ret)
  * tells multi.c (docs/INTERNALS.md, "Multi transfers", left by a longjmp). */
 
 struct mx_call {
+	struct hook_call hc; /* first: the handler's argument */
 	struct cr_mx *x;
 	int guard; /* this call set the guard */
 };
@@ -335,6 +406,7 @@ struct mx_call {
 static void mx_call_left(void *arg)
 {
 	struct mx_call *c = arg;
+	call_unlink(&c->hc);
 	if (c->guard)
 		cr_guard_clear();
 	cr_curl_mx_left(c->x);
@@ -345,20 +417,17 @@ static void mx_call_left(void *arg)
  * stays out, as inside an easy perform. Set (GUARD) only around the calls
  * that run transfers, and only if not set already (a nested call). */
 #define MX_CALL(x_, guard_, call)                                      \
-	({                                                             \
-		struct mx_call c_ = {(x_), (guard_) && active()};      \
-		struct _pthread_cleanup_buffer b_;                     \
-		int p_ = _pthread_cleanup_push != NULL;                \
-		if (p_)                                                \
-			_pthread_cleanup_push(&b_, mx_call_left, &c_); \
-		if (c_.guard)                                          \
-			cr_guard_set(__builtin_frame_address(0), 0);   \
-		__typeof__(call) r_ = (call);                          \
-		if (c_.guard)                                          \
-			cr_guard_clear();                              \
-		if (p_)                                                \
-			_pthread_cleanup_pop(&b_, 0);                  \
-		r_;                                                    \
+	({                                                                     \
+		struct mx_call c_ = {.x = (x_), .guard = (guard_) && active()}; \
+		HOOK_CALL_PERSONALITY();                                       \
+		call_push(&c_.hc, mx_call_left);                               \
+		if (c_.guard)                                                  \
+			cr_guard_set(__builtin_frame_address(0), 0);           \
+		__typeof__(call) r_ = (call);                                  \
+		if (c_.guard)                                                  \
+			cr_guard_clear();                                      \
+		call_pop(&c_.hc);                                              \
+		r_;                                                            \
 	})
 #define GUARDED(x_, call) MX_CALL(x_, 1, call)
 

@@ -154,6 +154,16 @@ CURLMsg *cr_curl_mx_info_read(struct cr_mx *x, int *msgs_in_queue);
  * called from glibc's unwinding (a cleanup buffer of the hook), maybe in a
  * signal handler; stores only. */
 void cr_curl_mx_left(struct cr_mx *x);
+/* The multi left on this thread, not settled yet: settled by its next
+ * multi pump or add, and by its next easy perform (the program may never
+ * call the multi again while its units block the easy transfers). */
+extern __thread struct cr_mx *cr_curl_mx_left_x;
+void cr_curl_mx_settle_left(void);
+static inline void cr_curl_mx_left_check(void)
+{
+	if (__builtin_expect(cr_curl_mx_left_x != NULL, 0))
+		cr_curl_mx_settle_left();
+}
 /* The app's curl_multi_setopt of CURLMOPT_TIMERFUNCTION or TIMERDATA (P):
  * M becomes known, the app's callback is wrapped. */
 CURLMcode cr_curl_mx_setopt(struct cr_curllib *lib, CURLM *m, CURLMoption opt, void *p);

@@ -200,14 +200,14 @@ void cr_curl_mx_atfork_child(void)
  * on this thread, recorded by cr_curl_mx_left and settled by this thread's
  * next pump or add. */
 static __thread CURLM *left_m;
-static __thread struct cr_mx *left_x;
+__thread struct cr_mx *cr_curl_mx_left_x;
 
 void cr_curl_mx_left(struct cr_mx *x)
 {
 	/* From glibc's unwinding, maybe in a signal handler: stores only. */
 	x->busy = 0;
 	left_m = x->m;
-	left_x = x;
+	cr_curl_mx_left_x = x;
 }
 
 static void unit_release(struct cr_mxt *t);
@@ -216,14 +216,15 @@ static void inflight_end(struct cr_mxt *t);
 /* A longjmp out of an app's callback leaves libcurl's multi in its callback
  * for good: it answers every call with CURLM_RECURSIVE_API_CALL, so its
  * transfers never finish and no removal of them ever succeeds. Their units
- * go back now (docs/INTERNALS.md, "Multi transfers", left by a longjmp);
+ * go back at the thread's next multi pump or add or easy perform (a program
+ * may never call the multi again; docs/INTERNALS.md, "Multi transfers", left by a longjmp);
  * a multi left any other way (a signal handler's jump out of a wait) still
  * works and keeps them. */
-static void settle_left(void)
+void cr_curl_mx_settle_left(void)
 {
-	struct cr_mx *x = left_x;
+	struct cr_mx *x = cr_curl_mx_left_x;
 	CURLM *m = left_m;
-	left_x = NULL;
+	cr_curl_mx_left_x = NULL;
 	left_m = NULL;
 	if (cr_curl_mx_get(m) != x) /* cleaned up since: X is gone */
 		return;
@@ -562,8 +563,8 @@ static void collect(struct cr_mx *x)
  * tried for a later one of the same slot (first come, first served). */
 static void pump(struct cr_mx *x)
 {
-	if (left_x)
-		settle_left();
+	if (cr_curl_mx_left_x)
+		cr_curl_mx_settle_left();
 	x->kick = 0; /* the app is here: it reads messages after this call */
 	if (x->nadded > 0)
 		collect(x);
@@ -695,8 +696,8 @@ CURLMcode cr_curl_mx_add(struct cr_curllib *lib, CURLM *m, CURL *h)
 {
 	const struct cr_curlfns *f = &lib->fns;
 	struct cr_curl_easy *e = cr_curl_handles_get(h);
-	if (left_x)
-		settle_left();
+	if (cr_curl_mx_left_x)
+		cr_curl_mx_settle_left();
 	if (!e || e->left) /* left by a jump: libcurl's alone (perform.c) */
 		return f->multi_add_handle(m, h);
 	if (e->mxt)
