@@ -132,17 +132,16 @@ static inline __attribute__((always_inline)) void call_pop(struct hook_call *c)
 /* The hook's frame gets unwind info naming the personality below (in the
  * CFI the compiler emits for it: x86-64 and others build with
  * asynchronous unwind tables). */
-#define HOOK_CALL_PERSONALITY() \
-	__asm__ volatile(".cfi_personality 0x1b, cr_hooks_personality")
+#define HOOK_CALL_PERSONALITY() __asm__ volatile(".cfi_personality 0x1b, cr_hooks_personality")
 
 __attribute__((used)) _Unwind_Reason_Code cr_hooks_personality(int version, _Unwind_Action actions,
-								 _Unwind_Exception_Class cls,
-								 struct _Unwind_Exception *ex,
-								 struct _Unwind_Context *ctx);
+							       _Unwind_Exception_Class cls,
+							       struct _Unwind_Exception *ex,
+							       struct _Unwind_Context *ctx);
 __attribute__((used)) _Unwind_Reason_Code cr_hooks_personality(int version, _Unwind_Action actions,
-								 _Unwind_Exception_Class cls,
-								 struct _Unwind_Exception *ex,
-								 struct _Unwind_Context *ctx)
+							       _Unwind_Exception_Class cls,
+							       struct _Unwind_Exception *ex,
+							       struct _Unwind_Context *ctx)
 {
 	struct hook_call *c = calls_top;
 	if ((actions & _UA_CLEANUP_PHASE) && !(actions & _UA_FORCE_UNWIND) && c && c->pushed) {
@@ -416,18 +415,18 @@ static void mx_call_left(void *arg)
  * business (sockopt callback, limits per transfer): the raw connect hook
  * stays out, as inside an easy perform. Set (GUARD) only around the calls
  * that run transfers, and only if not set already (a nested call). */
-#define MX_CALL(x_, guard_, call)                                      \
-	({                                                                     \
+#define MX_CALL(x_, guard_, call)                                               \
+	({                                                                      \
 		struct mx_call c_ = {.x = (x_), .guard = (guard_) && active()}; \
-		HOOK_CALL_PERSONALITY();                                       \
-		call_push(&c_.hc, mx_call_left);                               \
-		if (c_.guard)                                                  \
-			cr_guard_set(__builtin_frame_address(0), 0);           \
-		__typeof__(call) r_ = (call);                                  \
-		if (c_.guard)                                                  \
-			cr_guard_clear();                                      \
-		call_pop(&c_.hc);                                              \
-		r_;                                                            \
+		HOOK_CALL_PERSONALITY();                                        \
+		call_push(&c_.hc, mx_call_left);                                \
+		if (c_.guard)                                                   \
+			cr_guard_set(__builtin_frame_address(0), 0);            \
+		__typeof__(call) r_ = (call);                                   \
+		if (c_.guard)                                                   \
+			cr_guard_clear();                                       \
+		call_pop(&c_.hc);                                               \
+		r_;                                                             \
 	})
 #define GUARDED(x_, call) MX_CALL(x_, 1, call)
 
