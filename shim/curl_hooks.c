@@ -87,8 +87,11 @@ extern void _pthread_cleanup_pop(struct _pthread_cleanup_buffer *b, int execute)
  * through a hook runs no such buffer: left linked from the hook's dead
  * frame, the thread's next pthread_exit, cancellation or longjmp called
  * whatever the stack held there (a crash). So the hooks' calls are also
- * kept in a per-thread list, and a hook that pushes one names the
- * personality below in its unwind info (HOOK_CALL_PERSONALITY). The unwinder calls it for each such frame it leaves, innermost
+ * kept in a per-thread list, and a function that pushes one names the
+ * personality below in its unwind info (HOOK_CALL_PERSONALITY): only
+ * functions that push on every path that reaches libcurl (the innermost
+ * call in the list is then the frame's), so the multi calls each have
+ * their own (mx_*). The unwinder calls it for each such frame it leaves, innermost
  * first; it does what the buffer would have (the innermost call's
  * handler), unlinks the buffer and lets the unwinding go on (no landing
  * pad runs). A forced unwind (pthread_exit, cancellation) is glibc's: it
@@ -430,6 +433,31 @@ static void mx_call_left(void *arg)
 	})
 #define GUARDED(x_, call) MX_CALL(x_, 1, call)
 
+/* Each pushes on every path (HOOK_CALL_PERSONALITY, above). */
+static __attribute__((noinline, noclone)) CURLMcode mx_perform(struct cr_mx *x, int *running)
+{
+	return GUARDED(x, cr_curl_mx_perform(x, running));
+}
+
+static __attribute__((noinline, noclone)) CURLMcode mx_socket_action(struct cr_mx *x,
+								     curl_socket_t s, int ev,
+								     int *running)
+{
+	return GUARDED(x, cr_curl_mx_socket_action(x, s, ev, running));
+}
+
+static __attribute__((noinline, noclone)) CURLMcode mx_socket_all(struct cr_mx *x, int *running)
+{
+	return GUARDED(x, cr_curl_mx_socket_all(x, running));
+}
+
+static __attribute__((noinline, noclone)) CURLMcode mx_wait(struct cr_mx *x,
+							    struct curl_waitfd *fds, unsigned n,
+							    int timeout_ms, int *numfds, int poll)
+{
+	return MX_CALL(x, 0, cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, poll));
+}
+
 static __attribute__((noinline)) CURLMcode add_handle_slow(CURLM *m, CURL *h, const void *ret)
 {
 	struct cr_curllib *lib = lib_for(h, ret);
@@ -525,7 +553,7 @@ static __attribute__((noinline)) CURLMcode perform_slow(CURLM *m, int *running, 
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(x, cr_curl_mx_perform(x, running));
+		return mx_perform(x, running);
 	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_perform(m, running) : CURLM_BAD_HANDLE;
 }
@@ -542,7 +570,7 @@ static __attribute__((noinline)) CURLMcode socket_action_slow(CURLM *m, curl_soc
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(x, cr_curl_mx_socket_action(x, s, ev, running));
+		return mx_socket_action(x, s, ev, running);
 	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_socket_action(m, s, ev, running)
 		   : CURLM_BAD_HANDLE;
@@ -559,7 +587,7 @@ HOOK(CURLMcode, curl_multi_socket_all, (CURLM * m, int *running))
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(x, cr_curl_mx_socket_all(x, running));
+		return mx_socket_all(x, running);
 	struct cr_curllib *lib = mlib(__builtin_return_address(0));
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_socket_all ? f->multi_socket_all(m, running) : CURLM_BAD_HANDLE;
@@ -572,7 +600,7 @@ HOOK(CURLMcode, curl_multi_socket, (CURLM * m, curl_socket_t s, int *running))
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return GUARDED(x, cr_curl_mx_socket_action(x, s, 0, running));
+		return mx_socket_action(x, s, 0, running);
 	struct cr_curllib *lib = mlib(__builtin_return_address(0));
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_socket ? f->multi_socket(m, s, running) : CURLM_BAD_HANDLE;
@@ -584,7 +612,7 @@ static __attribute__((noinline)) CURLMcode wait_slow(CURLM *m, struct curl_waitf
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return MX_CALL(x, 0, cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 0));
+		return mx_wait(x, fds, n, timeout_ms, numfds, 0);
 	struct cr_curllib *lib = mlib(ret);
 	return lib ? cr_curl_lib_fns(lib)->multi_wait(m, fds, n, timeout_ms, numfds)
 		   : CURLM_BAD_HANDLE;
@@ -604,7 +632,7 @@ static __attribute__((noinline)) CURLMcode poll_slow(CURLM *m, struct curl_waitf
 {
 	struct cr_mx *x = cr_curl_mx_get(m);
 	if (x)
-		return MX_CALL(x, 0, cr_curl_mx_wait(x, fds, n, timeout_ms, numfds, 1));
+		return mx_wait(x, fds, n, timeout_ms, numfds, 1);
 	struct cr_curllib *lib = mlib(ret);
 	const struct cr_curlfns *f = lib ? cr_curl_lib_fns(lib) : NULL;
 	return f && f->multi_poll ? f->multi_poll(m, fds, n, timeout_ms, numfds) : CURLM_BAD_HANDLE;
