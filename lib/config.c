@@ -189,7 +189,7 @@ static void section_end(struct parse *p)
 		if (l->prewarm_url[0]) {
 			const char *u = l->prewarm_url;
 			int b = cr_scheme_bit(u, strcspn(u, ":"));
-			if (!(l->pool_schemes & (1LL << b))) {
+			if (!(((unsigned long long)l->pool_schemes >> b) & 1u)) {
 				size_t ki = (size_t)(cr_cfg_lane_key("prewarm_url") - cr_lane_keys);
 				cr_cfg_diag(p, p->seen[ki],
 					    "prewarm_url's scheme '%s' is not in this lane's "

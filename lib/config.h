@@ -62,7 +62,7 @@ struct cr_lane {
 	long max_conns_per_host;         /* [0 = unlimited] */
 	long max_idle_per_host;          /* [8] */
 	long idle_timeout_ms;            /* [90s] */
-	long long pool_schemes;          /* bit (1 << CR_SCHEME_x) per pooled scheme [http, https] */
+	long long pool_schemes;          /* bit per scheme [http, https] */
 	long max_lifetime_ms;            /* [0 = none] */
 	long connect_timeout_ms;         /* [5s]; curl: covers TLS */
 	long response_header_timeout_ms; /* [0 = none] */

@@ -150,7 +150,7 @@ void cr_cfg_dump_pool_schemes(const struct cr_lane *l, const struct cr_lane_key 
 	fprintf(out, "%s = ", k->name);
 	const char *sep = "";
 	for (int i = 0; i < cr_nschemes; i++)
-		if (m & (1LL << i)) {
+		if (((unsigned long long)m >> i) & 1u) {
 			fprintf(out, "%s%s", sep, cr_scheme_names[i]);
 			sep = ", ";
 		}

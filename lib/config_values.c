@@ -352,10 +352,10 @@ int cr_cfg_set_bind(struct parse *p, struct cr_lane *l, const struct cr_lane_key
 
 /* URL schemes by bit (config.h): what libcurl 7.x and 8.x know. */
 const char *const cr_scheme_names[] = {
-	"http",	  "https", "ftp",    "ftps",  "sftp",  "scp",	 "smtp",   "smtps",
-	"imap",	  "imaps", "pop3",   "pop3s", "ldap",  "ldaps",	 "telnet", "dict",
-	"rtsp",	  "smb",   "smbs",   "mqtt",  "gopher", "gophers", "file",	 "tftp",
-	"ws",	  "wss",   "rtmp",   "rtmps", "rtmpe", "rtmpt",	 "rtmpte", "rtmpts",
+	"http", "https", "ftp",  "ftps",  "sftp",   "scp",     "smtp",   "smtps",
+	"imap", "imaps", "pop3", "pop3s", "ldap",   "ldaps",   "telnet", "dict",
+	"rtsp", "smb",   "smbs", "mqtt",  "gopher", "gophers", "file",   "tftp",
+	"ws",   "wss",   "rtmp", "rtmps", "rtmpe",  "rtmpt",   "rtmpte", "rtmpts",
 };
 const int cr_nschemes = (int)ARRAY_SIZE(cr_scheme_names);
 _Static_assert(ARRAY_SIZE(cr_scheme_names) < CR_SCHEME_OTHER, "scheme bits");
@@ -419,10 +419,11 @@ int cr_cfg_set_pool_schemes(struct parse *p, struct cr_lane *l, const struct cr_
 			memcpy(w, s, c);
 			w[c] = '\0';
 			if (m)
-				cr_cfg_diag(p, p->line,
-					    "bad pool_schemes '%s': unknown scheme '%s'; use URL "
-					    "schemes (e.g. http, https, ftp), * (every scheme) or none",
-					    cr_cfg_q(qb, v), cr_cfg_q(qw, w));
+				cr_cfg_diag(
+					p, p->line,
+					"bad pool_schemes '%s': unknown scheme '%s'; use URL "
+					"schemes (e.g. http, https, ftp), * (every scheme) or none",
+					cr_cfg_q(qb, v), cr_cfg_q(qw, w));
 			else
 				cr_cfg_diag(p, p->line,
 					    "bad pool_schemes '%s': an empty item; use URL schemes "
@@ -430,7 +431,7 @@ int cr_cfg_set_pool_schemes(struct parse *p, struct cr_lane *l, const struct cr_
 					    cr_cfg_q(qb, v));
 			return -1;
 		}
-		mask |= 1LL << b;
+		mask |= (long long)(1ULL << b);
 		if (!s[n])
 			break;
 		s += n + 1;

@@ -99,7 +99,8 @@ static void ftpd_start(void)
 	for (int i = 0; i < 500; i++) {
 		char *p = h_read_file(portfile);
 		if (p) {
-			snprintf(ftpd_url, sizeof(ftpd_url), "ftp://127.0.0.1:%d/file.txt", atoi(p));
+			snprintf(ftpd_url, sizeof(ftpd_url), "ftp://127.0.0.1:%d/file.txt",
+				 atoi(p));
 			free(p);
 			return;
 		}
@@ -176,9 +177,9 @@ Test(pool_schemes, lib575_shape_without_config, .init = ftpd_start, .fini = ftpd
 Test(pool_schemes, lib575_shape_in_a_configured_lane, .init = ftpd_start, .fini = ftpd_stop,
      .timeout = 90)
 {
-	const char *env[] = {
-		h_config("[lane default]\nmax_conns_per_host = 4\nconnect_timeout = 2s\nretries = 1\n"),
-		NULL};
+	const char *env[] = {h_config("[lane default]\nmax_conns_per_host = 4\nconnect_timeout = "
+				      "2s\nretries = 1\n"),
+			     NULL};
 	lib575_case(env);
 }
 
@@ -192,8 +193,8 @@ Test(pool_schemes, ftp_session_ends_at_cleanup, .init = ftpd_start, .fini = ftpd
 	cr_assert_eq(h_run(&b, argv, NULL, 1, 30000), 0);
 	char *log = ftpd_events();
 	cr_expect_eq(b.status, 0, "%s%s", b.out, b.err);
-	cr_expect_eq(h_count_str(b.out, "rc=0 bytes=11 quit-seen=1\n"), 3, "%s\nserver:\n%s",
-		     b.out, log);
+	cr_expect_eq(h_count_str(b.out, "rc=0 bytes=11 quit-seen=1\n"), 3, "%s\nserver:\n%s", b.out,
+		     log);
 	cr_expect_eq(h_count_str(log, "login "), 3, "%s", log);
 	cr_expect_eq(h_count_str(log, "quit "), 3, "%s", log);
 	free(log);
@@ -202,8 +203,7 @@ Test(pool_schemes, ftp_session_ends_at_cleanup, .init = ftpd_start, .fini = ftpd
 
 /* pool_schemes = * brings back pooling of every scheme: one session serves every handle,
  * ended (QUIT) when the pools are closed (curl_global_cleanup). */
-Test(pool_schemes, star_pools_ftp_sessions, .init = ftpd_start, .fini = ftpd_stop,
-     .timeout = 90)
+Test(pool_schemes, star_pools_ftp_sessions, .init = ftpd_start, .fini = ftpd_stop, .timeout = 90)
 {
 	const char *env[] = {h_config("[lane default]\npool_schemes = *\n"), NULL};
 	struct h_run b;

