@@ -184,6 +184,19 @@ static void section_end(struct parse *p)
 		/* queue_timeout follows connect_timeout wherever in the section that was set */
 		if (l->queue_timeout_ms < 0)
 			l->queue_timeout_ms = l->connect_timeout_ms;
+		/* prewarm_url fills the lane's pool: its scheme must be pooled
+		 * (docs/INTERNALS.md, "Pooled schemes"), wherever either was set */
+		if (l->prewarm_url[0]) {
+			const char *u = l->prewarm_url;
+			int b = cr_scheme_bit(u, strcspn(u, ":"));
+			if (!(((unsigned long long)l->pool_schemes >> b) & 1u)) {
+				size_t ki = (size_t)(cr_cfg_lane_key("prewarm_url") - cr_lane_keys);
+				cr_cfg_diag(p, p->seen[ki],
+					    "prewarm_url's scheme '%s' is not in this lane's "
+					    "pool_schemes: its connections would never be used",
+					    cr_scheme_names[b]);
+			}
+		}
 	}
 	p->sec = SEC_NONE;
 	p->lane = NULL;

@@ -62,6 +62,7 @@ struct cr_lane {
 	long max_conns_per_host;         /* [0 = unlimited] */
 	long max_idle_per_host;          /* [8] */
 	long idle_timeout_ms;            /* [90s] */
+	long long pool_schemes;          /* bit per scheme [http, https] */
 	long max_lifetime_ms;            /* [0 = none] */
 	long connect_timeout_ms;         /* [5s]; curl: covers TLS */
 	long response_header_timeout_ms; /* [0 = none] */
@@ -157,6 +158,24 @@ struct cr_config {
 
 /* Fills *cfg with the built-in configuration: one implicit, pass-through
  * lane "default". */
+/* URL schemes, by their bit in a lane's pool_schemes (docs/INTERNALS.md,
+ * "Pooled schemes"): cr_scheme_names[i] is bit i; a scheme not in the table
+ * is CR_SCHEME_OTHER (pooled only with `pool_schemes = *`). */
+#define CR_SCHEME_HTTP          0
+#define CR_SCHEME_HTTPS         1
+#define CR_SCHEME_OTHER         63
+#define CR_POOL_SCHEMES_DEFAULT ((1LL << CR_SCHEME_HTTP) | (1LL << CR_SCHEME_HTTPS))
+#define CR_POOL_SCHEMES_ALL     (-1LL)
+extern const char *const cr_scheme_names[];
+extern const int cr_nschemes;
+/* The bit of the scheme S[0..N) (any case), CR_SCHEME_OTHER if not known. */
+int cr_scheme_bit(const char *s, size_t n);
+/* The bit of the scheme libcurl uses for URL, whose scheme (lower case) and
+ * host were parsed into SCHEME and HOST: "scheme://" as written, else
+ * libcurl's guess from the host name (ftp., dict., ldap., imap., smtp.,
+ * pop3., else http). */
+int cr_scheme_bit_of_url(const char *url, const char *scheme, const char *host);
+
 void cr_config_builtin(struct cr_config *cfg);
 
 /* Parses FILE into *cfg. Returns 0 when valid, -1 otherwise with every

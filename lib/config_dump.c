@@ -135,6 +135,28 @@ void cr_cfg_dump_tos(const struct cr_lane *l, const struct cr_lane_key *k, FILE 
 		fprintf(out, "; %s = (app)\n", k->name);
 }
 
+void cr_cfg_dump_pool_schemes(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out)
+{
+	long long m = l->pool_schemes;
+
+	if (m == CR_POOL_SCHEMES_ALL) {
+		fprintf(out, "%s = *\n", k->name);
+		return;
+	}
+	if (m == 0) {
+		fprintf(out, "%s = none\n", k->name);
+		return;
+	}
+	fprintf(out, "%s = ", k->name);
+	const char *sep = "";
+	for (int i = 0; i < cr_nschemes; i++)
+		if (((unsigned long long)m >> i) & 1u) {
+			fprintf(out, "%s%s", sep, cr_scheme_names[i]);
+			sep = ", ";
+		}
+	fputc('\n', out);
+}
+
 void cr_cfg_dump_min_tls(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out)
 {
 	if (l->min_tls)

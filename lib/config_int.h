@@ -156,6 +156,8 @@ int cr_cfg_set_dscp(struct parse *p, struct cr_lane *l, const struct cr_lane_key
 int cr_cfg_set_bind(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k, const char *v);
 int cr_cfg_set_min_tls(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 		       const char *v);
+int cr_cfg_set_pool_schemes(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+			    const char *v);
 int cr_cfg_set_retry_budget(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 			    const char *v);
 int cr_cfg_set_fraction(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
@@ -210,6 +212,7 @@ void cr_cfg_dump_str(const struct cr_lane *l, const struct cr_lane_key *k, FILE 
 void cr_cfg_dump_match(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out);
 void cr_cfg_dump_hosts(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out);
 void cr_cfg_dump_bind(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out);
+void cr_cfg_dump_pool_schemes(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out);
 void cr_cfg_dump_min_tls(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out);
 void cr_cfg_dump_prewarm(const struct cr_lane *l, const struct cr_lane_key *k, FILE *out);
 

@@ -350,6 +350,96 @@ int cr_cfg_set_bind(struct parse *p, struct cr_lane *l, const struct cr_lane_key
 	return -1;
 }
 
+/* URL schemes by bit (config.h): what libcurl 7.x and 8.x know. */
+const char *const cr_scheme_names[] = {
+	"http", "https", "ftp",  "ftps",  "sftp",   "scp",     "smtp",   "smtps",
+	"imap", "imaps", "pop3", "pop3s", "ldap",   "ldaps",   "telnet", "dict",
+	"rtsp", "smb",   "smbs", "mqtt",  "gopher", "gophers", "file",   "tftp",
+	"ws",   "wss",   "rtmp", "rtmps", "rtmpe",  "rtmpt",   "rtmpte", "rtmpts",
+};
+const int cr_nschemes = (int)ARRAY_SIZE(cr_scheme_names);
+_Static_assert(ARRAY_SIZE(cr_scheme_names) < CR_SCHEME_OTHER, "scheme bits");
+
+int cr_scheme_bit(const char *s, size_t n)
+{
+	/* http and https first: the common case costs one or two compares. */
+	for (int i = 0; i < cr_nschemes; i++) {
+		const char *c = cr_scheme_names[i];
+		size_t j = 0;
+		while (j < n && c[j] && cr_lower((unsigned char)s[j]) == c[j])
+			j++;
+		if (j == n && !c[j])
+			return i;
+	}
+	return CR_SCHEME_OTHER;
+}
+
+int cr_scheme_bit_of_url(const char *url, const char *scheme, const char *host)
+{
+	/* libcurl's guess for a URL without "scheme://" (lib/urlapi.c,
+	 * Curl_builtin_scheme / guess_scheme): by the host name's first label. */
+	static const char *const guess[] = {"ftp.", "dict.", "ldap.", "imap.", "smtp.", "pop3."};
+	if (!strstr(url, "://")) {
+		for (size_t i = 0; i < ARRAY_SIZE(guess); i++) {
+			size_t n = strlen(guess[i]);
+			if (strncmp(host, guess[i], n) == 0)
+				return cr_scheme_bit(guess[i], n - 1);
+		}
+		return CR_SCHEME_HTTP;
+	}
+	return cr_scheme_bit(scheme, strlen(scheme));
+}
+
+int cr_cfg_set_pool_schemes(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
+			    const char *v)
+{
+	char qb[QMAX + 4];
+	long long mask = 0;
+	(void)k;
+
+	if (strcmp(v, "*") == 0) {
+		l->pool_schemes = CR_POOL_SCHEMES_ALL;
+		return 0;
+	}
+	if (cr_strieq(v, "none")) {
+		l->pool_schemes = 0;
+		return 0;
+	}
+	for (const char *s = v;;) {
+		while (cr_cfg_isspace(*s))
+			s++;
+		size_t n = strcspn(s, ",");
+		size_t m = n;
+		while (m > 0 && cr_cfg_isspace(s[m - 1]))
+			m--;
+		int b = m ? cr_scheme_bit(s, m) : CR_SCHEME_OTHER;
+		if (b == CR_SCHEME_OTHER) {
+			char w[QMAX], qw[QMAX + 4];
+			size_t c = m < sizeof(w) - 1 ? m : sizeof(w) - 1;
+			memcpy(w, s, c);
+			w[c] = '\0';
+			if (m)
+				cr_cfg_diag(
+					p, p->line,
+					"bad pool_schemes '%s': unknown scheme '%s'; use URL "
+					"schemes (e.g. http, https, ftp), * (every scheme) or none",
+					cr_cfg_q(qb, v), cr_cfg_q(qw, w));
+			else
+				cr_cfg_diag(p, p->line,
+					    "bad pool_schemes '%s': an empty item; use URL schemes "
+					    "(e.g. http, https, ftp), * (every scheme) or none",
+					    cr_cfg_q(qb, v));
+			return -1;
+		}
+		mask |= (long long)(1ULL << b);
+		if (!s[n])
+			break;
+		s += n + 1;
+	}
+	l->pool_schemes = mask;
+	return 0;
+}
+
 int cr_cfg_set_min_tls(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 		       const char *v)
 {

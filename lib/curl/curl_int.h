@@ -210,6 +210,7 @@ struct cr_curl_easy {
 	int u_family; /* AF_INET/AF_INET6 for an address literal, else AF_UNSPEC */
 	uint8_t u_addr[16];
 	char u_scheme[16];
+	int u_sbit; /* the scheme's bit in pool_schemes (cr_scheme_bit_of_url) */
 	char u_host[CR_HOST_MAX];
 	char url_text[256];    /* the URL parsed last; "" if too long to keep */
 	int url_in_state;      /* libcurl's current URL (EFFECTIVE_URL) is url_text: a
@@ -443,6 +444,13 @@ extern atomic_uint cr_curl_cfg_gen;
 extern __thread unsigned long cr_curl_tls_closes;
 
 /* The smaller of two timeouts where <= 0 means none. */
+/* Whether LANE pools connections of E's URL scheme across handles
+ * (pool_schemes; docs/INTERNALS.md, "Pooled schemes"): one bit test. */
+static inline int cr_curl_scheme_pooled(const struct cr_lane *lane, const struct cr_curl_easy *e)
+{
+	return (int)(((unsigned long long)lane->pool_schemes >> e->u_sbit) & 1u);
+}
+
 static inline long cr_curl_min_nonzero(long a, long b)
 {
 	if (a <= 0)

@@ -766,6 +766,8 @@ recorded:
 		e->url_ok = u && cr_curl_parse_url(u, e->u_scheme, sizeof(e->u_scheme), e->u_host,
 						   sizeof(e->u_host), &e->u_port) == 0;
 		e->u_family = AF_UNSPEC;
+		if (e->url_ok)
+			e->u_sbit = cr_scheme_bit_of_url(u, e->u_scheme, e->u_host);
 		if (e->url_ok && inet_pton(AF_INET, e->u_host, e->u_addr) == 1)
 			e->u_family = AF_INET;
 		else if (e->url_ok && inet_pton(AF_INET6, e->u_host, e->u_addr) == 1)
@@ -936,6 +938,7 @@ CURL *cr_curl_duphandle(struct cr_curllib *lib, CURL *h)
 		e->u_family = src->u_family;
 		memcpy(e->u_addr, src->u_addr, sizeof(e->u_addr));
 		memcpy(e->u_scheme, src->u_scheme, sizeof(e->u_scheme));
+		e->u_sbit = src->u_sbit;
 		memcpy(e->u_host, src->u_host, sizeof(e->u_host));
 		memcpy(e->url_text, src->url_text, sizeof(e->url_text));
 		e->url_in_state = 0;

@@ -414,7 +414,9 @@ static CURLMcode admit(struct cr_mx *x, struct cr_mxt *t, uint64_t now)
 		}
 	}
 	t->rt = cr_curl_apply_lane(e, t->cfg, lane, t->waited_ms);
-	if (!e->app_share && !e->connect_only) {
+	/* A scheme the lane does not pool runs in libcurl's own multi cache, as
+	 * without the shim (docs/INTERNALS.md, "Pooled schemes"). */
+	if (!e->app_share && !e->connect_only && cr_curl_scheme_pooled(lane, e)) {
 		t->share = share_for(x, lane);
 		if (t->share && e->held[OV_SHARE].p != t->share->sh)
 			cr_curl_hold(e, OV_SHARE, (union cr_ov_val){.p = t->share->sh});

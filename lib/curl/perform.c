@@ -569,8 +569,13 @@ static CURLcode perform_routed(struct cr_curllib *lib, struct cr_curl_easy *e,
 	 * runs the callback inside curl_easy_cleanup of the handle that made the
 	 * connection, and the app may free its data right after; a pooled
 	 * connection would outlive both. */
+	/* Only the lane's pool_schemes are pooled across handles: a session
+	 * protocol's connection (FTP, IMAP, SMTP...) is the app's client, ended
+	 * by its curl_easy_cleanup (docs/INTERNALS.md, "Pooled schemes"); the
+	 * handle then keeps it in its own cache and is never recycled (dirty). */
 	int poolable = !e->app_share && !e->forbid_reuse && !e->app_closesocket_fn &&
-		       !e->connect_only && !e->upkeep_set && lane->max_idle_per_host > 0;
+		       !e->connect_only && !e->upkeep_set && lane->max_idle_per_host > 0 &&
+		       cr_curl_scheme_pooled(lane, e);
 	uint64_t flavor = e->resolve ? cr_curl_shares_flavor(e->resolve) : 0;
 	struct cr_curl_share *s = e->share;
 	/* The share of the last perform, for the same lane of the same config

@@ -387,7 +387,9 @@ Test(curlhosts_exit, closing_the_pools_at_exit_is_bounded, .init = ftp_start, .f
 	snprintf(base, sizeof(base), "ftp://127.0.0.1:%d", ftpd_port);
 	struct h_run b;
 	const char *argv[] = {"curlhosts", "ftp", base, "3", NULL};
-	cr_assert_eq(h_run(&b, argv, NULL, 1, 10000), 0);
+	/* FTP is pooled only when the lane says so (docs/INTERNALS.md, "Pooled schemes") */
+	const char *env[] = {h_config("[lane default]\npool_schemes = *\n"), NULL};
+	cr_assert_eq(h_run(&b, argv, env, 1, 10000), 0);
 	cr_expect_eq(b.timed_out, 0, "exit hung");
 	cr_expect_eq(b.status, 0, "%s", b.err);
 	cr_expect_eq(h_count_str(b.out, "rc=0 bytes=7\n"), 3, "%s", b.out);
