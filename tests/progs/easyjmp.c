@@ -32,18 +32,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "sockutil.h"
+
 static const char *base;
 static int use_sig, use_progress;
 static sigjmp_buf sjb;
 static jmp_buf jb;
 static volatile int jumped;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t sink(char *p, size_t size, size_t n, void *ud)
 {
