@@ -173,6 +173,8 @@ struct cr_curl_easy {
 	int life_reset; /* this life must end with a real curl_easy_reset */
 	int left;       /* a perform of it was left by a jump: libcurl's alone
 			   (perform.c, cr_curl_perform_left) */
+	/* The share parked on it when left: out of its pool before the record is freed. */
+	struct cr_curl_share *left_share;
 	uint64_t set_prev[CR_CURL_OPT_WORDS]; /* set in the last life, not put back yet */
 	CURL *twin;                           /* answers getinfo/header of a stale handle */
 	atomic_int in_freelist;               /* recycled, waiting for curl_easy_init */

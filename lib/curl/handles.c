@@ -1128,6 +1128,13 @@ void cr_curl_cleanup(struct cr_curllib *lib, CURL *h)
 	}
 	if (e && e->share)
 		cr_curl_shares_release(lib, e);
+	/* Left by a jump: its share leaves its pool now if the table's
+	 * settling has not taken it out yet (a full table, or a settle on
+	 * another thread under way): never listing a freed holder. */
+	if (e && e->left_share) {
+		cr_curl_shares_abandon(e->left_share, e, e->share_fork);
+		e->left_share = NULL;
+	}
 	if (e)
 		cr_curl_unpin(e, took);
 	if (h)

@@ -215,6 +215,8 @@ void cr_curl_perform_left(struct cr_curl_pframe *pf);
  * given back yet (any thread's). */
 extern atomic_int cr_curl_left_n;
 void cr_curl_left_settle(void);
+/* The fork child keeps no parent's unit to give back (lib.c). */
+void cr_curl_left_atfork_child(void);
 /* At the next easy call of any thread (init, perform, cleanup, a multi
  * add), the background thread's next turn and the closing of the pools. */
 static inline void cr_curl_left_check(void)

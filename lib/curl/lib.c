@@ -100,6 +100,7 @@ void cr_curl_atfork_child(void)
 	cr_curl_shares_atfork_child();
 	cr_curl_handles_atfork_child();
 	cr_curl_mx_atfork_child();
+	cr_curl_left_atfork_child();
 	atomic_store(&cr_curl_performing, 0); /* the other threads' stayed behind */
 	atomic_store(&pools_pid, getpid());
 }

@@ -737,7 +737,9 @@ CURLcode cr_curl_perform_in(struct cr_curllib *lib, CURL *h, struct cr_curl_pfra
 /* Performs left by a jump whose things are not given back yet: a fixed
  * table in BSS, claimed by CAS (cr_curl_perform_left may run in a signal
  * handler, on any thread), given back by whichever thread settles first.
- * Beyond CR_CURL_LEFT_MAX left at once, the rest keep what they held. */
+ * Beyond CR_CURL_LEFT_MAX left at once, the rest keep their units, gauges
+ * and references; a share is also reachable from its handle (left_share),
+ * so it leaves its pool at that handle's cleanup in any case. */
 #define CR_CURL_LEFT_MAX 16
 enum { LEFT_FREE, LEFT_BUSY, LEFT_FULL };
 static struct {
@@ -764,6 +766,10 @@ void cr_curl_perform_left(struct cr_curl_pframe *pf)
 		 * it before it leaves its pool). */
 		s = e->share;
 		e->share = NULL;
+		/* Abandoned by the handle's cleanup at the latest, before its
+		 * record is freed: the share must never list a freed holder,
+		 * whether or not the table below has room or was settled. */
+		e->left_share = s;
 		e->held[OV_SHARE].p = NULL;
 		e->ov_gen++;
 		e->left = 1;
@@ -786,6 +792,27 @@ void cr_curl_perform_left(struct cr_curl_pframe *pf)
 		atomic_fetch_add(&cr_curl_left_n, 1);
 		return;
 	}
+	/* Full: the unit, gauge and reference are kept (docs/INTERNALS.md);
+	 * the share leaves its pool at the handle's cleanup. */
+}
+
+/* In a fork child: the parent's units are not the child's (its limit counts
+ * start at 0, cr_limits_reset_child), so an entry gives none back there: it
+ * would give back one a child's transfer holds (one more than
+ * max_conns_per_host). Its gauge and config reference are the child's copies
+ * (inherited counts): still settled. An entry half written or half read by a
+ * thread that did not survive the fork is dropped. Stores only. */
+void cr_curl_left_atfork_child(void)
+{
+	int n = 0;
+	for (int i = 0; i < CR_CURL_LEFT_MAX; i++) {
+		left_tab[i].slot = CR_SLOT_NONE;
+		if (atomic_load(&left_tab[i].state) == LEFT_FULL)
+			n++;
+		else
+			atomic_store(&left_tab[i].state, LEFT_FREE);
+	}
+	atomic_store(&cr_curl_left_n, n);
 }
 
 void cr_curl_left_settle(void)

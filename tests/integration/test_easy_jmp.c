@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -125,4 +126,49 @@ Test(easy_jmp, longjmp_progress_then_cleanup, .init = h_start_plain, .fini = h_s
 Test(easy_jmp, longjmp_progress_then_abandon, .init = h_start_plain, .fini = h_stop)
 {
 	jmp_case("jmp-progress-abandon");
+}
+
+/* More performs left at once than the table of performs left holds (16): 20 threads each
+ * siglongjmp out of a write callback, then their handles are cleaned up and the lane used
+ * again. The shares parked on the handles must leave their pools before the handles' records
+ * are freed, table or not: under valgrind, no read of a freed record (the pool's next taker,
+ * the closing of the pools at curl_global_cleanup). */
+Test(easy_jmp, twenty_left_at_once_then_cleanup, .init = h_start_plain, .fini = h_stop)
+{
+	const char *env[] = {h_config("[lane default]\nbind = 127.0.0.2\nmax_conns_per_host = 32\n"
+				      "queue_timeout = 4s\n"),
+			     NULL};
+	struct h_run b;
+	const char *argv[] = {"easyjmp", "many", h_url, NULL};
+	h_run_ok(&b, argv, env, 1, 30000);
+	cr_expect_eq(b.status, 0, "%s\n%s", b.out, b.err);
+	cr_expect_eq(h_count_str(b.out, "many jumped 20\n"), 1, "%s", b.out);
+	cr_expect_eq(count_ok(b.out, "k"), 5, "%s", b.out);
+	char *peers = h_peers(&h_up);
+	cr_expect_eq(h_count_str(peers, "127.0.0.1:"), 0, "outside the lane:\n%s", peers);
+	free(peers);
+	h_run_free(&b);
+	if (access("/usr/bin/valgrind", X_OK) != 0) {
+		cr_log_warn("valgrind not installed: the memory half is skipped");
+		return;
+	}
+	h_wait_stat(&h_up, "open", 0, 2000);
+	cr_assert_eq(h_reset(&h_up), 0);
+	struct h_run v;
+	char prog[512];
+	snprintf(prog, sizeof(prog), "%s/progs/easyjmp", h_build());
+	const char *vargv[] = {"/usr/bin/valgrind",
+			       "-q",
+			       "--error-exitcode=9",
+			       "--leak-check=no",
+			       "--trace-children=no",
+			       prog,
+			       "many",
+			       h_url,
+			       NULL};
+	h_run_ok(&v, vargv, env, 1, 120000);
+	cr_expect_eq(v.status, 0, "valgrind: %s\n%s", v.out, v.err);
+	cr_expect_eq(h_count_str(v.out, "many jumped 20\n"), 1, "%s", v.out);
+	cr_expect_eq(count_ok(v.out, "k"), 5, "%s", v.out);
+	h_run_free(&v);
 }

@@ -15,27 +15,30 @@
  * thread meanwhile a new handle 3 times ("n"), handle A 3 times ("a 1..3"), a new handle per
  * request twice ("f"), two transfers in a multi ("m"). Every transfer line is
  * "<tag> <i> rc <CURLcode> http <status>"; then "after in time" (or "TOO LATE": over 8 s),
- * "exit <0|1>". Exit status 0 when every transfer succeeded, 1 otherwise, 2 on bad usage. */
+ * "exit <0|1>". Exit status 0 when every transfer succeeded, 1 otherwise, 2 on bad usage.
+ *
+ *   easyjmp many BASEURL
+ *
+ * 20 threads each GET /size/60000 on a handle of their own; once all 20 are in their first
+ * write callback, each siglongjmps out of it; no easy call until all 20 jumped ("many jumped
+ * 20"). Then the main thread cleans the 20 handles up and GETs /delay/20 5 times on a new
+ * handle ("k"), and calls curl_global_cleanup. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "sockutil.h"
 
 static const char *base;
 static int use_sig, use_progress;
 static sigjmp_buf sjb;
 static jmp_buf jb;
 static volatile int jumped;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t sink(char *p, size_t size, size_t n, void *ud)
 {
@@ -177,6 +180,63 @@ static int __attribute__((noinline)) deep(int d, CURL *a)
 	return bad | wbad;
 }
 
+/* ------------------------------------------------------------------ many */
+
+#define NMANY 20
+static pthread_barrier_t in_cb, all_jumped;
+static CURL *many_h[NMANY];
+static __thread sigjmp_buf many_jb;
+static atomic_int many_jumps;
+
+static size_t on_body_many(char *p, size_t size, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	pthread_barrier_wait(&in_cb); /* all 20 hold what their performs took */
+	siglongjmp(many_jb, 1);
+	return size * n;
+}
+
+static void *many_thread(void *arg)
+{
+	CURL *h = many_h[(long)arg];
+	if (sigsetjmp(many_jb, 1) == 0)
+		curl_easy_perform(h);
+	else
+		atomic_fetch_add(&many_jumps, 1);
+	pthread_barrier_wait(&all_jumped);
+	return NULL;
+}
+
+static int many_main(void)
+{
+	pthread_t t[NMANY];
+	pthread_barrier_init(&in_cb, NULL, NMANY);
+	pthread_barrier_init(&all_jumped, NULL, NMANY);
+	for (int i = 0; i < NMANY; i++) {
+		many_h[i] = mk("/size/60000");
+		curl_easy_setopt(many_h[i], CURLOPT_WRITEFUNCTION, on_body_many);
+	}
+	for (long i = 0; i < NMANY; i++)
+		if (pthread_create(&t[i], NULL, many_thread, (void *)i) != 0)
+			return 1;
+	for (int i = 0; i < NMANY; i++)
+		pthread_join(t[i], NULL);
+	printf("many jumped %d\n", atomic_load(&many_jumps));
+	for (int i = 0; i < NMANY; i++)
+		curl_easy_cleanup(many_h[i]);
+	char buf[512] = "";
+	int bad = atomic_load(&many_jumps) != NMANY;
+	CURL *k = mk("/delay/20");
+	for (int i = 0; i < 5; i++)
+		bad |= get(k, "k", i, buf, sizeof(buf));
+	curl_easy_cleanup(k);
+	fputs(buf, stdout);
+	curl_global_cleanup();
+	printf("exit %d\n", bad);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -185,6 +245,10 @@ int main(int argc, char **argv)
 	}
 	const char *mode = argv[1];
 	base = argv[2];
+	if (!strcmp(mode, "many")) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		return many_main();
+	}
 	use_sig = !strncmp(mode, "sig-", 4);
 	if (!use_sig && strncmp(mode, "jmp-", 4))
 		return 2;

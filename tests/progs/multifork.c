@@ -52,6 +52,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockutil.h"
+
 #define MAXX 16
 
 static const char *base;
@@ -66,13 +68,6 @@ struct xf {
 	char post[16];
 	char url[256];
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {

@@ -525,3 +525,27 @@ Test(curlmulti_lanes, breaker_refuses_at_admission, .init = mx_setup, .fini = mx
 	cr_curl_cleanup(lib, d);
 	cr_expect_eq(cr_curl_mx_cleanup(x), CURLM_OK);
 }
+
+/* A perform left by a jump, then a fork before it is settled: the child's limit counts start
+ * at 0, so settling the parent's entry in the child must not give back the unit a child's
+ * transfer holds (docs/INTERNALS.md, "libcurl lanes", left by a jump). */
+Test(curl_left, fork_child_keeps_its_own_unit)
+{
+	cr_assert_eq(cr_limits_init(64, NULL, NULL), 0);
+	struct cr_dest a = {.family = AF_INET, .port = 80};
+	uint32_t slot = cr_limit_slot(0, &a);
+	uint64_t w = 0;
+	cr_assert_eq(cr_limit_acquire(slot, 1, 0, &w), 0); /* the parent's perform's unit */
+	struct cr_curl_pframe pf = CR_CURL_PFRAME0;
+	pf.slot = slot;
+	cr_curl_perform_left(&pf);
+	cr_assert_eq(atomic_load(&cr_curl_left_n), 1);
+	/* fork: the child's handlers (shim/init.c's order) */
+	cr_curl_atfork_child();
+	cr_limits_reset_child();
+	cr_assert_eq(cr_limit_acquire(slot, 1, 0, &w), 0); /* a child's transfer */
+	cr_curl_left_check();                              /* the child's next easy call */
+	cr_expect_eq(atomic_load(&cr_curl_left_n), 0);
+	cr_expect_eq(cr_limit_inuse(slot), 1, "the child's unit was given back");
+	cr_expect_neq(cr_limit_acquire(slot, 1, 0, &w), 0, "max_conns_per_host exceeded");
+}
