@@ -170,11 +170,6 @@ extern const char *const cr_scheme_names[];
 extern const int cr_nschemes;
 /* The bit of the scheme S[0..N) (any case), CR_SCHEME_OTHER if not known. */
 int cr_scheme_bit(const char *s, size_t n);
-/* The bit of the scheme libcurl uses for URL, whose scheme (lower case) and
- * host were parsed into SCHEME and HOST: "scheme://" as written, else
- * libcurl's guess from the host name (ftp., dict., ldap., imap., smtp.,
- * pop3., else http). */
-int cr_scheme_bit_of_url(const char *url, const char *scheme, const char *host);
 
 void cr_config_builtin(struct cr_config *cfg);
 

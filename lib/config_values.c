@@ -374,22 +374,6 @@ int cr_scheme_bit(const char *s, size_t n)
 	return CR_SCHEME_OTHER;
 }
 
-int cr_scheme_bit_of_url(const char *url, const char *scheme, const char *host)
-{
-	/* libcurl's guess for a URL without "scheme://" (lib/urlapi.c,
-	 * Curl_builtin_scheme / guess_scheme): by the host name's first label. */
-	static const char *const guess[] = {"ftp.", "dict.", "ldap.", "imap.", "smtp.", "pop3."};
-	if (!strstr(url, "://")) {
-		for (size_t i = 0; i < ARRAY_SIZE(guess); i++) {
-			size_t n = strlen(guess[i]);
-			if (strncmp(host, guess[i], n) == 0)
-				return cr_scheme_bit(guess[i], n - 1);
-		}
-		return CR_SCHEME_HTTP;
-	}
-	return cr_scheme_bit(scheme, strlen(scheme));
-}
-
 int cr_cfg_set_pool_schemes(struct parse *p, struct cr_lane *l, const struct cr_lane_key *k,
 			    const char *v)
 {

@@ -210,7 +210,7 @@ struct cr_curl_easy {
 	int u_family; /* AF_INET/AF_INET6 for an address literal, else AF_UNSPEC */
 	uint8_t u_addr[16];
 	char u_scheme[16];
-	int u_sbit; /* the scheme's bit in pool_schemes (cr_scheme_bit_of_url) */
+	int u_sbit; /* the scheme's bit in pool_schemes (cr_scheme_bit of u_scheme) */
 	char u_host[CR_HOST_MAX];
 	char url_text[256];    /* the URL parsed last; "" if too long to keep */
 	int url_in_state;      /* libcurl's current URL (EFFECTIVE_URL) is url_text: a

@@ -767,7 +767,7 @@ recorded:
 						   sizeof(e->u_host), &e->u_port) == 0;
 		e->u_family = AF_UNSPEC;
 		if (e->url_ok)
-			e->u_sbit = cr_scheme_bit_of_url(u, e->u_scheme, e->u_host);
+			e->u_sbit = cr_scheme_bit(e->u_scheme, strlen(e->u_scheme));
 		if (e->url_ok && inet_pton(AF_INET, e->u_host, e->u_addr) == 1)
 			e->u_family = AF_INET;
 		else if (e->url_ok && inet_pton(AF_INET6, e->u_host, e->u_addr) == 1)
@@ -1276,8 +1276,6 @@ int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, si
 			scheme[i] = (char)((url[i] >= 'A' && url[i] <= 'Z') ? url[i] + 32 : url[i]);
 		scheme[n] = '\0';
 		p = sep + 3;
-	} else {
-		snprintf(scheme, slen, "http"); /* what curl guesses */
 	}
 	const char *end = p + strcspn(p, "/?#");
 	const char *at = memchr(p, '@', (size_t)(end - p));
@@ -1304,6 +1302,18 @@ int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, si
 	for (size_t i = 0; i < n; i++)
 		host[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
 	host[n] = '\0';
+	if (!sep) {
+		/* libcurl's guess for a URL without "scheme://" (lib/urlapi.c,
+		 * guess_scheme): by the host name's first label, else http. */
+		static const char *const guess[] = {"ftp", "dict", "ldap", "imap", "smtp", "pop3"};
+		const char *g = "http";
+		for (size_t i = 0; i < ARRAY_SIZE(guess); i++) {
+			size_t k = strlen(guess[i]);
+			if (strncmp(host, guess[i], k) == 0 && host[k] == '.')
+				g = guess[i];
+		}
+		snprintf(scheme, slen, "%s", g);
+	}
 	if (portp && portp < end) {
 		long v = strtol(portp, NULL, 10);
 		if (v <= 0 || v > 65535)

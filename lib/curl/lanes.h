@@ -254,8 +254,10 @@ void cr_curl_set_sweep_every_ms(long ms);
  * an idle timeout): the background thread must then run for the sweep. */
 int cr_curl_idle_wanted(void);
 
-/* handles.c. Parses scheme://[user@]host[:port]/... into lowercase host and
- * a port (default 80/443 by scheme). 0 or -1. Exposed for tests. */
+/* handles.c. Parses [scheme://][user@]host[:port]/... into lowercase scheme
+ * (without "scheme://", libcurl's guess from the host name: ftp., dict.,
+ * ldap., imap., smtp., pop3., else http) and host, and a port (default
+ * 80/443 by scheme). 0 or -1. Exposed for tests. */
 int cr_curl_parse_url(const char *url, char *scheme, size_t slen, char *host, size_t hlen,
 		      int *port);
 

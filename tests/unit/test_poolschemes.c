@@ -125,7 +125,7 @@ static int url_bit(const char *url)
 	char scheme[16], host[256];
 	int port;
 	cr_assert_eq(cr_curl_parse_url(url, scheme, sizeof(scheme), host, sizeof(host), &port), 0);
-	return cr_scheme_bit_of_url(url, scheme, host);
+	return cr_scheme_bit(scheme, strlen(scheme));
 }
 
 Test(poolschemes_url, scheme_bits)
